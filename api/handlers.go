@@ -1,0 +1,225 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/store"
+)
+
+func notFound(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errdefs.ErrNotFound)...)
+}
+
+func (h *handlers) ready(c *gin.Context) {
+	if err := h.s.Ready(c.Request.Context()); err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"success": false, "ready": false, "error": err.Error(), "code": "not_ready"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "ready": true})
+}
+
+func (h *handlers) createContainer(c *gin.Context) {
+	var req createRequest
+	if err := decode(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := validSessionID(req.SessionID); err != nil {
+		fail(c, err)
+		return
+	}
+	projectType, err := validProjectType(req.ProjectType)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	s, created, err := h.s.Create(c.Request.Context(), req.SessionID, projectType)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, h.containerResponse(s, !created))
+}
+
+func (h *handlers) containerResponse(s store.Session, existing bool) containerResponse {
+	return containerResponse{
+		Success:     true,
+		ContainerID: s.ContainerID,
+		ExposedPort: h.opt.ExposedPort,
+		ProjectType: s.ProjectType,
+		IsExtended:  s.Extended,
+		Existing:    existing,
+		Timeout:     h.opt.IdleTimeout.Milliseconds(),
+		CreatedAt:   s.CreatedAt,
+		ExpiresAt:   s.ExpiresAt,
+		Image:       s.Image,
+	}
+}
+
+func (h *handlers) getContainer(c *gin.Context) {
+	id := c.Query("sessionId")
+	if err := validSessionID(id); err != nil {
+		fail(c, err)
+		return
+	}
+	if action := c.Query("action"); action != "" {
+		fail(c, fmt.Errorf("action %q is not served yet: %w", action, errdefs.ErrNotImplemented))
+		return
+	}
+	info, err := h.s.Get(c.Request.Context(), id)
+	if errdefs.IsNotFound(err) {
+		c.JSON(http.StatusNotFound, gin.H{"success": false, "exists": false, "error": err.Error(), "code": "not_found"})
+		return
+	} else if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, containerInfoResponse{
+		Success:      true,
+		Exists:       true,
+		SessionID:    info.SessionID,
+		ContainerID:  info.ContainerID,
+		ProjectType:  info.ProjectType,
+		IsExtended:   info.Extended,
+		ExposedPort:  h.opt.ExposedPort,
+		CreatedAt:    info.CreatedAt,
+		LastAccessed: info.LastActiveAt,
+		ExpiresAt:    info.ExpiresAt,
+		Status:       info.Status,
+		Image:        info.Image,
+		Usage:        info.Usage,
+	})
+}
+
+func (h *handlers) extendContainer(c *gin.Context) {
+	var req sessionRequest
+	if err := decode(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := validSessionID(req.SessionID); err != nil {
+		fail(c, err)
+		return
+	}
+	s, err := h.s.Extend(c.Request.Context(), req.SessionID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, extendResponse{Success: true, IsExtended: s.Extended, ExpiresAt: s.ExpiresAt})
+}
+
+func (h *handlers) deleteContainer(c *gin.Context) {
+	id := c.Query("sessionId")
+	if err := validSessionID(id); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := h.s.Destroy(c.Request.Context(), id); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true})
+}
+
+// timeout turns the optional timeoutMs into a duration: 0 means the default,
+// anything over the maximum is capped.
+func (h *handlers) timeout(ms *int64) (time.Duration, error) {
+	if ms == nil {
+		return 0, nil
+	}
+	if *ms <= 0 {
+		return 0, invalid("timeoutMs must be positive")
+	}
+	if *ms > h.opt.MaxExecTimeout.Milliseconds() {
+		return h.opt.MaxExecTimeout, nil
+	}
+	return time.Duration(*ms) * time.Millisecond, nil
+}
+
+func (h *handlers) execute(c *gin.Context) {
+	var req executeRequest
+	if err := decode(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := validSessionID(req.SessionID); err != nil {
+		fail(c, err)
+		return
+	}
+	filename, err := validFilename(req.Filename, h.opt.PathLimits)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	timeout, err := h.timeout(req.TimeoutMs)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if err := h.s.WriteFile(ctx, req.SessionID, filename, []byte(req.Code)); err != nil {
+		fail(c, err)
+		return
+	}
+	res, err := h.s.Exec(ctx, req.SessionID, runtime.ExecRequest{
+		Args:    []string{h.opt.NodePath, runtime.WorkspacePath + "/" + filename},
+		Timeout: timeout,
+	})
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newRunResponse(res))
+}
+
+func (h *handlers) shell(c *gin.Context) {
+	var req shellRequest
+	if err := decode(c, &req); err != nil {
+		fail(c, err)
+		return
+	}
+	if err := validSessionID(req.SessionID); err != nil {
+		fail(c, err)
+		return
+	}
+	switch {
+	case strings.TrimSpace(req.Command) == "":
+		fail(c, invalid("command is required"))
+		return
+	case len(req.Command) > h.opt.MaxCommandBytes:
+		fail(c, invalid("command is longer than %d bytes", h.opt.MaxCommandBytes))
+		return
+	case strings.ContainsRune(req.Command, 0):
+		fail(c, invalid("command contains a NUL byte"))
+		return
+	case req.Background:
+		fail(c, fmt.Errorf("background processes are not served yet; run the command in the foreground: %w", errdefs.ErrNotImplemented))
+		return
+	}
+	timeout, err := h.timeout(req.TimeoutMs)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	res, err := h.s.Exec(c.Request.Context(), req.SessionID, runtime.ExecRequest{
+		Args:    []string{"/bin/sh", "-c", req.Command},
+		Timeout: timeout,
+	})
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, newRunResponse(res))
+}

@@ -1,0 +1,116 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+	"github.com/servcraft/servcraftd/store"
+)
+
+// Sessions is what the handlers need of the runtime.
+type Sessions interface {
+	Create(ctx context.Context, sessionID, projectType string) (store.Session, bool, error)
+	Get(ctx context.Context, sessionID string) (runtime.Info, error)
+	Extend(ctx context.Context, sessionID string) (store.Session, error)
+	Destroy(ctx context.Context, sessionID string) error
+	Exec(ctx context.Context, sessionID string, req runtime.ExecRequest) (runtime.ExecResult, error)
+	WriteFile(ctx context.Context, sessionID, rel string, data []byte) error
+	Ready(ctx context.Context) error
+}
+
+// Options are the API's limits and fixed answers.
+type Options struct {
+	MaxBodyBytes    int64         // largest request body
+	MaxCommandBytes int           // longest shell command
+	MaxExecTimeout  time.Duration // most timeoutMs may ask for (larger values are capped)
+	IdleTimeout     time.Duration // reported as "timeout"
+	ExposedPort     int           // in-container port the preview proxies to
+	NodePath        string        // node inside the image
+	PathLimits      workspace.PathLimits
+}
+
+// DefaultOptions are the limits used when none are configured.
+var DefaultOptions = Options{
+	MaxBodyBytes:    10 << 20,
+	MaxCommandBytes: 64 << 10,
+	MaxExecTimeout:  60 * time.Second,
+	IdleTimeout:     30 * time.Minute,
+	ExposedPort:     3000,
+	NodePath:        "/usr/local/bin/node",
+	PathLimits:      workspace.DefaultPathLimits,
+}
+
+type handlers struct {
+	s   Sessions
+	opt Options
+}
+
+// NewRouter returns the servcraftd HTTP handler.
+func NewRouter(s Sessions, opt Options) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	h := &handlers{s: s, opt: opt}
+	r.Use(gin.CustomRecovery(func(c *gin.Context, _ any) {
+		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
+	}), errorMiddleware, h.limitBody)
+	r.NoRoute(func(c *gin.Context) { fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path)) })
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, errorBody{Error: "method not allowed", Code: "method_not_allowed"})
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"success": true, "status": "ok"}) })
+	r.GET("/readyz", h.ready)
+
+	pg := r.Group("/api/playground")
+	pg.POST("/container", h.createContainer)
+	pg.GET("/container", h.getContainer)
+	pg.PATCH("/container", h.extendContainer)
+	pg.DELETE("/container", h.deleteContainer)
+	pg.POST("/execute", h.execute)
+	pg.POST("/shell", h.shell)
+	return r
+}
+
+// limitBody caps every request body at MaxBodyBytes.
+func (h *handlers) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > h.opt.MaxBodyBytes {
+		fail(c, errBodyTooLarge)
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.opt.MaxBodyBytes)
+	c.Next()
+}
+
+// decode reads one JSON object into v; anything else is the client's mistake.
+func decode(c *gin.Context, v any) error {
+	dec := json.NewDecoder(c.Request.Body)
+	if err := dec.Decode(v); err != nil {
+		var maxBytes *http.MaxBytesError
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &maxBytes):
+			return err
+		case errors.Is(err, io.EOF):
+			return invalid("request body is empty: want a JSON object")
+		case errors.As(err, &syntax):
+			return invalid("malformed JSON at byte %d", syntax.Offset)
+		case errors.As(err, &typ):
+			return invalid("field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)
+		}
+		return invalid("malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return invalid("trailing data after the JSON object")
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+// Command servcraftd is the ServCraft runtime daemon: an HTTP API that gives
+// every playground session its own Node.js 20 container, driven directly
+// through containerd.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+	"github.com/servcraft/servcraftd/store"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "servcraftd:", err)
+		os.Exit(2)
+	}
+	setupLogging(cfg.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		slog.Error("servcraftd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func setupLogging(format string) {
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+	if format == "json" {
+		h = slog.NewJSONHandler(os.Stderr, nil)
+	}
+	slog.SetDefault(slog.New(h))
+}
+
+// run wires the daemon together and serves until ctx ends, then drains.
+func run(ctx context.Context, cfg config) error {
+	state, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	client, err := containerd.New(cfg.ContainerdAddress,
+		containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
+	}
+	defer client.Close()
+	if v, err := client.Version(ctx); err == nil {
+		slog.Info("containerd connected", "address", cfg.ContainerdAddress, "version", v.Version, "namespace", cfg.Namespace)
+	} else {
+		return fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err)
+	}
+
+	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), int64(cfg.WorkspaceSize))
+	if err != nil {
+		return err
+	}
+	quota, period := cfg.cpuQuota()
+	mgr, err := runtime.New(ctx, client, db, vols, runtime.Config{
+		Image: runtime.ImageConfig{Ref: cfg.Image, Pull: cfg.Pull, FallbackRef: cfg.FallbackImage,
+			FallbackArchive: cfg.FallbackArchive, Snapshotter: cfg.Snapshotter},
+		Runtime:  cfg.Runtime,
+		InitPath: cfg.InitPath,
+		StateDir: state,
+		Limits: runtime.SpecLimits{MemoryBytes: int64(cfg.Memory), CPUQuota: quota, CPUPeriod: period,
+			Pids: cfg.Pids, TmpBytes: int64(cfg.TmpSize), NoFile: cfg.NoFile, FileBytes: uint64(cfg.WorkspaceSize)},
+		IdleTimeout:    cfg.IdleTimeout,
+		ExtendBy:       cfg.ExtendBy,
+		ExecTimeout:    cfg.ExecTimeout,
+		MaxExecTimeout: cfg.MaxExecTimeout,
+		OutputLimit:    int(cfg.OutputLimit),
+		TouchInterval:  cfg.TouchInterval,
+	})
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	opts := api.DefaultOptions
+	opts.MaxBodyBytes = int64(cfg.MaxBody)
+	opts.MaxCommandBytes = int(cfg.MaxCommand)
+	opts.MaxExecTimeout = cfg.MaxExecTimeout
+	opts.IdleTimeout = cfg.IdleTimeout
+	opts.ExposedPort = cfg.ExposedPort
+	opts.NodePath = cfg.NodePath
+	opts.PathLimits.MaxDepth = cfg.MaxPathDepth
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api.NewRouter(mgr, opts),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      cfg.MaxExecTimeout + 60*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	slog.Info("servcraftd serving", "listen", ln.Addr().String(), "image", mgr.ImageName(), "state", state)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	slog.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		slog.Warn("shutdown did not drain", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,382 @@
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+	"github.com/servcraft/servcraftd/store"
+)
+
+const testNamespace = "servcraft-test-runtime"
+
+// testConfig is the production configuration with the offline image and a private state folder.
+func testConfig(env *runtimetest.Env, state string) runtime.Config {
+	return runtime.Config{
+		Image:    env.Image,
+		Runtime:  "io.containerd.runc.v2",
+		InitPath: env.InitPath,
+		StateDir: state,
+		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
+			TmpBytes: 64 << 20, NoFile: 4096, FileBytes: 1 << 30},
+		IdleTimeout:    30 * time.Minute,
+		ExtendBy:       10 * time.Minute,
+		ExecTimeout:    10 * time.Second,
+		MaxExecTimeout: 60 * time.Second,
+		OutputLimit:    1 << 20,
+		TouchInterval:  50 * time.Millisecond,
+	}
+}
+
+type harness struct {
+	env   *runtimetest.Env
+	m     *runtime.Manager
+	db    *store.DB
+	vols  *workspace.Volumes
+	state string
+}
+
+func newHarness(t *testing.T, tweak ...func(*runtime.Config)) *harness {
+	t.Helper()
+	env := runtimetest.Start(t, testNamespace)
+	state := t.TempDir()
+	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(env, state)
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	m, err := runtime.New(env.Context(t), env.Client, db, vols, cfg)
+	if err != nil {
+		t.Fatalf("new manager: %v", err)
+	}
+	h := &harness{env: env, m: m, db: db, vols: vols, state: state}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		list, _ := db.List()
+		for _, s := range list {
+			if err := m.Destroy(env.Context(t), s.SessionID); err != nil {
+				t.Errorf("cleanup %s: %v", s.SessionID, err)
+			}
+		}
+		_ = ctx
+		m.Close()
+		db.Close()
+	})
+	return h
+}
+
+// session creates a session named after the test.
+func (h *harness) session(t *testing.T, suffix string) store.Session {
+	t.Helper()
+	id := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + suffix
+	s, created, err := h.m.Create(h.env.Context(t), id, "js")
+	if err != nil || !created {
+		t.Fatalf("create %s: created=%v err=%v", id, created, err)
+	}
+	return s
+}
+
+func (h *harness) node(t *testing.T, s store.Session, code string, timeout time.Duration) runtime.ExecResult {
+	t.Helper()
+	if err := h.m.WriteFile(h.env.Context(t), s.SessionID, "main.js", []byte(code)); err != nil {
+		t.Fatal(err)
+	}
+	return h.exec(t, s, timeout, "/usr/local/bin/node", "/workspace/main.js")
+}
+
+func (h *harness) exec(t *testing.T, s store.Session, timeout time.Duration, args ...string) runtime.ExecResult {
+	t.Helper()
+	res, err := h.m.Exec(h.env.Context(t), s.SessionID, runtime.ExecRequest{Args: args, Timeout: timeout})
+	if err != nil {
+		t.Fatalf("exec %v: %v", args, err)
+	}
+	return res
+}
+
+func TestLifecycleLeavesNothing(t *testing.T) {
+	h := newHarness(t)
+	ctx := h.env.Context(t)
+	s := h.session(t, "")
+	if !strings.HasPrefix(s.ContainerID, runtime.ContainerPrefix) || s.State != store.StateRunning {
+		t.Fatalf("session = %+v", s)
+	}
+	res := h.node(t, s, `console.log("hi", process.getuid(), process.cwd()); console.error("err")`, 0)
+	if res.ExitCode != 0 || res.Stdout != "hi 1000 /workspace\n" || res.Stderr != "err\n" {
+		t.Fatalf("run = %+v", res)
+	}
+	info, err := h.m.Get(ctx, s.SessionID)
+	if err != nil || info.Status != "running" || info.Usage.MemoryLimitBytes != 512<<20 || info.Usage.Pids == 0 {
+		t.Fatalf("get = %+v, %v", info, err)
+	}
+	if err := h.m.Destroy(ctx, s.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.m.Get(ctx, s.SessionID); !errdefs.IsNotFound(err) {
+		t.Fatalf("get after destroy: %v", err)
+	}
+	for _, id := range h.env.Containers(t) {
+		if id == s.ContainerID {
+			t.Fatalf("container %s survives destroy", id)
+		}
+	}
+	snaps := h.env.Client.SnapshotService("overlayfs")
+	if _, err := snaps.Stat(ctx, s.ContainerID+"-rootfs"); !errdefs.IsNotFound(err) {
+		t.Fatalf("rootfs snapshot survives destroy: %v", err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), s.UUID) {
+		t.Fatalf("workspace still mounted")
+	}
+	if _, err := os.Stat(filepath.Join(h.state, "workspaces", s.UUID)); !os.IsNotExist(err) {
+		t.Fatalf("workspace folder survives: %v", err)
+	}
+	if err := h.m.Destroy(ctx, s.SessionID); !errdefs.IsNotFound(err) {
+		t.Fatalf("second destroy: %v", err)
+	}
+}
+
+func TestConcurrentCreatesMakeOneContainer(t *testing.T) {
+	h := newHarness(t)
+	ctx := h.env.Context(t)
+	id := "concurrent-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created, ids := 0, map[string]bool{}
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, c, err := h.m.Create(ctx, id, "ts")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[s.ContainerID] = true
+			if c {
+				created++
+			}
+		}()
+	}
+	wg.Wait()
+	if created != 1 || len(ids) != 1 {
+		t.Fatalf("created %d sessions, %d container IDs", created, len(ids))
+	}
+	n := 0
+	for _, c := range h.env.Containers(t) {
+		if ids[c] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d containers in containerd", n)
+	}
+}
+
+func TestSecurityContextFromInside(t *testing.T) {
+	h := newHarness(t)
+	s := h.session(t, "")
+	res := h.exec(t, s, 0, "/bin/sh", "-c", `grep -E '^(Uid|Gid|CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; touch /etc/x 2>&1; ls /sys/class/net`)
+	for _, want := range []string{"Uid:\t1000\t1000\t1000\t1000", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000",
+		"NoNewPrivs:\t1", "Seccomp:\t2", "Read-only file system"} {
+		if !strings.Contains(res.Stdout, want) {
+			t.Errorf("missing %q in:\n%s", want, res.Stdout)
+		}
+	}
+	if strings.TrimSpace(lastLine(res.Stdout)) != "lo" {
+		t.Errorf("network interfaces: %q, want only lo", lastLine(res.Stdout))
+	}
+	pid1 := h.exec(t, s, 0, "/bin/sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+	if !strings.HasPrefix(pid1.Stdout, "/sbin/servcraft-init") {
+		t.Errorf("PID 1 is %q, want the init", pid1.Stdout)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestNetworkOnlyLoopback(t *testing.T) {
+	h := newHarness(t)
+	s := h.session(t, "")
+	// A server on the host's loopback that the container must not reach.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	res := h.node(t, s, fmt.Sprintf(`
+const net = require("net");
+console.log(JSON.stringify(Object.keys(require("os").networkInterfaces())));
+const c = net.connect(%d, "127.0.0.1");
+c.on("connect", () => { console.log("CONNECTED"); process.exit(0); });
+c.on("error", (e) => { console.log("ERR", e.code); });
+`, port), 5*time.Second)
+	if !strings.HasPrefix(res.Stdout, `["lo"]`) {
+		t.Errorf("interfaces: %q", res.Stdout)
+	}
+	if strings.Contains(res.Stdout, "CONNECTED") || !strings.Contains(res.Stdout, "ERR ECONNREFUSED") {
+		t.Errorf("host loopback reachable or unexpected error: %q", res.Stdout)
+	}
+	select {
+	case <-accepted:
+		t.Error("host listener accepted a connection from the container")
+	default:
+	}
+}
+
+func TestMemoryHogIsOOMKilledAndSessionSurvives(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.Limits.MemoryBytes = 128 << 20 })
+	s := h.session(t, "")
+	res := h.node(t, s, `const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1));`, 30*time.Second)
+	if !res.OOMKilled || res.ExitCode != 137 || res.Signal != "SIGKILL" {
+		t.Fatalf("hog: %+v", res)
+	}
+	if res := h.node(t, s, `console.log("alive")`, 0); res.Stdout != "alive\n" {
+		t.Fatalf("after OOM: %+v", res)
+	}
+}
+
+func TestCPUQuota(t *testing.T) {
+	h := newHarness(t)
+	s := h.session(t, "")
+	res := h.node(t, s, `const t0 = Date.now(); while (Date.now() - t0 < 2000); const u = process.cpuUsage(); console.log((u.user + u.system) / 1e6);`, 20*time.Second)
+	cpu, err := strconv.ParseFloat(strings.TrimSpace(res.Stdout), 64)
+	if err != nil {
+		t.Fatalf("%+v: %v", res, err)
+	}
+	t.Logf("2 s busy loop used %.3f s CPU", cpu)
+	if cpu > 1.15 || cpu < 0.5 {
+		t.Fatalf("CPU %.3f s in 2 s wall, want about 1 s at 0.5 CPU", cpu)
+	}
+}
+
+func TestTimeoutKillsDetachedChildren(t *testing.T) {
+	h := newHarness(t)
+	s := h.session(t, "")
+	res := h.node(t, s, `
+const { spawn } = require("child_process");
+const c = spawn("/bin/sh", ["-c", "sleep 1000"], { detached: true, stdio: "ignore" });
+c.unref();
+console.log("child", c.pid);
+setInterval(() => {}, 1000);
+`, 1500*time.Millisecond)
+	if !res.TimedOut || !strings.HasPrefix(res.Stdout, "child ") {
+		t.Fatalf("run: %+v", res)
+	}
+	if res.Duration > 5*time.Second {
+		t.Fatalf("timeout took %v", res.Duration)
+	}
+	ps := h.exec(t, s, 0, "/bin/sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
+	if strings.Contains(ps.Stdout, "sleep 1000") || strings.Contains(ps.Stdout, "main.js") {
+		t.Fatalf("processes survive the timeout:\n%s", ps.Stdout)
+	}
+}
+
+func TestFinishedRunLeavesNoOrphans(t *testing.T) {
+	h := newHarness(t)
+	s := h.session(t, "")
+	res := h.exec(t, s, 0, "/bin/sh", "-c", "(setsid sleep 900 &) ; echo started")
+	if res.ExitCode != 0 || res.Stdout != "started\n" {
+		t.Fatalf("%+v", res)
+	}
+	ps := h.exec(t, s, 0, "/bin/sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
+	if strings.Contains(ps.Stdout, "sleep 900") {
+		t.Fatalf("a finished run's detached child survives:\n%s", ps.Stdout)
+	}
+}
+
+func TestOutputCap(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.OutputLimit = 64 << 10 })
+	s := h.session(t, "")
+	start := time.Now()
+	res := h.node(t, s, `for (;;) process.stdout.write("x".repeat(1000));`, 30*time.Second)
+	if !res.Truncated || res.TimedOut || len(res.Stdout) != 64<<10 {
+		t.Fatalf("truncated=%v timedOut=%v len=%d", res.Truncated, res.TimedOut, len(res.Stdout))
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %v to stop an endless printer", d)
+	}
+}
+
+func TestForkBombContained(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.Limits.Pids = 64 })
+	bomb := h.session(t, "-bomb")
+	other := h.session(t, "-other")
+	done := make(chan runtime.ExecResult, 1)
+	go func() {
+		res, err := h.m.Exec(h.env.Context(t), bomb.SessionID, runtime.ExecRequest{
+			Args: []string{"/bin/sh", "-c", "b() { b | b & }; b"}, Timeout: 3 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	time.Sleep(500 * time.Millisecond) // let the bomb fill its pids limit
+	if res := h.node(t, other, `console.log("fine")`, 0); res.Stdout != "fine\n" {
+		t.Fatalf("other session during the bomb: %+v", res)
+	}
+	<-done
+	info, err := h.m.Get(h.env.Context(t), bomb.SessionID)
+	if err != nil || info.Usage.Pids > 64 {
+		t.Fatalf("bomb session: %+v %v", info.Usage, err)
+	}
+	if res := h.node(t, bomb, `console.log("recovered")`, 0); res.Stdout != "recovered\n" {
+		t.Fatalf("bomb session after: %+v", res)
+	}
+}
+
+func TestStdinAndExitCodes(t *testing.T) {
+	h := newHarness(t)
+	s := h.session(t, "")
+	res, err := h.m.Exec(h.env.Context(t), s.SessionID, runtime.ExecRequest{
+		Args: []string{"/bin/sh", "-c", "cat; exit 3"}, Stdin: []byte("hello\nworld")})
+	if err != nil || res.Stdout != "hello\nworld" || res.ExitCode != 3 || res.Signal != "" {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestExtendOnce(t *testing.T) {
+	h := newHarness(t)
+	ctx := h.env.Context(t)
+	s := h.session(t, "")
+	ext, err := h.m.Extend(ctx, s.SessionID)
+	if err != nil || !ext.Extended || ext.ExpiresAt.Sub(s.ExpiresAt) < 10*time.Minute {
+		t.Fatalf("extend: %+v %v", ext, err)
+	}
+	if _, err := h.m.Extend(ctx, s.SessionID); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("second extend: %v", err)
+	}
+	if _, err := h.m.Extend(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("extend unknown: %v", err)
+	}
+}

@@ -1,0 +1,110 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Paths inside every session container.
+const (
+	WorkspacePath = "/workspace"
+	HomePath      = "/home/node"
+	initPath      = "/sbin/servcraft-init"
+	// SandboxUID is the uid (and gid) every process in a session runs as: "node".
+	SandboxUID = 1000
+)
+
+// SpecLimits are the resource limits of one session container.
+type SpecLimits struct {
+	MemoryBytes int64
+	CPUQuota    int64  // microseconds of CPU per period
+	CPUPeriod   uint64 // microseconds
+	Pids        int64
+	TmpBytes    int64 // size of the /tmp and /home/node tmpfs mounts, each
+	NoFile      uint64
+	FileBytes   uint64 // largest file a process may write (RLIMIT_FSIZE)
+}
+
+// sessionSpecOpts builds a session container's spec: non-root, no
+// capabilities, no new privileges, read-only rootfs, a fresh network
+// namespace with only lo (from the default spec), resource limits, a reaping
+// init as PID 1, and the default seccomp profile applied last.
+func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts {
+	return []oci.SpecOpts{
+		oci.WithDefaultSpec(),
+		oci.WithDefaultUnixDevices,
+		oci.WithImageConfig(image),
+		oci.WithHostname("sandbox"),
+		withInit(hostInit),
+		oci.WithProcessArgs(initPath, "--", "/bin/sleep", "2147483647"),
+		oci.WithProcessCwd(WorkspacePath),
+		oci.WithEnv([]string{"HOME=" + HomePath, "USER=node", "NPM_CONFIG_UPDATE_NOTIFIER=false"}),
+		oci.WithUIDGID(SandboxUID, SandboxUID),
+		withNoAdditionalGIDs,
+		oci.WithCapabilities(nil),
+		oci.WithNoNewPrivileges,
+		oci.WithRootFSReadonly(),
+		withTmpfs("/tmp", lim.TmpBytes, 0o1777),
+		withTmpfs(HomePath, lim.TmpBytes, 0o755),
+		withWorkspace(workspaceDir),
+		oci.WithMemoryLimit(uint64(lim.MemoryBytes)),
+		oci.WithMemorySwap(lim.MemoryBytes), // memory+swap = memory: no swap on top
+		oci.WithCPUCFS(lim.CPUQuota, lim.CPUPeriod),
+		oci.WithPidsLimit(lim.Pids),
+		withRlimit("RLIMIT_NOFILE", lim.NoFile),
+		withRlimit("RLIMIT_FSIZE", lim.FileBytes),
+		withRlimit("RLIMIT_CORE", 0),
+		seccomp.WithDefaultProfile(), // last: it reads the capabilities set above
+	}
+}
+
+// withInit bind-mounts a static init (tini) read-only as the container's PID 1,
+// which reaps orphans the way `docker run --init` does.
+func withInit(hostInit string) oci.SpecOpts {
+	return oci.WithMounts([]specs.Mount{{
+		Destination: initPath,
+		Type:        "bind",
+		Source:      hostInit,
+		Options:     []string{"bind", "ro", "nosuid", "nodev"},
+	}})
+}
+
+// withTmpfs mounts a size-limited tmpfs owned by the sandbox user at dest.
+func withTmpfs(dest string, size int64, mode uint32) oci.SpecOpts {
+	return oci.WithMounts([]specs.Mount{{
+		Destination: dest,
+		Type:        "tmpfs",
+		Source:      "tmpfs",
+		Options: []string{"nosuid", "nodev", "noexec",
+			fmt.Sprintf("size=%d", size), fmt.Sprintf("mode=%o", mode),
+			fmt.Sprintf("uid=%d", SandboxUID), fmt.Sprintf("gid=%d", SandboxUID)},
+	}})
+}
+
+// withWorkspace bind-mounts the session's workspace volume read-write at /workspace.
+func withWorkspace(hostDir string) oci.SpecOpts {
+	return oci.WithMounts([]specs.Mount{{
+		Destination: WorkspacePath,
+		Type:        "bind",
+		Source:      hostDir,
+		Options:     []string{"rbind", "rw", "nosuid", "nodev"},
+	}})
+}
+
+// withRlimit sets soft and hard limit of one resource, replacing any earlier value.
+func withRlimit(name string, limit uint64) oci.SpecOpts {
+	return oci.WithRlimit(&specs.POSIXRlimit{Type: name, Hard: limit, Soft: limit})
+}
+
+// withNoAdditionalGIDs drops supplementary groups: the sandbox user is in its own group only.
+func withNoAdditionalGIDs(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	if s.Process != nil {
+		s.Process.User.AdditionalGids = nil
+	}
+	return nil
+}

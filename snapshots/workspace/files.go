@@ -1,0 +1,151 @@
+package workspace
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+)
+
+// PathLimits bound the names a client may give inside a workspace.
+type PathLimits struct {
+	MaxDepth   int // folders plus the file, e.g. "src/app.ts" is 2
+	MaxNameLen int // bytes in one path element
+	MaxPathLen int // bytes in the whole relative path
+}
+
+// DefaultPathLimits are used where no limits are configured.
+var DefaultPathLimits = PathLimits{MaxDepth: 16, MaxNameLen: 255, MaxPathLen: 1024}
+
+// CleanPath checks a client's relative path and returns it unchanged, or an
+// errdefs.ErrInvalidArgument naming what is wrong. It accepts only plain
+// relative paths: no leading "/", no "." or ".." elements, no empty elements,
+// no backslash, NUL or other control characters.
+func CleanPath(p string, lim PathLimits) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("path %q: %s: %w", p, why, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case p == "":
+		return bad("empty")
+	case len(p) > lim.MaxPathLen:
+		return bad(fmt.Sprintf("longer than %d bytes", lim.MaxPathLen))
+	case strings.HasPrefix(p, "/"):
+		return bad("absolute")
+	case strings.ContainsRune(p, '\\'):
+		return bad("backslash")
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return bad("control or invalid character")
+		}
+	}
+	elems := strings.Split(p, "/")
+	if len(elems) > lim.MaxDepth {
+		return bad(fmt.Sprintf("deeper than %d levels", lim.MaxDepth))
+	}
+	for _, e := range elems {
+		switch {
+		case e == "":
+			return bad("empty element")
+		case e == "." || e == "..":
+			return bad("dot element")
+		case len(e) > lim.MaxNameLen:
+			return bad(fmt.Sprintf("element longer than %d bytes", lim.MaxNameLen))
+		}
+	}
+	return p, nil
+}
+
+// WriteFile writes data to rel (already checked by CleanPath) inside the
+// workspace folder dir, making parent folders as needed. Every step is
+// resolved inside dir by os.Root, so no link planted by user code leads out of
+// it; only regular files are written (a FIFO, socket or device fails with
+// errdefs.ErrInvalidArgument and is never blocked on). Whatever it creates
+// is owned by Owner.
+func WriteFile(dir, rel string, data []byte, perm fs.FileMode) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open workspace: %w", err)
+	}
+	defer root.Close()
+	if parent := path.Dir(rel); parent != "." {
+		if err := mkdirAllOwned(root, parent); err != nil {
+			return err
+		}
+	}
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, perm)
+	if err != nil {
+		return fmt.Errorf("open %q in workspace: %w", rel, classify(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", rel, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%q is a %s, not a regular file: %w", rel, st.Mode().Type(), errdefs.ErrInvalidArgument)
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("truncate %q: %w", rel, classify(err))
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %q: %w", rel, classify(err))
+	}
+	if err := f.Chown(Owner, Owner); err != nil {
+		return fmt.Errorf("chown %q: %w", rel, err)
+	}
+	return nil
+}
+
+// mkdirAllOwned makes every missing folder of rel inside root, owned by Owner.
+func mkdirAllOwned(root *os.Root, rel string) error {
+	elems := strings.Split(rel, "/")
+	for i := range elems {
+		p := strings.Join(elems[:i+1], "/")
+		err := root.Mkdir(p, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			st, serr := root.Stat(p)
+			if serr != nil {
+				return fmt.Errorf("stat %q in workspace: %w", p, classify(serr))
+			}
+			if !st.IsDir() {
+				return fmt.Errorf("%q is not a folder: %w", p, errdefs.ErrInvalidArgument)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("mkdir %q in workspace: %w", p, classify(err))
+		}
+		if err := root.Lchown(p, Owner, Owner); err != nil {
+			return fmt.Errorf("chown %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// classify marks errors caused by what is in the workspace (a link leading
+// out, a full disk, a name that is a folder) as the client's, keeping the cause.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("workspace full: %w: %w", errdefs.ErrResourceExhausted, err)
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR),
+		errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.EEXIST), escapesRoot(err):
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	return err
+}
+
+// escapesRoot reports os.Root's own refusal: a *PathError whose cause is not
+// an errno is the root saying the path (through a link) leads out of it.
+func escapesRoot(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) && !errors.As(pe.Err, &errno)
+}

@@ -1,0 +1,12 @@
+// Package store keeps servcraftd's session records in one bbolt file.
+//
+// Schema (every key is declared in keys.go; buckets are reached only through its helpers):
+//
+//	meta/
+//	  version        -> uint64, big endian: the schema version (see migrations.go)
+//	sessions/
+//	  <sessionId>    -> JSON of Session
+//
+// Every operation is one transaction, and values are copied out before it ends.
+// The store imports none of servcraftd's other packages.
+package store
