@@ -48,6 +48,9 @@ func Unavailable(t testing.TB, format string, args ...any) {
 // package, so packages running in parallel never see each other's containers).
 func Start(t testing.TB, namespace string) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped in -short mode")
+	}
 	if os.Geteuid() != 0 {
 		Unavailable(t, "needs root (containerd, mounts, cgroups)")
 	}

@@ -1,0 +1,41 @@
+# servcraftd: `make run` starts everything on one machine, `make test` runs every test.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+GO ?= go
+STATE ?= $(CURDIR)/.servcraft
+export SERVCRAFT_STATE := $(STATE)
+ARCHIVE := $(STATE)/image/node20.tar
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: all deps containerd image build run test unit-test bench stop-containerd clean
+
+all: build
+
+deps: ## install containerd, runc, tini, busybox-static, e2fsprogs when missing
+	@scripts/deps.sh
+
+image: deps ## build the offline Node 20 image archive (cached)
+	@scripts/build-image.sh >/dev/null
+
+build: ## build bin/servcraftd and bin/servcraft-image
+	$(GO) build -o bin/servcraftd ./cmd/servcraftd
+	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
+
+run: deps image build ## start containerd if needed and serve on $(LISTEN)
+	@addr=$$(scripts/containerd-address.sh) && \
+	exec bin/servcraftd --listen $(LISTEN) --state-dir $(STATE)/daemon \
+		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) $(ARGS)
+
+test: deps image ## every test: unit and integration, against a real containerd
+	@addr=$$(scripts/containerd-address.sh) && \
+	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) \
+		$(GO) test -count=1 -timeout 20m ./...
+
+unit-test: ## only the tests that need neither root nor containerd
+	$(GO) test -count=1 -short ./...
+
+stop-containerd: ## stop the project-local containerd
+	@scripts/dev-containerd.sh stop
+
+clean: ## remove built binaries (not the state folder)
+	rm -rf bin

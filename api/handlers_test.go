@@ -1,0 +1,193 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/store"
+)
+
+// fakeSessions counts calls; bad input must never reach it.
+type fakeSessions struct {
+	calls    atomic.Int64
+	lastExec runtime.ExecRequest
+	lastFile string
+}
+
+func (f *fakeSessions) Create(_ context.Context, id, pt string) (store.Session, bool, error) {
+	f.calls.Add(1)
+	return store.Session{SessionID: id, ContainerID: "servcraft-playground-x", ProjectType: pt}, true, nil
+}
+func (f *fakeSessions) Get(_ context.Context, id string) (runtime.Info, error) {
+	f.calls.Add(1)
+	return runtime.Info{}, fmt.Errorf("session %q: %w", id, errdefs.ErrNotFound)
+}
+func (f *fakeSessions) Extend(_ context.Context, id string) (store.Session, error) {
+	f.calls.Add(1)
+	return store.Session{}, fmt.Errorf("session %q: %w", id, errdefs.ErrFailedPrecondition)
+}
+func (f *fakeSessions) Destroy(_ context.Context, id string) error {
+	f.calls.Add(1)
+	return fmt.Errorf("session %q: %w", id, errdefs.ErrNotFound)
+}
+func (f *fakeSessions) Exec(_ context.Context, _ string, req runtime.ExecRequest) (runtime.ExecResult, error) {
+	f.calls.Add(1)
+	f.lastExec = req
+	return runtime.ExecResult{Stdout: "ok\n", ExitCode: 0, Duration: time.Millisecond}, nil
+}
+func (f *fakeSessions) WriteFile(_ context.Context, _, rel string, _ []byte) error {
+	f.calls.Add(1)
+	f.lastFile = rel
+	return nil
+}
+func (f *fakeSessions) Ready(context.Context) error { return nil }
+
+func do(t *testing.T, h http.Handler, method, target, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatalf("%s %s: body is not JSON: %q", method, target, rec.Body.String())
+	}
+	return rec.Code, out
+}
+
+func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
+	opt := DefaultOptions
+	opt.MaxBodyBytes = 4 << 10
+	long := strings.Repeat("a", 129)
+	for _, tc := range []struct {
+		name, method, target, body string
+		status                     int
+	}{
+		{"malformed JSON", "POST", "/api/playground/container", `{"sessionId":`, 400},
+		{"not an object", "POST", "/api/playground/container", `[1,2]`, 400},
+		{"empty body", "POST", "/api/playground/container", ``, 400},
+		{"trailing data", "POST", "/api/playground/container", `{"sessionId":"a"} {}`, 400},
+		{"missing sessionId", "POST", "/api/playground/container", `{}`, 400},
+		{"sessionId wrong type", "POST", "/api/playground/container", `{"sessionId":12}`, 400},
+		{"sessionId too long", "POST", "/api/playground/container", `{"sessionId":"` + long + `"}`, 400},
+		{"sessionId slash", "POST", "/api/playground/container", `{"sessionId":"a/b"}`, 400},
+		{"sessionId space", "POST", "/api/playground/container", `{"sessionId":"a b"}`, 400},
+		{"sessionId unicode", "POST", "/api/playground/container", `{"sessionId":"sé"}`, 400},
+		{"bad projectType", "POST", "/api/playground/container", `{"sessionId":"a","projectType":"py"}`, 400},
+		{"get without id", "GET", "/api/playground/container", ``, 400},
+		{"get bad id", "GET", "/api/playground/container?sessionId=..%2F..", ``, 400},
+		{"delete bad id", "DELETE", "/api/playground/container?sessionId=%00", ``, 400},
+		{"patch bad id", "PATCH", "/api/playground/container", `{"sessionId":"$x"}`, 400},
+		{"absolute filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"/etc/passwd.js"}`, 400},
+		{"dotdot filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"../x.js"}`, 400},
+		{"inner dotdot filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"src/../../x.js"}`, 400},
+		{"backslash filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"..\\x.js"}`, 400},
+		{"NUL filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"x\u0000.js"}`, 400},
+		{"not runnable filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"x.sh"}`, 400},
+		{"node_modules filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"node_modules/x.js"}`, 400},
+		{"negative timeout", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","timeoutMs":-5}`, 400},
+		{"code wrong type", "POST", "/api/playground/execute", `{"sessionId":"a","code":{}}`, 400},
+		{"empty command", "POST", "/api/playground/shell", `{"sessionId":"a","command":"  "}`, 400},
+		{"background", "POST", "/api/playground/shell", `{"sessionId":"a","command":"ls","background":true}`, 501},
+		{"over-large body", "POST", "/api/playground/execute", `{"sessionId":"a","code":"` + strings.Repeat("x", 5<<10) + `"}`, 413},
+		{"unknown route", "GET", "/api/playground/nope", ``, 404},
+		{"wrong method", "PUT", "/api/playground/container", `{}`, 405},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeSessions{}
+			status, body := do(t, NewRouter(f, opt), tc.method, tc.target, tc.body)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %v", status, tc.status, body)
+			}
+			if body["success"] != false {
+				t.Errorf("success = %v", body["success"])
+			}
+			if msg, ok := body["error"].(string); !ok || msg == "" {
+				t.Errorf("error is not a message: %#v", body["error"])
+			}
+			if n := f.calls.Load(); n != 0 {
+				t.Errorf("runtime called %d times for bad input", n)
+			}
+		})
+	}
+}
+
+func TestOverLargeBodyWithoutContentLength(t *testing.T) {
+	opt := DefaultOptions
+	opt.MaxBodyBytes = 1 << 10
+	f := &fakeSessions{}
+	req := httptest.NewRequest("POST", "/api/playground/execute",
+		strings.NewReader(`{"sessionId":"a","code":"`+strings.Repeat("x", 4<<10)+`"}`))
+	req.ContentLength = -1
+	rec := httptest.NewRecorder()
+	NewRouter(f, opt).ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge || f.calls.Load() != 0 {
+		t.Fatalf("status %d, calls %d: %s", rec.Code, f.calls.Load(), rec.Body.String())
+	}
+}
+
+func TestRuntimeErrorsMapToStatuses(t *testing.T) {
+	f := &fakeSessions{}
+	h := NewRouter(f, DefaultOptions)
+	status, body := do(t, h, "GET", "/api/playground/container?sessionId=ghost", "")
+	if status != 404 || body["exists"] != false {
+		t.Errorf("get unknown: %d %v", status, body)
+	}
+	if status, body := do(t, h, "DELETE", "/api/playground/container?sessionId=ghost", ""); status != 404 || body["code"] != "not_found" {
+		t.Errorf("delete unknown: %d %v", status, body)
+	}
+	if status, body := do(t, h, "PATCH", "/api/playground/container", `{"sessionId":"a"}`); status != 409 || body["success"] != false {
+		t.Errorf("extend twice: %d %v", status, body)
+	}
+}
+
+func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
+	f := &fakeSessions{}
+	h := NewRouter(f, DefaultOptions)
+	status, body := do(t, h, "POST", "/api/playground/execute", `{"sessionId":"a","code":"console.log(1)","filename":"src/main.mjs","timeoutMs":999999999}`)
+	if status != 200 || body["success"] != true || body["output"] != "ok\n" {
+		t.Fatalf("%d %v", status, body)
+	}
+	want := []string{"/usr/local/bin/node", "/workspace/src/main.mjs"}
+	if fmt.Sprint(f.lastExec.Args) != fmt.Sprint(want) || f.lastFile != "src/main.mjs" {
+		t.Errorf("args %v file %q", f.lastExec.Args, f.lastFile)
+	}
+	if f.lastExec.Timeout != DefaultOptions.MaxExecTimeout {
+		t.Errorf("timeout %v not capped to %v", f.lastExec.Timeout, DefaultOptions.MaxExecTimeout)
+	}
+	status, _ = do(t, h, "POST", "/api/playground/execute", `{"sessionId":"a","code":"1"}`)
+	if status != 200 || f.lastFile != "index.js" {
+		t.Errorf("default filename: %d %q", status, f.lastFile)
+	}
+}
+
+func TestToHTTP(t *testing.T) {
+	for _, tc := range []struct {
+		cause  error
+		status int
+	}{
+		{errdefs.ErrInvalidArgument, 400},
+		{errdefs.ErrNotFound, 404},
+		{errdefs.ErrAlreadyExists, 409},
+		{errdefs.ErrFailedPrecondition, 409},
+		{errdefs.ErrResourceExhausted, 429},
+		{errdefs.ErrNotImplemented, 501},
+		{errdefs.ErrUnavailable, 503},
+		{errBodyTooLarge, 413},
+		{fmt.Errorf("boom"), 500},
+	} {
+		if got, _ := ToHTTP(fmt.Errorf("wrapped: %w", tc.cause)); got != tc.status {
+			t.Errorf("%v -> %d, want %d", tc.cause, got, tc.status)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+	"github.com/servcraft/servcraftd/store"
+)
+
+// newServer serves the real router over the real runtime and containerd.
+func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	env := runtimetest.Start(t, "servcraft-test-api")
+	state := t.TempDir()
+	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := runtime.New(env.Context(t), env.Client, db, vols, runtime.Config{
+		Image: env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, StateDir: state,
+		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
+			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
+		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,
+		MaxExecTimeout: 60 * time.Second, OutputLimit: 1 << 20, TouchInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions))
+	t.Cleanup(func() {
+		srv.Close()
+		list, _ := db.List()
+		for _, s := range list {
+			if err := m.Destroy(env.Context(t), s.SessionID); err != nil {
+				t.Errorf("cleanup %s: %v", s.SessionID, err)
+			}
+		}
+		m.Close()
+		db.Close()
+	})
+	return srv
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, srv.URL+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+func TestPlaygroundContractEndToEnd(t *testing.T) {
+	srv := newServer(t)
+	id := "session-" + strings.ReplaceAll(t.Name(), "/", "-")
+
+	status, created := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"})
+	if status != 201 || created["success"] != true || created["exposedPort"] != 3000.0 || created["projectType"] != "js" ||
+		created["isExtended"] != false || created["timeout"] != 1800000.0 {
+		t.Fatalf("create: %d %v", status, created)
+	}
+	cid, _ := created["containerId"].(string)
+	if !strings.HasPrefix(cid, runtime.ContainerPrefix) {
+		t.Fatalf("containerId %q", cid)
+	}
+	status, again := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id})
+	if status != 200 || again["existing"] != true || again["containerId"] != cid {
+		t.Fatalf("create again: %d %v", status, again)
+	}
+
+	status, run := call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id,
+		"code": "console.log(require.main === module, process.argv[1]); console.error('warn'); process.exit(3)", "filename": "lib/run.js"})
+	if status != 200 || run["success"] != false || run["exitCode"] != 3.0 || run["output"] != "true /workspace/lib/run.js\n" || run["error"] != "warn\n" {
+		t.Fatalf("execute: %d %v", status, run)
+	}
+	status, run = call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id, "code": "setInterval(()=>{},1000)", "timeoutMs": 500})
+	if status != 200 || run["timedOut"] != true || run["success"] != false {
+		t.Fatalf("timeout: %d %v", status, run)
+	}
+	status, sh := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "id -u; pwd; ls lib"})
+	if status != 200 || sh["success"] != true || sh["output"] != "1000\n/workspace\nrun.js\n" || sh["exitCode"] != 0.0 {
+		t.Fatalf("shell: %d %v", status, sh)
+	}
+
+	status, info := call(t, srv, "GET", "/api/playground/container?sessionId="+id, nil)
+	usage, _ := info["usage"].(map[string]any)
+	if status != 200 || info["exists"] != true || info["containerId"] != cid || info["status"] != "running" ||
+		usage == nil || usage["memoryBytes"].(float64) <= 0 || usage["pids"].(float64) < 1 {
+		t.Fatalf("get: %d %v", status, info)
+	}
+	for _, f := range []string{"createdAt", "lastAccessed", "expiresAt", "isExtended", "projectType", "exposedPort"} {
+		if _, ok := info[f]; !ok {
+			t.Errorf("get lacks %q", f)
+		}
+	}
+
+	status, ext := call(t, srv, "PATCH", "/api/playground/container", map[string]any{"sessionId": id})
+	if status != 200 || ext["success"] != true || ext["isExtended"] != true {
+		t.Fatalf("extend: %d %v", status, ext)
+	}
+	status, ext = call(t, srv, "PATCH", "/api/playground/container", map[string]any{"sessionId": id})
+	if status != 409 || ext["success"] != false {
+		t.Fatalf("extend twice: %d %v", status, ext)
+	}
+
+	status, del := call(t, srv, "DELETE", "/api/playground/container?sessionId="+id, nil)
+	if status != 200 || del["success"] != true {
+		t.Fatalf("delete: %d %v", status, del)
+	}
+	if status, got := call(t, srv, "GET", "/api/playground/container?sessionId="+id, nil); status != 404 || got["exists"] != false {
+		t.Fatalf("get after delete: %d %v", status, got)
+	}
+	if status, _ := call(t, srv, "DELETE", "/api/playground/container?sessionId="+id, nil); status != 404 {
+		t.Fatalf("delete twice: %d", status)
+	}
+	if status, _ := call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id, "code": "1"}); status != 404 {
+		t.Fatalf("execute in deleted session: %d", status)
+	}
+}
+
+// A symlink planted by user code must not lead a host-side write out of the workspace.
+func TestExecuteThroughPlantedSymlinkStaysInside(t *testing.T) {
+	srv := newServer(t)
+	id := "symlink-" + t.Name()
+	canaryDir := t.TempDir()
+	if status, _ := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id}); status != 201 {
+		t.Fatal("create failed")
+	}
+	status, sh := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id,
+		"command": "ln -s " + canaryDir + " dir && ln -s " + canaryDir + "/file.js file.js && ln -s /etc etc"})
+	if status != 200 || sh["success"] != true {
+		t.Fatalf("plant: %v", sh)
+	}
+	for _, name := range []string{"dir/x.js", "file.js", "etc/passwd.js"} {
+		status, body := call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id, "code": "pwned", "filename": name})
+		if status != 400 {
+			t.Errorf("%s: %d %v", name, status, body)
+		}
+	}
+	entries, _ := os.ReadDir(canaryDir)
+	if len(entries) != 0 {
+		t.Fatalf("host folder written through a symlink: %v", entries)
+	}
+	if _, err := os.Stat("/etc/passwd.js"); !os.IsNotExist(err) {
+		t.Fatal("/etc/passwd.js created on the host")
+	}
+}
