@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
 // errorBody is every error answer: error is a string the frontend prints.
@@ -27,6 +29,8 @@ func ToHTTP(err error) (int, string) {
 	switch {
 	case errors.Is(err, errBodyTooLarge), errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "body_too_large"
+	case errors.Is(err, workspace.ErrFull):
+		return http.StatusInsufficientStorage, "workspace_full"
 	case errdefs.IsInvalidArgument(err):
 		return http.StatusBadRequest, "invalid_argument"
 	case errdefs.IsNotFound(err):

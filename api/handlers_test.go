@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -184,6 +185,7 @@ func TestToHTTP(t *testing.T) {
 		{errdefs.ErrNotImplemented, 501},
 		{errdefs.ErrUnavailable, 503},
 		{errBodyTooLarge, 413},
+		{fmt.Errorf("%w: %w", workspace.ErrFull, errdefs.ErrResourceExhausted), 507},
 		{fmt.Errorf("boom"), 500},
 	} {
 		if got, _ := ToHTTP(fmt.Errorf("wrapped: %w", tc.cause)); got != tc.status {

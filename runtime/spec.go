@@ -35,10 +35,13 @@ type SpecLimits struct {
 // namespace with only lo (from the default spec), resource limits, a reaping
 // init as PID 1, and the default seccomp profile applied last.
 func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts {
+	return append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
+		hardeningOpts(lim, workspaceDir, hostInit)...)
+}
+
+// hardeningOpts is everything of the session spec that does not come from the image.
+func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts {
 	return []oci.SpecOpts{
-		oci.WithDefaultSpec(),
-		oci.WithDefaultUnixDevices,
-		oci.WithImageConfig(image),
 		oci.WithHostname("sandbox"),
 		withInit(hostInit),
 		oci.WithProcessArgs(initPath, "--", "/bin/sleep", "2147483647"),

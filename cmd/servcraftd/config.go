@@ -234,4 +234,3 @@ func (c *config) cpuQuota() (quota int64, period uint64) {
 	period = 100000
 	return int64(c.CPUs * float64(period)), period
 }
-

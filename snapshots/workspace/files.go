@@ -129,12 +129,15 @@ func mkdirAllOwned(root *os.Root, rel string) error {
 	return nil
 }
 
+// ErrFull is the cause of a write that found the workspace's quota used up.
+var ErrFull = errors.New("workspace full")
+
 // classify marks errors caused by what is in the workspace (a link leading
 // out, a full disk, a name that is a folder) as the client's, keeping the cause.
 func classify(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return fmt.Errorf("workspace full: %w: %w", errdefs.ErrResourceExhausted, err)
+		return fmt.Errorf("%w: %w: %w", ErrFull, errdefs.ErrResourceExhausted, err)
 	case errors.Is(err, syscall.ELOOP), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENOTDIR),
 		errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.EEXIST), escapesRoot(err):
 		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)

@@ -1,0 +1,159 @@
+package runtime
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var testLimits = SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
+	TmpBytes: 64 << 20, NoFile: 4096, FileBytes: 1 << 30}
+
+func generate(t *testing.T, opts ...oci.SpecOpts) *oci.Spec {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "servcraft")
+	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "servcraft-playground-x"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mountAt(s *oci.Spec, dest string) *specs.Mount {
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == dest {
+			return &s.Mounts[i]
+		}
+	}
+	return nil
+}
+
+func TestHardenedSpec(t *testing.T) {
+	s := generate(t, append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices},
+		hardeningOpts(testLimits, "/srv/ws/mnt", "/usr/bin/tini-static")...)...)
+	p := s.Process
+	if p.User.UID != 1000 || p.User.GID != 1000 || len(p.User.AdditionalGids) != 0 {
+		t.Errorf("user = %+v", p.User)
+	}
+	c := p.Capabilities
+	if len(c.Bounding)+len(c.Effective)+len(c.Permitted)+len(c.Inheritable)+len(c.Ambient) != 0 {
+		t.Errorf("capabilities = %+v", c)
+	}
+	if !p.NoNewPrivileges || !s.Root.Readonly {
+		t.Errorf("noNewPrivileges=%v readonly root=%v", p.NoNewPrivileges, s.Root.Readonly)
+	}
+	if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno {
+		t.Errorf("seccomp = %+v", s.Linux.Seccomp)
+	}
+	r := s.Linux.Resources
+	if *r.Memory.Limit != 512<<20 || *r.Memory.Swap != 512<<20 {
+		t.Errorf("memory %d swap %d", *r.Memory.Limit, *r.Memory.Swap)
+	}
+	if *r.CPU.Quota != 50000 || *r.CPU.Period != 100000 || *r.Pids.Limit != 256 {
+		t.Errorf("cpu %d/%d pids %d", *r.CPU.Quota, *r.CPU.Period, *r.Pids.Limit)
+	}
+	netns := slices.IndexFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	if netns < 0 || s.Linux.Namespaces[netns].Path != "" {
+		t.Errorf("want a fresh network namespace: %+v", s.Linux.Namespaces)
+	}
+	if p.Args[0] != initPath || p.Cwd != WorkspacePath {
+		t.Errorf("args %v cwd %s", p.Args, p.Cwd)
+	}
+	if len(s.Linux.MaskedPaths) == 0 || len(s.Linux.ReadonlyPaths) == 0 {
+		t.Error("default masked and read-only /proc paths were dropped")
+	}
+	if s.Linux.CgroupsPath != "/servcraft/servcraft-playground-x" {
+		t.Errorf("cgroupsPath %q", s.Linux.CgroupsPath)
+	}
+	rl := map[string]uint64{}
+	for _, l := range p.Rlimits {
+		if l.Soft != l.Hard {
+			t.Errorf("%s soft %d hard %d", l.Type, l.Soft, l.Hard)
+		}
+		rl[l.Type] = l.Hard
+	}
+	if rl["RLIMIT_NOFILE"] != 4096 || rl["RLIMIT_FSIZE"] != 1<<30 || rl["RLIMIT_CORE"] != 0 {
+		t.Errorf("rlimits %v", rl)
+	}
+	for _, tc := range []struct {
+		dest string
+		want []string
+	}{
+		{"/workspace", []string{"rbind", "rw", "nosuid", "nodev"}},
+		{"/tmp", []string{"nosuid", "nodev", "noexec", "size=67108864", "uid=1000"}},
+		{"/home/node", []string{"nosuid", "nodev", "size=67108864"}},
+		{initPath, []string{"bind", "ro", "nosuid", "nodev"}},
+	} {
+		m := mountAt(s, tc.dest)
+		if m == nil {
+			t.Errorf("no mount at %s", tc.dest)
+			continue
+		}
+		for _, o := range tc.want {
+			if !slices.Contains(m.Options, o) {
+				t.Errorf("mount %s lacks %s: %v", tc.dest, o, m.Options)
+			}
+		}
+	}
+	if m := mountAt(s, "/workspace"); m != nil && m.Source != "/srv/ws/mnt" {
+		t.Errorf("workspace source %s", m.Source)
+	}
+}
+
+func TestWithRlimitReplaces(t *testing.T) {
+	s := generate(t, oci.WithDefaultSpec(), withRlimit("RLIMIT_NOFILE", 10), withRlimit("RLIMIT_NOFILE", 20))
+	n := 0
+	for _, l := range s.Process.Rlimits {
+		if l.Type == "RLIMIT_NOFILE" {
+			n++
+			if l.Hard != 20 {
+				t.Errorf("hard = %d", l.Hard)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d RLIMIT_NOFILE entries", n)
+	}
+}
+
+func TestCappedBuffer(t *testing.T) {
+	full := make(chan struct{}, 2)
+	b := newCappedBuffer(5, func() { full <- struct{}{} })
+	for _, w := range []string{"ab", "cd", "efg", "h"} {
+		if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("write %q: %d %v", w, n, err)
+		}
+	}
+	got, cut := b.result()
+	if got != "abcde" || !cut {
+		t.Fatalf("got %q cut=%v", got, cut)
+	}
+	<-full
+	if len(full) != 0 {
+		t.Fatal("onFull called more than once")
+	}
+	exact := newCappedBuffer(3, nil)
+	exact.Write([]byte("abc"))
+	if got, cut := exact.result(); got != "abc" || cut {
+		t.Fatalf("exact fit: %q %v", got, cut)
+	}
+}
+
+func TestKeyedLocksDropUnusedKeys(t *testing.T) {
+	var k keyedLocks
+	unlock := k.Lock("a")
+	runlock := k.RLock("b")
+	if len(k.locks) != 2 {
+		t.Fatalf("%d locks", len(k.locks))
+	}
+	unlock()
+	runlock()
+	if len(k.locks) != 0 {
+		t.Fatalf("%d locks left", len(k.locks))
+	}
+}

@@ -1,0 +1,121 @@
+package workspace
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestCleanPath(t *testing.T) {
+	lim := PathLimits{MaxDepth: 4, MaxNameLen: 10, MaxPathLen: 40}
+	for _, tc := range []struct {
+		path  string
+		cause error
+	}{
+		{"index.js", nil},
+		{"src/app.ts", nil},
+		{"a/b/c/d.js", nil},
+		{".env", nil},
+		{"", errdefs.ErrInvalidArgument},
+		{"/etc/passwd", errdefs.ErrInvalidArgument},
+		{"../x", errdefs.ErrInvalidArgument},
+		{"a/../../x", errdefs.ErrInvalidArgument},
+		{"a/./b", errdefs.ErrInvalidArgument},
+		{"a//b", errdefs.ErrInvalidArgument},
+		{"a/", errdefs.ErrInvalidArgument},
+		{"..", errdefs.ErrInvalidArgument},
+		{`a\..\b`, errdefs.ErrInvalidArgument},
+		{"a\x00b", errdefs.ErrInvalidArgument},
+		{"a\nb", errdefs.ErrInvalidArgument},
+		{"a\x7fb", errdefs.ErrInvalidArgument},
+		{"\xff\xfe", errdefs.ErrInvalidArgument},
+		{"a/b/c/d/e", errdefs.ErrInvalidArgument},
+		{"abcdefghijk", errdefs.ErrInvalidArgument},
+		{strings.Repeat("abcdefghi/", 5), errdefs.ErrInvalidArgument},
+		{"%2e%2e/x", nil}, // no decoding happens: this is a literal folder name
+	} {
+		_, err := CleanPath(tc.path, lim)
+		if tc.cause == nil && err != nil || tc.cause != nil && !errors.Is(err, tc.cause) {
+			t.Errorf("CleanPath(%q) = %v, want %v", tc.path, err, tc.cause)
+		}
+	}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("needs root to chown workspace files")
+	}
+	t.Skip("needs root to chown workspace files")
+}
+
+func TestWriteFileStaysInside(t *testing.T) {
+	needRoot(t)
+	ws, outside := t.TempDir(), t.TempDir()
+	canary := filepath.Join(outside, "canary")
+	if err := os.WriteFile(canary, []byte("safe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink(outside, filepath.Join(ws, "dirlink")))
+	must(os.Symlink(canary, filepath.Join(ws, "filelink")))
+	must(os.Symlink("../../../../../../"+outside, filepath.Join(ws, "rellink")))
+	must(os.Mkdir(filepath.Join(ws, "inner"), 0o755))
+	must(os.Symlink("inner", filepath.Join(ws, "innerlink")))
+	must(syscall.Mkfifo(filepath.Join(ws, "fifo"), 0o644))
+
+	for _, tc := range []struct {
+		rel   string
+		cause error
+	}{
+		{"dirlink/canary", errdefs.ErrInvalidArgument},
+		{"dirlink/new", errdefs.ErrInvalidArgument},
+		{"filelink", errdefs.ErrInvalidArgument},
+		{"rellink/canary", errdefs.ErrInvalidArgument},
+		{"fifo", errdefs.ErrInvalidArgument},
+		{"inner", errdefs.ErrInvalidArgument},
+		{"innerlink/ok.js", nil},
+		{"deep/new/folder/file.js", nil},
+	} {
+		err := WriteFile(ws, tc.rel, []byte("pwned"), 0o644)
+		if tc.cause == nil && err != nil || tc.cause != nil && !errors.Is(err, tc.cause) {
+			t.Errorf("WriteFile(%q) = %v, want %v", tc.rel, err, tc.cause)
+		}
+	}
+	if b, _ := os.ReadFile(canary); string(b) != "safe" {
+		t.Fatalf("canary = %q", b)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Fatalf("files appeared outside: %v", entries)
+	}
+	var st syscall.Stat_t
+	must(syscall.Stat(filepath.Join(ws, "deep", "new"), &st))
+	if st.Uid != Owner || st.Gid != Owner {
+		t.Errorf("created folder owned by %d:%d", st.Uid, st.Gid)
+	}
+	must(syscall.Stat(filepath.Join(ws, "deep/new/folder/file.js"), &st))
+	if st.Uid != Owner {
+		t.Errorf("file owned by %d", st.Uid)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ws, "inner", "ok.js")); string(b) != "pwned" {
+		t.Errorf("write through an inside link: %q", b)
+	}
+	// Overwrite truncates.
+	must(WriteFile(ws, "deep/new/folder/file.js", []byte("x"), 0o644))
+	if b, _ := os.ReadFile(filepath.Join(ws, "deep/new/folder/file.js")); string(b) != "x" {
+		t.Errorf("overwrite left %q", b)
+	}
+}
