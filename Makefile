@@ -20,6 +20,7 @@ image: deps ## build the offline Node 20 image archive (cached)
 build: ## build bin/servcraftd and bin/servcraft-image
 	$(GO) build -o bin/servcraftd ./cmd/servcraftd
 	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
+	$(GO) build -o bin/servcraft-bench ./cmd/servcraft-bench
 
 run: deps image build ## start containerd if needed and serve on $(LISTEN)
 	@addr=$$(scripts/containerd-address.sh) && \
@@ -30,6 +31,9 @@ test: deps image ## every test: unit and integration, against a real containerd
 	@addr=$$(scripts/containerd-address.sh) && \
 	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) \
 		$(GO) test -count=1 -timeout 20m ./...
+
+bench: deps image build ## benchmark a private daemon on loopback (BENCH_ARGS=--quick|--json)
+	@scripts/bench.sh $(BENCH_ARGS)
 
 unit-test: ## only the tests that need neither root nor containerd
 	$(GO) test -count=1 -short ./...
