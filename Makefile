@@ -5,6 +5,7 @@ GO ?= go
 STATE ?= $(CURDIR)/.servcraft
 export SERVCRAFT_STATE := $(STATE)
 ARCHIVE := $(STATE)/image/node20.tar
+TOOLCHAIN := $(STATE)/toolchain
 LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all deps containerd image build run test unit-test bench stop-containerd clean
@@ -14,8 +15,9 @@ all: build
 deps: ## install containerd, runc, tini, busybox-static, e2fsprogs when missing
 	@scripts/deps.sh
 
-image: deps ## build the offline Node 20 image archive (cached)
+image: deps ## build the offline Node 20 image archive and the TypeScript toolchain (cached)
 	@scripts/build-image.sh >/dev/null
+	@scripts/build-toolchain.sh >/dev/null
 
 build: ## build bin/servcraftd and bin/servcraft-image
 	$(GO) build -o bin/servcraftd ./cmd/servcraftd
@@ -25,11 +27,11 @@ build: ## build bin/servcraftd and bin/servcraft-image
 run: deps image build ## start containerd if needed and serve on $(LISTEN)
 	@addr=$$(scripts/containerd-address.sh) && \
 	exec bin/servcraftd --listen $(LISTEN) --state-dir $(STATE)/daemon \
-		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) $(ARGS)
+		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) --toolchain-dir $(TOOLCHAIN) $(ARGS)
 
 test: deps image ## every test: unit and integration, against a real containerd
 	@addr=$$(scripts/containerd-address.sh) && \
-	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) \
+	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) SERVCRAFT_TEST_TOOLCHAIN=$(TOOLCHAIN) \
 		$(GO) test -count=1 -timeout 20m ./...
 
 bench: deps image build ## benchmark a private daemon on loopback (BENCH_ARGS=--quick|--json)

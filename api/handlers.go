@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	filename, err := validFilename(req.Filename, h.opt.PathLimits)
+	filename, err := validFilename(req.Filename, h.opt.PathLimits, h.opt.TypeScript)
 	if err != nil {
 		fail(c, err)
 		return
@@ -173,15 +174,21 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	res, err := h.s.Exec(ctx, req.SessionID, runtime.ExecRequest{
-		Args:    []string{h.opt.NodePath, runtime.WorkspacePath + "/" + filename},
-		Timeout: timeout,
-	})
+	res, err := h.s.Exec(ctx, req.SessionID, runtime.ExecRequest{Args: h.nodeArgs(filename), Timeout: timeout})
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, newRunResponse(res))
+}
+
+// nodeArgs is the argv that runs a workspace file: TypeScript through the tsx loader.
+func (h *handlers) nodeArgs(filename string) []string {
+	file := runtime.WorkspacePath + "/" + filename
+	if tsEndings[path.Ext(filename)] {
+		return []string{h.opt.NodePath, "--import", runtime.TSLoader, file}
+	}
+	return []string{h.opt.NodePath, file}
 }
 
 func (h *handlers) shell(c *gin.Context) {

@@ -95,6 +95,7 @@ func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
 		{"backslash filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"..\\x.js"}`, 400},
 		{"NUL filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"x\u0000.js"}`, 400},
 		{"not runnable filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"x.sh"}`, 400},
+		{"typescript without toolchain", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"x.ts"}`, 400},
 		{"node_modules filename", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"node_modules/x.js"}`, 400},
 		{"negative timeout", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","timeoutMs":-5}`, 400},
 		{"code wrong type", "POST", "/api/playground/execute", `{"sessionId":"a","code":{}}`, 400},
@@ -169,6 +170,13 @@ func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
 	status, _ = do(t, h, "POST", "/api/playground/execute", `{"sessionId":"a","code":"1"}`)
 	if status != 200 || f.lastFile != "index.js" {
 		t.Errorf("default filename: %d %q", status, f.lastFile)
+	}
+	opt := DefaultOptions
+	opt.TypeScript = true
+	status, _ = do(t, NewRouter(f, opt), "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"src/app.ts"}`)
+	want = []string{"/usr/local/bin/node", "--import", runtime.TSLoader, "/workspace/src/app.ts"}
+	if status != 200 || fmt.Sprint(f.lastExec.Args) != fmt.Sprint(want) {
+		t.Errorf("typescript: %d %v", status, f.lastExec.Args)
 	}
 }
 

@@ -33,7 +33,7 @@ func newServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	m, err := runtime.New(env.Context(t), env.Client, db, vols, runtime.Config{
-		Image: env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, StateDir: state,
+		Image: env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
 		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
 			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
 		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,
@@ -42,7 +42,9 @@ func newServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions))
+	opt := api.DefaultOptions
+	opt.TypeScript = m.HasToolchain()
+	srv := httptest.NewServer(api.NewRouter(m, opt))
 	t.Cleanup(func() {
 		srv.Close()
 		list, _ := db.List()
@@ -171,5 +173,38 @@ func TestExecuteThroughPlantedSymlinkStaysInside(t *testing.T) {
 	}
 	if _, err := os.Stat("/etc/passwd.js"); !os.IsNotExist(err) {
 		t.Fatal("/etc/passwd.js created on the host")
+	}
+}
+
+func TestTypeScriptStarterProject(t *testing.T) {
+	srv := newServer(t)
+	id := "ts-" + t.Name()
+	status, created := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id})
+	if status != 201 || created["projectType"] != "ts" {
+		t.Fatalf("create: %d %v", status, created)
+	}
+	status, sh := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id,
+		"command": "ls src && grep -c fastify package.json && stat -c %u src/app.ts"})
+	if status != 200 || sh["output"] != "app.ts\n1\n1000\n" {
+		t.Fatalf("seeded workspace: %d %v", status, sh)
+	}
+	code := "interface P { n: number }\nconst p: P = { n: 21 };\nconsole.log(p.n * 2, require.main === module);\n"
+	status, run := call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id, "code": code, "filename": "src/calc.cts"})
+	if status != 200 || run["output"] != "42 true\n" {
+		t.Fatalf("execute .cts: %d %v", status, run)
+	}
+	status, run = call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id,
+		"code": "const u: string = import.meta.url;\nconsole.log(u);\n", "filename": "src/esm.ts"})
+	if status != 200 || run["output"] != "file:///workspace/src/esm.ts\n" {
+		t.Fatalf("execute .ts: %d %v", status, run)
+	}
+	status, sh = call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "tsx src/esm.ts"})
+	if status != 200 || sh["output"] != "file:///workspace/src/esm.ts\n" {
+		t.Fatalf("tsx on PATH: %d %v", status, sh)
+	}
+	status, run = call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id,
+		"code": "const x: number = 'not a number' as unknown as number;\nthrow new Error('boom ' + x);\n", "filename": "src/fail.ts"})
+	if status != 200 || run["success"] != false || run["exitCode"] != 1.0 || !strings.Contains(run["error"].(string), "boom not a number") {
+		t.Fatalf("failing .ts: %d %v", status, run)
 	}
 }

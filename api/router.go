@@ -34,6 +34,7 @@ type Options struct {
 	IdleTimeout     time.Duration // reported as "timeout"
 	ExposedPort     int           // in-container port the preview proxies to
 	NodePath        string        // node inside the image
+	TypeScript      bool          // sessions have the tsx toolchain mounted
 	PathLimits      workspace.PathLimits
 }
 

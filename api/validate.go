@@ -3,8 +3,10 @@ package api
 import (
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
+	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
@@ -21,28 +23,29 @@ func validSessionID(id string) error {
 	return nil
 }
 
-// Project types and their starter projects.
-const (
-	ProjectTS = "ts"
-	ProjectJS = "js"
-)
+// DefaultProjectType is the starter project of a session created without projectType.
+const DefaultProjectType = "ts"
 
 func validProjectType(t string) (string, error) {
-	switch t {
-	case "":
-		return ProjectTS, nil
-	case ProjectTS, ProjectJS:
-		return t, nil
+	if t == "" {
+		return DefaultProjectType, nil
 	}
-	return "", invalid("projectType %q: want \"ts\" or \"js\"", t)
+	types := templates.Types()
+	if !slices.Contains(types, t) {
+		return "", invalid("projectType %q: want one of %s", t, strings.Join(types, ", "))
+	}
+	return t, nil
 }
 
-// runnable are the file endings execute runs with node.
-var runnable = map[string]bool{".js": true, ".mjs": true, ".cjs": true}
+// File endings execute runs: JavaScript with node, TypeScript with node and the tsx loader.
+var (
+	jsEndings = map[string]bool{".js": true, ".mjs": true, ".cjs": true}
+	tsEndings = map[string]bool{".ts": true, ".mts": true, ".cts": true, ".tsx": true}
+)
 
 // validFilename checks execute's filename: a plain relative path inside the
 // workspace whose ending node runs.
-func validFilename(name string, lim workspace.PathLimits) (string, error) {
+func validFilename(name string, lim workspace.PathLimits, typescript bool) (string, error) {
 	if name == "" {
 		return "index.js", nil
 	}
@@ -53,8 +56,12 @@ func validFilename(name string, lim workspace.PathLimits) (string, error) {
 	if strings.HasPrefix(name, "node_modules/") {
 		return "", invalid("filename %q: node_modules is npm's", name)
 	}
-	if !runnable[path.Ext(name)] {
-		return "", invalid("filename %q: execute runs .js, .mjs and .cjs files", name)
+	ext := path.Ext(name)
+	if tsEndings[ext] && !typescript {
+		return "", invalid("filename %q: TypeScript needs the toolchain, which this server was started without (--toolchain-dir)", name)
+	}
+	if !jsEndings[ext] && !tsEndings[ext] {
+		return "", invalid("filename %q: execute runs .js, .mjs, .cjs, .ts, .mts, .cts and .tsx files", name)
 	}
 	return name, nil
 }

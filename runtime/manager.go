@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/servcraft/servcraftd/snapshots"
+	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -49,6 +50,7 @@ type Config struct {
 	Image          ImageConfig
 	Runtime        string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
 	InitPath       string // host path of a static init, bind-mounted as PID 1
+	ToolchainDir   string // host folder of the TypeScript toolchain ("" : none)
 	StateDir       string // FIFOs live here
 	Limits         SpecLimits
 	IdleTimeout    time.Duration
@@ -93,6 +95,11 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	}
 	if _, err := os.Stat(cfg.InitPath); err != nil {
 		return nil, fmt.Errorf("init binary: %w", err)
+	}
+	if cfg.ToolchainDir != "" {
+		if _, err := os.Stat(filepath.Join(cfg.ToolchainDir, "node_modules", "tsx", "dist", "loader.mjs")); err != nil {
+			return nil, fmt.Errorf("TypeScript toolchain in %s (scripts/build-toolchain.sh builds it): %w", cfg.ToolchainDir, err)
+		}
 	}
 	img, err := ensureImage(ctx, client, cfg.Image)
 	if err != nil {
@@ -164,12 +171,15 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 	if err != nil {
 		return s, false, err
 	}
+	if err := seed(dir, projectType); err != nil {
+		return s, false, err
+	}
 	container, err := m.client.NewContainer(ctx, s.ContainerID,
 		containerd.WithImage(m.image),
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
-		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath)...),
+		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
 		containerd.WithContainerLabels(map[string]string{
 			LabelSession:     sessionID,
 			LabelUUID:        id,
@@ -203,6 +213,23 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 	m.liveMu.Unlock()
 	return s, true, nil
 }
+
+// seed writes the starter project of projectType into a new workspace.
+func seed(dir, projectType string) error {
+	files, err := templates.Files(projectType)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	for _, f := range files {
+		if err := workspace.WriteFile(dir, f.Path, f.Data, 0o644); err != nil {
+			return fmt.Errorf("seed %s project: %w", projectType, err)
+		}
+	}
+	return nil
+}
+
+// HasToolchain reports whether sessions can run TypeScript.
+func (m *Manager) HasToolchain() bool { return m.cfg.ToolchainDir != "" }
 
 // Info is a session's record with its live state read from containerd.
 type Info struct {

@@ -25,10 +25,11 @@ const testNamespace = "servcraft-test-runtime"
 // testConfig is the production configuration with the offline image and a private state folder.
 func testConfig(env *runtimetest.Env, state string) runtime.Config {
 	return runtime.Config{
-		Image:    env.Image,
-		Runtime:  "io.containerd.runc.v2",
-		InitPath: env.InitPath,
-		StateDir: state,
+		Image:        env.Image,
+		Runtime:      "io.containerd.runc.v2",
+		InitPath:     env.InitPath,
+		ToolchainDir: env.ToolchainDir,
+		StateDir:     state,
 		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
 			TmpBytes: 64 << 20, NoFile: 4096, FileBytes: 1 << 30},
 		IdleTimeout:    30 * time.Minute,

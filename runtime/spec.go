@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -15,6 +16,12 @@ const (
 	WorkspacePath = "/workspace"
 	HomePath      = "/home/node"
 	initPath      = "/sbin/servcraft-init"
+	// ToolchainPath is where the shared, read-only TypeScript toolchain is mounted.
+	ToolchainPath = "/opt/servcraft/toolchain"
+	// TSLoader is the tsx loader that makes `node --import` run TypeScript.
+	TSLoader = ToolchainPath + "/node_modules/tsx/dist/loader.mjs"
+	// sandboxPath is PATH in every session: the toolchain's tsx first, then the image's folders.
+	sandboxPath = "PATH=" + ToolchainPath + "/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// SandboxUID is the uid (and gid) every process in a session runs as: "node".
 	SandboxUID = 1000
 )
@@ -34,9 +41,14 @@ type SpecLimits struct {
 // capabilities, no new privileges, read-only rootfs, a fresh network
 // namespace with only lo (from the default spec), resource limits, a reaping
 // init as PID 1, and the default seccomp profile applied last.
-func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts {
-	return append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
+func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, toolchainDir string) []oci.SpecOpts {
+	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)
+	if toolchainDir != "" {
+		// Before seccomp, which must stay last.
+		opts = slices.Insert(opts, len(opts)-1, withToolchain(toolchainDir))
+	}
+	return opts
 }
 
 // hardeningOpts is everything of the session spec that does not come from the image.
@@ -46,7 +58,7 @@ func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts
 		withInit(hostInit),
 		oci.WithProcessArgs(initPath, "--", "/bin/sleep", "2147483647"),
 		oci.WithProcessCwd(WorkspacePath),
-		oci.WithEnv([]string{"HOME=" + HomePath, "USER=node", "NPM_CONFIG_UPDATE_NOTIFIER=false"}),
+		oci.WithEnv([]string{sandboxPath, "HOME=" + HomePath, "USER=node", "NPM_CONFIG_UPDATE_NOTIFIER=false"}),
 		oci.WithUIDGID(SandboxUID, SandboxUID),
 		withNoAdditionalGIDs,
 		oci.WithCapabilities(nil),
@@ -74,6 +86,16 @@ func withInit(hostInit string) oci.SpecOpts {
 		Type:        "bind",
 		Source:      hostInit,
 		Options:     []string{"bind", "ro", "nosuid", "nodev"},
+	}})
+}
+
+// withToolchain bind-mounts the shared TypeScript toolchain read-only.
+func withToolchain(hostDir string) oci.SpecOpts {
+	return oci.WithMounts([]specs.Mount{{
+		Destination: ToolchainPath,
+		Type:        "bind",
+		Source:      hostDir,
+		Options:     []string{"rbind", "ro", "nosuid", "nodev"},
 	}})
 }
 

@@ -10,7 +10,7 @@ LOG="$STATE/bench/servcraftd.log"
 mkdir -p "$STATE/bench"
 bin/servcraftd --listen "$LISTEN" --state-dir "$STATE/bench" --containerd-address "$ADDR" \
 	--namespace servcraft-bench --pull=false --image localhost/servcraft/node:20 \
-	--fallback-archive "$STATE/image/node20.tar" >"$LOG" 2>&1 &
+	--fallback-archive "$STATE/image/node20.tar" --toolchain-dir "$STATE/toolchain" >"$LOG" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do

@@ -80,6 +80,7 @@ type config struct {
 	Snapshotter       string
 	Runtime           string
 	InitPath          string
+	ToolchainDir      string
 	NodePath          string
 	Memory            byteSize
 	CPUs              float64
@@ -148,6 +149,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Snapshotter, "snapshotter", c.Snapshotter, "containerd snapshotter for root filesystems")
 	fs.StringVar(&c.Runtime, "runtime", c.Runtime, "containerd runtime (e.g. io.containerd.runsc.v1 for gVisor)")
 	fs.StringVar(&c.InitPath, "init", c.InitPath, "static init bind-mounted as each container's PID 1")
+	fs.StringVar(&c.ToolchainDir, "toolchain-dir", c.ToolchainDir, "host folder of the TypeScript toolchain (scripts/build-toolchain.sh); empty: no TypeScript")
 	fs.StringVar(&c.NodePath, "node-path", c.NodePath, "node inside the image")
 	fs.Var(&c.Memory, "memory", "memory limit per session (swap adds nothing)")
 	fs.Float64Var(&c.CPUs, "cpus", c.CPUs, "CPUs per session (CFS quota)")

@@ -82,9 +82,10 @@ func run(ctx context.Context, cfg config) error {
 	mgr, err := runtime.New(ctx, client, db, vols, runtime.Config{
 		Image: runtime.ImageConfig{Ref: cfg.Image, Pull: cfg.Pull, FallbackRef: cfg.FallbackImage,
 			FallbackArchive: cfg.FallbackArchive, Snapshotter: cfg.Snapshotter},
-		Runtime:  cfg.Runtime,
-		InitPath: cfg.InitPath,
-		StateDir: state,
+		Runtime:      cfg.Runtime,
+		InitPath:     cfg.InitPath,
+		ToolchainDir: cfg.ToolchainDir,
+		StateDir:     state,
 		Limits: runtime.SpecLimits{MemoryBytes: int64(cfg.Memory), CPUQuota: quota, CPUPeriod: period,
 			Pids: cfg.Pids, TmpBytes: int64(cfg.TmpSize), NoFile: cfg.NoFile, FileBytes: uint64(cfg.WorkspaceSize)},
 		IdleTimeout:    cfg.IdleTimeout,
@@ -106,6 +107,7 @@ func run(ctx context.Context, cfg config) error {
 	opts.IdleTimeout = cfg.IdleTimeout
 	opts.ExposedPort = cfg.ExposedPort
 	opts.NodePath = cfg.NodePath
+	opts.TypeScript = mgr.HasToolchain()
 	opts.PathLimits.MaxDepth = cfg.MaxPathDepth
 
 	ln, err := net.Listen("tcp", cfg.Listen)

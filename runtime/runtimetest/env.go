@@ -33,6 +33,8 @@ type Env struct {
 	RepoRoot  string
 	Image     runtime.ImageConfig
 	InitPath  string
+	// ToolchainDir is the shared TypeScript toolchain (scripts/build-toolchain.sh).
+	ToolchainDir string
 }
 
 // Unavailable fails the test under CI (where everything must be there) and skips it elsewhere.
@@ -75,6 +77,10 @@ func Start(t testing.TB, namespace string) *Env {
 			locked(t, root, "image", filepath.Join(root, "scripts", "build-image.sh"))
 		}
 	}
+	toolchain := os.Getenv("SERVCRAFT_TEST_TOOLCHAIN")
+	if toolchain == "" {
+		toolchain = locked(t, root, "toolchain", filepath.Join(root, "scripts", "build-toolchain.sh"))
+	}
 	client, err := containerd.New(address, containerd.WithDefaultNamespace(namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		Unavailable(t, "containerd at %s: %v", address, err)
@@ -86,11 +92,12 @@ func Start(t testing.TB, namespace string) *Env {
 		Unavailable(t, "containerd at %s not serving: %v", address, err)
 	}
 	return &Env{
-		Client:    client,
-		Address:   address,
-		Namespace: namespace,
-		RepoRoot:  root,
-		InitPath:  initPath,
+		Client:       client,
+		Address:      address,
+		Namespace:    namespace,
+		RepoRoot:     root,
+		InitPath:     initPath,
+		ToolchainDir: toolchain,
 		Image: runtime.ImageConfig{Ref: ImageRef, FallbackRef: ImageRef, FallbackArchive: archive,
 			Snapshotter: "overlayfs"},
 	}

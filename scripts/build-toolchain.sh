@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the shared, read-only TypeScript toolchain (tsx and its esbuild) that
+# every session container sees at /opt/servcraft/toolchain. Installed with the
+# host's npm from the configured registry; cached by a stamp.
+#   OUT=folder scripts/build-toolchain.sh   (default .servcraft/toolchain)
+# Prints the toolchain folder as the last line.
+set -euo pipefail
+TSX_VERSION=4.23.15
+OUT="${OUT:-${SERVCRAFT_STATE:-$PWD/.servcraft}/toolchain}"
+STAMP="$OUT/.stamp"
+want="tsx@$TSX_VERSION node=$(node --version 2>/dev/null || echo none)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -f "$OUT/node_modules/tsx/dist/loader.mjs" ]; then
+	echo "build-toolchain: cached ($want)" >&2
+	echo "$OUT"
+	exit 0
+fi
+command -v npm >/dev/null || { echo "build-toolchain: npm not found on the host" >&2; exit 1; }
+tmp="$(mktemp -d "${OUT%/*}/.toolchain.XXXXXX" 2>/dev/null || { mkdir -p "${OUT%/*}"; mktemp -d "${OUT%/*}/.toolchain.XXXXXX"; })"
+trap 'rm -rf "$tmp"' EXIT
+echo "build-toolchain: npm install tsx@$TSX_VERSION" >&2
+printf '{"name":"servcraft-toolchain","private":true}\n' >"$tmp/package.json"
+npm install --prefix "$tmp" --no-audit --no-fund --omit=dev --loglevel=error "tsx@$TSX_VERSION" >&2
+test -f "$tmp/node_modules/tsx/dist/loader.mjs" || { echo "build-toolchain: tsx loader missing" >&2; exit 1; }
+printf '%s' "$want" >"$tmp/.stamp"
+chmod -R a+rX "$tmp"
+rm -rf "$OUT"
+mv "$tmp" "$OUT"
+trap - EXIT
+echo "$OUT"
