@@ -64,11 +64,12 @@ func errorMiddleware(c *gin.Context) {
 	err := c.Errors.Last().Err
 	status, code := ToHTTP(err)
 	msg := err.Error()
-	if status >= 500 {
-		slog.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "err", err)
-		if status == http.StatusInternalServerError {
-			msg = "internal error: " + msg
-		}
+	switch {
+	case status == http.StatusInternalServerError:
+		slog.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
+		msg = "internal error: " + msg
+	case status > 501:
+		slog.Warn("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
 	}
 	c.JSON(status, errorBody{Success: false, Error: msg, Code: code})
 }

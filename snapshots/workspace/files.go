@@ -1,6 +1,8 @@
 package workspace
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -65,42 +67,73 @@ func CleanPath(p string, lim PathLimits) (string, error) {
 // WriteFile writes data to rel (already checked by CleanPath) inside the
 // workspace folder dir, making parent folders as needed. Every step is
 // resolved inside dir by os.Root, so no link planted by user code leads out of
-// it; only regular files are written (a FIFO, socket or device fails with
-// errdefs.ErrInvalidArgument and is never blocked on). Whatever it creates
-// is owned by Owner.
-func WriteFile(dir, rel string, data []byte, perm fs.FileMode) error {
+// it. The data goes to a new file that then replaces rel in one rename: a
+// failed write (a full workspace) leaves the old file intact, and a link or
+// FIFO swapped in meanwhile is replaced, never written through. Only regular
+// files are replaced; whatever is created is owned by Owner.
+func WriteFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open workspace: %w", err)
 	}
 	defer root.Close()
-	if parent := path.Dir(rel); parent != "." {
+	parent := path.Dir(rel)
+	if parent != "." {
 		if err := mkdirAllOwned(root, parent); err != nil {
 			return err
 		}
 	}
-	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, perm)
+	if st, err := root.Lstat(rel); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("%q is a %s, not a regular file: %w", rel, typeName(st.Mode()), errdefs.ErrInvalidArgument)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("stat %q: %w", rel, classify(err))
+	}
+	tmp := path.Join(parent, ".servcraft-write-"+randomSuffix())
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
 	if err != nil {
-		return fmt.Errorf("open %q in workspace: %w", rel, classify(err))
+		return fmt.Errorf("create %q: %w", rel, classify(err))
 	}
-	defer f.Close()
-	st, err := f.Stat()
+	defer func() {
+		if retErr != nil {
+			_ = root.Remove(tmp)
+		}
+	}()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chown(Owner, Owner)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		return fmt.Errorf("stat %q: %w", rel, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%q is a %s, not a regular file: %w", rel, st.Mode().Type(), errdefs.ErrInvalidArgument)
-	}
-	if err := f.Truncate(0); err != nil {
-		return fmt.Errorf("truncate %q: %w", rel, classify(err))
-	}
-	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %q: %w", rel, classify(err))
 	}
-	if err := f.Chown(Owner, Owner); err != nil {
-		return fmt.Errorf("chown %q: %w", rel, err)
+	if err := root.Rename(tmp, rel); err != nil {
+		return fmt.Errorf("replace %q: %w", rel, classify(err))
 	}
 	return nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		return "device"
+	}
+	return "special file"
+}
+
+func randomSuffix() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // mkdirAllOwned makes every missing folder of rel inside root, owned by Owner.
@@ -133,8 +166,13 @@ func mkdirAllOwned(root *os.Root, rel string) error {
 var ErrFull = errors.New("workspace full")
 
 // classify marks errors caused by what is in the workspace (a link leading
-// out, a full disk, a name that is a folder) as the client's, keeping the cause.
+// out, a full disk, a name that is a folder) as the client's, keeping the
+// cause but dropping the host path a *PathError would show the client.
 func classify(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !escapesRoot(err) {
+		err = pe.Err
+	}
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w: %w: %w", ErrFull, errdefs.ErrResourceExhausted, err)

@@ -94,6 +94,9 @@ func TestWriteFileStaysInside(t *testing.T) {
 		if tc.cause == nil && err != nil || tc.cause != nil && !errors.Is(err, tc.cause) {
 			t.Errorf("WriteFile(%q) = %v, want %v", tc.rel, err, tc.cause)
 		}
+		if err != nil && (strings.Contains(err.Error(), ws) || strings.Contains(err.Error(), outside)) {
+			t.Errorf("error shows a host path: %v", err)
+		}
 	}
 	if b, _ := os.ReadFile(canary); string(b) != "safe" {
 		t.Fatalf("canary = %q", b)

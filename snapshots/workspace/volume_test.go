@@ -39,9 +39,19 @@ func TestVolumeQuotaAndRemove(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("fresh volume holds %v", entries)
 	}
-	// Writing past the quota fails with ENOSPC, classified as the client's.
+	// Writing past the quota fails with ENOSPC, classified as the client's,
+	// and the file it would have replaced keeps its content.
+	if err := WriteFile(dir, "big.bin", []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	big := make([]byte, 20<<20)
 	err = WriteFile(dir, "big.bin", big, 0o644)
+	if b, _ := os.ReadFile(filepath.Join(dir, "big.bin")); string(b) != "old" {
+		t.Errorf("failed write left %d bytes, want the old content", len(b))
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("failed write left files behind: %v", entries)
+	}
 	if !errors.Is(err, ErrFull) || !errors.Is(err, errdefs.ErrResourceExhausted) {
 		t.Fatalf("write past quota: %v", err)
 	}

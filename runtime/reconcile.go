@@ -1,0 +1,180 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/store"
+)
+
+// ReconcileReport says what a reconciliation found and did.
+type ReconcileReport struct {
+	Kept          []string // sessions running on with their stored deadlines
+	Expired       []string // sessions whose deadline passed while the daemon was down
+	Unfinished    []string // sessions left creating or destroying by a crash
+	Gone          []string // sessions whose container or task had disappeared
+	Orphans       []string // labelled containers without a record
+	StrayVolumes  []string // workspace volumes without a record
+	FailedCleanup []string // sessions that could not be cleaned up (retried at the next reap)
+}
+
+// Reconcile brings the store and containerd into agreement, as at start:
+// running sessions keep their deadlines; expired, half-made, half-destroyed
+// and vanished sessions are torn down; labelled containers and workspace
+// volumes that no record owns are removed.
+func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	var rep ReconcileReport
+	if err := m.flushTouches(); err != nil {
+		return rep, err
+	}
+	records, err := m.db.List()
+	if err != nil {
+		return rep, fmt.Errorf("list sessions: %w", err)
+	}
+	containers, err := m.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelSession))
+	if err != nil {
+		return rep, fmt.Errorf("list containers: %w", err)
+	}
+	byID := map[string]containerd.Container{}
+	for _, c := range containers {
+		byID[c.ID()] = c
+	}
+	owned := map[string]bool{} // workspace UUIDs that stay
+	now := time.Now()
+	for _, s := range records {
+		unlock := m.locks.Lock(s.SessionID)
+		var bucket *[]string
+		switch {
+		case s.State != store.StateRunning:
+			bucket = &rep.Unfinished
+		case now.After(s.ExpiresAt):
+			bucket = &rep.Expired
+		case !m.taskRunning(ctx, byID[s.ContainerID]):
+			bucket = &rep.Gone
+		default:
+			rep.Kept = append(rep.Kept, s.SessionID)
+			owned[s.UUID] = true
+		}
+		delete(byID, s.ContainerID)
+		if bucket != nil {
+			*bucket = append(*bucket, s.SessionID)
+			if err := m.teardown(ctx, s); err != nil {
+				slog.Error("reconcile: tear down", "session", s.SessionID, "container", s.ContainerID, "err", err)
+				rep.FailedCleanup = append(rep.FailedCleanup, s.SessionID)
+				owned[s.UUID] = true
+			}
+		}
+		unlock()
+	}
+	var errs []error
+	for id, c := range byID {
+		rep.Orphans = append(rep.Orphans, id)
+		if err := m.removeContainer(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+		if labels, err := c.Labels(ctx); err == nil && labels[LabelUUID] != "" {
+			owned[labels[LabelUUID]] = false
+		}
+	}
+	vols, err := m.vols.List()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, id := range vols {
+		if owned[id] {
+			continue
+		}
+		rep.StrayVolumes = append(rep.StrayVolumes, id)
+		if err := m.vols.Remove(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// taskRunning reports whether c exists and its task is running or paused.
+func (m *Manager) taskRunning(ctx context.Context, c containerd.Container) bool {
+	if c == nil {
+		return false
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return false
+	}
+	st, err := task.Status(ctx)
+	return err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused)
+}
+
+// Reap destroys every session whose deadline has passed and returns their IDs.
+func (m *Manager) Reap(ctx context.Context) ([]string, error) {
+	if err := m.flushTouches(); err != nil {
+		return nil, err
+	}
+	records, err := m.db.List()
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	var reaped []string
+	var errs []error
+	now := time.Now()
+	for _, s := range records {
+		if !now.After(s.ExpiresAt) {
+			continue
+		}
+		unlock := m.locks.Lock(s.SessionID)
+		// Look again under the lock: a request may have just used it.
+		cur, err := m.db.Get(s.SessionID)
+		if err == nil && now.After(m.withTouch(cur).ExpiresAt) {
+			if err := m.teardown(ctx, cur); err != nil {
+				errs = append(errs, fmt.Errorf("reap %s: %w", s.SessionID, err))
+			} else {
+				reaped = append(reaped, s.SessionID)
+			}
+		} else if err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+		unlock()
+	}
+	return reaped, errors.Join(errs...)
+}
+
+// RunReaper reaps every interval until ctx ends.
+func (m *Manager) RunReaper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			reaped, err := m.Reap(ctx)
+			if len(reaped) > 0 {
+				slog.Info("reaped idle sessions", "count", len(reaped), "sessions", reaped)
+			}
+			if err != nil {
+				slog.Error("reap", "err", err)
+			}
+		}
+	}
+}
+
+// DestroyAll destroys every session, as --destroy-on-shutdown asks.
+func (m *Manager) DestroyAll(ctx context.Context) error {
+	records, err := m.db.List()
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	var errs []error
+	for _, s := range records {
+		if err := m.Destroy(ctx, s.SessionID); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
