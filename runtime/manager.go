@@ -248,7 +248,8 @@ type Usage struct {
 	WorkspaceLimitBytes int64   `json:"workspaceLimitBytes"`
 }
 
-// Get returns the session of sessionID with live status and usage.
+// Get returns the session of sessionID with live status and usage. It does
+// not count as activity.
 func (m *Manager) Get(ctx context.Context, sessionID string) (Info, error) {
 	unlock := m.locks.RLock(sessionID)
 	defer unlock()
@@ -256,7 +257,7 @@ func (m *Manager) Get(ctx context.Context, sessionID string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	m.touch(sessionID)
+	// Reading a session's state is not activity: a page polling it must not keep it alive.
 	info := Info{Session: m.withTouch(s), Status: "unknown"}
 	if st, err := l.task.Status(ctx); err == nil {
 		info.Status = string(st.Status)

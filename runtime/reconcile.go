@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
@@ -111,7 +113,9 @@ func (m *Manager) taskRunning(ctx context.Context, c containerd.Container) bool 
 	return err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused)
 }
 
-// Reap destroys every session whose deadline has passed and returns their IDs.
+// Reap destroys every session whose deadline has passed or whose task is no
+// longer running (its container was removed behind the daemon's back, or
+// its init died), and returns their IDs.
 func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 	if err := m.flushTouches(); err != nil {
 		return nil, err
@@ -120,17 +124,25 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
+	running, err := m.runningTasks(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var reaped []string
 	var errs []error
 	now := time.Now()
 	for _, s := range records {
-		if !now.After(s.ExpiresAt) {
-			continue
+		if s.State == store.StateRunning && running[s.ContainerID] {
+			if !now.After(s.ExpiresAt) {
+				continue
+			}
+		} else if s.State == store.StateCreating && now.Sub(s.CreatedAt) < cleanupTimeout {
+			continue // being created right now
 		}
 		unlock := m.locks.Lock(s.SessionID)
 		// Look again under the lock: a request may have just used it.
 		cur, err := m.db.Get(s.SessionID)
-		if err == nil && now.After(m.withTouch(cur).ExpiresAt) {
+		if err == nil && (now.After(m.withTouch(cur).ExpiresAt) || !m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))) {
 			if err := m.teardown(ctx, cur); err != nil {
 				errs = append(errs, fmt.Errorf("reap %s: %w", s.SessionID, err))
 			} else {
@@ -142,6 +154,30 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 		unlock()
 	}
 	return reaped, errors.Join(errs...)
+}
+
+// runningTasks lists, in one call, the containers whose task is running or paused.
+func (m *Manager) runningTasks(ctx context.Context) (map[string]bool, error) {
+	resp, err := m.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	out := map[string]bool{}
+	for _, t := range resp.Tasks {
+		if t.Status == task.Status_RUNNING || t.Status == task.Status_PAUSED {
+			out[t.ID] = true
+		}
+	}
+	return out, nil
+}
+
+// loadContainer returns the container of id, or nil when it cannot be loaded.
+func (m *Manager) loadContainer(ctx context.Context, id string) containerd.Container {
+	c, err := m.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // RunReaper reaps every interval until ctx ends.

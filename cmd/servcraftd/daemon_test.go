@@ -1,0 +1,335 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
+)
+
+const daemonNamespace = "servcraft-test-daemon"
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// daemonBinary builds servcraftd once per test run.
+func daemonBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "servcraftd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "servcraftd")
+		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// daemon is one servcraftd process over a state folder that outlives it.
+type daemon struct {
+	t     *testing.T
+	env   *runtimetest.Env
+	state string
+	url   string
+	args  []string
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
+}
+
+func newDaemon(t *testing.T, args ...string) *daemon {
+	env := runtimetest.Start(t, daemonNamespace)
+	d := &daemon{t: t, env: env, state: t.TempDir(), args: args}
+	t.Cleanup(func() {
+		d.stop(syscall.SIGKILL)
+		// Leave nothing behind: a last start with --destroy-on-shutdown.
+		d.args = append(d.args, "--destroy-on-shutdown")
+		d.start()
+		d.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log.String())
+		}
+	})
+	d.start()
+	return d
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (d *daemon) start() {
+	t := d.t
+	t.Helper()
+	addr := freePort(t)
+	d.url = "http://" + addr
+	args := append([]string{
+		"--listen", addr, "--state-dir", d.state, "--containerd-address", d.env.Address,
+		"--namespace", daemonNamespace, "--pull=false", "--image", d.env.Image.Ref,
+		"--fallback-archive", d.env.Image.FallbackArchive, "--toolchain-dir", d.env.ToolchainDir,
+		"--init", d.env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--reap-interval", "200ms",
+	}, d.args...)
+	d.cmd = exec.Command(daemonBinary(t), args...)
+	if d.log == nil {
+		d.log = &bytes.Buffer{}
+	}
+	fmt.Fprintf(d.log, "---- start %v\n", args)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(d.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if d.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("servcraftd did not become ready:\n%s", d.log.String())
+}
+
+// stop signals the daemon and waits for it; it returns the exit code.
+func (d *daemon) stop(sig syscall.Signal) int {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return -1
+	}
+	_ = d.cmd.Process.Signal(sig)
+	_ = d.cmd.Wait()
+	code := d.cmd.ProcessState.ExitCode()
+	d.cmd = nil
+	return code
+}
+
+func (d *daemon) call(method, path string, body any) (int, map[string]any) {
+	d.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, d.url+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+func (d *daemon) create(id string) map[string]any {
+	d.t.Helper()
+	status, body := d.call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"})
+	if status != 201 {
+		d.t.Fatalf("create %s: %d %v", id, status, body)
+	}
+	return body
+}
+
+func (d *daemon) containerExists(id string) bool {
+	_, err := d.env.Client.LoadContainer(d.env.Context(d.t), id)
+	return err == nil
+}
+
+func TestKill9AndRestartKeepsSessions(t *testing.T) {
+	d := newDaemon(t)
+	ids := []string{"restart-a", "restart-b"}
+	before := map[string]any{}
+	for _, id := range ids {
+		d.create(id)
+		status, run := d.call("POST", "/api/playground/execute", map[string]any{"sessionId": id,
+			"code": "require('fs').writeFileSync('/workspace/note.txt', 'kept ' + process.argv[1])"})
+		if status != 200 || run["success"] != true {
+			t.Fatalf("execute: %d %v", status, run)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // activity reaches the store (touch interval 50ms)
+	for _, id := range ids {
+		_, info := d.call("GET", "/api/playground/container?sessionId="+id, nil)
+		before[id] = info["expiresAt"]
+	}
+	if code := d.stop(syscall.SIGKILL); code != -1 {
+		t.Fatalf("kill -9 exit code %d", code)
+	}
+	d.start()
+	for _, id := range ids {
+		status, info := d.call("GET", "/api/playground/container?sessionId="+id, nil)
+		if status != 200 || info["status"] != "running" || info["expiresAt"] != before[id] {
+			t.Fatalf("%s after restart: %d %v (expiresAt before %v)", id, status, info, before[id])
+		}
+		status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "cat note.txt"})
+		if status != 200 || sh["output"] != "kept /workspace/index.js" {
+			t.Fatalf("%s files after restart: %d %v", id, status, sh)
+		}
+	}
+	if !strings.Contains(d.log.String(), "kept=2") {
+		t.Errorf("reconcile did not report both sessions kept:\n%s", d.log.String())
+	}
+}
+
+func TestSessionExpiredWhileDownIsDestroyedAtStart(t *testing.T) {
+	d := newDaemon(t, "--idle-timeout", "2s")
+	info := d.create("expire-me")
+	cid := info["containerId"].(string)
+	d.stop(syscall.SIGKILL)
+	time.Sleep(2500 * time.Millisecond) // the session's deadline passes while the daemon is down
+	d.args = []string{"--idle-timeout", "1h"}
+	d.start()
+	if status, _ := d.call("GET", "/api/playground/container?sessionId=expire-me", nil); status != 404 {
+		t.Fatalf("expired session still answers %d", status)
+	}
+	if d.containerExists(cid) {
+		t.Fatalf("container %s survives", cid)
+	}
+	if !strings.Contains(d.log.String(), "expired=[expire-me]") {
+		t.Errorf("reconcile did not report the expiry:\n%s", d.log.String())
+	}
+}
+
+func TestIdleSessionIsReaped(t *testing.T) {
+	d := newDaemon(t, "--idle-timeout", "1s")
+	info := d.create("idle")
+	cid := info["containerId"].(string)
+	deadline := time.Now().Add(15 * time.Second)
+	for d.containerExists(cid) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d.containerExists(cid) {
+		t.Fatal("idle session not reaped")
+	}
+	if status, _ := d.call("GET", "/api/playground/container?sessionId=idle", nil); status != 404 {
+		t.Fatalf("reaped session answers %d", status)
+	}
+}
+
+func TestOrphanContainerIsRemovedAtStart(t *testing.T) {
+	d := newDaemon(t)
+	d.stop(syscall.SIGKILL)
+	ctx := d.env.Context(t)
+	img, err := d.env.Client.GetImage(ctx, d.env.Image.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := runtime.ContainerPrefix + "orphan-" + fmt.Sprint(time.Now().UnixNano())
+	_, err = d.env.Client.NewContainer(ctx, orphan, containerd.WithImage(img),
+		containerd.WithNewSnapshot(orphan+"-rootfs", img),
+		containerd.WithNewSpec(oci.WithImageConfig(img)),
+		containerd.WithContainerLabels(map[string]string{runtime.LabelSession: "planted", runtime.LabelUUID: "no-such-uuid"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	if d.containerExists(orphan) {
+		t.Fatal("orphan container survives the start")
+	}
+	d.env.AssertNoLeaks(t, orphan, "no-such-uuid", filepath.Join(d.state, "workspaces"))
+}
+
+func TestContainerDeletedBehindTheDaemonsBack(t *testing.T) {
+	d := newDaemon(t)
+	info := d.create("vanish")
+	cid := info["containerId"].(string)
+	ctx := d.env.Context(t)
+	c, err := d.env.Client.LoadContainer(ctx, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+		t.Fatal(err)
+	}
+	// The reaper (every 200ms here) notices the session has no task any more.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, _ := d.call("GET", "/api/playground/container?sessionId=vanish", nil)
+		if status == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET still answers %d", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	entries, _ := os.ReadDir(filepath.Join(d.state, "workspaces"))
+	if len(entries) != 0 {
+		t.Fatalf("workspace of the vanished session left: %v", entries)
+	}
+}
+
+func TestGracefulShutdownKeepsOrDestroys(t *testing.T) {
+	d := newDaemon(t)
+	info := d.create("graceful")
+	cid, _ := info["containerId"].(string)
+	if code := d.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("SIGTERM exit code %d:\n%s", code, d.log.String())
+	}
+	if !d.containerExists(cid) {
+		t.Fatal("container destroyed by a plain shutdown")
+	}
+	d.start()
+	if status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "graceful", "command": "echo back"}); status != 200 || sh["output"] != "back\n" {
+		t.Fatalf("after restart: %d %v", status, sh)
+	}
+	_, got := d.call("GET", "/api/playground/container?sessionId=graceful", nil)
+	d.args = []string{"--destroy-on-shutdown"}
+	d.stop(syscall.SIGTERM)
+	d.start() // picks up the flag for the next stop
+	if code := d.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if d.containerExists(cid) {
+		t.Fatal("--destroy-on-shutdown left the container")
+	}
+	uuid := strings.TrimPrefix(cid, runtime.ContainerPrefix)
+	d.env.AssertNoLeaks(t, cid, uuid, filepath.Join(d.state, "workspaces"))
+	_ = got
+}
