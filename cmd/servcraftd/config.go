@@ -89,6 +89,9 @@ type config struct {
 	NoFile            uint64
 	WorkspaceSize     byteSize
 	IdleTimeout       time.Duration
+	ReapInterval      time.Duration
+	DestroyOnShutdown bool
+	PullTimeout       time.Duration
 	ExtendBy          time.Duration
 	ExecTimeout       time.Duration
 	MaxExecTimeout    time.Duration
@@ -122,6 +125,8 @@ func defaultConfig() config {
 		NoFile:            4096,
 		WorkspaceSize:     1 << 30,
 		IdleTimeout:       30 * time.Minute,
+		ReapInterval:      30 * time.Second,
+		PullTimeout:       60 * time.Second,
 		ExtendBy:          10 * time.Minute,
 		ExecTimeout:       10 * time.Second,
 		MaxExecTimeout:    60 * time.Second,
@@ -158,6 +163,9 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.NoFile, "nofile", c.NoFile, "open files per process (RLIMIT_NOFILE)")
 	fs.Var(&c.WorkspaceSize, "workspace-size", "quota of each session's /workspace volume")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a session idle this long is destroyed")
+	fs.DurationVar(&c.ReapInterval, "reap-interval", c.ReapInterval, "how often expired sessions are looked for")
+	fs.BoolVar(&c.DestroyOnShutdown, "destroy-on-shutdown", c.DestroyOnShutdown, "destroy every session at SIGTERM/SIGINT (default: they keep running and are picked up at the next start)")
+	fs.DurationVar(&c.PullTimeout, "pull-timeout", c.PullTimeout, "how long pulling the session image may take")
 	fs.DurationVar(&c.ExtendBy, "extend-by", c.ExtendBy, "how far PATCH /container moves the deadline (once per session)")
 	fs.DurationVar(&c.ExecTimeout, "exec-timeout", c.ExecTimeout, "wall time of a run when the request names none")
 	fs.DurationVar(&c.MaxExecTimeout, "max-exec-timeout", c.MaxExecTimeout, "most wall time a request may ask for")
@@ -215,6 +223,8 @@ func (c *config) validate() error {
 	check(c.NoFile >= 64, "nofile: %d is below 64", c.NoFile)
 	check(c.WorkspaceSize >= 8<<20, "workspace-size: %s is below 8MiB", c.WorkspaceSize.String())
 	check(c.IdleTimeout >= time.Second, "idle-timeout: %v is below 1s", c.IdleTimeout)
+	check(c.ReapInterval >= 100*time.Millisecond, "reap-interval: %v is below 100ms", c.ReapInterval)
+	check(c.PullTimeout >= time.Second, "pull-timeout: %v is below 1s", c.PullTimeout)
 	check(c.ExtendBy >= 0, "extend-by: %v is negative", c.ExtendBy)
 	check(c.ExecTimeout > 0, "exec-timeout: %v must be positive", c.ExecTimeout)
 	check(c.MaxExecTimeout >= c.ExecTimeout, "max-exec-timeout: %v is below exec-timeout %v", c.MaxExecTimeout, c.ExecTimeout)

@@ -80,8 +80,8 @@ func run(ctx context.Context, cfg config) error {
 	}
 	quota, period := cfg.cpuQuota()
 	mgr, err := runtime.New(ctx, client, db, vols, runtime.Config{
-		Image: runtime.ImageConfig{Ref: cfg.Image, Pull: cfg.Pull, FallbackRef: cfg.FallbackImage,
-			FallbackArchive: cfg.FallbackArchive, Snapshotter: cfg.Snapshotter},
+		Image: runtime.ImageConfig{Ref: cfg.Image, Pull: cfg.Pull, PullTimeout: cfg.PullTimeout,
+			FallbackRef: cfg.FallbackImage, FallbackArchive: cfg.FallbackArchive, Snapshotter: cfg.Snapshotter},
 		Runtime:      cfg.Runtime,
 		InitPath:     cfg.InitPath,
 		ToolchainDir: cfg.ToolchainDir,
@@ -99,6 +99,15 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer mgr.Close()
+	rep, err := mgr.Reconcile(ctx)
+	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
+		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
+	if err != nil {
+		slog.Error("reconcile", "err", err)
+	}
+	reapCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReaper()
+	go mgr.RunReaper(reapCtx, cfg.ReapInterval)
 
 	opts := api.DefaultOptions
 	opts.MaxBodyBytes = int64(cfg.MaxBody)
@@ -136,5 +145,13 @@ func run(ctx context.Context, cfg config) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		slog.Warn("shutdown did not drain", "err", err)
 	}
+	stopReaper()
+	if cfg.DestroyOnShutdown {
+		slog.Info("destroying every session (--destroy-on-shutdown)")
+		if err := mgr.DestroyAll(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("destroy on shutdown: %w", err)
+		}
+	}
+	slog.Info("servcraftd stopped cleanly")
 	return nil
 }
