@@ -60,7 +60,26 @@ type daemon struct {
 	url   string
 	args  []string
 	cmd   *exec.Cmd
-	log   *bytes.Buffer
+	done  chan struct{} // closed when cmd has exited
+	log   *syncBuffer
+}
+
+// syncBuffer is the daemon's log, written by the process and read by the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newDaemon(t *testing.T, args ...string) *daemon {
@@ -102,13 +121,16 @@ func (d *daemon) start() {
 	}, d.args...)
 	d.cmd = exec.Command(daemonBinary(t), args...)
 	if d.log == nil {
-		d.log = &bytes.Buffer{}
+		d.log = &syncBuffer{}
 	}
 	fmt.Fprintf(d.log, "---- start %v\n", args)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	d.done = done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(d.cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(d.url + "/readyz")
@@ -118,10 +140,11 @@ func (d *daemon) start() {
 				return
 			}
 		}
-		if d.cmd.ProcessState != nil {
-			break
+		select {
+		case <-done:
+			t.Fatalf("servcraftd exited during start:\n%s", d.log.String())
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("servcraftd did not become ready:\n%s", d.log.String())
 }
@@ -132,7 +155,7 @@ func (d *daemon) stop(sig syscall.Signal) int {
 		return -1
 	}
 	_ = d.cmd.Process.Signal(sig)
-	_ = d.cmd.Wait()
+	<-d.done
 	code := d.cmd.ProcessState.ExitCode()
 	d.cmd = nil
 	return code
