@@ -1,0 +1,154 @@
+package api
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+)
+
+// FileNode is one node of the frontend's file tree, as /sync receives it.
+// Language and Expanded are the editor's and are ignored here.
+type FileNode struct {
+	Name     string     `json:"name"`
+	Type     string     `json:"type"` // "file" or "folder"
+	Content  string     `json:"content"`
+	Encoding string     `json:"encoding"` // "" (UTF-8 text) or "base64"
+	Language string     `json:"language"`
+	Children []FileNode `json:"children"`
+	Expanded bool       `json:"expanded"`
+}
+
+// Node types and encodings the frontend sends.
+const (
+	nodeFile      = "file"
+	nodeFolder    = "folder"
+	encodingB64   = "base64"
+	npmFolderName = "node_modules"
+)
+
+// SyncLimits bound one /sync request. Zero fields take the value in
+// DefaultSyncLimits.
+type SyncLimits struct {
+	MaxFiles      int   // files plus folders
+	MaxFileBytes  int64 // one file, decoded
+	MaxTotalBytes int64 // all files, decoded
+	Path          workspace.PathLimits
+}
+
+// DefaultSyncLimits: 2000 nodes, 5 MiB a file, 10 MiB in all (the default
+// request body limit).
+var DefaultSyncLimits = SyncLimits{
+	MaxFiles:      2000,
+	MaxFileBytes:  5 << 20,
+	MaxTotalBytes: 10 << 20,
+	Path:          workspace.DefaultPathLimits,
+}
+
+func (l SyncLimits) withDefaults() SyncLimits {
+	d := DefaultSyncLimits
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = d.MaxFiles
+	}
+	if l.MaxFileBytes <= 0 {
+		l.MaxFileBytes = d.MaxFileBytes
+	}
+	if l.MaxTotalBytes <= 0 {
+		l.MaxTotalBytes = d.MaxTotalBytes
+	}
+	if l.Path == (workspace.PathLimits{}) {
+		l.Path = d.Path
+	}
+	return l
+}
+
+// flattenTree turns the frontend's tree into workspace entries, parents
+// before children, paths joined by "/". Every problem is an
+// errdefs.ErrInvalidArgument naming the path: a bad name (empty, ".", "..",
+// holding "/", or anything workspace.CleanPath refuses), node_modules
+// anywhere (npm's, not the editor's), an unknown type or encoding, bad
+// base64, a file with children, a path given twice, or a limit passed.
+func flattenTree(nodes []FileNode, lim SyncLimits) ([]workspace.Entry, error) {
+	f := flattener{lim: lim.withDefaults(), seen: make(map[string]bool)}
+	if err := f.walk(nodes, ""); err != nil {
+		return nil, err
+	}
+	return f.out, nil
+}
+
+type flattener struct {
+	lim   SyncLimits
+	seen  map[string]bool
+	total int64
+	out   []workspace.Entry
+}
+
+func (f *flattener) walk(nodes []FileNode, parent string) error {
+	for i := range nodes {
+		n := &nodes[i]
+		p := n.Name
+		if parent != "" {
+			p = parent + "/" + n.Name
+		}
+		switch {
+		case n.Name == "":
+			return invalid("file %q: empty name", p)
+		case n.Name == "." || n.Name == "..":
+			return invalid("file %q: name %q", p, n.Name)
+		case strings.Contains(n.Name, "/"):
+			return invalid("file %q: name %q holds a \"/\"", p, n.Name)
+		case n.Name == npmFolderName:
+			return invalid("file %q: node_modules is npm's: install packages instead", p)
+		}
+		if _, err := workspace.CleanPath(p, f.lim.Path); err != nil {
+			return err
+		}
+		if f.seen[p] {
+			return invalid("file %q: given twice", p)
+		}
+		f.seen[p] = true
+		if len(f.out) >= f.lim.MaxFiles {
+			return invalid("file %q: more than %d files and folders", p, f.lim.MaxFiles)
+		}
+		switch n.Type {
+		case nodeFolder:
+			f.out = append(f.out, workspace.Entry{Path: p, Dir: true})
+			if err := f.walk(n.Children, p); err != nil {
+				return err
+			}
+		case nodeFile:
+			if len(n.Children) > 0 {
+				return invalid("file %q: a file has no children", p)
+			}
+			data, err := decodeContent(p, n)
+			if err != nil {
+				return err
+			}
+			if int64(len(data)) > f.lim.MaxFileBytes {
+				return invalid("file %q: %d bytes, over %d", p, len(data), f.lim.MaxFileBytes)
+			}
+			f.total += int64(len(data))
+			if f.total > f.lim.MaxTotalBytes {
+				return invalid("file %q: files over %d bytes in all", p, f.lim.MaxTotalBytes)
+			}
+			f.out = append(f.out, workspace.Entry{Path: p, Data: data})
+		default:
+			return invalid("file %q: type %q: want \"file\" or \"folder\"", p, n.Type)
+		}
+	}
+	return nil
+}
+
+func decodeContent(p string, n *FileNode) ([]byte, error) {
+	switch n.Encoding {
+	case "":
+		return []byte(n.Content), nil
+	case encodingB64:
+		data, err := base64.StdEncoding.DecodeString(n.Content)
+		if err != nil {
+			return nil, invalid("file %q: bad base64 content: %v", p, err)
+		}
+		return data, nil
+	}
+	return nil, invalid("file %q: encoding %q: want \"\" or \"base64\"", p, n.Encoding)
+}
