@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/gin-gonic/gin"
 
+	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
@@ -31,6 +32,8 @@ func ToHTTP(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "body_too_large"
 	case errors.Is(err, workspace.ErrFull):
 		return http.StatusInsufficientStorage, "workspace_full"
+	case errors.Is(err, runtime.ErrUpstream):
+		return http.StatusBadGateway, "upstream_failed"
 	case errdefs.IsInvalidArgument(err):
 		return http.StatusBadRequest, "invalid_argument"
 	case errdefs.IsNotFound(err):

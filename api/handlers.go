@@ -74,8 +74,13 @@ func (h *handlers) getContainer(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if action := c.Query("action"); action != "" {
-		fail(c, fmt.Errorf("action %q is not served yet: %w", action, errdefs.ErrNotImplemented))
+	switch action := c.Query("action"); action {
+	case "":
+	case "getFiles":
+		h.files(c)
+		return
+	default:
+		fail(c, invalid("action %q: the only action is getFiles", action))
 		return
 	}
 	info, err := h.s.Get(c.Request.Context(), id)
@@ -135,16 +140,16 @@ func (h *handlers) deleteContainer(c *gin.Context) {
 }
 
 // timeout turns the optional timeoutMs into a duration: 0 means the default,
-// anything over the maximum is capped.
-func (h *handlers) timeout(ms *int64) (time.Duration, error) {
+// anything over most is capped.
+func (h *handlers) timeout(ms *int64, most time.Duration) (time.Duration, error) {
 	if ms == nil {
 		return 0, nil
 	}
 	if *ms <= 0 {
 		return 0, invalid("timeoutMs must be positive")
 	}
-	if *ms > h.opt.MaxExecTimeout.Milliseconds() {
-		return h.opt.MaxExecTimeout, nil
+	if *ms > most.Milliseconds() {
+		return most, nil
 	}
 	return time.Duration(*ms) * time.Millisecond, nil
 }
@@ -164,7 +169,7 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	timeout, err := h.timeout(req.TimeoutMs)
+	timeout, err := h.timeout(req.TimeoutMs, h.opt.MaxExecTimeout)
 	if err != nil {
 		fail(c, err)
 		return
@@ -215,7 +220,7 @@ func (h *handlers) shell(c *gin.Context) {
 		fail(c, fmt.Errorf("background processes are not served yet; run the command in the foreground: %w", errdefs.ErrNotImplemented))
 		return
 	}
-	timeout, err := h.timeout(req.TimeoutMs)
+	timeout, err := h.timeout(req.TimeoutMs, h.opt.MaxExecTimeout)
 	if err != nil {
 		fail(c, err)
 		return

@@ -51,6 +51,18 @@ func (f *fakeSessions) WriteFile(_ context.Context, _, rel string, _ []byte) err
 	f.lastFile = rel
 	return nil
 }
+func (f *fakeSessions) Sync(context.Context, string, []workspace.Entry, bool) (workspace.SyncResult, error) {
+	f.calls.Add(1)
+	return workspace.SyncResult{}, nil
+}
+func (f *fakeSessions) ListFiles(context.Context, string, string, workspace.ListLimits) ([]workspace.FileInfo, error) {
+	f.calls.Add(1)
+	return nil, nil
+}
+func (f *fakeSessions) Install(context.Context, string, runtime.InstallRequest) (runtime.InstallResult, error) {
+	f.calls.Add(1)
+	return runtime.InstallResult{}, nil
+}
 func (f *fakeSessions) Ready(context.Context) error { return nil }
 
 func do(t *testing.T, h http.Handler, method, target, body string) (int, map[string]any) {
@@ -103,6 +115,25 @@ func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
 		{"background", "POST", "/api/playground/shell", `{"sessionId":"a","command":"ls","background":true}`, 501},
 		{"over-large body", "POST", "/api/playground/execute", `{"sessionId":"a","code":"` + strings.Repeat("x", 5<<10) + `"}`, 413},
 		{"unknown route", "GET", "/api/playground/nope", ``, 404},
+		{"unknown action", "GET", "/api/playground/container?sessionId=a&action=rm", ``, 400},
+		{"files without id", "GET", "/api/playground/files", ``, 400},
+		{"files path escape", "GET", "/api/playground/files?sessionId=a&path=../etc", ``, 400},
+		{"files absolute path", "GET", "/api/playground/files?sessionId=a&path=/etc", ``, 400},
+		{"getFiles path escape", "GET", "/api/playground/container?sessionId=a&action=getFiles&path=a/../../b", ``, 400},
+		{"sync bad mode", "POST", "/api/playground/sync", `{"sessionId":"a","files":[],"mode":"nuke"}`, 400},
+		{"sync dotdot name", "POST", "/api/playground/sync", `{"sessionId":"a","files":[{"name":"..","type":"folder","children":[{"name":"x","type":"file","content":"1"}]}]}`, 400},
+		{"sync slash in name", "POST", "/api/playground/sync", `{"sessionId":"a","files":[{"name":"a/../../x","type":"file","content":"1"}]}`, 400},
+		{"sync bad base64", "POST", "/api/playground/sync", `{"sessionId":"a","files":[{"name":"x.bin","type":"file","content":"%%%","encoding":"base64"}]}`, 400},
+		{"sync node_modules", "POST", "/api/playground/sync", `{"sessionId":"a","files":[{"name":"node_modules","type":"folder","children":[]}]}`, 400},
+		{"sync files not a list", "POST", "/api/playground/sync", `{"sessionId":"a","files":{}}`, 400},
+		{"install url", "POST", "/api/playground/install", `{"sessionId":"a","packages":["https://x.example/a.tgz"]}`, 400},
+		{"install git", "POST", "/api/playground/install", `{"sessionId":"a","packages":["git+ssh://git@x/y.git"]}`, 400},
+		{"install file", "POST", "/api/playground/install", `{"sessionId":"a","packages":["file:../../etc"]}`, 400},
+		{"install alias", "POST", "/api/playground/install", `{"sessionId":"a","packages":["x@npm:evil"]}`, 400},
+		{"install shell", "POST", "/api/playground/install", `{"sessionId":"a","packages":["a; curl x | sh"]}`, 400},
+		{"install option", "POST", "/api/playground/install", `{"sessionId":"a","packages":["--registry=http://x"]}`, 400},
+		{"install too many", "POST", "/api/playground/install", `{"sessionId":"a","packages":[` + strings.Repeat(`"a",`, 50) + `"a"]}`, 400},
+		{"install not strings", "POST", "/api/playground/install", `{"sessionId":"a","packages":[1]}`, 400},
 		{"wrong method", "PUT", "/api/playground/container", `{}`, 405},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

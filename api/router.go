@@ -23,30 +23,41 @@ type Sessions interface {
 	Destroy(ctx context.Context, sessionID string) error
 	Exec(ctx context.Context, sessionID string, req runtime.ExecRequest) (runtime.ExecResult, error)
 	WriteFile(ctx context.Context, sessionID, rel string, data []byte) error
+	Sync(ctx context.Context, sessionID string, entries []workspace.Entry, replace bool) (workspace.SyncResult, error)
+	ListFiles(ctx context.Context, sessionID, sub string, lim workspace.ListLimits) ([]workspace.FileInfo, error)
+	Install(ctx context.Context, sessionID string, req runtime.InstallRequest) (runtime.InstallResult, error)
 	Ready(ctx context.Context) error
 }
 
 // Options are the API's limits and fixed answers.
 type Options struct {
-	MaxBodyBytes    int64         // largest request body
-	MaxCommandBytes int           // longest shell command
-	MaxExecTimeout  time.Duration // most timeoutMs may ask for (larger values are capped)
-	IdleTimeout     time.Duration // reported as "timeout"
-	ExposedPort     int           // in-container port the preview proxies to
-	NodePath        string        // node inside the image
-	TypeScript      bool          // sessions have the tsx toolchain mounted
-	PathLimits      workspace.PathLimits
+	MaxBodyBytes      int64         // largest request body
+	MaxCommandBytes   int           // longest shell command
+	MaxExecTimeout    time.Duration // most timeoutMs may ask for (larger values are capped)
+	IdleTimeout       time.Duration // reported as "timeout"
+	ExposedPort       int           // in-container port the preview proxies to
+	NodePath          string        // node inside the image
+	TypeScript        bool          // sessions have the tsx toolchain mounted
+	PathLimits        workspace.PathLimits
+	SyncLimits        SyncLimits           // file tree sizes in /sync
+	ListLimits        workspace.ListLimits // what /files reads back
+	MaxPackages       int                  // packages in one install
+	MaxInstallTimeout time.Duration        // most timeoutMs an install may ask for
 }
 
 // DefaultOptions are the limits used when none are configured.
 var DefaultOptions = Options{
-	MaxBodyBytes:    10 << 20,
-	MaxCommandBytes: 64 << 10,
-	MaxExecTimeout:  60 * time.Second,
-	IdleTimeout:     30 * time.Minute,
-	ExposedPort:     3000,
-	NodePath:        "/usr/local/bin/node",
-	PathLimits:      workspace.DefaultPathLimits,
+	MaxBodyBytes:      10 << 20,
+	MaxCommandBytes:   64 << 10,
+	MaxExecTimeout:    60 * time.Second,
+	IdleTimeout:       30 * time.Minute,
+	ExposedPort:       3000,
+	NodePath:          "/usr/local/bin/node",
+	PathLimits:        workspace.DefaultPathLimits,
+	SyncLimits:        DefaultSyncLimits,
+	ListLimits:        workspace.DefaultListLimits,
+	MaxPackages:       50,
+	MaxInstallTimeout: 120 * time.Second,
 }
 
 type handlers struct {
@@ -78,6 +89,9 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	pg.DELETE("/container", h.deleteContainer)
 	pg.POST("/execute", h.execute)
 	pg.POST("/shell", h.shell)
+	pg.POST("/sync", h.sync)
+	pg.GET("/files", h.files)
+	pg.POST("/install", h.install)
 	return r
 }
 

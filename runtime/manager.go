@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
@@ -55,10 +56,13 @@ type Config struct {
 	Limits         SpecLimits
 	IdleTimeout    time.Duration
 	ExtendBy       time.Duration
-	ExecTimeout    time.Duration // default per run
-	MaxExecTimeout time.Duration // most a client may ask for
-	OutputLimit    int           // bytes of stdout and of stderr kept per run
-	TouchInterval  time.Duration // how often activity is written to the store
+	ExecTimeout    time.Duration   // default per run
+	MaxExecTimeout time.Duration   // most a client may ask for
+	OutputLimit    int             // bytes of stdout and of stderr kept per run
+	TouchInterval  time.Duration   // how often activity is written to the store
+	Registry       *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
+	NpmPath        string          // npm inside the image
+	InstallTimeout time.Duration   // longest npm install
 }
 
 // Manager owns every session: its record, container, task and workspace.
@@ -373,25 +377,12 @@ func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (
 	if req.OutputLimit <= 0 || req.OutputLimit > m.cfg.OutputLimit {
 		req.OutputLimit = m.cfg.OutputLimit
 	}
-	res, err := runExec(ctx, l.task, l.proc, l.cgroup, filepath.Join(m.cfg.StateDir, "fifo"), req)
+	res, err := runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), req)
 	m.touch(sessionID)
 	return res, err
 }
 
-// WriteFile writes data to rel (checked with workspace.CleanPath) in the session's workspace.
-func (m *Manager) WriteFile(ctx context.Context, sessionID, rel string, data []byte) error {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	_, s, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return err
-	}
-	m.touch(sessionID)
-	if err := workspace.WriteFile(s.Workspace, rel, data, 0o644); err != nil {
-		return fmt.Errorf("session %q: %w", sessionID, err)
-	}
-	return nil
-}
+func (m *Manager) fifoDir() string { return filepath.Join(m.cfg.StateDir, "fifo") }
 
 // liveLocked returns the cached handles of a running session, loading them
 // from containerd on first use (after a restart). The caller holds the session's lock.

@@ -103,6 +103,15 @@ type config struct {
 	TouchInterval     time.Duration
 	ShutdownTimeout   time.Duration
 	LogFormat         string
+	Registry          string
+	NpmPath           string
+	InstallTimeout    time.Duration
+	MaxPackages       int
+	MaxSyncFiles      int
+	MaxFileSize       byteSize
+	ListDepth         int
+	ListEntries       int
+	ListFileBytes     byteSize
 }
 
 func defaultConfig() config {
@@ -138,6 +147,14 @@ func defaultConfig() config {
 		TouchInterval:     5 * time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		LogFormat:         "text",
+		NpmPath:           "/usr/local/bin/npm",
+		InstallTimeout:    120 * time.Second,
+		MaxPackages:       50,
+		MaxSyncFiles:      2000,
+		MaxFileSize:       5 << 20,
+		ListDepth:         4,
+		ListEntries:       2000,
+		ListFileBytes:     1 << 20,
 	}
 }
 
@@ -177,6 +194,15 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TouchInterval, "touch-interval", c.TouchInterval, "how often session activity is written to the store")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.StringVar(&c.Registry, "registry", c.Registry, "upstream npm registry of the install proxy (empty: the host's `npm config get registry`)")
+	fs.StringVar(&c.NpmPath, "npm-path", c.NpmPath, "npm inside the image")
+	fs.DurationVar(&c.InstallTimeout, "install-timeout", c.InstallTimeout, "longest npm install; past it the install is stopped (504)")
+	fs.IntVar(&c.MaxPackages, "max-packages", c.MaxPackages, "most packages in one install request")
+	fs.IntVar(&c.MaxSyncFiles, "max-sync-files", c.MaxSyncFiles, "most files and folders in one sync")
+	fs.Var(&c.MaxFileSize, "max-file-size", "largest file in one sync")
+	fs.IntVar(&c.ListDepth, "list-depth", c.ListDepth, "deepest level /files lists")
+	fs.IntVar(&c.ListEntries, "list-entries", c.ListEntries, "most entries /files returns")
+	fs.Var(&c.ListFileBytes, "list-file-bytes", "largest file whose content /files returns")
 }
 
 // envName is the environment variable of a flag: --idle-timeout is SERVCRAFT_IDLE_TIMEOUT.
@@ -237,6 +263,13 @@ func (c *config) validate() error {
 	check(c.ShutdownTimeout >= 0, "shutdown-timeout: %v is negative", c.ShutdownTimeout)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format: %q is not text or json", c.LogFormat)
 	check(c.StateDir != "", "state-dir: empty")
+	check(c.InstallTimeout >= time.Second, "install-timeout: %v is below 1s", c.InstallTimeout)
+	check(c.MaxPackages >= 1 && c.MaxPackages <= 1000, "max-packages: %d is not within 1 to 1000", c.MaxPackages)
+	check(c.MaxSyncFiles >= 1, "max-sync-files: %d is below 1", c.MaxSyncFiles)
+	check(c.MaxFileSize >= 1 && c.MaxFileSize <= c.MaxBody, "max-file-size: %s must be within 1 byte and max-body", c.MaxFileSize.String())
+	check(c.ListDepth >= 1 && c.ListDepth <= 64, "list-depth: %d is not within 1 to 64", c.ListDepth)
+	check(c.ListEntries >= 1, "list-entries: %d is below 1", c.ListEntries)
+	check(c.ListFileBytes >= 1, "list-file-bytes: %s is below 1 byte", c.ListFileBytes.String())
 	check(c.Namespace != "", "namespace: empty")
 	return errors.Join(errs...)
 }

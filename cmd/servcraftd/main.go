@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -78,6 +82,10 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	registry, err := newRegistryProxy(ctx, cfg, state)
+	if err != nil {
+		return err
+	}
 	quota, period := cfg.cpuQuota()
 	mgr, err := runtime.New(ctx, client, db, vols, runtime.Config{
 		Image: runtime.ImageConfig{Ref: cfg.Image, Pull: cfg.Pull, PullTimeout: cfg.PullTimeout,
@@ -94,6 +102,9 @@ func run(ctx context.Context, cfg config) error {
 		MaxExecTimeout: cfg.MaxExecTimeout,
 		OutputLimit:    int(cfg.OutputLimit),
 		TouchInterval:  cfg.TouchInterval,
+		Registry:       registry,
+		NpmPath:        cfg.NpmPath,
+		InstallTimeout: cfg.InstallTimeout,
 	})
 	if err != nil {
 		return err
@@ -118,6 +129,12 @@ func run(ctx context.Context, cfg config) error {
 	opts.NodePath = cfg.NodePath
 	opts.TypeScript = mgr.HasToolchain()
 	opts.PathLimits.MaxDepth = cfg.MaxPathDepth
+	opts.SyncLimits = api.SyncLimits{MaxFiles: cfg.MaxSyncFiles, MaxFileBytes: int64(cfg.MaxFileSize),
+		MaxTotalBytes: int64(cfg.MaxBody), Path: opts.PathLimits}
+	opts.ListLimits = workspace.ListLimits{MaxDepth: cfg.ListDepth, MaxEntries: cfg.ListEntries,
+		MaxFileBytes: int64(cfg.ListFileBytes), Path: opts.PathLimits}
+	opts.MaxPackages = cfg.MaxPackages
+	opts.MaxInstallTimeout = cfg.InstallTimeout
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -154,4 +171,29 @@ func run(ctx context.Context, cfg config) error {
 	}
 	slog.Info("servcraftd stopped cleanly")
 	return nil
+}
+
+// newRegistryProxy builds the npm registry proxy for installs. Its upstream is
+// --registry, else what the host's npm is configured with; without either,
+// installs answer 503 and everything else works.
+func newRegistryProxy(ctx context.Context, cfg config, state string) (*npmproxy.Proxy, error) {
+	upstream := cfg.Registry
+	if upstream == "" {
+		out, err := exec.CommandContext(ctx, "npm", "config", "get", "registry").Output()
+		if err != nil {
+			slog.Warn("no npm registry: installs are unavailable (set --registry)", "err", err)
+			return nil, nil
+		}
+		upstream = strings.TrimSpace(string(out))
+	}
+	u, err := url.Parse(upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("registry %q: not an http(s) URL", upstream)
+	}
+	p, err := npmproxy.New(npmproxy.Config{Upstream: u, CacheDir: filepath.Join(state, "npm-cache")})
+	if err != nil {
+		return nil, fmt.Errorf("registry proxy: %w", err)
+	}
+	slog.Info("npm registry proxy ready", "upstream", u.Redacted())
+	return p, nil
 }

@@ -1,0 +1,172 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime/npmproxy"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+)
+
+// ErrUpstream is the cause of an install that failed because the upstream
+// registry could not be reached or answered wrongly.
+var ErrUpstream = errors.New("package registry upstream failed")
+
+// InstallRequest is one `npm install` in a session. Packages were validated
+// by the caller (names, versions, ranges, dist-tags only); none means the
+// workspace's package.json.
+type InstallRequest struct {
+	Packages []string
+	Timeout  time.Duration
+}
+
+// Package is one top-level package and the version npm resolved.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// InstallResult is npm's run and what it installed.
+type InstallResult struct {
+	ExecResult
+	Installed      []Package
+	CacheHits      int64
+	CacheMisses    int64
+	BytesUpstream  int64
+	NotFound       []string
+	UpstreamErrors []string
+}
+
+// npmArgs runs npm against the session's own proxy and nothing else: the
+// registry comes from the command line, which outranks every .npmrc and
+// environment variable user code can set.
+func npmArgs(npm, registry string, packages []string) []string {
+	args := []string{npm, "install", "--registry", registry, "--no-audit", "--no-fund",
+		"--update-notifier=false", "--loglevel=warn", "--foreground-scripts",
+		// The proxy is local and answers at once: retry once, quickly, not for minutes.
+		"--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=3000"}
+	return append(args, packages...)
+}
+
+// Install runs `npm install` inside the session's container. npm reaches
+// the registry only through a proxy listening on 127.0.0.1 inside the
+// session's own network namespace; the container gains no interface.
+func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequest) (InstallResult, error) {
+	var res InstallResult
+	if m.cfg.Registry == nil {
+		return res, fmt.Errorf("no package registry is configured: %w", errdefs.ErrUnavailable)
+	}
+	unlock := m.locks.RLock(sessionID)
+	defer unlock()
+	l, s, err := m.liveLocked(ctx, sessionID)
+	if err != nil {
+		return res, err
+	}
+	m.touch(sessionID)
+	ln, err := listenInNetns(l.task.Pid())
+	if err != nil {
+		return res, fmt.Errorf("session %q: registry proxy: %w", sessionID, err)
+	}
+	base := "http://" + ln.Addr().String()
+	rec := &npmproxy.Recorder{}
+	srv := &http.Server{Handler: m.cfg.Registry.Handler(base, rec), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	timeout := req.Timeout
+	if timeout <= 0 || timeout > m.cfg.InstallTimeout {
+		timeout = m.cfg.InstallTimeout
+	}
+	run, err := runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), ExecRequest{
+		Args:        npmArgs(m.cfg.NpmPath, base+"/", req.Packages),
+		Timeout:     timeout,
+		OutputLimit: m.cfg.OutputLimit,
+	})
+	m.touch(sessionID)
+	res.ExecResult = run
+	res.CacheHits, res.CacheMisses, res.BytesUpstream = rec.CacheHits(), rec.CacheMisses(), rec.BytesFromUpstream()
+	res.NotFound = rec.NotFound()
+	for _, e := range rec.UpstreamErrors() {
+		res.UpstreamErrors = append(res.UpstreamErrors, e.Error())
+	}
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case run.TimedOut:
+		return res, fmt.Errorf("npm install ran longer than %v and was stopped: %w", timeout, context.DeadlineExceeded)
+	case run.ExitCode != 0 && len(res.NotFound) > 0:
+		return res, fmt.Errorf("not found in the registry: %s: %w", strings.Join(res.NotFound, ", "), errdefs.ErrNotFound)
+	case run.ExitCode != 0 && len(res.UpstreamErrors) > 0:
+		return res, fmt.Errorf("%w: %s", ErrUpstream, res.UpstreamErrors[0])
+	}
+	res.Installed = installed(s.Workspace, req.Packages)
+	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),
+		"duration", run.Duration, "cache_hits", res.CacheHits, "cache_misses", res.CacheMisses)
+	return res, nil
+}
+
+// installed reads the versions npm resolved for the requested packages (for
+// none: every dependency in package.json) from the workspace, never
+// following links. Packages it cannot read are left out.
+func installed(dir string, requested []string) []Package {
+	names := make([]string, 0, len(requested))
+	for _, spec := range requested {
+		names = append(names, PackageName(spec))
+	}
+	if len(names) == 0 {
+		var pkg struct {
+			Dependencies    map[string]string `json:"dependencies"`
+			DevDependencies map[string]string `json:"devDependencies"`
+		}
+		if readJSON(dir, "package.json", &pkg) == nil {
+			for n := range pkg.Dependencies {
+				names = append(names, n)
+			}
+			for n := range pkg.DevDependencies {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	out := []Package{}
+	for _, n := range slices.Compact(names) {
+		var pkg struct {
+			Version string `json:"version"`
+		}
+		if readJSON(dir, path.Join("node_modules", n, "package.json"), &pkg) == nil && pkg.Version != "" {
+			out = append(out, Package{Name: n, Version: pkg.Version})
+		}
+	}
+	return out
+}
+
+func readJSON(dir, rel string, v any) error {
+	files, err := workspace.List(dir, rel, workspace.ListLimits{MaxDepth: 1, MaxEntries: 1})
+	if err != nil {
+		return err
+	}
+	if len(files) != 1 || files[0].Type != workspace.TypeFile || files[0].Truncated || files[0].Binary {
+		return fmt.Errorf("%s: not a readable file", rel)
+	}
+	return json.Unmarshal([]byte(files[0].Content), v)
+}
+
+// PackageName is the name part of a validated spec: "@scope/x" of "@scope/x@^1".
+func PackageName(spec string) string {
+	at := strings.LastIndexByte(spec, '@')
+	if at <= 0 {
+		return spec
+	}
+	return spec[:at]
+}
