@@ -179,7 +179,12 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	res, err := h.s.Exec(ctx, req.SessionID, runtime.ExecRequest{Args: h.nodeArgs(filename), Timeout: timeout})
+	run := runtime.ExecRequest{Args: h.nodeArgs(filename), Timeout: timeout, Stdin: []byte(req.Stdin)}
+	if wantsStream(c) {
+		h.streamRun(c, req.SessionID, run)
+		return
+	}
+	res, err := h.s.Exec(ctx, req.SessionID, run)
 	if err != nil {
 		fail(c, err)
 		return
@@ -217,7 +222,7 @@ func (h *handlers) shell(c *gin.Context) {
 		fail(c, invalid("command contains a NUL byte"))
 		return
 	case req.Background:
-		fail(c, fmt.Errorf("background processes are not served yet; run the command in the foreground: %w", errdefs.ErrNotImplemented))
+		h.startBackground(c, req.SessionID, req.Command)
 		return
 	}
 	timeout, err := h.timeout(req.TimeoutMs, h.opt.MaxExecTimeout)
@@ -225,10 +230,12 @@ func (h *handlers) shell(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	res, err := h.s.Exec(c.Request.Context(), req.SessionID, runtime.ExecRequest{
-		Args:    []string{"/bin/sh", "-c", req.Command},
-		Timeout: timeout,
-	})
+	run := runtime.ExecRequest{Args: []string{"/bin/sh", "-c", req.Command}, Timeout: timeout, Stdin: []byte(req.Stdin)}
+	if wantsStream(c) {
+		h.streamRun(c, req.SessionID, run)
+		return
+	}
+	res, err := h.s.Exec(c.Request.Context(), req.SessionID, run)
 	if err != nil {
 		fail(c, err)
 		return

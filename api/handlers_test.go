@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +64,26 @@ func (f *fakeSessions) Install(context.Context, string, runtime.InstallRequest) 
 	f.calls.Add(1)
 	return runtime.InstallResult{}, nil
 }
+func (f *fakeSessions) DialSession(context.Context, string, int) (net.Conn, error) {
+	f.calls.Add(1)
+	return nil, errdefs.ErrNotFound
+}
+func (f *fakeSessions) StartBackground(context.Context, string, string) (runtime.Process, error) {
+	f.calls.Add(1)
+	return runtime.Process{}, nil
+}
+func (f *fakeSessions) Processes(context.Context, string) ([]runtime.Process, error) {
+	f.calls.Add(1)
+	return nil, nil
+}
+func (f *fakeSessions) Logs(context.Context, string, string, bool) (runtime.ProcessLog, error) {
+	f.calls.Add(1)
+	return runtime.ProcessLog{}, nil
+}
+func (f *fakeSessions) Kill(context.Context, string, string) (runtime.Process, error) {
+	f.calls.Add(1)
+	return runtime.Process{}, nil
+}
 func (f *fakeSessions) Ready(context.Context) error { return nil }
 
 func do(t *testing.T, h http.Handler, method, target, body string) (int, map[string]any) {
@@ -112,7 +133,9 @@ func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
 		{"negative timeout", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","timeoutMs":-5}`, 400},
 		{"code wrong type", "POST", "/api/playground/execute", `{"sessionId":"a","code":{}}`, 400},
 		{"empty command", "POST", "/api/playground/shell", `{"sessionId":"a","command":"  "}`, 400},
-		{"background", "POST", "/api/playground/shell", `{"sessionId":"a","command":"ls","background":true}`, 501},
+		{"logs without id", "GET", "/api/playground/processes/logs?sessionId=a", ``, 400},
+		{"kill without id", "DELETE", "/api/playground/processes?sessionId=a", ``, 400},
+		{"processes bad session", "GET", "/api/playground/processes?sessionId=a%20b", ``, 400},
 		{"over-large body", "POST", "/api/playground/execute", `{"sessionId":"a","code":"` + strings.Repeat("x", 5<<10) + `"}`, 413},
 		{"unknown route", "GET", "/api/playground/nope", ``, 404},
 		{"unknown action", "GET", "/api/playground/container?sessionId=a&action=rm", ``, 400},

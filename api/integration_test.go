@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
@@ -32,8 +35,21 @@ func newServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	out, err := exec.Command("npm", "config", "get", "registry").Output()
+	if err != nil {
+		t.Fatalf("npm config get registry: %v", err)
+	}
+	upstream, err := url.Parse(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := npmproxy.New(npmproxy.Config{Upstream: upstream, CacheDir: filepath.Join(state, "npm-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := runtime.New(env.Context(t), env.Client, db, vols, runtime.Config{
-		Image: env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
+		Registry: registry,
+		Image:    env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
 		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
 			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
 		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -26,6 +27,11 @@ type Sessions interface {
 	Sync(ctx context.Context, sessionID string, entries []workspace.Entry, replace bool) (workspace.SyncResult, error)
 	ListFiles(ctx context.Context, sessionID, sub string, lim workspace.ListLimits) ([]workspace.FileInfo, error)
 	Install(ctx context.Context, sessionID string, req runtime.InstallRequest) (runtime.InstallResult, error)
+	DialSession(ctx context.Context, sessionID string, port int) (net.Conn, error)
+	StartBackground(ctx context.Context, sessionID, command string) (runtime.Process, error)
+	Processes(ctx context.Context, sessionID string) ([]runtime.Process, error)
+	Logs(ctx context.Context, sessionID, id string, follow bool) (runtime.ProcessLog, error)
+	Kill(ctx context.Context, sessionID, id string) (runtime.Process, error)
 	Ready(ctx context.Context) error
 }
 
@@ -43,6 +49,9 @@ type Options struct {
 	ListLimits        workspace.ListLimits // what /files reads back
 	MaxPackages       int                  // packages in one install
 	MaxInstallTimeout time.Duration        // most timeoutMs an install may ask for
+	MinPreviewPort    int                  // lowest in-session port a preview may ask for
+	PreviewTimeout    time.Duration        // how long a previewed server may take to answer headers
+	MaxPreviewBytes   int64                // largest preview response body
 }
 
 // DefaultOptions are the limits used when none are configured.
@@ -58,6 +67,9 @@ var DefaultOptions = Options{
 	ListLimits:        workspace.DefaultListLimits,
 	MaxPackages:       50,
 	MaxInstallTimeout: 120 * time.Second,
+	MinPreviewPort:    1,
+	PreviewTimeout:    30 * time.Second,
+	MaxPreviewBytes:   100 << 20,
 }
 
 type handlers struct {
@@ -71,7 +83,10 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	h := &handlers{s: s, opt: opt}
-	r.Use(gin.CustomRecovery(func(c *gin.Context, _ any) {
+	r.Use(gin.CustomRecovery(func(c *gin.Context, rec any) {
+		if rec == http.ErrAbortHandler { // a proxied stream cut short: drop the connection
+			panic(rec)
+		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
 	}), errorMiddleware, h.limitBody)
 	r.NoRoute(func(c *gin.Context) { fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path)) })
@@ -92,6 +107,13 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	pg.POST("/sync", h.sync)
 	pg.GET("/files", h.files)
 	pg.POST("/install", h.install)
+	pg.GET("/processes", h.processes)
+	pg.GET("/processes/logs", h.processLogs)
+	pg.DELETE("/processes", h.killProcess)
+	pg.Any("/preview/:sessionId/*path", h.preview)
+	pg.Any("/preview/:sessionId", h.preview)
+	r.Any("/p/:sessionId/*path", h.preview)
+	r.Any("/p/:sessionId", h.preview)
 	return r
 }
 

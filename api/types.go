@@ -54,6 +54,7 @@ type executeRequest struct {
 	SessionID string `json:"sessionId"`
 	Code      string `json:"code"`
 	Filename  string `json:"filename"`
+	Stdin     string `json:"stdin"`
 	TimeoutMs *int64 `json:"timeoutMs"`
 }
 
@@ -61,6 +62,7 @@ type shellRequest struct {
 	SessionID  string `json:"sessionId"`
 	Command    string `json:"command"`
 	Background bool   `json:"background"`
+	Stdin      string `json:"stdin"`
 	TimeoutMs  *int64 `json:"timeoutMs"`
 }
 

@@ -25,6 +25,9 @@ type ExecRequest struct {
 	Stdin       []byte
 	Timeout     time.Duration
 	OutputLimit int // bytes kept of stdout and of stderr, each
+	// OnOutput, when set, also receives every chunk of output as it comes
+	// ("stdout" or "stderr"), up to the output limit.
+	OnOutput func(stream string, chunk []byte)
 }
 
 // ExecResult is how a run ended.
@@ -48,115 +51,165 @@ var gateArgs = []string{"/bin/sh", "-c", `read -r _ && exec "$@"`, "servcraft-ru
 // cleanupTimeout bounds the teardown that must finish even when the caller has gone.
 const cleanupTimeout = 10 * time.Second
 
-// runExec runs req in task, whose container's cgroup is containerCgroup and
-// whose process spec is base. Nothing the run starts outlives it.
-func runExec(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir string, req ExecRequest) (res ExecResult, retErr error) {
-	start := time.Now()
-	execID := "run-" + randomHex(6)
+// run is one process tree started in a session: the exec process, the
+// cgroup that holds everything it starts, and its exit status to come.
+type run struct {
+	id        string
+	task      containerd.Task
+	p         containerd.Process
+	group     *runGroup
+	statusC   <-chan containerd.ExitStatus
+	cgroup    string
+	oomBefore int64
+	started   time.Time
+}
 
+// startRun execs args behind the gate, moves the process into a new run
+// cgroup, then opens the gate and hands it stdin (closed after). On error
+// nothing of the run is left.
+func startRun(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir, id string,
+	args, env []string, stdin []byte, stdout, stderr io.Writer) (_ *run, retErr error) {
 	// Derive the process from the container's own spec: the same uid, no
 	// capabilities, no_new_privileges; only args and env change.
 	proc := *base
 	proc.Terminal = false
-	proc.Args = append(append([]string{}, gateArgs...), req.Args...)
-	proc.Env = append(append([]string{}, base.Env...), req.Env...)
+	proc.Args = append(append([]string{}, gateArgs...), args...)
+	proc.Env = append(append([]string{}, base.Env...), env...)
 	proc.Cwd = WorkspacePath
 
-	full := make(chan struct{})
-	var fullOnce sync.Once
-	onFull := func() { fullOnce.Do(func() { close(full) }) }
-	stdout := newCappedBuffer(req.OutputLimit, onFull)
-	stderr := newCappedBuffer(req.OutputLimit, onFull)
-	stdinR, stdinW := io.Pipe()
-	defer stdinW.Close()
-
-	group, err := newRunGroup(containerCgroup, execID)
+	group, err := newRunGroup(containerCgroup, id)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	cleanupCtx := context.WithoutCancel(ctx)
 	defer func() {
-		if err := group.remove(); err != nil {
-			retErr = errors.Join(retErr, err)
+		if retErr != nil {
+			_ = group.remove()
 		}
 	}()
-
-	p, err := task.Exec(ctx, execID, &proc, cio.NewCreator(cio.WithStreams(stdinR, stdout, stderr), cio.WithFIFODir(fifoDir)))
+	stdinR, stdinW := io.Pipe()
+	p, err := task.Exec(ctx, id, &proc, cio.NewCreator(cio.WithStreams(stdinR, stdout, stderr), cio.WithFIFODir(fifoDir)))
 	if err != nil {
-		return res, fmt.Errorf("exec %s in %s: %w", execID, task.ID(), err)
+		return nil, fmt.Errorf("exec %s in %s: %w", id, task.ID(), err)
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(cleanupCtx, cleanupTimeout)
-		defer cancel()
-		if _, err := p.Delete(dctx, containerd.WithProcessKill); err != nil {
-			slog.Warn("delete exec", "task", task.ID(), "exec", execID, "err", err)
+		if retErr != nil {
+			stdinW.Close()
+			deleteProcess(cleanupCtx, p)
 		}
 	}()
 	statusC, err := p.Wait(ctx)
 	if err != nil {
-		return res, fmt.Errorf("wait exec %s: %w", execID, err)
+		return nil, fmt.Errorf("wait exec %s: %w", id, err)
 	}
-	oomBefore := oomKills(containerCgroup)
+	r := &run{id: id, task: task, p: p, group: group, statusC: statusC, cgroup: containerCgroup,
+		oomBefore: oomKills(containerCgroup), started: time.Now()}
 	if err := p.Start(ctx); err != nil {
-		return res, fmt.Errorf("start exec %s: %w", execID, err)
+		return nil, fmt.Errorf("start exec %s: %w", id, err)
 	}
 	if err := group.add(p.Pid()); err != nil {
 		_ = p.Kill(cleanupCtx, unix.SIGKILL)
-		return res, err
+		return nil, err
 	}
 	// Open the gate, hand over stdin, and close it so the program sees EOF.
 	go func() {
 		_, _ = stdinW.Write([]byte("\n"))
-		_, _ = stdinW.Write(req.Stdin)
+		_, _ = stdinW.Write(stdin)
 		_ = stdinW.Close()
 		cctx, cancel := context.WithTimeout(cleanupCtx, cleanupTimeout)
 		defer cancel()
 		_ = p.CloseIO(cctx, containerd.WithStdinCloser)
 	}()
+	return r, nil
+}
 
+// finish kills whatever of the run is left (a finished program's detached
+// children too, which would otherwise hold the pipes), waits for the exit
+// status (unless the caller already has it) and the output, and removes the
+// process and its cgroup.
+func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (containerd.ExitStatus, error) {
+	kerr := r.group.kill()
+	var st containerd.ExitStatus
+	if status != nil {
+		st = *status
+	} else {
+		st = <-r.statusC
+	}
+	// Output is complete only once the copiers have drained the FIFOs.
+	r.p.IO().Wait()
+	deleteProcess(context.WithoutCancel(ctx), r.p)
+	return st, errors.Join(kerr, r.group.remove())
+}
+
+// kill ends the whole run now.
+func (r *run) kill() error { return r.group.kill() }
+
+func deleteProcess(ctx context.Context, p containerd.Process) {
+	dctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	if _, err := p.Delete(dctx, containerd.WithProcessKill); err != nil {
+		slog.Warn("delete exec", "exec", p.ID(), "err", err)
+	}
+}
+
+// runExec runs req in task to its end, the timeout, the output cap or the
+// caller's going away. Nothing the run starts outlives it.
+func runExec(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir string, req ExecRequest) (ExecResult, error) {
+	var res ExecResult
+	full := make(chan struct{})
+	var fullOnce sync.Once
+	onFull := func() { fullOnce.Do(func() { close(full) }) }
+	stdout := newCappedBuffer(req.OutputLimit, onFull)
+	stderr := newCappedBuffer(req.OutputLimit, onFull)
+	if req.OnOutput != nil {
+		stdout.tee = func(p []byte) { req.OnOutput("stdout", p) }
+		stderr.tee = func(p []byte) { req.OnOutput("stderr", p) }
+	}
+	r, err := startRun(ctx, task, base, containerCgroup, fifoDir, "run-"+randomHex(6), req.Args, req.Env, req.Stdin, stdout, stderr)
+	if err != nil {
+		return res, err
+	}
 	timer := time.NewTimer(req.Timeout)
 	defer timer.Stop()
-	var status containerd.ExitStatus
-	exited := false
+	var status *containerd.ExitStatus
 	select {
-	case status = <-statusC:
-		exited = true
+	case st := <-r.statusC:
+		status = &st
 	case <-timer.C:
 		res.TimedOut = true
 	case <-full:
 	case <-ctx.Done():
 	}
-	// Whatever ended the wait, the run's whole tree goes now: a finished
-	// program's detached children too, which would otherwise hold the pipes.
-	if err := group.kill(); err != nil {
+	st, err := r.finish(ctx, status)
+	if err != nil {
 		return res, err
 	}
-	if !exited {
-		status = <-statusC
-	}
-	// Output is complete only once the copiers have drained the FIFOs.
-	p.IO().Wait()
-
-	res.Duration = time.Since(start)
-	code, _, err := status.Result()
+	res.Duration = time.Since(r.started)
+	code, _, err := st.Result()
 	if err != nil {
-		return res, fmt.Errorf("exit status of %s: %w", execID, err)
+		return res, fmt.Errorf("exit status of %s: %w", r.id, err)
 	}
 	res.ExitCode = int(code)
-	if code > 128 && code < 128+65 {
-		res.Signal = unix.SignalName(unix.Signal(code - 128))
-	}
+	res.Signal = signalOf(code)
 	var outCut, errCut bool
 	res.Stdout, outCut = stdout.result()
 	res.Stderr, errCut = stderr.result()
 	res.Truncated = outCut || errCut
-	if oomBefore >= 0 && code == 128+uint32(unix.SIGKILL) && !res.TimedOut && !res.Truncated {
-		res.OOMKilled = oomKills(containerCgroup) > oomBefore
+	if r.oomBefore >= 0 && code == 128+uint32(unix.SIGKILL) && !res.TimedOut && !res.Truncated {
+		res.OOMKilled = oomKills(containerCgroup) > r.oomBefore
 	}
 	if ctx.Err() != nil {
-		return res, fmt.Errorf("exec %s: %w", execID, ctx.Err())
+		return res, fmt.Errorf("exec %s: %w", r.id, ctx.Err())
 	}
 	return res, nil
+}
+
+// signalOf names the signal behind an exit status of 128+n, as shells report it.
+func signalOf(code uint32) string {
+	if code > 128 && code < 128+65 {
+		return unix.SignalName(unix.Signal(code - 128))
+	}
+	return ""
 }
 
 func randomHex(n int) string {

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,21 +49,23 @@ type Store interface {
 
 // Config is the manager's configuration.
 type Config struct {
-	Image          ImageConfig
-	Runtime        string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
-	InitPath       string // host path of a static init, bind-mounted as PID 1
-	ToolchainDir   string // host folder of the TypeScript toolchain ("" : none)
-	StateDir       string // FIFOs live here
-	Limits         SpecLimits
-	IdleTimeout    time.Duration
-	ExtendBy       time.Duration
-	ExecTimeout    time.Duration   // default per run
-	MaxExecTimeout time.Duration   // most a client may ask for
-	OutputLimit    int             // bytes of stdout and of stderr kept per run
-	TouchInterval  time.Duration   // how often activity is written to the store
-	Registry       *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
-	NpmPath        string          // npm inside the image
-	InstallTimeout time.Duration   // longest npm install
+	Image              ImageConfig
+	Runtime            string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
+	InitPath           string // host path of a static init, bind-mounted as PID 1
+	ToolchainDir       string // host folder of the TypeScript toolchain ("" : none)
+	StateDir           string // FIFOs live here
+	Limits             SpecLimits
+	IdleTimeout        time.Duration
+	ExtendBy           time.Duration
+	ExecTimeout        time.Duration   // default per run
+	MaxExecTimeout     time.Duration   // most a client may ask for
+	OutputLimit        int             // bytes of stdout and of stderr kept per run
+	TouchInterval      time.Duration   // how often activity is written to the store
+	Registry           *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
+	NpmPath            string          // npm inside the image
+	InstallTimeout     time.Duration   // longest npm install
+	MaxBackground      int             // running background processes per session
+	BackgroundLogBytes int             // output kept per background process
 }
 
 // Manager owns every session: its record, container, task and workspace.
@@ -79,6 +82,9 @@ type Manager struct {
 
 	touchMu sync.Mutex
 	touched map[string]time.Time
+
+	bgMu sync.Mutex
+	bg   map[string]map[string]*background // sessionID -> process ID -> process
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -105,12 +111,17 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 			return nil, fmt.Errorf("TypeScript toolchain in %s (scripts/build-toolchain.sh builds it): %w", cfg.ToolchainDir, err)
 		}
 	}
+	cfg.MaxBackground = cmp.Or(cfg.MaxBackground, 8)
+	cfg.BackgroundLogBytes = cmp.Or(cfg.BackgroundLogBytes, 256<<10)
+	cfg.NpmPath = cmp.Or(cfg.NpmPath, "/usr/local/bin/npm")
+	cfg.InstallTimeout = cmp.Or(cfg.InstallTimeout, 120*time.Second)
 	img, err := ensureImage(ctx, client, cfg.Image)
 	if err != nil {
 		return nil, err
 	}
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		live: map[string]*liveSession{}, touched: map[string]time.Time{}, stop: make(chan struct{})}
+		live: map[string]*liveSession{}, touched: map[string]time.Time{}, bg: map[string]map[string]*background{},
+		stop: make(chan struct{})}
 	m.stopped.Add(1)
 	go m.flushLoop()
 	return m, nil
@@ -317,6 +328,7 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 	m.liveMu.Lock()
 	delete(m.live, s.SessionID)
 	m.liveMu.Unlock()
+	m.forgetBackground(s.SessionID)
 	if s.State != store.StateDestroying {
 		if _, err := m.db.Update(s.SessionID, func(r *store.Session) error { r.State = store.StateDestroying; return nil }); err != nil && !errdefs.IsNotFound(err) {
 			return err

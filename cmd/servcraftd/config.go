@@ -112,6 +112,11 @@ type config struct {
 	ListDepth         int
 	ListEntries       int
 	ListFileBytes     byteSize
+	MaxProcesses      int
+	ProcessLogBytes   byteSize
+	MinPreviewPort    int
+	PreviewTimeout    time.Duration
+	MaxPreviewBytes   byteSize
 }
 
 func defaultConfig() config {
@@ -155,6 +160,11 @@ func defaultConfig() config {
 		ListDepth:         4,
 		ListEntries:       2000,
 		ListFileBytes:     1 << 20,
+		MaxProcesses:      8,
+		ProcessLogBytes:   256 << 10,
+		MinPreviewPort:    1,
+		PreviewTimeout:    30 * time.Second,
+		MaxPreviewBytes:   100 << 20,
 	}
 }
 
@@ -203,6 +213,11 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.ListDepth, "list-depth", c.ListDepth, "deepest level /files lists")
 	fs.IntVar(&c.ListEntries, "list-entries", c.ListEntries, "most entries /files returns")
 	fs.Var(&c.ListFileBytes, "list-file-bytes", "largest file whose content /files returns")
+	fs.IntVar(&c.MaxProcesses, "max-processes", c.MaxProcesses, "running background processes per session")
+	fs.Var(&c.ProcessLogBytes, "process-log-bytes", "output kept per background process (a ring buffer)")
+	fs.IntVar(&c.MinPreviewPort, "min-preview-port", c.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
+	fs.DurationVar(&c.PreviewTimeout, "preview-timeout", c.PreviewTimeout, "how long a previewed server may take to send headers")
+	fs.Var(&c.MaxPreviewBytes, "max-preview-bytes", "largest preview response body")
 }
 
 // envName is the environment variable of a flag: --idle-timeout is SERVCRAFT_IDLE_TIMEOUT.
@@ -269,6 +284,11 @@ func (c *config) validate() error {
 	check(c.MaxFileSize >= 1 && c.MaxFileSize <= c.MaxBody, "max-file-size: %s must be within 1 byte and max-body", c.MaxFileSize.String())
 	check(c.ListDepth >= 1 && c.ListDepth <= 64, "list-depth: %d is not within 1 to 64", c.ListDepth)
 	check(c.ListEntries >= 1, "list-entries: %d is below 1", c.ListEntries)
+	check(c.MaxProcesses >= 1 && c.MaxProcesses <= 256, "max-processes: %d is not within 1 to 256", c.MaxProcesses)
+	check(c.ProcessLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", c.ProcessLogBytes.String())
+	check(c.MinPreviewPort >= 1 && c.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", c.MinPreviewPort)
+	check(c.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", c.PreviewTimeout)
+	check(c.MaxPreviewBytes >= 1<<10, "max-preview-bytes: %s is below 1KiB", c.MaxPreviewBytes.String())
 	check(c.ListFileBytes >= 1, "list-file-bytes: %s is below 1 byte", c.ListFileBytes.String())
 	check(c.Namespace != "", "namespace: empty")
 	return errors.Join(errs...)

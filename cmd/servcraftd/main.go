@@ -57,10 +57,18 @@ func setupLogging(format string) {
 
 // run wires the daemon together and serves until ctx ends, then drains.
 func run(ctx context.Context, cfg config) error {
-	state, err := filepath.Abs(cfg.StateDir)
-	if err != nil {
-		return fmt.Errorf("state dir: %w", err)
+	// Paths go into OCI specs and are resolved by runc elsewhere: make them absolute.
+	for _, p := range []*string{&cfg.StateDir, &cfg.ToolchainDir, &cfg.InitPath, &cfg.FallbackArchive} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("path %q: %w", *p, err)
+		}
+		*p = abs
 	}
+	state := cfg.StateDir
 	client, err := containerd.New(cfg.ContainerdAddress,
 		containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
@@ -96,15 +104,17 @@ func run(ctx context.Context, cfg config) error {
 		StateDir:     state,
 		Limits: runtime.SpecLimits{MemoryBytes: int64(cfg.Memory), CPUQuota: quota, CPUPeriod: period,
 			Pids: cfg.Pids, TmpBytes: int64(cfg.TmpSize), NoFile: cfg.NoFile, FileBytes: uint64(cfg.WorkspaceSize)},
-		IdleTimeout:    cfg.IdleTimeout,
-		ExtendBy:       cfg.ExtendBy,
-		ExecTimeout:    cfg.ExecTimeout,
-		MaxExecTimeout: cfg.MaxExecTimeout,
-		OutputLimit:    int(cfg.OutputLimit),
-		TouchInterval:  cfg.TouchInterval,
-		Registry:       registry,
-		NpmPath:        cfg.NpmPath,
-		InstallTimeout: cfg.InstallTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		ExtendBy:           cfg.ExtendBy,
+		ExecTimeout:        cfg.ExecTimeout,
+		MaxExecTimeout:     cfg.MaxExecTimeout,
+		OutputLimit:        int(cfg.OutputLimit),
+		TouchInterval:      cfg.TouchInterval,
+		Registry:           registry,
+		NpmPath:            cfg.NpmPath,
+		InstallTimeout:     cfg.InstallTimeout,
+		MaxBackground:      cfg.MaxProcesses,
+		BackgroundLogBytes: int(cfg.ProcessLogBytes),
 	})
 	if err != nil {
 		return err
@@ -135,6 +145,9 @@ func run(ctx context.Context, cfg config) error {
 		MaxFileBytes: int64(cfg.ListFileBytes), Path: opts.PathLimits}
 	opts.MaxPackages = cfg.MaxPackages
 	opts.MaxInstallTimeout = cfg.InstallTimeout
+	opts.MinPreviewPort = cfg.MinPreviewPort
+	opts.PreviewTimeout = cfg.PreviewTimeout
+	opts.MaxPreviewBytes = int64(cfg.MaxPreviewBytes)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

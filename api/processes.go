@@ -1,0 +1,174 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/runtime"
+)
+
+var timeZero time.Time
+
+// wantsStream reports whether the client asked for server-sent events.
+func wantsStream(c *gin.Context) bool {
+	return strings.Contains(c.GetHeader("Accept"), "text/event-stream")
+}
+
+// sseEvent writes one server-sent event whose data is v as JSON.
+func sseEvent(c *gin.Context, event string, v any) {
+	data, _ := json.Marshal(v)
+	fmt.Fprintf(c.Writer, "event: %s\ndata: %s\n\n", event, data)
+	c.Writer.Flush()
+}
+
+func startStream(c *gin.Context) {
+	c.Header("Content-Type", "text/event-stream")
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(timeZero)
+	c.Writer.Flush()
+}
+
+func (h *handlers) startBackground(c *gin.Context, sessionID, command string) {
+	p, err := h.s.StartBackground(c.Request.Context(), sessionID, command)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "background": true, "pid": p.ID, "process": p,
+		"output": fmt.Sprintf("started %s in the background: %s", p.ID, command), "error": "", "exitCode": 0})
+}
+
+func (h *handlers) processes(c *gin.Context) {
+	id := c.Query("sessionId")
+	if err := validSessionID(id); err != nil {
+		fail(c, err)
+		return
+	}
+	list, err := h.s.Processes(c.Request.Context(), id)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "processes": list})
+}
+
+func processID(c *gin.Context) (string, string, error) {
+	sid, pid := c.Query("sessionId"), c.Query("id")
+	if err := validSessionID(sid); err != nil {
+		return "", "", err
+	}
+	if pid == "" || len(pid) > 64 {
+		return "", "", invalid("id is required (a process id from /processes)")
+	}
+	return sid, pid, nil
+}
+
+// processLogs returns a background process's output; with Accept:
+// text/event-stream it streams: an "output" event with what is kept, then
+// one per chunk, then "exit" with the process when it ends.
+func (h *handlers) processLogs(c *gin.Context) {
+	sid, pid, err := processID(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	stream := wantsStream(c)
+	pl, err := h.s.Logs(c.Request.Context(), sid, pid, stream)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if !stream {
+		c.JSON(http.StatusOK, gin.H{"success": true, "process": pl.Process, "output": string(pl.Output), "truncated": pl.Truncated})
+		return
+	}
+	startStream(c)
+	sseEvent(c, "output", gin.H{"data": string(pl.Output), "truncated": pl.Truncated})
+	for chunk := range pl.Follow {
+		sseEvent(c, "output", gin.H{"data": string(chunk)})
+	}
+	if c.Request.Context().Err() != nil {
+		return
+	}
+	procs, err := h.s.Processes(c.Request.Context(), sid)
+	final := pl.Process
+	if err == nil {
+		for _, p := range procs {
+			if p.ID == pid {
+				final = p
+			}
+		}
+	}
+	sseEvent(c, "exit", final)
+}
+
+func (h *handlers) killProcess(c *gin.Context) {
+	sid, pid, err := processID(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	p, err := h.s.Kill(c.Request.Context(), sid, pid)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "process": p})
+}
+
+// streamRun runs req, sending stdout and stderr chunks as events as they
+// come, and ends with an "exit" event carrying the same fields as the JSON answer.
+func (h *handlers) streamRun(c *gin.Context, sessionID string, req runtime.ExecRequest) {
+	chunks := make(chan [2]string, 256)
+	req.OnOutput = func(stream string, p []byte) { chunks <- [2]string{stream, string(p)} }
+	type outcome struct {
+		res runtime.ExecResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := h.s.Exec(c.Request.Context(), sessionID, req)
+		done <- outcome{res, err}
+	}()
+	started := false
+	for {
+		select {
+		case ch := <-chunks:
+			if !started {
+				startStream(c)
+				started = true
+			}
+			sseEvent(c, ch[0], gin.H{"data": ch[1]})
+		case o := <-done:
+			for len(chunks) > 0 {
+				ch := <-chunks
+				if !started {
+					startStream(c)
+					started = true
+				}
+				sseEvent(c, ch[0], gin.H{"data": ch[1]})
+			}
+			if o.err != nil && !started {
+				fail(c, o.err)
+				return
+			}
+			if !started {
+				startStream(c)
+			}
+			if o.err != nil {
+				status, code := ToHTTP(o.err)
+				sseEvent(c, "error", gin.H{"success": false, "error": o.err.Error(), "code": code, "status": status})
+				return
+			}
+			sseEvent(c, "exit", newRunResponse(o.res))
+			return
+		}
+	}
+}
