@@ -84,6 +84,11 @@ func (f *fakeSessions) Kill(context.Context, string, string) (runtime.Process, e
 	f.calls.Add(1)
 	return runtime.Process{}, nil
 }
+func (f *fakeSessions) OpenTerminal(context.Context, string, uint32, uint32) (*runtime.Terminal, error) {
+	f.calls.Add(1)
+	return nil, errdefs.ErrNotFound
+}
+func (f *fakeSessions) Touch(string)                {}
 func (f *fakeSessions) Ready(context.Context) error { return nil }
 
 func do(t *testing.T, h http.Handler, method, target, body string) (int, map[string]any) {
@@ -133,6 +138,8 @@ func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
 		{"negative timeout", "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","timeoutMs":-5}`, 400},
 		{"code wrong type", "POST", "/api/playground/execute", `{"sessionId":"a","code":{}}`, 400},
 		{"empty command", "POST", "/api/playground/shell", `{"sessionId":"a","command":"  "}`, 400},
+		{"terminal bad session", "GET", "/api/playground/terminal?sessionId=%2F", ``, 400},
+		{"terminal bad size", "GET", "/api/playground/terminal?sessionId=a&cols=0", ``, 400},
 		{"logs without id", "GET", "/api/playground/processes/logs?sessionId=a", ``, 400},
 		{"kill without id", "DELETE", "/api/playground/processes?sessionId=a", ``, 400},
 		{"processes bad session", "GET", "/api/playground/processes?sessionId=a%20b", ``, 400},

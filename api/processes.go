@@ -31,7 +31,7 @@ func startStream(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
-	_ = http.NewResponseController(c.Writer).SetWriteDeadline(timeZero)
+	_ = httpResponseController(c).SetWriteDeadline(timeZero)
 	c.Writer.Flush()
 }
 
@@ -171,4 +171,8 @@ func (h *handlers) streamRun(c *gin.Context, sessionID string, req runtime.ExecR
 			return
 		}
 	}
+}
+
+func httpResponseController(c *gin.Context) *http.ResponseController {
+	return http.NewResponseController(c.Writer)
 }

@@ -32,6 +32,8 @@ type Sessions interface {
 	Processes(ctx context.Context, sessionID string) ([]runtime.Process, error)
 	Logs(ctx context.Context, sessionID, id string, follow bool) (runtime.ProcessLog, error)
 	Kill(ctx context.Context, sessionID, id string) (runtime.Process, error)
+	OpenTerminal(ctx context.Context, sessionID string, cols, rows uint32) (*runtime.Terminal, error)
+	Touch(sessionID string)
 	Ready(ctx context.Context) error
 }
 
@@ -52,6 +54,7 @@ type Options struct {
 	MinPreviewPort    int                  // lowest in-session port a preview may ask for
 	PreviewTimeout    time.Duration        // how long a previewed server may take to answer headers
 	MaxPreviewBytes   int64                // largest preview response body
+	CORSOrigins       []string             // browser origins allowed besides the API's own (host patterns)
 }
 
 // DefaultOptions are the limits used when none are configured.
@@ -107,6 +110,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	pg.POST("/sync", h.sync)
 	pg.GET("/files", h.files)
 	pg.POST("/install", h.install)
+	pg.GET("/terminal", h.terminal)
 	pg.GET("/processes", h.processes)
 	pg.GET("/processes/logs", h.processLogs)
 	pg.DELETE("/processes", h.killProcess)

@@ -255,3 +255,29 @@ func jsonBody(v any) (io.Reader, error) {
 }
 
 func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+// The starter project as a user meets it: install its dependencies, npm start
+// in the background, and open it through the preview.
+func TestFastifyStarterThroughThePreview(t *testing.T) {
+	srv := newServer(t)
+	for _, pt := range []string{"ts", "js"} {
+		id := "starter-" + pt + "-" + t.Name()
+		if status, _ := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": pt}); status != 201 {
+			t.Fatal("create failed")
+		}
+		status, inst := call(t, srv, "POST", "/api/playground/install", map[string]any{"sessionId": id, "packages": []string{}})
+		if status != 200 || inst["success"] != true {
+			t.Fatalf("%s install: %d %v", pt, status, inst)
+		}
+		t.Logf("%s: npm install of the starter's dependencies took %v ms (cache hits %v, misses %v)",
+			pt, inst["durationMs"], inst["cacheHits"], inst["cacheMisses"])
+		status, started := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "npm start", "background": true})
+		if status != 200 || started["success"] != true {
+			t.Fatalf("%s npm start: %d %v", pt, status, started)
+		}
+		body := waitStatus(t, srv.URL+"/api/playground/preview/"+id+"/api/health", 200)
+		if !strings.Contains(body, `"status":"ok"`) {
+			t.Fatalf("%s health: %s", pt, body)
+		}
+	}
+}

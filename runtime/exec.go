@@ -13,6 +13,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -147,7 +148,7 @@ func (r *run) kill() error { return r.group.kill() }
 func deleteProcess(ctx context.Context, p containerd.Process) {
 	dctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 	defer cancel()
-	if _, err := p.Delete(dctx, containerd.WithProcessKill); err != nil {
+	if _, err := p.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 		slog.Warn("delete exec", "exec", p.ID(), "err", err)
 	}
 }

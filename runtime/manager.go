@@ -531,3 +531,6 @@ func taskUsage(ctx context.Context, task containerd.Task) (Usage, error) {
 	}
 	return u, nil
 }
+
+// Touch records activity on a session from outside a call (an open terminal's keystrokes).
+func (m *Manager) Touch(sessionID string) { m.touch(sessionID) }

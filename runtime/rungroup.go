@@ -68,8 +68,12 @@ func (g *runGroup) pids() ([]int, error) {
 	return out, nil
 }
 
-// kill SIGKILLs every process in the group and waits until it is empty.
+// kill SIGKILLs every process in the group and waits until it is empty. A
+// group already gone (its container's cgroup removed with the task) is empty.
 func (g *runGroup) kill() error {
+	if _, err := os.Stat(g.dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if isCgroup2() {
 		if err := os.WriteFile(filepath.Join(g.dir, "cgroup.kill"), []byte("1"), 0); err == nil {
 			return g.waitEmpty()

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/coder/websocket"
+	"github.com/gin-gonic/gin"
+)
+
+// terminalMessage is a text frame of the terminal protocol. Binary frames
+// carry raw terminal bytes both ways; text frames carry these messages:
+// client→server {"type":"resize","cols":120,"rows":40} (also "input" with
+// data, for clients that cannot send binary), server→client
+// {"type":"exit","exitCode":0} just before the server closes.
+type terminalMessage struct {
+	Type     string `json:"type"`
+	Cols     uint32 `json:"cols,omitempty"`
+	Rows     uint32 `json:"rows,omitempty"`
+	Data     string `json:"data,omitempty"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+}
+
+// terminal upgrades to a WebSocket bound to an interactive shell on a PTY in
+// the session. Closing the socket ends the shell and everything it started.
+func (h *handlers) terminal(c *gin.Context) {
+	id := c.Query("sessionId")
+	if err := validSessionID(id); err != nil {
+		fail(c, err)
+		return
+	}
+	cols, _ := strconv.ParseUint(c.DefaultQuery("cols", "80"), 10, 16)
+	rows, _ := strconv.ParseUint(c.DefaultQuery("rows", "24"), 10, 16)
+	if cols == 0 || rows == 0 {
+		fail(c, invalid("cols and rows must be 1 to 65535"))
+		return
+	}
+	term, err := h.s.OpenTerminal(c.Request.Context(), id, uint32(cols), uint32(rows))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	defer term.Close()
+	_ = setNoDeadlines(c)
+	// Same-origin only unless CORS origins are configured: a foreign page must not drive a shell.
+	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{OriginPatterns: h.opt.CORSOrigins})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
+	defer cancel()
+
+	go func() { // socket → shell; when the socket goes, so does the shell
+		defer cancel()
+		defer term.Close()
+		for {
+			typ, data, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			if typ == websocket.MessageBinary {
+				if _, err := term.Write(data); err != nil {
+					return
+				}
+				h.s.Touch(id)
+				continue
+			}
+			var msg terminalMessage
+			if json.Unmarshal(data, &msg) != nil {
+				continue
+			}
+			switch msg.Type {
+			case "resize":
+				if msg.Cols > 0 && msg.Rows > 0 {
+					_ = term.Resize(ctx, msg.Cols, msg.Rows)
+				}
+			case "input":
+				if _, err := term.Write([]byte(msg.Data)); err != nil {
+					return
+				}
+				h.s.Touch(id)
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for { // shell → socket
+		n, err := term.Read(buf)
+		if n > 0 {
+			if werr := ws.Write(ctx, websocket.MessageBinary, buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	select {
+	case code := <-term.Exit():
+		msg, _ := json.Marshal(terminalMessage{Type: "exit", ExitCode: &code})
+		_ = ws.Write(ctx, websocket.MessageText, msg)
+		ws.Close(websocket.StatusNormalClosure, "shell exited")
+	case <-ctx.Done():
+	}
+}
+
+func setNoDeadlines(c *gin.Context) error {
+	rc := httpResponseController(c)
+	return errors.Join(rc.SetReadDeadline(timeZero), rc.SetWriteDeadline(timeZero))
+}
