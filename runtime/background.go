@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/store"
 )
 
 // Process is a background process of a session, as the API lists it.
@@ -86,17 +91,32 @@ func (m *Manager) StartBackground(ctx context.Context, sessionID, command string
 		return Process{}, err
 	}
 	b.run = r
+	// Recorded so that a restarted daemon finds the process again.
+	if _, err := m.db.Update(sessionID, func(s *store.Session) error {
+		s.Processes = append(s.Processes, store.Process{ID: id, Command: command, StartedAt: b.info.StartedAt})
+		return nil
+	}); err != nil {
+		_ = r.kill()
+		return Process{}, err
+	}
+	m.watchBackground(bctx, sessionID, b)
+	return b.snapshot(), nil
+}
+
+// watchBackground registers b and, when its program ends, records the exit,
+// kills what it left and forgets its record.
+func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *background) {
 	m.bgMu.Lock()
 	if m.bg[sessionID] == nil {
 		m.bg[sessionID] = map[string]*background{}
 	}
-	m.bg[sessionID][id] = b
+	m.bg[sessionID][b.info.ID] = b
 	m.bgMu.Unlock()
 	go func() {
-		exit := <-r.statusC // the program ends, or Kill ends it
-		st, err := r.finish(bctx, &exit)
+		exit := <-b.run.statusC // the program ends, or Kill ends it
+		st, err := b.run.finish(ctx, &exit)
 		if err != nil {
-			slog.Warn("background process cleanup", "session", sessionID, "process", id, "err", err)
+			slog.Warn("background process cleanup", "session", sessionID, "process", b.info.ID, "err", err)
 		}
 		code := int(st.ExitCode())
 		now := time.Now().UTC()
@@ -104,8 +124,46 @@ func (m *Manager) StartBackground(ctx context.Context, sessionID, command string
 		b.info.Running, b.info.ExitCode, b.info.ExitedAt = false, &code, &now
 		b.mu.Unlock()
 		close(b.done)
+		_, err = m.db.Update(sessionID, func(s *store.Session) error {
+			s.Processes = slices.DeleteFunc(s.Processes, func(p store.Process) bool { return p.ID == b.info.ID })
+			return nil
+		})
+		if err != nil && !errdefs.IsNotFound(err) {
+			slog.Warn("forget background process", "session", sessionID, "process", b.info.ID, "err", err)
+		}
 	}()
-	return b.snapshot(), nil
+}
+
+// restoreBackground finds the background processes of a session again after
+// a daemon restart: containerd kept them running. Their output reattaches
+// from now on; what they printed while the daemon was away is lost.
+func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liveSession) {
+	bctx := context.WithoutCancel(ctx)
+	for _, rec := range s.Processes {
+		b := &background{
+			info: Process{ID: rec.ID, Command: rec.Command, StartedAt: rec.StartedAt, Running: true},
+			log:  newRingBuffer(m.cfg.BackgroundLogBytes),
+			done: make(chan struct{}),
+			subs: map[chan []byte]struct{}{},
+		}
+		p, err := l.task.LoadProcess(bctx, rec.ID, cio.NewAttach(cio.WithStreams(nil, b, b)))
+		var statusC <-chan containerd.ExitStatus
+		if err == nil {
+			statusC, err = p.Wait(bctx)
+		}
+		if err != nil {
+			slog.Info("background process gone after restart", "session", s.SessionID, "process", rec.ID, "err", err)
+			_, _ = m.db.Update(s.SessionID, func(s *store.Session) error {
+				s.Processes = slices.DeleteFunc(s.Processes, func(p store.Process) bool { return p.ID == rec.ID })
+				return nil
+			})
+			continue
+		}
+		b.log.Write([]byte("[servcraftd restarted: earlier output of this process is not kept]\n"))
+		b.run = &run{id: rec.ID, task: l.task, p: p, group: existingRunGroup(l.cgroup, rec.ID),
+			statusC: statusC, cgroup: l.cgroup, started: rec.StartedAt}
+		m.watchBackground(bctx, s.SessionID, b)
+	}
 }
 
 // Processes lists the session's background processes, oldest first.

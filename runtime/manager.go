@@ -426,8 +426,14 @@ func (m *Manager) liveLocked(ctx context.Context, sessionID string) (*liveSessio
 	}
 	l = &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath}
 	m.liveMu.Lock()
+	if cached := m.live[sessionID]; cached != nil {
+		m.liveMu.Unlock()
+		return cached, s, nil // another call loaded it meanwhile
+	}
 	m.live[sessionID] = l
 	m.liveMu.Unlock()
+	// First use since this daemon started: pick up what the last one left running.
+	m.restoreBackground(ctx, s, l)
 	return l, s, nil
 }
 

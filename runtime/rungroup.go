@@ -30,14 +30,22 @@ type runGroup struct {
 	dir string
 }
 
-// newRunGroup makes the cgroup name below containerCgroup (the spec's cgroupsPath).
-func newRunGroup(containerCgroup, name string) (*runGroup, error) {
-	var dir string
+// runGroupDir is where the run cgroup name below containerCgroup (the spec's cgroupsPath) lives.
+func runGroupDir(containerCgroup, name string) string {
 	if isCgroup2() {
-		dir = filepath.Join(cgroupRoot, containerCgroup, name)
-	} else {
-		dir = filepath.Join(cgroupRoot, "freezer", containerCgroup, name)
+		return filepath.Join(cgroupRoot, containerCgroup, name)
 	}
+	return filepath.Join(cgroupRoot, "freezer", containerCgroup, name)
+}
+
+// existingRunGroup is a run cgroup made earlier (by a daemon before a restart).
+func existingRunGroup(containerCgroup, name string) *runGroup {
+	return &runGroup{dir: runGroupDir(containerCgroup, name)}
+}
+
+// newRunGroup makes the cgroup name below containerCgroup.
+func newRunGroup(containerCgroup, name string) (*runGroup, error) {
+	dir := runGroupDir(containerCgroup, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create run cgroup %s: %w", dir, err)
 	}

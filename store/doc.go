@@ -8,5 +8,7 @@
 //	  <sessionId>    -> JSON of Session
 //
 // Every operation is one transaction, and values are copied out before it ends.
+// Fields added to Session later are optional in its JSON (absent means zero),
+// so they need no migration; a change of meaning does.
 // The store imports none of servcraftd's other packages.
 package store

@@ -33,6 +33,14 @@ type Limits struct {
 	WorkspaceBytes int64  `json:"workspaceBytes"`
 }
 
+// Process is a background process started in a session, kept so that a
+// restarted daemon finds it again (containerd keeps it running meanwhile).
+type Process struct {
+	ID        string    `json:"id"`
+	Command   string    `json:"command"`
+	StartedAt time.Time `json:"startedAt"`
+}
+
 // Session is everything needed to rebuild a session's picture after a restart.
 type Session struct {
 	SessionID    string    `json:"sessionId"`
@@ -47,6 +55,7 @@ type Session struct {
 	CreatedAt    time.Time `json:"createdAt"`
 	LastActiveAt time.Time `json:"lastActiveAt"`
 	ExpiresAt    time.Time `json:"expiresAt"`
+	Processes    []Process `json:"processes,omitempty"`
 }
 
 // DB is the session database.

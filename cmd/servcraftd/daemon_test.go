@@ -209,6 +209,16 @@ func TestKill9AndRestartKeepsSessions(t *testing.T) {
 			t.Fatalf("execute: %d %v", status, run)
 		}
 	}
+	status, inst := d.call("POST", "/api/playground/install", map[string]any{"sessionId": ids[0], "packages": []string{"is-number@7.0.0"}})
+	if status != 200 || inst["success"] != true {
+		t.Fatalf("install: %d %v", status, inst)
+	}
+	status, bg := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": ids[0],
+		"command": "while :; do echo tick; sleep 0.2; done", "background": true})
+	if status != 200 {
+		t.Fatalf("background: %d %v", status, bg)
+	}
+	bgID := bg["pid"].(string)
 	time.Sleep(300 * time.Millisecond) // activity reaches the store (touch interval 50ms)
 	for _, id := range ids {
 		_, info := d.call("GET", "/api/playground/container?sessionId="+id, nil)
@@ -227,6 +237,30 @@ func TestKill9AndRestartKeepsSessions(t *testing.T) {
 		if status != 200 || sh["output"] != "kept /workspace/index.js" {
 			t.Fatalf("%s files after restart: %d %v", id, status, sh)
 		}
+	}
+	// The installed package is still there, and the background process runs on.
+	status, run := d.call("POST", "/api/playground/execute", map[string]any{"sessionId": ids[0], "code": "console.log(require('is-number')(7))"})
+	if status != 200 || run["output"] != "true\n" {
+		t.Fatalf("package after restart: %d %v", status, run)
+	}
+	status, procs := d.call("GET", "/api/playground/processes?sessionId="+ids[0], nil)
+	list, _ := procs["processes"].([]any)
+	if status != 200 || len(list) != 1 || list[0].(map[string]any)["id"] != bgID || list[0].(map[string]any)["running"] != true {
+		t.Fatalf("processes after restart: %d %v", status, procs)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, logs := d.call("GET", "/api/playground/processes/logs?sessionId="+ids[0]+"&id="+bgID, nil)
+		if out, _ := logs["output"].(string); strings.Contains(out, "restarted") && strings.Contains(out, "tick") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no output from the background process after restart: %v", logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if status, killed := d.call("DELETE", "/api/playground/processes?sessionId="+ids[0]+"&id="+bgID, nil); status != 200 {
+		t.Fatalf("kill after restart: %d %v", status, killed)
 	}
 	if !strings.Contains(d.log.String(), "kept=2") {
 		t.Errorf("reconcile did not report both sessions kept:\n%s", d.log.String())
