@@ -8,7 +8,7 @@ ARCHIVE := $(STATE)/image/node20.tar
 TOOLCHAIN := $(STATE)/toolchain
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps containerd image build run test unit-test bench stop-containerd clean
+.PHONY: all deps containerd image build run test unit-test bench stop-containerd clean check-deploy install-service upgrade-service
 
 all: build
 
@@ -42,6 +42,15 @@ unit-test: ## only the tests that need neither root nor containerd
 
 stop-containerd: ## stop the project-local containerd
 	@scripts/dev-containerd.sh stop
+
+check-deploy: ## static checks of deploy/ and the Vagrantfile (no systemd or VM needed)
+	@scripts/check-deploy.sh
+
+install-service: build ## install as a systemd service on this host (root): deploy/install.sh
+	deploy/install.sh --binary bin/servcraftd
+
+upgrade-service: build ## replace the installed binary and restart; sessions survive
+	deploy/upgrade.sh --binary bin/servcraftd
 
 clean: ## remove built binaries (not the state folder)
 	rm -rf bin

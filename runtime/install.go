@@ -100,16 +100,21 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 		res.UpstreamErrors = append(res.UpstreamErrors, e.Error())
 	}
 	if err != nil {
+		m.counters.inc("installs", "error")
 		return res, err
 	}
 	switch {
 	case run.TimedOut:
+		m.counters.inc("installs", "timeout")
 		return res, fmt.Errorf("npm install ran longer than %v and was stopped: %w", timeout, context.DeadlineExceeded)
 	case run.ExitCode != 0 && len(res.NotFound) > 0:
+		m.counters.inc("installs", "not_found")
 		return res, fmt.Errorf("not found in the registry: %s: %w", strings.Join(res.NotFound, ", "), errdefs.ErrNotFound)
 	case run.ExitCode != 0 && len(res.UpstreamErrors) > 0:
+		m.counters.inc("installs", "upstream")
 		return res, fmt.Errorf("%w: %s", ErrUpstream, res.UpstreamErrors[0])
 	}
+	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),
 		"duration", run.Duration, "cache_hits", res.CacheHits, "cache_misses", res.CacheMisses)

@@ -64,6 +64,7 @@ type Config struct {
 	Registry           *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
 	NpmPath            string          // npm inside the image
 	InstallTimeout     time.Duration   // longest npm install
+	MaxSessions        int             // sessions at once (0: no limit)
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
 }
@@ -85,6 +86,8 @@ type Manager struct {
 
 	bgMu sync.Mutex
 	bg   map[string]map[string]*background // sessionID -> process ID -> process
+
+	counters counters
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -142,10 +145,13 @@ func (m *Manager) Close() error {
 func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ store.Session, created bool, retErr error) {
 	unlock := m.locks.Lock(sessionID)
 	defer unlock()
+	outcome := "error"
+	defer func() { m.counters.inc("creates", outcome) }()
 	existing, err := m.db.Get(sessionID)
 	switch {
 	case err == nil && existing.State == store.StateRunning:
 		m.touch(sessionID)
+		outcome = "existing"
 		return m.withTouch(existing), false, nil
 	case err == nil:
 		// Left half made or half destroyed by a crash: finish it off, then start afresh.
@@ -156,6 +162,14 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		return store.Session{}, false, fmt.Errorf("session %q: %w", sessionID, err)
 	}
 
+	if m.cfg.MaxSessions > 0 {
+		if n, err := m.count(); err != nil {
+			return store.Session{}, false, err
+		} else if n >= m.cfg.MaxSessions {
+			outcome = "capacity"
+			return store.Session{}, false, fmt.Errorf("%w: %d sessions, the most this server runs; try again later", ErrCapacity, n)
+		}
+	}
 	id := uuid.NewString()
 	now := time.Now().UTC()
 	s := store.Session{
@@ -226,6 +240,7 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 	m.liveMu.Lock()
 	m.live[sessionID] = &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath}
 	m.liveMu.Unlock()
+	outcome = "ok"
 	return s, true, nil
 }
 
@@ -316,7 +331,22 @@ func (m *Manager) Destroy(ctx context.Context, sessionID string) error {
 	if err != nil {
 		return err
 	}
-	return m.teardown(ctx, s)
+	err = m.teardown(ctx, s)
+	m.counters.inc("destroys", map[bool]string{true: "ok", false: "error"}[err == nil])
+	return err
+}
+
+// ErrCapacity is the cause of a create refused because the server runs as
+// many sessions as it may.
+var ErrCapacity = fmt.Errorf("at capacity: %w", errdefs.ErrUnavailable)
+
+// count is the number of sessions, live or being made or destroyed.
+func (m *Manager) count() (int, error) {
+	list, err := m.db.List()
+	if err != nil {
+		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	return len(list), nil
 }
 
 // teardown removes container, task, snapshot, workspace and record of s, in
@@ -391,6 +421,7 @@ func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (
 	}
 	res, err := runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), req)
 	m.touch(sessionID)
+	m.counters.inc("exec", execOutcome(res, err))
 	return res, err
 }
 

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -379,5 +380,34 @@ func TestExtendOnce(t *testing.T) {
 	}
 	if _, err := h.m.Extend(ctx, "nope"); !errdefs.IsNotFound(err) {
 		t.Fatalf("extend unknown: %v", err)
+	}
+}
+
+func TestCapacityLimitAndStats(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.MaxSessions = 2 })
+	ctx := h.env.Context(t)
+	a := h.session(t, "-a")
+	h.session(t, "-b")
+	_, _, err := h.m.Create(ctx, "over-capacity", "js")
+	if !errors.Is(err, runtime.ErrCapacity) || !errdefs.IsUnavailable(err) {
+		t.Fatalf("third create: %v", err)
+	}
+	if _, err := h.db.Get("over-capacity"); !errdefs.IsNotFound(err) {
+		t.Fatalf("a refused create left a record: %v", err)
+	}
+	// An existing session is still answered at capacity.
+	if _, created, err := h.m.Create(ctx, a.SessionID, "js"); err != nil || created {
+		t.Fatalf("existing at capacity: %v %v", created, err)
+	}
+	if err := h.m.Destroy(ctx, a.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	c := h.session(t, "-c")
+	h.node(t, c, `console.log(1)`, 0)
+	h.node(t, c, `process.exit(4)`, 0)
+	st := h.m.Stats()
+	if st.Active != 2 || st.Creates["ok"] != 3 || st.Creates["capacity"] != 1 || st.Creates["existing"] != 1 ||
+		st.Destroys["ok"] != 1 || st.ExecResults["ok"] != 1 || st.ExecResults["nonzero"] != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

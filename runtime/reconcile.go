@@ -143,10 +143,16 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 		// Look again under the lock: a request may have just used it.
 		cur, err := m.db.Get(s.SessionID)
 		if err == nil && (now.After(m.withTouch(cur).ExpiresAt) || !m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))) {
+			reason := "idle"
+			if !now.After(m.withTouch(cur).ExpiresAt) {
+				reason = "gone"
+			}
 			if err := m.teardown(ctx, cur); err != nil {
 				errs = append(errs, fmt.Errorf("reap %s: %w", s.SessionID, err))
+				m.counters.inc("reaps", "error")
 			} else {
 				reaped = append(reaped, s.SessionID)
+				m.counters.inc("reaps", reason)
 			}
 		} else if err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, err)

@@ -3,7 +3,9 @@
 # every session container sees at /opt/servcraft/toolchain. Installed with the
 # host's npm from the configured registry; cached by a stamp.
 #   OUT=folder scripts/build-toolchain.sh   (default .servcraft/toolchain)
-# Prints the toolchain folder as the last line.
+# Prints the toolchain folder as the last line. OUT is a symbolic link to a
+# versioned folder beside it (OUT.d/<version>): a rebuild points the link at a
+# new folder and never deletes one that running sessions have mounted.
 set -euo pipefail
 TSX_VERSION=4.23.15
 OUT="${OUT:-${SERVCRAFT_STATE:-$PWD/.servcraft}/toolchain}"
@@ -23,7 +25,12 @@ npm install --prefix "$tmp" --no-audit --no-fund --omit=dev --loglevel=error "ts
 test -f "$tmp/node_modules/tsx/dist/loader.mjs" || { echo "build-toolchain: tsx loader missing" >&2; exit 1; }
 printf '%s' "$want" >"$tmp/.stamp"
 chmod -R a+rX "$tmp"
-rm -rf "$OUT"
-mv "$tmp" "$OUT"
+version="$(printf '%s' "$want" | sha256sum | cut -c1-12)"
+mkdir -p "$OUT.d"
+rm -rf "${OUT:?}.d/$version"
+mv "$tmp" "$OUT.d/$version"
 trap - EXIT
+[ -L "$OUT" ] || rm -rf "$OUT" # an older layout kept a plain folder here
+ln -sfn "$(basename "$OUT").d/$version" "$OUT.tmp"
+mv -T "$OUT.tmp" "$OUT"
 echo "$OUT"
