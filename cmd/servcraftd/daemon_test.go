@@ -392,3 +392,66 @@ func TestGracefulShutdownKeepsOrDestroys(t *testing.T) {
 	d.env.AssertNoLeaks(t, cid, uuid, filepath.Join(d.state, "workspaces"))
 	_ = got
 }
+
+// TestContainerdRestartUnderTheDaemon runs the daemon on a private containerd,
+// restarts that containerd, and checks readiness drops and comes back and the
+// session (whose shim outlives containerd) keeps working.
+func TestContainerdRestartUnderTheDaemon(t *testing.T) {
+	env := runtimetest.Start(t, daemonNamespace)
+	private := t.TempDir()
+	script := filepath.Join(env.RepoRoot, "scripts", "dev-containerd.sh")
+	ctrd := func(arg string) string {
+		cmd := exec.Command(script, arg)
+		cmd.Env = append(os.Environ(), "SERVCRAFT_STATE="+private)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("dev-containerd.sh %s: %v", arg, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	sock := ctrd("start")
+	t.Cleanup(func() { ctrd("stop") })
+	penv := *env
+	penv.Address = sock
+	d := &daemon{t: t, env: &penv, state: t.TempDir()}
+	t.Cleanup(func() {
+		d.stop(syscall.SIGKILL)
+		d.args = []string{"--destroy-on-shutdown"}
+		d.start()
+		d.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log.String())
+		}
+	})
+	d.start()
+	d.create("through-restart")
+
+	ctrd("stop")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, _ := d.call("GET", "/readyz", nil)
+		if status == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz stays %d with containerd down", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctrd("start")
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		status, _ := d.call("GET", "/readyz", nil)
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz stays %d after containerd is back", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "through-restart", "command": "echo still here"})
+	if status != 200 || sh["output"] != "still here\n" {
+		t.Fatalf("after containerd restart: %d %v", status, sh)
+	}
+}
