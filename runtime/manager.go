@@ -468,8 +468,14 @@ func (m *Manager) liveLocked(ctx context.Context, sessionID string) (*liveSessio
 	return l, s, nil
 }
 
+// readyTimeout bounds a readiness check.
+const readyTimeout = 2 * time.Second
+
 // Ready reports whether containerd answers and the image is there.
 func (m *Manager) Ready(ctx context.Context) error {
+	// gRPC waits for a containerd that is down; readiness must answer now.
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
 	ok, err := m.client.IsServing(ctx)
 	if err != nil || !ok {
 		return fmt.Errorf("containerd not serving: %w", errors.Join(err, errdefs.ErrUnavailable))
