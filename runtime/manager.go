@@ -45,6 +45,7 @@ type Store interface {
 	Delete(sessionID string) error
 	List() ([]store.Session, error)
 	Touch(lastActive map[string]time.Time, idle time.Duration) error
+	Rename(oldID string, fn func(*store.Session) error) (store.Session, error)
 }
 
 // Config is the manager's configuration.
@@ -65,6 +66,7 @@ type Config struct {
 	NpmPath            string          // npm inside the image
 	InstallTimeout     time.Duration   // longest npm install
 	MaxSessions        int             // sessions at once (0: no limit)
+	PoolSize           int             // warm containers kept ready for new sessions
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
 }
@@ -88,6 +90,10 @@ type Manager struct {
 	bg   map[string]map[string]*background // sessionID -> process ID -> process
 
 	counters counters
+
+	poolMu   sync.Mutex
+	pool     []string // record IDs of warm containers, oldest first
+	poolWake chan struct{}
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -124,7 +130,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	}
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
 		live: map[string]*liveSession{}, touched: map[string]time.Time{}, bg: map[string]map[string]*background{},
-		stop: make(chan struct{})}
+		stop: make(chan struct{}), poolWake: make(chan struct{}, 1)}
 	m.stopped.Add(1)
 	go m.flushLoop()
 	return m, nil
@@ -162,6 +168,10 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		return store.Session{}, false, fmt.Errorf("session %q: %w", sessionID, err)
 	}
 
+	if s, ok := m.claimPooled(ctx, sessionID, projectType); ok {
+		outcome = "pool"
+		return s, true, nil
+	}
 	if m.cfg.MaxSessions > 0 {
 		if n, err := m.count(); err != nil {
 			return store.Session{}, false, err
@@ -170,6 +180,18 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 			return store.Session{}, false, fmt.Errorf("%w: %d sessions, the most this server runs; try again later", ErrCapacity, n)
 		}
 	}
+	s, err := m.build(ctx, sessionID, projectType)
+	if err != nil {
+		return s, false, err
+	}
+	outcome = "ok"
+	return s, true, nil
+}
+
+// build makes a session's workspace (seeded with projectType's starter
+// project, none for "") and its running container, recorded under
+// sessionID. On failure nothing of it is left.
+func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ store.Session, retErr error) {
 	id := uuid.NewString()
 	now := time.Now().UTC()
 	s := store.Session{
@@ -186,8 +208,11 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		LastActiveAt: now,
 		ExpiresAt:    now.Add(m.cfg.IdleTimeout),
 	}
+	if IsPooled(sessionID) {
+		s.ExpiresAt = poolNever
+	}
 	if err := m.db.Create(s); err != nil {
-		return store.Session{}, false, err
+		return store.Session{}, err
 	}
 	defer func() {
 		if retErr != nil {
@@ -198,10 +223,12 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 	}()
 	dir, err := m.vols.Create(ctx, id)
 	if err != nil {
-		return s, false, err
+		return s, err
 	}
-	if err := seed(dir, projectType); err != nil {
-		return s, false, err
+	if projectType != "" {
+		if err := seed(dir, projectType); err != nil {
+			return s, err
+		}
 	}
 	container, err := m.client.NewContainer(ctx, s.ContainerID,
 		containerd.WithImage(m.image),
@@ -209,39 +236,42 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
 		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
-		containerd.WithContainerLabels(map[string]string{
-			LabelSession:     sessionID,
-			LabelUUID:        id,
-			LabelCreatedAt:   now.Format(time.RFC3339),
-			LabelProjectType: projectType,
-		}),
+		containerd.WithContainerLabels(sessionLabels(sessionID, id, projectType, now)),
 	)
 	if err != nil {
-		return s, false, fmt.Errorf("create container %s: %w", s.ContainerID, err)
+		return s, fmt.Errorf("create container %s: %w", s.ContainerID, err)
 	}
 	task, err := container.NewTask(ctx, cio.NullIO)
 	if err != nil {
-		return s, false, fmt.Errorf("create task %s: %w", s.ContainerID, err)
+		return s, fmt.Errorf("create task %s: %w", s.ContainerID, err)
 	}
 	if err := task.Start(ctx); err != nil {
-		return s, false, fmt.Errorf("start task %s: %w", s.ContainerID, err)
+		return s, fmt.Errorf("start task %s: %w", s.ContainerID, err)
 	}
 	spec, err := container.Spec(ctx)
 	if err != nil {
-		return s, false, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
+		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
 	}
 	s, err = m.db.Update(sessionID, func(r *store.Session) error {
 		r.State = store.StateRunning
 		return nil
 	})
 	if err != nil {
-		return s, false, err
+		return s, err
 	}
 	m.liveMu.Lock()
 	m.live[sessionID] = &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath}
 	m.liveMu.Unlock()
-	outcome = "ok"
-	return s, true, nil
+	return s, nil
+}
+
+func sessionLabels(sessionID, uuid, projectType string, created time.Time) map[string]string {
+	return map[string]string{
+		LabelSession:     sessionID,
+		LabelUUID:        uuid,
+		LabelCreatedAt:   created.Format(time.RFC3339),
+		LabelProjectType: projectType,
+	}
 }
 
 // seed writes the starter project of projectType into a new workspace.

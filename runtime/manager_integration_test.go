@@ -411,3 +411,61 @@ func TestCapacityLimitAndStats(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+func TestWarmPool(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.PoolSize, c.MaxSessions = 2, 3 })
+	ctx := h.env.Context(t)
+	if err := h.m.StartPool(); err != nil {
+		t.Fatal(err)
+	}
+	waitPooled := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for h.m.Stats().Pooled != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("pool holds %d, want %d", h.m.Stats().Pooled, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitPooled(2)
+	start := time.Now()
+	s, created, err := h.m.Create(ctx, "from-pool", "ts")
+	took := time.Since(start)
+	if err != nil || !created || s.SessionID != "from-pool" || s.ProjectType != "ts" {
+		t.Fatalf("create from pool: %+v %v %v", s, created, err)
+	}
+	t.Logf("create from the warm pool took %v", took)
+	if st := h.m.Stats(); st.Creates["pool"] != 1 {
+		t.Fatalf("not served from the pool: %+v", st.Creates)
+	}
+	// It looks like any session: starter project, labels, deadline, it runs.
+	res := h.exec(t, s, 0, "/bin/sh", "-c", "ls src; id -u")
+	if res.Stdout != "app.ts\n1000\n" {
+		t.Fatalf("adopted session: %+v", res)
+	}
+	c, err := h.env.Client.LoadContainer(ctx, s.ContainerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, _ := c.Labels(ctx)
+	if labels[runtime.LabelSession] != "from-pool" || labels[runtime.LabelProjectType] != "ts" {
+		t.Fatalf("labels %v", labels)
+	}
+	if time.Until(s.ExpiresAt) > 31*time.Minute || time.Until(s.ExpiresAt) < 29*time.Minute {
+		t.Fatalf("expiresAt %v", s.ExpiresAt)
+	}
+	// At capacity (1 session + 2 warm = 3) the pool still serves, but does not refill.
+	waitPooled(2)
+	if _, _, err := h.m.Create(ctx, "second", "js"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st := h.m.Stats(); st.Pooled != 1 || st.Active != 2 {
+		t.Fatalf("after a claim at capacity: %+v", st)
+	}
+	// A client can never name a pool record.
+	if _, err := h.m.Get(ctx, "~pool-x"); !errdefs.IsNotFound(err) {
+		t.Fatalf("get pool record: %v", err)
+	}
+}

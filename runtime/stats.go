@@ -8,7 +8,8 @@ import (
 // Stats are the manager's counters since start, for metrics.
 type Stats struct {
 	Active      int               // sessions in the store
-	Creates     map[string]uint64 // by outcome: ok, existing, error, capacity
+	Pooled      int               // warm containers waiting for a session
+	Creates     map[string]uint64 // by outcome: ok, pool, existing, error, capacity
 	Destroys    map[string]uint64 // by outcome: ok, error
 	Reaps       map[string]uint64 // by reason: idle, gone, error
 	ExecResults map[string]uint64 // ok, nonzero, timeout, oom, truncated, error
@@ -69,7 +70,13 @@ func (m *Manager) Stats() Stats {
 		Installs:    m.counters.get("installs"),
 	}
 	if list, err := m.db.List(); err == nil {
-		s.Active = len(list)
+		for _, r := range list {
+			if IsPooled(r.SessionID) {
+				s.Pooled++
+			} else {
+				s.Active++
+			}
+		}
 	}
 	if m.cfg.Registry != nil {
 		hits, misses, bytes := m.cfg.Registry.Stats()

@@ -222,3 +222,33 @@ func putSession(b *bolt.Bucket, s Session) error {
 	}
 	return b.Put([]byte(s.SessionID), v)
 }
+
+// Rename moves the record of oldID to the sessionId fn gives it, in one
+// transaction: errdefs.ErrNotFound if oldID has no record,
+// errdefs.ErrAlreadyExists if the new sessionId is taken.
+func (d *DB) Rename(oldID string, fn func(*Session) error) (Session, error) {
+	var s Session
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b, err := sessionsBucket(tx)
+		if err != nil {
+			return err
+		}
+		if s, err = getSession(b, oldID); err != nil {
+			return err
+		}
+		if err := fn(&s); err != nil {
+			return err
+		}
+		if s.SessionID == oldID {
+			return putSession(b, s)
+		}
+		if b.Get([]byte(s.SessionID)) != nil {
+			return fmt.Errorf("session %q: %w", s.SessionID, errdefs.ErrAlreadyExists)
+		}
+		if err := b.Delete([]byte(oldID)); err != nil {
+			return err
+		}
+		return putSession(b, s)
+	})
+	return s, err
+}

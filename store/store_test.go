@@ -179,3 +179,28 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatal("opened a database with a newer schema")
 	}
 }
+
+func TestRename(t *testing.T) {
+	db := openTemp(t)
+	for _, id := range []string{"~pool-1", "taken"} {
+		if err := db.Create(Session{SessionID: id, UUID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Rename("~pool-1", func(s *Session) error { s.SessionID = "taken"; return nil }); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("rename onto a taken id: %v", err)
+	}
+	if _, err := db.Get("~pool-1"); err != nil {
+		t.Fatalf("failed rename lost the record: %v", err)
+	}
+	s, err := db.Rename("~pool-1", func(s *Session) error { s.SessionID = "mine"; s.ProjectType = "ts"; return nil })
+	if err != nil || s.SessionID != "mine" || s.UUID != "~pool-1" {
+		t.Fatalf("rename: %+v %v", s, err)
+	}
+	if _, err := db.Get("~pool-1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("old id still there: %v", err)
+	}
+	if _, err := db.Rename("nope", func(*Session) error { return nil }); !errdefs.IsNotFound(err) {
+		t.Fatalf("rename unknown: %v", err)
+	}
+}
