@@ -179,7 +179,12 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	run := runtime.ExecRequest{Args: h.nodeArgs(filename), Timeout: timeout, Stdin: []byte(req.Stdin)}
+	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin)}
+	if tsEndings[path.Ext(filename)] {
+		run.Args = []string{h.opt.NodePath, "--import", runtime.TSLoader, runtime.WorkspacePath + "/" + filename}
+	} else {
+		run.Script = filename // as `node <file>`, on a pre-started runner when one waits
+	}
 	if wantsStream(c) {
 		h.streamRun(c, req.SessionID, run)
 		return
@@ -190,15 +195,6 @@ func (h *handlers) execute(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, newRunResponse(res))
-}
-
-// nodeArgs is the argv that runs a workspace file: TypeScript through the tsx loader.
-func (h *handlers) nodeArgs(filename string) []string {
-	file := runtime.WorkspacePath + "/" + filename
-	if tsEndings[path.Ext(filename)] {
-		return []string{h.opt.NodePath, "--import", runtime.TSLoader, file}
-	}
-	return []string{h.opt.NodePath, file}
 }
 
 func (h *handlers) shell(c *gin.Context) {

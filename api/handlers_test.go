@@ -221,9 +221,8 @@ func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
 	if status != 200 || body["success"] != true || body["output"] != "ok\n" {
 		t.Fatalf("%d %v", status, body)
 	}
-	want := []string{"/usr/local/bin/node", "/workspace/src/main.mjs"}
-	if fmt.Sprint(f.lastExec.Args) != fmt.Sprint(want) || f.lastFile != "src/main.mjs" {
-		t.Errorf("args %v file %q", f.lastExec.Args, f.lastFile)
+	if f.lastExec.Script != "src/main.mjs" || len(f.lastExec.Args) != 0 || f.lastFile != "src/main.mjs" {
+		t.Errorf("script %q args %v file %q", f.lastExec.Script, f.lastExec.Args, f.lastFile)
 	}
 	if f.lastExec.Timeout != DefaultOptions.MaxExecTimeout {
 		t.Errorf("timeout %v not capped to %v", f.lastExec.Timeout, DefaultOptions.MaxExecTimeout)
@@ -235,7 +234,7 @@ func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
 	opt := DefaultOptions
 	opt.TypeScript = true
 	status, _ = do(t, NewRouter(f, opt), "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"src/app.ts"}`)
-	want = []string{"/usr/local/bin/node", "--import", runtime.TSLoader, "/workspace/src/app.ts"}
+	want := []string{"/usr/local/bin/node", "--import", runtime.TSLoader, "/workspace/src/app.ts"}
 	if status != 200 || fmt.Sprint(f.lastExec.Args) != fmt.Sprint(want) {
 		t.Errorf("typescript: %d %v", status, f.lastExec.Args)
 	}

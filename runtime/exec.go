@@ -1,10 +1,10 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +21,10 @@ import (
 // ExecRequest is one program run inside a session. Args is the argv inside
 // the container; callers build it from validated input, never from raw text.
 type ExecRequest struct {
-	Args        []string
+	Args []string
+	// Script, instead of Args, names a workspace JavaScript file to run as
+	// `node <file>` (on a pre-started runner when one waits).
+	Script      string
 	Env         []string // added to the container's environment
 	Stdin       []byte
 	Timeout     time.Duration
@@ -41,6 +44,7 @@ type ExecResult struct {
 	OOMKilled bool
 	Truncated bool
 	Duration  time.Duration
+	Warm      bool // served by a pre-started Node process
 }
 
 // The run gate: a shell waits for one line on stdin before it execs the
@@ -69,7 +73,7 @@ type run struct {
 // cgroup, then opens the gate and hands it stdin (closed after). On error
 // nothing of the run is left.
 func startRun(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir, id string,
-	args, env []string, stdin []byte, stdout, stderr io.Writer) (_ *run, retErr error) {
+	args, env []string, stdin io.Reader, stdout, stderr io.Writer) (_ *run, retErr error) {
 	// Derive the process from the container's own spec: the same uid, no
 	// capabilities, no_new_privileges; only args and env change.
 	proc := *base
@@ -115,7 +119,9 @@ func startRun(ctx context.Context, task containerd.Task, base *specs.Process, co
 	// Open the gate, hand over stdin, and close it so the program sees EOF.
 	go func() {
 		_, _ = stdinW.Write([]byte("\n"))
-		_, _ = stdinW.Write(stdin)
+		if stdin != nil {
+			_, _ = io.Copy(stdinW, stdin)
+		}
 		_ = stdinW.Close()
 		cctx, cancel := context.WithTimeout(cleanupCtx, cleanupTimeout)
 		defer cancel()
@@ -126,8 +132,9 @@ func startRun(ctx context.Context, task containerd.Task, base *specs.Process, co
 
 // finish kills whatever of the run is left (a finished program's detached
 // children too, which would otherwise hold the pipes), waits for the exit
-// status (unless the caller already has it) and the output, and removes the
-// process and its cgroup.
+// status (unless the caller already has it) and the output. The exec
+// process and the cgroup are removed in the background: the answer need not
+// wait for containerd's bookkeeping.
 func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (containerd.ExitStatus, error) {
 	kerr := r.group.kill()
 	var st containerd.ExitStatus
@@ -138,8 +145,16 @@ func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (contai
 	}
 	// Output is complete only once the copiers have drained the FIFOs.
 	r.p.IO().Wait()
-	deleteProcess(context.WithoutCancel(ctx), r.p)
-	return st, errors.Join(kerr, r.group.remove())
+	go r.release(context.WithoutCancel(ctx))
+	return st, kerr
+}
+
+// release deletes the exec process and its (empty) cgroup.
+func (r *run) release(ctx context.Context) {
+	deleteProcess(ctx, r.p)
+	if err := r.group.remove(); err != nil {
+		slog.Warn("remove run cgroup", "exec", r.id, "err", err)
+	}
 }
 
 // kill ends the whole run now.
@@ -156,21 +171,46 @@ func deleteProcess(ctx context.Context, p containerd.Process) {
 // runExec runs req in task to its end, the timeout, the output cap or the
 // caller's going away. Nothing the run starts outlives it.
 func runExec(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir string, req ExecRequest) (ExecResult, error) {
-	var res ExecResult
-	full := make(chan struct{})
-	var fullOnce sync.Once
-	onFull := func() { fullOnce.Do(func() { close(full) }) }
-	stdout := newCappedBuffer(req.OutputLimit, onFull)
-	stderr := newCappedBuffer(req.OutputLimit, onFull)
-	if req.OnOutput != nil {
-		stdout.tee = func(p []byte) { req.OnOutput("stdout", p) }
-		stderr.tee = func(p []byte) { req.OnOutput("stderr", p) }
-	}
-	r, err := startRun(ctx, task, base, containerCgroup, fifoDir, "run-"+randomHex(6), req.Args, req.Env, req.Stdin, stdout, stderr)
+	out := newRunOutput(req)
+	r, err := startRun(ctx, task, base, containerCgroup, fifoDir, "run-"+randomHex(6), req.Args, req.Env, bytes.NewReader(req.Stdin), out.stdout, out.stderr)
 	if err != nil {
-		return res, err
+		return ExecResult{}, err
 	}
-	timer := time.NewTimer(req.Timeout)
+	return waitRun(ctx, r, out, req.Timeout)
+}
+
+// runOutput is a run's capped stdout and stderr, and the signal that one is full.
+type runOutput struct {
+	stdout, stderr *cappedBuffer
+	full           chan struct{}
+}
+
+func newRunOutput(req ExecRequest) *runOutput {
+	o := &runOutput{full: make(chan struct{})}
+	var once sync.Once
+	onFull := func() { once.Do(func() { close(o.full) }) }
+	o.stdout = newCappedBuffer(req.OutputLimit, onFull)
+	o.stderr = newCappedBuffer(req.OutputLimit, onFull)
+	o.stream(req.OnOutput)
+	return o
+}
+
+// stream also hands every kept chunk to fn (nil: no one).
+func (o *runOutput) stream(fn func(stream string, chunk []byte)) {
+	if fn == nil {
+		o.stdout.setTee(nil)
+		o.stderr.setTee(nil)
+		return
+	}
+	o.stdout.setTee(func(p []byte) { fn("stdout", p) })
+	o.stderr.setTee(func(p []byte) { fn("stderr", p) })
+}
+
+// waitRun waits for r to end, its timeout, its output cap or the caller's
+// going away, ends what is left of it and reports how it ended.
+func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration) (ExecResult, error) {
+	var res ExecResult
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var status *containerd.ExitStatus
 	select {
@@ -178,7 +218,7 @@ func runExec(ctx context.Context, task containerd.Task, base *specs.Process, con
 		status = &st
 	case <-timer.C:
 		res.TimedOut = true
-	case <-full:
+	case <-out.full:
 	case <-ctx.Done():
 	}
 	st, err := r.finish(ctx, status)
@@ -193,11 +233,11 @@ func runExec(ctx context.Context, task containerd.Task, base *specs.Process, con
 	res.ExitCode = int(code)
 	res.Signal = signalOf(code)
 	var outCut, errCut bool
-	res.Stdout, outCut = stdout.result()
-	res.Stderr, errCut = stderr.result()
+	res.Stdout, outCut = out.stdout.result()
+	res.Stderr, errCut = out.stderr.result()
 	res.Truncated = outCut || errCut
 	if r.oomBefore >= 0 && code == 128+uint32(unix.SIGKILL) && !res.TimedOut && !res.Truncated {
-		res.OOMKilled = oomKills(containerCgroup) > r.oomBefore
+		res.OOMKilled = oomKills(r.cgroup) > r.oomBefore
 	}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("exec %s: %w", r.id, ctx.Err())

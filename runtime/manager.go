@@ -67,6 +67,9 @@ type Config struct {
 	InstallTimeout     time.Duration   // longest npm install
 	MaxSessions        int             // sessions at once (0: no limit)
 	PoolSize           int             // warm containers kept ready for new sessions
+	Runners            bool            // keep a pre-started Node process per session for executes
+	RunnerIdle         time.Duration   // a session idle this long loses its waiting runner
+	NodePath           string          // node inside the image
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
 }
@@ -90,6 +93,7 @@ type Manager struct {
 	bg   map[string]map[string]*background // sessionID -> process ID -> process
 
 	counters counters
+	runners  runners
 
 	poolMu   sync.Mutex
 	pool     []string // record IDs of warm containers, oldest first
@@ -123,6 +127,8 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	cfg.MaxBackground = cmp.Or(cfg.MaxBackground, 8)
 	cfg.BackgroundLogBytes = cmp.Or(cfg.BackgroundLogBytes, 256<<10)
 	cfg.NpmPath = cmp.Or(cfg.NpmPath, "/usr/local/bin/npm")
+	cfg.NodePath = cmp.Or(cfg.NodePath, "/usr/local/bin/node")
+	cfg.RunnerIdle = cmp.Or(cfg.RunnerIdle, 5*time.Minute)
 	cfg.InstallTimeout = cmp.Or(cfg.InstallTimeout, 120*time.Second)
 	img, err := ensureImage(ctx, client, cfg.Image)
 	if err != nil {
@@ -389,6 +395,9 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 	delete(m.live, s.SessionID)
 	m.liveMu.Unlock()
 	m.forgetBackground(s.SessionID)
+	if rn := m.runners.take(s.SessionID); rn != nil {
+		rn.stop()
+	}
 	if s.State != store.StateDestroying {
 		if _, err := m.db.Update(s.SessionID, func(r *store.Session) error { r.State = store.StateDestroying; return nil }); err != nil && !errdefs.IsNotFound(err) {
 			return err
@@ -449,7 +458,12 @@ func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (
 	if req.OutputLimit <= 0 || req.OutputLimit > m.cfg.OutputLimit {
 		req.OutputLimit = m.cfg.OutputLimit
 	}
-	res, err := runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), req)
+	var res ExecResult
+	if req.Script != "" {
+		res, err = m.runScript(ctx, sessionID, l, req)
+	} else {
+		res, err = runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), req)
+	}
 	m.touch(sessionID)
 	m.counters.inc("exec", execOutcome(res, err))
 	return res, err

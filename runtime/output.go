@@ -43,6 +43,13 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// setTee sets who also sees the output from now on.
+func (c *cappedBuffer) setTee(fn func([]byte)) {
+	c.mu.Lock()
+	c.tee = fn
+	c.mu.Unlock()
+}
+
 func (c *cappedBuffer) emit(p []byte) {
 	if c.tee != nil {
 		c.tee(append([]byte(nil), p...))

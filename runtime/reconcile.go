@@ -162,6 +162,22 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 	return reaped, errors.Join(errs...)
 }
 
+// dropIdleRunners ends the waiting runners of sessions idle for RunnerIdle:
+// a pre-started Node process costs memory a sleeping session should not hold.
+func (m *Manager) dropIdleRunners() {
+	m.runners.drop(func(sessionID string, r *runner) bool {
+		m.touchMu.Lock()
+		at, ok := m.touched[sessionID]
+		m.touchMu.Unlock()
+		if !ok {
+			if s, err := m.db.Get(sessionID); err == nil {
+				at = s.LastActiveAt
+			}
+		}
+		return time.Since(at) < m.cfg.RunnerIdle
+	})
+}
+
 // runningTasks lists, in one call, the containers whose task is running or paused.
 func (m *Manager) runningTasks(ctx context.Context) (map[string]bool, error) {
 	resp, err := m.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
@@ -195,6 +211,7 @@ func (m *Manager) RunReaper(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			m.dropIdleRunners()
 			reaped, err := m.Reap(ctx)
 			if len(reaped) > 0 {
 				slog.Info("reaped idle sessions", "count", len(reaped), "sessions", reaped)
