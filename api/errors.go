@@ -40,6 +40,8 @@ func ToHTTP(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errdefs.IsAlreadyExists(err):
 		return http.StatusConflict, "already_exists"
+	case errdefs.IsConflict(err):
+		return http.StatusConflict, "conflict"
 	case errdefs.IsFailedPrecondition(err):
 		return http.StatusConflict, "failed_precondition"
 	case errdefs.IsPermissionDenied(err):

@@ -14,6 +14,9 @@ import (
 
 var timeZero time.Time
 
+// sseWriteTimeout bounds how long one event may wait for a slow reader.
+const sseWriteTimeout = 30 * time.Second
+
 // wantsStream reports whether the client asked for server-sent events.
 func wantsStream(c *gin.Context) bool {
 	return strings.Contains(c.GetHeader("Accept"), "text/event-stream")
@@ -22,6 +25,8 @@ func wantsStream(c *gin.Context) bool {
 // sseEvent writes one server-sent event whose data is v as JSON.
 func sseEvent(c *gin.Context, event string, v any) {
 	data, _ := json.Marshal(v)
+	// A client that stops reading is dropped instead of holding the run's output.
+	_ = httpResponseController(c).SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 	fmt.Fprintf(c.Writer, "event: %s\ndata: %s\n\n", event, data)
 	c.Writer.Flush()
 }

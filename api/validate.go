@@ -20,6 +20,9 @@ func validSessionID(id string) error {
 	if !sessionIDPattern.MatchString(id) {
 		return invalid("sessionId must be 1 to 128 of A-Z a-z 0-9 . _ -")
 	}
+	if id == "." || id == ".." {
+		return invalid("sessionId %q cannot appear in a preview URL", id)
+	}
 	return nil
 }
 

@@ -69,6 +69,15 @@ type run struct {
 	started   time.Time
 }
 
+// userProcess derives a user's process from the container's own spec: the
+// same capabilities (none), no_new_privileges, seccomp, rlimits and env, but
+// the sandbox user instead of the init's uid.
+func userProcess(base *specs.Process) specs.Process {
+	proc := *base
+	proc.User = specs.User{UID: SandboxUID, GID: SandboxUID}
+	return proc
+}
+
 // startRun execs args behind the gate, moves the process into a new run
 // cgroup, then opens the gate and hands it stdin (closed after). On error
 // nothing of the run is left.
@@ -76,7 +85,7 @@ func startRun(ctx context.Context, task containerd.Task, base *specs.Process, co
 	args, env []string, stdin io.Reader, stdout, stderr io.Writer) (_ *run, retErr error) {
 	// Derive the process from the container's own spec: the same uid, no
 	// capabilities, no_new_privileges; only args and env change.
-	proc := *base
+	proc := userProcess(base)
 	proc.Terminal = false
 	proc.Args = append(append([]string{}, gateArgs...), args...)
 	proc.Env = append(append([]string{}, base.Env...), env...)

@@ -94,6 +94,7 @@ type Manager struct {
 
 	counters counters
 	runners  runners
+	capMu    sync.Mutex // held while counting sessions and reserving one
 
 	poolMu   sync.Mutex
 	pool     []string // record IDs of warm containers, oldest first
@@ -178,15 +179,10 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		outcome = "pool"
 		return s, true, nil
 	}
-	if m.cfg.MaxSessions > 0 {
-		if n, err := m.count(); err != nil {
-			return store.Session{}, false, err
-		} else if n >= m.cfg.MaxSessions {
-			outcome = "capacity"
-			return store.Session{}, false, fmt.Errorf("%w: %d sessions, the most this server runs; try again later", ErrCapacity, n)
-		}
-	}
 	s, err := m.build(ctx, sessionID, projectType)
+	if errors.Is(err, ErrCapacity) {
+		outcome = "capacity"
+	}
 	if err != nil {
 		return s, false, err
 	}
@@ -217,7 +213,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if IsPooled(sessionID) {
 		s.ExpiresAt = poolNever
 	}
-	if err := m.db.Create(s); err != nil {
+	if err := m.reserve(s); err != nil {
 		return store.Session{}, err
 	}
 	defer func() {
@@ -375,6 +371,24 @@ func (m *Manager) Destroy(ctx context.Context, sessionID string) error {
 // ErrCapacity is the cause of a create refused because the server runs as
 // many sessions as it may.
 var ErrCapacity = fmt.Errorf("at capacity: %w", errdefs.ErrUnavailable)
+
+// reserve writes the record of a session about to be built, unless the
+// server is at capacity. Counting and writing happen under one lock, so
+// concurrent creates cannot all pass the check.
+func (m *Manager) reserve(s store.Session) error {
+	m.capMu.Lock()
+	defer m.capMu.Unlock()
+	if m.cfg.MaxSessions > 0 {
+		n, err := m.count()
+		if err != nil {
+			return err
+		}
+		if n >= m.cfg.MaxSessions {
+			return fmt.Errorf("%w: %d sessions, the most this server runs; try again later", ErrCapacity, n)
+		}
+	}
+	return m.db.Create(s)
+}
 
 // count is the number of sessions, live or being made or destroyed.
 func (m *Manager) count() (int, error) {

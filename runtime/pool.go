@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -97,15 +98,12 @@ func (m *Manager) keepPool() {
 	ctx := context.Background()
 	for {
 		for m.poolShort() {
-			if m.cfg.MaxSessions > 0 {
-				if n, err := m.count(); err != nil || n >= m.cfg.MaxSessions {
-					break
-				}
-			}
 			id := poolPrefix + randomHex(8)
 			start := time.Now()
 			if _, err := m.build(ctx, id, ""); err != nil {
-				slog.Error("warm a container", "err", err)
+				if !errors.Is(err, ErrCapacity) {
+					slog.Error("warm a container", "err", err)
+				}
 				break
 			}
 			m.poolMu.Lock()

@@ -22,8 +22,11 @@ const (
 	TSLoader = ToolchainPath + "/node_modules/tsx/dist/loader.mjs"
 	// sandboxPath is PATH in every session: the toolchain's tsx first, then the image's folders.
 	sandboxPath = "PATH=" + ToolchainPath + "/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	// SandboxUID is the uid (and gid) every process in a session runs as: "node".
+	// SandboxUID is the uid (and gid) every process of the user's runs as: "node".
 	SandboxUID = 1000
+	// initUID runs the container's init and its idle child: another uid than
+	// the user's, so user code cannot ptrace PID 1 or write its memory.
+	initUID = 65534
 )
 
 // SpecLimits are the resource limits of one session container.
@@ -45,8 +48,7 @@ func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, to
 	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)
 	if toolchainDir != "" {
-		// Before seccomp, which must stay last.
-		opts = slices.Insert(opts, len(opts)-1, withToolchain(toolchainDir))
+		opts = append(opts, withToolchain(toolchainDir))
 	}
 	return opts
 }
@@ -59,7 +61,7 @@ func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts
 		oci.WithProcessArgs(initPath, "--", "/bin/sleep", "2147483647"),
 		oci.WithProcessCwd(WorkspacePath),
 		oci.WithEnv([]string{sandboxPath, "HOME=" + HomePath, "USER=node", "NPM_CONFIG_UPDATE_NOTIFIER=false"}),
-		oci.WithUIDGID(SandboxUID, SandboxUID),
+		oci.WithUIDGID(initUID, initUID),
 		withNoAdditionalGIDs,
 		oci.WithCapabilities(nil),
 		oci.WithNoNewPrivileges,
@@ -74,7 +76,31 @@ func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts
 		withRlimit("RLIMIT_NOFILE", lim.NoFile),
 		withRlimit("RLIMIT_FSIZE", lim.FileBytes),
 		withRlimit("RLIMIT_CORE", 0),
-		seccomp.WithDefaultProfile(), // last: it reads the capabilities set above
+		seccomp.WithDefaultProfile(), // it reads the capabilities set above
+		withoutSyscalls("ptrace", "process_vm_readv", "process_vm_writev"),
+	}
+}
+
+// withoutSyscalls removes names from every allow rule of the seccomp
+// profile, so they fail with the profile's default errno. The default
+// profile allows ptrace on new kernels; a sandbox has no use for it.
+func withoutSyscalls(names ...string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux == nil || s.Linux.Seccomp == nil {
+			return fmt.Errorf("seccomp profile missing: withoutSyscalls must follow it")
+		}
+		rules := s.Linux.Seccomp.Syscalls[:0]
+		for _, r := range s.Linux.Seccomp.Syscalls {
+			if r.Action == specs.ActAllow {
+				r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return slices.Contains(names, n) })
+				if len(r.Names) == 0 {
+					continue
+				}
+			}
+			rules = append(rules, r)
+		}
+		s.Linux.Seccomp.Syscalls = rules
+		return nil
 	}
 }
 

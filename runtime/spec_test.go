@@ -37,8 +37,16 @@ func TestHardenedSpec(t *testing.T) {
 	s := generate(t, append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices},
 		hardeningOpts(testLimits, "/srv/ws/mnt", "/usr/bin/tini-static")...)...)
 	p := s.Process
-	if p.User.UID != 1000 || p.User.GID != 1000 || len(p.User.AdditionalGids) != 0 {
-		t.Errorf("user = %+v", p.User)
+	if p.User.UID != initUID || p.User.GID != initUID || len(p.User.AdditionalGids) != 0 {
+		t.Errorf("init user = %+v", p.User)
+	}
+	if u := userProcess(p).User; u.UID != SandboxUID || u.GID != SandboxUID {
+		t.Errorf("user processes run as %+v", u)
+	}
+	for _, r := range s.Linux.Seccomp.Syscalls {
+		if r.Action == specs.ActAllow && (slices.Contains(r.Names, "ptrace") || slices.Contains(r.Names, "process_vm_writev")) {
+			t.Errorf("seccomp allows ptrace or process_vm_writev: %v", r.Names)
+		}
 	}
 	c := p.Capabilities
 	if len(c.Bounding)+len(c.Effective)+len(c.Permitted)+len(c.Inheritable)+len(c.Ambient) != 0 {

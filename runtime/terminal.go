@@ -59,7 +59,7 @@ func (m *Manager) OpenTerminal(ctx context.Context, sessionID string, cols, rows
 	m.touch(sessionID)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	proc := *l.proc
+	proc := userProcess(l.proc)
 	proc.Terminal = true
 	proc.Args = append(append([]string{}, gateArgs...), "/bin/sh", "-i")
 	proc.Env = append(append([]string{}, l.proc.Env...), "TERM=xterm-256color", "PS1=\\w $ ")

@@ -90,7 +90,9 @@ func WriteFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
 	}
 	tmp := path.Join(parent, ".servcraft-write-"+randomSuffix())
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("create %q: the folder changed while writing: %w", rel, errdefs.ErrConflict)
+	} else if err != nil {
 		return fmt.Errorf("create %q: %w", rel, classify(err))
 	}
 	defer func() {
@@ -109,6 +111,10 @@ func WriteFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
 		return fmt.Errorf("write %q: %w", rel, classify(err))
 	}
 	if err := root.Rename(tmp, rel); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Code in the session moved the folder away while we wrote.
+			return fmt.Errorf("replace %q: the folder changed while writing: %w", rel, errdefs.ErrConflict)
+		}
 		return fmt.Errorf("replace %q: %w", rel, classify(err))
 	}
 	return nil
