@@ -32,6 +32,10 @@ func ToHTTP(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, "body_too_large"
 	case errors.Is(err, workspace.ErrFull):
 		return http.StatusInsufficientStorage, "workspace_full"
+	case errors.Is(err, errRateLimited):
+		return http.StatusTooManyRequests, "rate_limited"
+	case errdefs.IsUnauthorized(err):
+		return http.StatusUnauthorized, "unauthorized"
 	case errors.Is(err, runtime.ErrUpstream):
 		return http.StatusBadGateway, "upstream_failed"
 	case errdefs.IsInvalidArgument(err):

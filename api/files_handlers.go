@@ -29,12 +29,7 @@ type filesResponse struct {
 
 func (h *handlers) sync(c *gin.Context) {
 	var req syncRequest
-	if err := decode(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := validSessionID(req.SessionID); err != nil {
-		fail(c, err)
+	if !bindSession(c, &req) {
 		return
 	}
 	var replace bool
@@ -115,12 +110,7 @@ type installError struct {
 
 func (h *handlers) install(c *gin.Context) {
 	var req installRequest
-	if err := decode(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := validSessionID(req.SessionID); err != nil {
-		fail(c, err)
+	if !bindSession(c, &req) {
 		return
 	}
 	if len(req.Packages) > h.opt.MaxPackages {

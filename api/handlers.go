@@ -14,6 +14,20 @@ import (
 	"github.com/servcraft/servcraftd/store"
 )
 
+// bindSession decodes the JSON body into req, checks its sessionId and
+// applies the session's limits; false when it has answered the client.
+func bindSession(c *gin.Context, req sessionBody) bool {
+	if err := decode(c, req); err != nil {
+		fail(c, err)
+		return false
+	}
+	if err := validSessionID(req.session()); err != nil {
+		fail(c, err)
+		return false
+	}
+	return setSession(c, req.session())
+}
+
 func notFound(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errdefs.ErrNotFound)...)
 }
@@ -28,12 +42,7 @@ func (h *handlers) ready(c *gin.Context) {
 
 func (h *handlers) createContainer(c *gin.Context) {
 	var req createRequest
-	if err := decode(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := validSessionID(req.SessionID); err != nil {
-		fail(c, err)
+	if !bindSession(c, &req) {
 		return
 	}
 	projectType, err := validProjectType(req.ProjectType)
@@ -110,12 +119,7 @@ func (h *handlers) getContainer(c *gin.Context) {
 
 func (h *handlers) extendContainer(c *gin.Context) {
 	var req sessionRequest
-	if err := decode(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := validSessionID(req.SessionID); err != nil {
-		fail(c, err)
+	if !bindSession(c, &req) {
 		return
 	}
 	s, err := h.s.Extend(c.Request.Context(), req.SessionID)
@@ -156,12 +160,7 @@ func (h *handlers) timeout(ms *int64, most time.Duration) (time.Duration, error)
 
 func (h *handlers) execute(c *gin.Context) {
 	var req executeRequest
-	if err := decode(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := validSessionID(req.SessionID); err != nil {
-		fail(c, err)
+	if !bindSession(c, &req) {
 		return
 	}
 	filename, err := validFilename(req.Filename, h.opt.PathLimits, h.opt.TypeScript)
@@ -199,12 +198,7 @@ func (h *handlers) execute(c *gin.Context) {
 
 func (h *handlers) shell(c *gin.Context) {
 	var req shellRequest
-	if err := decode(c, &req); err != nil {
-		fail(c, err)
-		return
-	}
-	if err := validSessionID(req.SessionID); err != nil {
-		fail(c, err)
+	if !bindSession(c, &req) {
 		return
 	}
 	switch {

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -54,7 +56,24 @@ type Options struct {
 	MinPreviewPort    int                  // lowest in-session port a preview may ask for
 	PreviewTimeout    time.Duration        // how long a previewed server may take to answer headers
 	MaxPreviewBytes   int64                // largest preview response body
-	CORSOrigins       []string             // browser origins allowed besides the API's own (host patterns)
+	MaxJSONDepth      int                  // deepest nesting of arrays and objects in a request body (raised to fit SyncLimits' trees)
+
+	// Access. With APIToken set, /api/*, /metrics and the previews need
+	// "Authorization: Bearer <APIToken>" (the previews not if PreviewPublic);
+	// /healthz and /readyz never do.
+	APIToken       string
+	PreviewPublic  bool
+	CORSOrigins    []string // browser origins allowed on /api/* and the terminal, e.g. https://app.example.com; "*" any (only without APIToken)
+	TrustedProxies []string // proxies whose X-Forwarded-For names the client (IPs or CIDRs); none by default
+
+	// Limits per client address and per session (a zero Rate is no limit).
+	CreateRate         Rate // session creates per client
+	ClientExecRate     Rate // execute, shell and install per client
+	ExecRate           Rate // execute and shell per session
+	InstallRate        Rate // install per session
+	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
+
+	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
 }
 
 // DefaultOptions are the limits used when none are configured.
@@ -73,6 +92,13 @@ var DefaultOptions = Options{
 	MinPreviewPort:    1,
 	PreviewTimeout:    30 * time.Second,
 	MaxPreviewBytes:   100 << 20,
+	MaxJSONDepth:      64,
+
+	CreateRate:         Rate{Events: 30, Per: time.Minute, Burst: 10},
+	ClientExecRate:     Rate{Events: 30, Per: time.Second, Burst: 60},
+	ExecRate:           Rate{Events: 10, Per: time.Second, Burst: 20},
+	InstallRate:        Rate{Events: 6, Per: time.Minute, Burst: 3},
+	MaxConcurrentExecs: 4,
 }
 
 type handlers struct {
@@ -85,13 +111,20 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	if err := r.SetTrustedProxies(opt.TrustedProxies); err != nil {
+		slog.Error("trusted proxies ignored: the client is the peer address", "err", err)
+		_ = r.SetTrustedProxies(nil)
+	}
 	h := &handlers{s: s, opt: opt}
-	r.Use(gin.CustomRecovery(func(c *gin.Context, rec any) {
+	m := newMetrics(opt.Metrics)
+	lim := newLimits(opt, m.rateLimited)
+	r.Use(observe(m), gin.CustomRecovery(func(c *gin.Context, rec any) {
 		if rec == http.ErrAbortHandler { // a proxied stream cut short: drop the connection
 			panic(rec)
 		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
-	}), errorMiddleware, h.limitBody)
+	}), cors(opt.CORSOrigins, opt.APIToken), errorMiddleware, auth(opt.APIToken, opt.PreviewPublic),
+		h.limitBody, lim.middleware)
 	r.NoRoute(func(c *gin.Context) { fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path)) })
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, errorBody{Error: "method not allowed", Code: "method_not_allowed"})
@@ -99,6 +132,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"success": true, "status": "ok"}) })
 	r.GET("/readyz", h.ready)
+	r.GET("/metrics", gin.WrapH(m.handler()))
 
 	pg := r.Group("/api/playground")
 	pg.POST("/container", h.createContainer)
@@ -121,19 +155,40 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	return r
 }
 
-// limitBody caps every request body at MaxBodyBytes.
+// limitBody caps every request body at MaxBodyBytes, and the nesting of its
+// JSON at MaxJSONDepth, raised to what the deepest file tree /sync accepts
+// needs (two levels per folder: an object and its children array).
 func (h *handlers) limitBody(c *gin.Context) {
 	if c.Request.ContentLength > h.opt.MaxBodyBytes {
 		fail(c, errBodyTooLarge)
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.opt.MaxBodyBytes)
+	c.Set(jsonDepthKey, max(h.opt.MaxJSONDepth, 2*h.opt.SyncLimits.Path.MaxDepth+4))
 	c.Next()
 }
 
+// jsonDepthKey holds the request's JSON nesting limit.
+const jsonDepthKey = "servcraft.jsonDepth"
+
 // decode reads one JSON object into v; anything else is the client's mistake.
 func decode(c *gin.Context, v any) error {
-	dec := json.NewDecoder(c.Request.Body)
+	data, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var maxBytes *http.MaxBytesError
+		if errors.As(err, &maxBytes) {
+			return err
+		}
+		return invalid("read request body: %v", err)
+	}
+	depth := c.GetInt(jsonDepthKey)
+	if depth <= 0 {
+		depth = DefaultOptions.MaxJSONDepth
+	}
+	if tooDeep(data, depth) {
+		return invalid("JSON nested deeper than %d levels", depth)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
 		var maxBytes *http.MaxBytesError
 		var syntax *json.SyntaxError
@@ -154,4 +209,36 @@ func decode(c *gin.Context, v any) error {
 		return invalid("trailing data after the JSON object")
 	}
 	return nil
+}
+
+// tooDeep reports whether data nests arrays and objects deeper than limit,
+// counting brackets outside strings; it runs before the decoder so that a
+// hostile body costs one pass and no recursion. Malformed JSON is left to the
+// decoder to report.
+func tooDeep(data []byte, limit int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, b := range data {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+			continue
+		}
+		switch b {
+		case '"':
+			inString = true
+		case '[', '{':
+			if depth++; depth > limit {
+				return true
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return false
 }

@@ -93,3 +93,13 @@ func newRunResponse(r runtime.ExecResult) runResponse {
 		DurationMs: r.Duration.Milliseconds(),
 	}
 }
+
+// sessionBody is a JSON request that names a session.
+type sessionBody interface{ session() string }
+
+func (r *createRequest) session() string  { return r.SessionID }
+func (r *sessionRequest) session() string { return r.SessionID }
+func (r *executeRequest) session() string { return r.SessionID }
+func (r *shellRequest) session() string   { return r.SessionID }
+func (r *syncRequest) session() string    { return r.SessionID }
+func (r *installRequest) session() string { return r.SessionID }

@@ -26,27 +26,44 @@ type result struct {
 	P95Ms    float64 `json:"p95Ms"`
 	Baseline string  `json:"baseline,omitempty"`
 	Ratio    float64 `json:"ratio,omitempty"`
+	Unit     string  `json:"unit,omitempty"` // "" is milliseconds; "/s" is a rate
 }
 
 type bench struct {
-	url    string
-	client *http.Client
-	prefix string
+	url, coldURL       string
+	client             *http.Client
+	prefix             string
+	node               string
+	n                  int
+	quick, install     bool
+	address, namespace string
+	image              string
+	created            [][2]string // base URL, sessionId
 }
 
 func main() {
-	url := flag.String("url", "http://127.0.0.1:8080", "servcraftd base URL (loopback)")
+	url := flag.String("url", "http://127.0.0.1:8080", "servcraftd base URL (loopback); its warm pool serves the pooled creates")
+	coldURL := flag.String("cold-url", "", "a second servcraftd without a warm pool, for cold creates (default: -url)")
+	address := flag.String("containerd-address", "", "containerd socket for the bare create+start and `ctr run --rm` baselines (empty: skip them)")
+	namespace := flag.String("namespace", "servcraft-bench", "containerd namespace for the baselines (one holding the image)")
+	image := flag.String("image", "localhost/servcraft/node:20", "image for the baselines")
 	n := flag.Int("n", 20, "runs per measurement")
-	quick := flag.Bool("quick", false, "few runs, for a smoke check")
+	quick := flag.Bool("quick", false, "few runs, for a smoke check (under a minute)")
+	install := flag.Bool("install", false, "also install fastify cold and cached (reaches the package registry)")
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
-	node := flag.String("node", "node", "host node binary for the baseline")
+	node := flag.String("node", "node", "host node binary for the baselines")
 	flag.Parse()
 	if *quick {
 		*n = 5
 	}
-	b := &bench{url: strings.TrimRight(*url, "/"), client: &http.Client{Timeout: 2 * time.Minute},
-		prefix: fmt.Sprintf("bench-%d", time.Now().UnixNano())}
-	results, err := b.run(context.Background(), *n, *node)
+	if *coldURL == "" {
+		*coldURL = *url
+	}
+	b := &bench{url: strings.TrimRight(*url, "/"), coldURL: strings.TrimRight(*coldURL, "/"),
+		client: &http.Client{Timeout: 5 * time.Minute}, prefix: fmt.Sprintf("bench-%d", time.Now().UnixNano()),
+		node: *node, n: *n, quick: *quick, install: *install,
+		address: *address, namespace: *namespace, image: *image}
+	results, err := b.run(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "servcraft-bench:", err)
 		os.Exit(1)
@@ -57,19 +74,23 @@ func main() {
 		_ = enc.Encode(results)
 		return
 	}
-	fmt.Printf("%-34s %5s %10s %10s  %s\n", "measurement", "runs", "median ms", "p95 ms", "ratio to baseline")
+	fmt.Printf("%-44s %5s %10s %10s  %s\n", "measurement", "runs", "median", "p95", "ratio to baseline (medians)")
 	for _, r := range results {
 		ratio := ""
 		if r.Baseline != "" {
 			ratio = fmt.Sprintf("%.2fx %s", r.Ratio, r.Baseline)
 		}
-		fmt.Printf("%-34s %5d %10.2f %10.2f  %s\n", r.Name, r.Runs, r.MedianMs, r.P95Ms, ratio)
+		unit := "ms"
+		if r.Unit != "" {
+			unit = r.Unit
+		}
+		fmt.Printf("%-44s %5d %8.2f%-2s %8.2f%-2s  %s\n", r.Name, r.Runs, r.MedianMs, unit, r.P95Ms, unit, ratio)
 	}
 }
 
 const hello = `console.log("hello")`
 
-func (b *bench) run(ctx context.Context, n int, node string) ([]result, error) {
+func (b *bench) run(ctx context.Context) ([]result, error) {
 	dir, err := os.MkdirTemp("", "servcraft-bench")
 	if err != nil {
 		return nil, err
@@ -79,65 +100,239 @@ func (b *bench) run(ctx context.Context, n int, node string) ([]result, error) {
 	if err := os.WriteFile(helloFile, []byte(hello), 0o644); err != nil {
 		return nil, err
 	}
-	// Interleave the baseline with the measured calls so drift hits both alike.
-	var bareE0, bareHello, create, execute, shell, destroy []time.Duration
-	ids := make([]string, n)
-	for i := range n {
-		d, err := timeCmd(ctx, node, "-e", "0")
+	var out []result
+	add := func(r result) { out = append(out, r) }
+	defer b.cleanup(context.WithoutCancel(ctx))
+
+	// Baselines and measured calls interleave, so drift hits both alike.
+	var bareE0, bareHello, bareCtr, ctrRun, cold, pooled, execute, shell []time.Duration
+	for i := range b.n {
+		d, err := timeCmd(ctx, b.node, "-e", "0")
 		if err != nil {
 			return nil, fmt.Errorf("baseline node -e 0: %w", err)
 		}
 		bareE0 = append(bareE0, d)
-		ids[i] = fmt.Sprintf("%s-%d", b.prefix, i)
-		d, err = b.call(ctx, "POST", "/api/playground/container", map[string]any{"sessionId": ids[i], "projectType": "js"}, 201)
+		if b.address != "" {
+			d, err := b.bareContainer(ctx, i)
+			if err != nil {
+				return nil, fmt.Errorf("baseline containerd create+start: %w", err)
+			}
+			bareCtr = append(bareCtr, d)
+		}
+		d, err = b.create(ctx, b.coldURL, fmt.Sprintf("cold-%d", i))
 		if err != nil {
 			return nil, err
 		}
-		create = append(create, d)
+		cold = append(cold, d)
+		if b.url != b.coldURL {
+			time.Sleep(300 * time.Millisecond) // let the pool refill; not timed
+			d, err = b.create(ctx, b.url, fmt.Sprintf("pool-%d", i))
+			if err != nil {
+				return nil, err
+			}
+			pooled = append(pooled, d)
+		}
 	}
-	session := ids[0]
-	for range n {
-		d, err := timeCmd(ctx, node, helloFile)
+	add(stats("bare node -e 0 (host)", bareE0, nil, ""))
+	if len(bareCtr) > 0 {
+		add(stats("bare containerd create+start (same image)", bareCtr, nil, ""))
+		add(stats("session create, cold", cold, bareCtr, "bare containerd create+start"))
+	} else {
+		add(stats("session create, cold", cold, bareE0, "node -e 0"))
+	}
+	if len(pooled) > 0 {
+		add(stats("session create, warm pool", pooled, cold, "cold create"))
+	}
+
+	session := b.prefix + "-pool-0"
+	if b.url == b.coldURL {
+		session = b.prefix + "-cold-0"
+	}
+	for range b.n {
+		d, err := timeCmd(ctx, b.node, helloFile)
 		if err != nil {
 			return nil, fmt.Errorf("baseline node hello.js: %w", err)
 		}
 		bareHello = append(bareHello, d)
-		d, err = b.call(ctx, "POST", "/api/playground/execute", map[string]any{"sessionId": session, "code": hello}, 200)
+		if b.address != "" {
+			d, err := b.ctrRun(ctx, dir)
+			if err != nil {
+				return nil, fmt.Errorf("baseline ctr run --rm: %w", err)
+			}
+			ctrRun = append(ctrRun, d)
+		}
+		d, err = b.call(ctx, b.url, "POST", "/api/playground/execute", map[string]any{"sessionId": session, "code": hello}, 200)
 		if err != nil {
 			return nil, err
 		}
 		execute = append(execute, d)
-		d, err = b.call(ctx, "POST", "/api/playground/shell", map[string]any{"sessionId": session, "command": "true"}, 200)
+		d, err = b.call(ctx, b.url, "POST", "/api/playground/shell", map[string]any{"sessionId": session, "command": "true"}, 200)
 		if err != nil {
 			return nil, err
 		}
 		shell = append(shell, d)
 	}
-	for _, id := range ids {
-		d, err := b.call(ctx, "DELETE", "/api/playground/container?sessionId="+id, nil, 200)
+	add(stats("bare node hello.js (host)", bareHello, nil, ""))
+	add(stats("execute hello.js over HTTP", execute, bareHello, "node hello.js"))
+	if len(ctrRun) > 0 {
+		add(stats("ctr run --rm node hello.js (container per run)", ctrRun, bareHello, "node hello.js"))
+	}
+	add(stats("shell `true` over HTTP", shell, bareE0, "node -e 0"))
+
+	tree := syncTree(200)
+	var syncs []time.Duration
+	for range b.n {
+		d, err := b.call(ctx, b.url, "POST", "/api/playground/sync", map[string]any{"sessionId": session, "files": tree}, 200)
+		if err != nil {
+			return nil, err
+		}
+		syncs = append(syncs, d)
+	}
+	add(stats("sync of a 200-file tree", syncs, nil, ""))
+
+	if b.install {
+		var installs []time.Duration
+		for i := range 2 {
+			id := fmt.Sprintf("install-%d", i)
+			if _, err := b.create(ctx, b.coldURL, id); err != nil {
+				return nil, err
+			}
+			d, err := b.call(ctx, b.coldURL, "POST", "/api/playground/install", map[string]any{"sessionId": b.prefix + "-" + id, "packages": []string{"fastify@4"}}, 200)
+			if err != nil {
+				return nil, err
+			}
+			installs = append(installs, d)
+		}
+		add(result{Name: "install fastify@4, first (cache as found)", Runs: 1, MedianMs: ms(installs[0]), P95Ms: ms(installs[0])})
+		add(result{Name: "install fastify@4, second session (cached)", Runs: 1, MedianMs: ms(installs[1]), P95Ms: ms(installs[1]),
+			Baseline: "first install", Ratio: float64(installs[1]) / float64(installs[0])})
+	}
+
+	tp, err := b.throughput(ctx, helloFile)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, tp...)
+
+	var destroy []time.Duration
+	for _, c := range b.created {
+		d, err := b.call(ctx, c[0], "DELETE", "/api/playground/container?sessionId="+c[1], nil, 200)
 		if err != nil {
 			return nil, err
 		}
 		destroy = append(destroy, d)
 	}
-	e0, h := stats("bare node -e 0 (host)", bareE0, nil, ""), stats("bare node hello.js (host)", bareHello, nil, "")
-	return []result{
-		e0, h,
-		stats("session create", create, bareE0, "node -e 0"),
-		stats("execute hello.js (HTTP)", execute, bareHello, "node hello.js"),
-		stats("shell `true` (HTTP)", shell, bareE0, "node -e 0"),
-		stats("session destroy", destroy, bareE0, "node -e 0"),
-	}, nil
+	b.created = nil
+	add(stats("session destroy", destroy, bareE0, "node -e 0"))
+	return out, nil
+}
+
+// create makes session prefix-name on base and remembers it for destroy.
+func (b *bench) create(ctx context.Context, base, name string) (time.Duration, error) {
+	id := b.prefix + "-" + name
+	d, err := b.call(ctx, base, "POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}, 201)
+	if err == nil {
+		b.created = append(b.created, [2]string{base, id})
+	}
+	return d, err
+}
+
+// cleanup destroys what a failed run left.
+func (b *bench) cleanup(ctx context.Context) {
+	for _, c := range b.created {
+		_, _ = b.call(ctx, c[0], "DELETE", "/api/playground/container?sessionId="+c[1], nil, 200)
+	}
+}
+
+// syncTree is n small files in folders of 20, in the frontend's format.
+func syncTree(n int) []map[string]any {
+	var folders []map[string]any
+	for f := 0; f*20 < n; f++ {
+		var files []map[string]any
+		for i := 0; i < 20 && f*20+i < n; i++ {
+			files = append(files, map[string]any{"name": fmt.Sprintf("file%02d.js", i), "type": "file",
+				"content": fmt.Sprintf("module.exports = %d;\n", f*20+i)})
+		}
+		folders = append(folders, map[string]any{"name": fmt.Sprintf("dir%02d", f), "type": "folder", "children": files})
+	}
+	return folders
+}
+
+// throughput runs hello.js executions with 1, 4 and 16 concurrent clients over
+// up to 16 sessions, against the host's own parallel `node hello.js`.
+func (b *bench) throughput(ctx context.Context, helloFile string) ([]result, error) {
+	levels := []int{1, 4, 16}
+	perLevel := 48
+	if b.quick {
+		levels, perLevel = []int{1, 4}, 8
+	}
+	sessions := []string{}
+	for i := range levels[len(levels)-1] {
+		name := fmt.Sprintf("tp-%d", i)
+		if _, err := b.create(ctx, b.coldURL, name); err != nil {
+			return nil, err
+		}
+		sessions = append(sessions, b.prefix+"-"+name)
+	}
+	var out []result
+	for _, c := range levels {
+		host, err := parallel(c, perLevel, func(int) error { _, err := timeCmd(ctx, b.node, helloFile); return err })
+		if err != nil {
+			return nil, err
+		}
+		api, err := parallel(c, perLevel, func(i int) error {
+			_, err := b.call(ctx, b.coldURL, "POST", "/api/playground/execute", map[string]any{"sessionId": sessions[i%c], "code": hello}, 200)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, result{Name: fmt.Sprintf("host node hello.js, %d parallel", c), Runs: perLevel, MedianMs: host, P95Ms: host, Unit: "/s"},
+			result{Name: fmt.Sprintf("executions over HTTP, %d clients", c), Runs: perLevel, MedianMs: api, P95Ms: api, Unit: "/s",
+				Baseline: "host ceiling", Ratio: api / host})
+	}
+	return out, nil
+}
+
+// parallel runs total calls of fn on c workers and returns calls per second.
+func parallel(c, total int, fn func(i int) error) (float64, error) {
+	jobs := make(chan int)
+	errc := make(chan error, c)
+	start := time.Now()
+	for range c {
+		go func() {
+			for i := range jobs {
+				if err := fn(i); err != nil {
+					errc <- err
+					for range jobs {
+					}
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for i := range total {
+		jobs <- i
+	}
+	close(jobs)
+	var first error
+	for range c {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return float64(total) / time.Since(start).Seconds(), first
 }
 
 // call makes one API request, checks its status and returns its wall time.
-func (b *bench) call(ctx context.Context, method, path string, body any, want int) (time.Duration, error) {
+func (b *bench) call(ctx context.Context, base, method, path string, body any, want int) (time.Duration, error) {
 	var r io.Reader
 	if body != nil {
 		data, _ := json.Marshal(body)
 		r = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, b.url+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, r)
 	if err != nil {
 		return 0, err
 	}

@@ -118,7 +118,7 @@ func (d *daemon) start() {
 		"--listen", addr, "--state-dir", d.state, "--containerd-address", d.env.Address,
 		"--namespace", daemonNamespace, "--pull=false", "--image", d.env.Image.Ref,
 		"--fallback-archive", d.env.Image.FallbackArchive, "--toolchain-dir", d.env.ToolchainDir,
-		"--init", d.env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--reap-interval", "200ms",
+		"--init", d.env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--reap-interval", "200ms", "--pool-size", "0",
 	}, d.args...)
 	d.cmd = exec.Command(daemonBinary(t), args...)
 	if d.log == nil {

@@ -30,6 +30,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "sessions":
+			os.Exit(sessionsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		case "gc":
+			os.Exit(gcCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		}
+	}
 	cfg, err := loadConfig(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -81,7 +89,7 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err)
 	}
 
-	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
+	db, err := store.Open(filepath.Join(state, dbFileName))
 	if err != nil {
 		return err
 	}
@@ -114,6 +122,11 @@ func run(ctx context.Context, cfg config) error {
 		NpmPath:            cfg.NpmPath,
 		InstallTimeout:     cfg.InstallTimeout,
 		MaxBackground:      cfg.MaxProcesses,
+		MaxSessions:        cfg.MaxSessions,
+		PoolSize:           cfg.PoolSize,
+		Runners:            cfg.Runners,
+		RunnerIdle:         cfg.RunnerIdle,
+		NodePath:           cfg.NodePath,
 		BackgroundLogBytes: int(cfg.ProcessLogBytes),
 	})
 	if err != nil {
@@ -125,6 +138,9 @@ func run(ctx context.Context, cfg config) error {
 		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
 	if err != nil {
 		slog.Error("reconcile", "err", err)
+	}
+	if err := mgr.StartPool(); err != nil {
+		return err
 	}
 	reapCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReaper()
@@ -148,6 +164,16 @@ func run(ctx context.Context, cfg config) error {
 	opts.MinPreviewPort = cfg.MinPreviewPort
 	opts.PreviewTimeout = cfg.PreviewTimeout
 	opts.MaxPreviewBytes = int64(cfg.MaxPreviewBytes)
+	opts.APIToken = cfg.APIToken
+	opts.PreviewPublic = cfg.PreviewPublic
+	opts.CORSOrigins = cfg.CORSOrigins
+	opts.TrustedProxies = cfg.TrustedProxies
+	opts.CreateRate = cfg.CreateRate
+	opts.ClientExecRate = cfg.ClientExecRate
+	opts.ExecRate = cfg.ExecRate
+	opts.InstallRate = cfg.InstallRate
+	opts.MaxConcurrentExecs = cfg.MaxConcurrentExecs
+	opts.Metrics = mgr
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -161,7 +187,12 @@ func run(ctx context.Context, cfg config) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	slog.Info("servcraftd serving", "listen", ln.Addr().String(), "image", mgr.ImageName(), "state", state)
+	slog.Info("servcraftd serving", "listen", ln.Addr().String(), "image", mgr.ImageName(), "state", state,
+		"auth", cfg.APIToken != "", "config", cfg.ConfigFile)
+	if cfg.APIToken == "" && !loopback(ln.Addr()) {
+		slog.Warn("the API listens beyond this host without a token: anyone who reaches it runs code here (set --api-token-file)",
+			"listen", ln.Addr().String())
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -209,4 +240,10 @@ func newRegistryProxy(ctx context.Context, cfg config, state string) (*npmproxy.
 	}
 	slog.Info("npm registry proxy ready", "upstream", u.Redacted())
 	return p, nil
+}
+
+// loopback reports whether addr only accepts connections from this host.
+func loopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }

@@ -1,0 +1,303 @@
+package api
+
+import (
+	"container/list"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+)
+
+// errRateLimited is the cause of every 429 the limits below answer; ToHTTP
+// maps it to the code "rate_limited" (it is of errdefs' ResourceExhausted
+// class too). A Retry-After header goes with it.
+var errRateLimited = errdefs.ErrResourceExhausted.WithMessage("rate limited")
+
+// Rate is a token bucket: Events per Per on average, in bursts of up to
+// Burst. A Rate with no Events (the zero Rate) is no limit.
+type Rate struct {
+	Events float64
+	Per    time.Duration
+	Burst  int
+}
+
+// Off reports whether r limits nothing.
+func (r Rate) Off() bool { return r.Events <= 0 || r.Per <= 0 }
+
+func (r Rate) limit() rate.Limit { return rate.Limit(r.Events / r.Per.Seconds()) }
+
+func (r Rate) burst() int { return max(r.Burst, 1) }
+
+// String is the rate as the flags write it: 30/m:10.
+func (r Rate) String() string {
+	if r.Off() {
+		return "0"
+	}
+	unit := r.Per.String()
+	switch r.Per {
+	case time.Second:
+		unit = "s"
+	case time.Minute:
+		unit = "m"
+	case time.Hour:
+		unit = "h"
+	}
+	return strconv.FormatFloat(r.Events, 'g', -1, 64) + "/" + unit + ":" + strconv.Itoa(r.burst())
+}
+
+// human is the rate in words, for error messages: "30 per minute (bursts of 10)".
+func (r Rate) human() string {
+	per := "per " + r.Per.String()
+	switch r.Per {
+	case time.Second:
+		per = "per second"
+	case time.Minute:
+		per = "per minute"
+	case time.Hour:
+		per = "per hour"
+	}
+	return fmt.Sprintf("%s %s (bursts of %d)", strconv.FormatFloat(r.Events, 'g', -1, 64), per, r.burst())
+}
+
+// maxLimiterKeys bounds each limiter map: past it the least recently used key is dropped.
+const maxLimiterKeys = 10000
+
+// keyedLimiters is one token bucket per key (a client address or a session),
+// least recently used first out. A bucket unused for as long as it takes to
+// refill is full, the same as a new one, so it is dropped: the map holds
+// only keys that are being limited, and never more than max.
+type keyedLimiters struct {
+	r    Rate
+	max  int
+	idle time.Duration // time to refill a bucket from empty
+
+	mu    sync.Mutex
+	items map[string]*list.Element
+	lru   list.List // of *keyedLimiter, most recently used at the front
+}
+
+type keyedLimiter struct {
+	key  string
+	lim  *rate.Limiter
+	last time.Time
+}
+
+// newKeyedLimiters returns nil, which allows everything, for a Rate that is off.
+func newKeyedLimiters(r Rate, max int) *keyedLimiters {
+	if r.Off() {
+		return nil
+	}
+	refill := time.Duration(float64(r.burst()) / float64(r.limit()) * float64(time.Second))
+	return &keyedLimiters{r: r, max: max, idle: refill + time.Second, items: map[string]*list.Element{}}
+}
+
+// take spends one token of key's bucket; when there is none it spends
+// nothing and returns how long until there is one.
+func (k *keyedLimiters) take(key string, now time.Time) (wait time.Duration) {
+	if k == nil {
+		return 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for back := k.lru.Back(); back != nil && now.Sub(back.Value.(*keyedLimiter).last) > k.idle; back = k.lru.Back() {
+		k.remove(back)
+	}
+	el := k.items[key]
+	if el == nil {
+		el = k.lru.PushFront(&keyedLimiter{key: key, lim: rate.NewLimiter(k.r.limit(), k.r.burst())})
+		k.items[key] = el
+		for k.lru.Len() > k.max {
+			k.remove(k.lru.Back())
+		}
+	} else {
+		k.lru.MoveToFront(el)
+	}
+	kl := el.Value.(*keyedLimiter)
+	kl.last = now
+	res := kl.lim.ReserveN(now, 1)
+	if !res.OK() {
+		return time.Hour
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+func (k *keyedLimiters) remove(el *list.Element) {
+	delete(k.items, el.Value.(*keyedLimiter).key)
+	k.lru.Remove(el)
+}
+
+// len is the number of keys held (for tests).
+func (k *keyedLimiters) len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lru.Len()
+}
+
+// sessionSlots counts the runs in flight per session; a session's entry
+// goes when its count drops to zero.
+type sessionSlots struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func (s *sessionSlots) acquire(id string) bool {
+	if s.max <= 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[id] >= s.max {
+		return false
+	}
+	s.n[id]++
+	return true
+}
+
+func (s *sessionSlots) release(id string) {
+	if s.max <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[id]--; s.n[id] <= 0 {
+		delete(s.n, id)
+	}
+}
+
+// runKind names the rate-limited routes: a create, or a run (execute, shell, install).
+func runKind(method, route string) string {
+	if method != http.MethodPost {
+		return ""
+	}
+	switch route {
+	case "/api/playground/container":
+		return "create"
+	case "/api/playground/execute", "/api/playground/shell":
+		return "exec"
+	case "/api/playground/install":
+		return "install"
+	}
+	return ""
+}
+
+// limits are the request rate limits and the bound on concurrent runs. Per
+// client (address) they apply before the handler runs; per session they
+// apply when the handler names the session with setSession.
+type limits struct {
+	create    *keyedLimiters // creates per client
+	clientRun *keyedLimiters // executes, shells and installs per client
+	exec      *keyedLimiters // executes and shells per session
+	install   *keyedLimiters // installs per session
+	slots     sessionSlots
+	opt       Options
+	onLimited func(limit string) // counts refusals for /metrics
+	now       func() time.Time
+}
+
+func newLimits(opt Options, onLimited func(string)) *limits {
+	return &limits{
+		create:    newKeyedLimiters(opt.CreateRate, maxLimiterKeys),
+		clientRun: newKeyedLimiters(opt.ClientExecRate, maxLimiterKeys),
+		exec:      newKeyedLimiters(opt.ExecRate, maxLimiterKeys),
+		install:   newKeyedLimiters(opt.InstallRate, maxLimiterKeys),
+		slots:     sessionSlots{max: opt.MaxConcurrentExecs, n: map[string]int{}},
+		opt:       opt,
+		onLimited: onLimited,
+		now:       time.Now,
+	}
+}
+
+// Context keys of the limits.
+const (
+	limitsKey = "servcraft.limits"  // *limits, on routes with per-session limits
+	kindKey   = "servcraft.runKind" // runKind of the route
+	slotKey   = "servcraft.slot"    // sessionId whose run slot this request holds
+)
+
+// middleware applies the per-client limits and frees the request's run slot when it ends.
+func (l *limits) middleware(c *gin.Context) {
+	kind := runKind(c.Request.Method, c.FullPath())
+	if kind == "" {
+		c.Next()
+		return
+	}
+	client := clientKey(c.ClientIP())
+	if kind == "create" {
+		if l.refuse(c, l.create.take(client, l.now()), "create",
+			"client %s: more than %s session creates", client, l.opt.CreateRate.human()) {
+			return
+		}
+		c.Next()
+		return
+	}
+	if l.refuse(c, l.clientRun.take(client, l.now()), "client_exec",
+		"client %s: more than %s runs (execute, shell, install)", client, l.opt.ClientExecRate.human()) {
+		return
+	}
+	c.Set(limitsKey, l)
+	c.Set(kindKey, kind)
+	defer func() {
+		if id := c.GetString(slotKey); id != "" {
+			l.slots.release(id)
+		}
+	}()
+	c.Next()
+}
+
+// admit applies the per-session limits of the request's route to session id
+// and takes a run slot; false means the request was refused.
+func (l *limits) admit(c *gin.Context, id string) bool {
+	if c.GetString(slotKey) != "" {
+		return true // admitted already
+	}
+	if c.GetString(kindKey) == "install" {
+		if l.refuse(c, l.install.take(id, l.now()), "session_install", "session %q: more than %s installs", id, l.opt.InstallRate.human()) {
+			return false
+		}
+	} else if l.refuse(c, l.exec.take(id, l.now()), "session_exec", "session %q: more than %s runs", id, l.opt.ExecRate.human()) {
+		return false
+	}
+	if !l.slots.acquire(id) {
+		l.refuse(c, time.Second, "concurrency", "session %q: %d runs (execute, shell, install) at once already", id, l.opt.MaxConcurrentExecs)
+		return false
+	}
+	c.Set(slotKey, id)
+	return true
+}
+
+// refuse answers 429 with Retry-After when wait is positive.
+func (l *limits) refuse(c *gin.Context, wait time.Duration, limit, format string, args ...any) bool {
+	if wait <= 0 {
+		return false
+	}
+	secs := int(math.Ceil(wait.Seconds()))
+	secs = max(secs, 1)
+	if l.onLimited != nil {
+		l.onLimited(limit)
+	}
+	c.Header("Retry-After", strconv.Itoa(secs))
+	fail(c, fmt.Errorf(format+"; retry in %ds: %w", append(args, secs, errRateLimited)...))
+	return true
+}
+
+// clientKey is the address a client is limited by: its IP, or for IPv6 its
+// /64, which one host can hold whole.
+func clientKey(ip string) string {
+	addr := net.ParseIP(ip)
+	if addr == nil || addr.To4() != nil {
+		return ip
+	}
+	return (&net.IPNet{IP: addr.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+	"github.com/servcraft/servcraftd/store"
+)
+
+// dbFileName is the session database in the state folder.
+const dbFileName = "servcraftd.db"
+
+// gcTimeout bounds a whole gc run.
+const gcTimeout = 10 * time.Minute
+
+// subcommandFlags is a flag set of a subcommand holding the named daemon
+// settings of cfg and --config, so that the config file and SERVCRAFT_*
+// variables reach it as they reach the daemon.
+func subcommandFlags(name, synopsis string, stderr io.Writer, cfg *config, settings ...string) *flag.FlagSet {
+	all := flag.NewFlagSet("", flag.ContinueOnError)
+	cfg.register(all)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, n := range append(settings, "config") {
+		f := all.Lookup(n)
+		fs.Var(f.Value, f.Name, f.Usage)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags (also SERVCRAFT_<NAME> and --config keys, as for the daemon):\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseSubcommand parses args into fs; a non-nil code means stop with it.
+func parseSubcommand(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) *int {
+	code := 0
+	if err := parseLayered(fs, args, getenv); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+			code = 2
+		}
+		return &code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments: %v\n", fs.Name(), fs.Args())
+		code = 2
+		return &code
+	}
+	return nil
+}
+
+// sessionsCommand is `servcraftd sessions ls`: the stored sessions as a table
+// or JSON. It only reads the database, and works while the daemon runs
+// (store.ListFile copies the file when the daemon holds its lock).
+func sessionsCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	const synopsis = "Usage: servcraftd sessions ls [--state-dir DIR] [--json]\n\nLists the sessions in the session database, read-only; safe while the daemon runs."
+	if len(args) == 0 || args[0] != "ls" {
+		fmt.Fprintln(stderr, synopsis)
+		return 2
+	}
+	cfg := defaultConfig()
+	fs := subcommandFlags("servcraftd sessions ls", synopsis, stderr, &cfg, "state-dir")
+	asJSON := fs.Bool("json", false, "print the stored records as JSON instead of a table")
+	if code := parseSubcommand(fs, args[1:], getenv, stderr); code != nil {
+		return *code
+	}
+	list, err := store.ListFile(filepath.Join(cfg.StateDir, dbFileName))
+	if err != nil {
+		fmt.Fprintln(stderr, "servcraftd sessions ls:", err)
+		return 1
+	}
+	if *asJSON {
+		if list == nil {
+			list = []store.Session{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(list); err != nil {
+			fmt.Fprintln(stderr, "servcraftd sessions ls:", err)
+			return 1
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tCONTAINER\tSTATE\tTYPE\tCREATED\tLAST ACTIVE\tEXPIRES")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.SessionID, s.ContainerID, s.State, s.ProjectType,
+			stamp(s.CreatedAt), stamp(s.LastActiveAt), stamp(s.ExpiresAt))
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintln(stderr, "servcraftd sessions ls:", err)
+		return 1
+	}
+	return 0
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// gcCommand is `servcraftd gc`: it removes everything of servcraftd's from
+// containerd (session containers, their tasks and snapshots) and from the
+// state folder (workspace volumes, FIFOs, the session database). Without
+// --yes it lists what it would remove and removes nothing. It refuses while
+// a daemon holds the session database, and holds that lock itself meanwhile,
+// so no daemon starts during a gc.
+func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	const synopsis = "Usage: servcraftd gc --yes [--state-dir DIR] [--containerd-address SOCK] [--namespace NS]\n\n" +
+		"Removes every session container (tasks killed), their snapshots, every workspace volume and the\n" +
+		"session database: for a host being retired. Stop the daemon first. Images and the npm cache stay.\n" +
+		"Without --yes it only lists what it would remove."
+	cfg := defaultConfig()
+	fs := subcommandFlags("servcraftd gc", synopsis, stderr, &cfg, "state-dir", "containerd-address", "namespace", "snapshotter")
+	yes := fs.Bool("yes", false, "remove (without it gc only lists)")
+	if code := parseSubcommand(fs, args, getenv, stderr); code != nil {
+		return *code
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "servcraftd gc:", err)
+		return 1
+	}
+	state, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return fail(err)
+	}
+	dbPath := filepath.Join(state, dbFileName)
+	unlock, err := lockDatabase(dbPath)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, gcTimeout)
+	defer cancel()
+	client, err := containerd.New(cfg.ContainerdAddress, containerd.WithDefaultNamespace(cfg.Namespace),
+		containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return fail(fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err))
+	}
+	defer client.Close()
+	var vols *workspace.Volumes
+	wsRoot := filepath.Join(state, "workspaces")
+	if _, err := os.Stat(wsRoot); err == nil {
+		if vols, err = workspace.NewVolumes(wsRoot, 8<<20); err != nil {
+			return fail(err)
+		}
+	}
+
+	verb := "would remove"
+	if *yes {
+		verb = "removed"
+	}
+	rep, gcErr := runtime.GC(ctx, client, vols, cfg.Snapshotter, !*yes)
+	n := 0
+	for _, c := range rep.Containers {
+		fmt.Fprintf(stdout, "%s container %s (namespace %s, session %q)\n", verb, c.ID, cfg.Namespace, c.SessionID)
+		n++
+	}
+	for _, s := range rep.Snapshots {
+		fmt.Fprintf(stdout, "%s snapshot %s (%s)\n", verb, s, cfg.Snapshotter)
+		n++
+	}
+	for _, v := range rep.Volumes {
+		fmt.Fprintf(stdout, "%s workspace %s\n", verb, filepath.Join(wsRoot, v))
+		n++
+	}
+	for _, p := range []string{dbPath, filepath.Join(state, "fifo")} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if *yes {
+			if gcErr != nil {
+				continue // keep the records of what could not be removed
+			}
+			if err := os.RemoveAll(p); err != nil {
+				gcErr = errors.Join(gcErr, err)
+				continue
+			}
+		}
+		fmt.Fprintf(stdout, "%s %s\n", verb, p)
+		n++
+	}
+	if *yes && gcErr == nil {
+		_ = os.Remove(wsRoot) // only if empty
+	}
+	switch {
+	case gcErr != nil:
+		return fail(gcErr)
+	case n == 0:
+		fmt.Fprintf(stdout, "nothing of servcraftd's in namespace %s or under %s\n", cfg.Namespace, state)
+	case !*yes:
+		fmt.Fprintln(stderr, "servcraftd gc: nothing was removed; run again with --yes to remove the above")
+		return 1
+	}
+	return 0
+}
+
+// lockDatabase takes the session database's lock (bbolt's flock) so that no
+// daemon runs, or starts, while gc works; an error names a running daemon.
+func lockDatabase(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("session database: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("a servcraftd is running on %s (it holds %s): stop it first", filepath.Dir(path), path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,314 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/leases"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
+	"github.com/servcraft/servcraftd/store"
+)
+
+const opsNamespace = "servcraft-test-ops"
+
+// opsDaemon is one servcraftd process for the operations tests.
+type opsDaemon struct {
+	t     *testing.T
+	env   *runtimetest.Env
+	state string
+	url   string
+	token string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	log   *syncBuffer
+}
+
+func startOpsDaemon(t *testing.T, env *runtimetest.Env, state string, extra ...string) *opsDaemon {
+	t.Helper()
+	token := "ops-test-token-0123456789abcdef"
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	d := &opsDaemon{t: t, env: env, state: state, url: "http://" + addr, token: token, log: &syncBuffer{}, done: make(chan struct{})}
+	args := append([]string{"--listen", addr, "--state-dir", state, "--containerd-address", env.Address,
+		"--namespace", opsNamespace, "--pull=false", "--image", env.Image.Ref, "--fallback-archive", env.Image.FallbackArchive,
+		"--init", env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--api-token-file", tokenFile,
+		"--log-format", "json"}, extra...)
+	d.cmd = exec.Command(daemonBinary(t), args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		d.kill()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log.String())
+		}
+	})
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		if resp, err := http.Get(d.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d
+			}
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("servcraftd exited during start:\n%s", d.log.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("servcraftd did not become ready:\n%s", d.log.String())
+	return nil
+}
+
+func (d *opsDaemon) kill() {
+	if d.cmd.ProcessState == nil {
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+	}
+}
+
+// request sends an API call with the token (or without, if auth is false).
+func (d *opsDaemon) request(method, path string, body any, auth bool) (*http.Response, []byte) {
+	d.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, d.url+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-ID", "ops-test")
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+d.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, data
+}
+
+// servcraftd runs the binary with args and returns its exit code, stdout and stderr.
+func servcraftd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(daemonBinary(t), args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// metricLine returns the value of one series in a scrape, or "".
+func metricLine(scrape, series string) string {
+	for _, l := range strings.Split(scrape, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestHelpListsSubcommandsAndFlags(t *testing.T) {
+	code, out, errOut := servcraftd(t, "--help")
+	help := out + errOut
+	if code != 0 || !strings.HasPrefix(help, "servcraftd: ") {
+		t.Fatalf("exit %d:\n%s", code, help)
+	}
+	for _, want := range []string{"sessions ls", "gc --yes", "SERVCRAFT_", "--config",
+		"-memory size", "(default 512MiB)", "-idle-timeout duration", "(default 30m0s)", "-create-rate rate", "(default 30/m:10)",
+		"-api-token-file file", "-cors-origins origins", "-preview-public", "-max-concurrent-execs int", "(default 4)"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+	if code, _, errOut := servcraftd(t, "--memory", "-5"); code != 2 || !strings.Contains(errOut, "memory") {
+		t.Errorf("bad memory: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := servcraftd(t, "gc", "--help"); code != 0 || !strings.Contains(errOut, "--yes") {
+		t.Errorf("gc --help: exit %d %q", code, errOut)
+	}
+}
+
+func TestSessionsLsAndGCAgainstARealDaemon(t *testing.T) {
+	env := runtimetest.Start(t, opsNamespace)
+	state := t.TempDir()
+	t.Cleanup(func() {
+		servcraftd(t, "gc", "--yes", "--state-dir", state, "--containerd-address", env.Address, "--namespace", opsNamespace)
+	})
+	d := startOpsDaemon(t, env, state)
+
+	// The API wants the token; /healthz does not.
+	if resp, _ := d.request("POST", "/api/playground/container", map[string]any{"sessionId": "ops-a"}, false); resp.StatusCode != 401 {
+		t.Fatalf("create without token: %d", resp.StatusCode)
+	}
+	if resp, _ := d.request("GET", "/healthz", nil, false); resp.StatusCode != 200 {
+		t.Fatalf("healthz: %d", resp.StatusCode)
+	}
+	ids := []string{"ops-a", "ops-b"}
+	for _, id := range ids {
+		resp, body := d.request("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}, true)
+		if resp.StatusCode != 201 || resp.Header.Get("X-Request-ID") != "ops-test" {
+			t.Fatalf("create %s: %d %s", id, resp.StatusCode, body)
+		}
+	}
+	resp, body := d.request("POST", "/api/playground/execute", map[string]any{"sessionId": "ops-a", "code": "console.log(6*7)"}, true)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"output":"42\n"`) {
+		t.Fatalf("execute: %d %s", resp.StatusCode, body)
+	}
+	resp, body = d.request("POST", "/api/playground/shell", map[string]any{"sessionId": "ops-b", "command": "exit 3"}, true)
+	if resp.StatusCode != 200 {
+		t.Fatalf("shell: %d %s", resp.StatusCode, body)
+	}
+
+	// /metrics after that traffic (it wants the token too).
+	if resp, _ := d.request("GET", "/metrics", nil, false); resp.StatusCode != 401 {
+		t.Fatalf("metrics without token: %d", resp.StatusCode)
+	}
+	resp, body = d.request("GET", "/metrics", nil, true)
+	scrape := string(body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	for series, want := range map[string]string{
+		`servcraft_sessions_active`:                                                                   "2",
+		`servcraft_session_creates_total{outcome="ok"}`:                                               "2",
+		`servcraft_exec_results_total{result="ok"}`:                                                   "1",
+		`servcraft_exec_results_total{result="nonzero"}`:                                              "1",
+		`servcraft_http_requests_total{method="POST",route="/api/playground/container",status="201"}`: "2",
+		`servcraft_http_requests_total{method="POST",route="/api/playground/container",status="401"}`: "1",
+		`servcraft_operation_duration_seconds_count{operation="create"}`:                              "2",
+		`servcraft_operation_duration_seconds_count{operation="execute"}`:                             "1",
+		`servcraft_operation_duration_seconds_count{operation="shell"}`:                               "1",
+	} {
+		if got := metricLine(scrape, series); got != want {
+			t.Errorf("%s = %q, want %s", series, got, want)
+		}
+	}
+	if testing.Verbose() {
+		t.Logf("scrape excerpt:\n%s", grepServcraft(scrape))
+	}
+	if !strings.Contains(d.log.String(), `"msg":"request"`) || !strings.Contains(d.log.String(), `"requestId":"ops-test"`) ||
+		strings.Contains(d.log.String(), "console.log(6*7)") {
+		t.Errorf("request log lines wrong:\n%s", d.log.String())
+	}
+
+	// sessions ls reads the store while the daemon holds it.
+	start := time.Now()
+	code, out, errOut := servcraftd(t, "sessions", "ls", "--state-dir", state)
+	if code != 0 || time.Since(start) > 10*time.Second {
+		t.Fatalf("sessions ls while running: exit %d after %v: %s", code, time.Since(start), errOut)
+	}
+	t.Logf("servcraftd sessions ls (daemon running):\n%s", out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "SESSION") {
+		t.Fatalf("table:\n%s", out)
+	}
+	code, out, errOut = servcraftd(t, "sessions", "ls", "--json", "--state-dir", state)
+	var list []store.Session
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 {
+		t.Fatalf("sessions ls --json: exit %d %s %s", code, out, errOut)
+	}
+	for i, s := range list {
+		if s.SessionID != ids[i] || !strings.HasPrefix(s.ContainerID, runtime.ContainerPrefix) || s.State != store.StateRunning ||
+			!strings.Contains(lines[i+1], s.ContainerID) {
+			t.Fatalf("session %d: %+v / %q", i, s, lines[i+1])
+		}
+	}
+
+	// gc refuses while the daemon runs.
+	gcArgs := []string{"gc", "--state-dir", state, "--containerd-address", env.Address, "--namespace", opsNamespace}
+	if code, _, errOut := servcraftd(t, append(gcArgs, "--yes")...); code != 1 || !strings.Contains(errOut, "is running") {
+		t.Fatalf("gc with the daemon running: exit %d %s", code, errOut)
+	}
+
+	// The daemon dies without cleaning up; a stray rootfs snapshot joins what
+	// it left, held by a lease as a create cut short leaves one (without a
+	// lease or a container, containerd's own GC would take it).
+	d.kill()
+	ctx := env.Context(t)
+	lease, err := env.Client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.LeasesService().Delete(env.Context(t), lease) })
+	stray := runtime.ContainerPrefix + "stray-rootfs"
+	if _, err := env.Client.SnapshotService(env.Image.Snapshotter).Prepare(leases.WithLease(ctx, lease.ID), stray, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := servcraftd(t, "sessions", "ls", "--state-dir", state); code != 0 || !strings.Contains(out, "ops-b") {
+		t.Fatalf("sessions ls after the daemon: exit %d %s", code, out)
+	}
+
+	// Without --yes: a list, and nothing removed.
+	code, out, errOut = servcraftd(t, gcArgs...)
+	if code != 1 || !strings.Contains(errOut, "--yes") || strings.Count(out, "would remove container") != 2 ||
+		!strings.Contains(out, "would remove snapshot "+stray) || strings.Count(out, "would remove workspace") != 2 {
+		t.Fatalf("gc without --yes: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, s := range list {
+		if _, err := env.Client.LoadContainer(ctx, s.ContainerID); err != nil {
+			t.Fatalf("gc without --yes removed %s: %v", s.ContainerID, err)
+		}
+	}
+
+	code, out, errOut = servcraftd(t, append(gcArgs, "--yes")...)
+	t.Logf("servcraftd gc --yes:\n%s", out)
+	if code != 0 || strings.Count(out, "removed container") != 2 || !strings.Contains(out, "removed snapshot "+stray) ||
+		!strings.Contains(out, "removed "+filepath.Join(state, "servcraftd.db")) {
+		t.Fatalf("gc --yes: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, s := range list {
+		env.AssertNoLeaks(t, s.ContainerID, s.UUID, filepath.Join(state, "workspaces"))
+	}
+	for _, id := range env.Containers(t) {
+		if strings.HasPrefix(id, runtime.ContainerPrefix) {
+			t.Errorf("container %s left", id)
+		}
+	}
+	if _, err := env.Client.SnapshotService(env.Image.Snapshotter).Stat(ctx, stray); err == nil {
+		t.Error("stray snapshot left")
+	}
+	for _, p := range []string{"servcraftd.db", "workspaces", "fifo"} {
+		if _, err := os.Stat(filepath.Join(state, p)); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", p, err)
+		}
+	}
+	if code, out, _ := servcraftd(t, append(gcArgs, "--yes")...); code != 0 || !strings.Contains(out, "nothing of servcraftd's") {
+		t.Errorf("second gc: exit %d %s", code, out)
+	}
+}
+
+func grepServcraft(scrape string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(scrape, "\n") {
+		if strings.HasPrefix(l, "servcraft_") && !strings.Contains(l, "_bucket{") {
+			fmt.Fprintln(&b, l)
+		}
+	}
+	return b.String()
+}
