@@ -32,7 +32,7 @@ run: deps image build ## start containerd if needed and serve on $(LISTEN)
 test: deps image ## every test: unit and integration, against a real containerd
 	@addr=$$(scripts/containerd-address.sh) && \
 	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) SERVCRAFT_TEST_TOOLCHAIN=$(TOOLCHAIN) \
-		$(GO) test -count=1 -timeout 20m ./...
+		$(GO) test -count=1 -p 1 -timeout 20m ./...
 
 bench: deps image build ## benchmark a private daemon on loopback (BENCH_ARGS=--quick|--json)
 	@scripts/bench.sh $(BENCH_ARGS)

@@ -53,8 +53,9 @@ type ExecResult struct {
 // rest of stdin to the program.
 var gateArgs = []string{"/bin/sh", "-c", `read -r _ && exec "$@"`, "servcraft-run"}
 
-// cleanupTimeout bounds the teardown that must finish even when the caller has gone.
-const cleanupTimeout = 10 * time.Second
+// cleanupTimeout bounds the teardown that must finish even when the caller
+// has gone; generous, as a loaded host can take seconds to kill and unmount.
+const cleanupTimeout = 30 * time.Second
 
 // run is one process tree started in a session: the exec process, the
 // cgroup that holds everything it starts, and its exit status to come.

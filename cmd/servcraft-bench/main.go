@@ -208,6 +208,12 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 			Baseline: "first install", Ratio: float64(installs[1]) / float64(installs[0])})
 	}
 
+	pv, err := b.preview(ctx, session)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, pv...)
+
 	tp, err := b.throughput(ctx, helloFile)
 	if err != nil {
 		return nil, err
@@ -256,6 +262,75 @@ func syncTree(n int) []map[string]any {
 		folders = append(folders, map[string]any{"name": fmt.Sprintf("dir%02d", f), "type": "folder", "children": files})
 	}
 	return folders
+}
+
+// previewServer answers GET / with "ok"; inside is the same request made
+// from inside the session, timed there (median of 30, in ms).
+const previewServer = `require("http").createServer((q, s) => s.end("ok")).listen(3000, "127.0.0.1")`
+const previewInside = `(async () => { const t = []; for (let i = 0; i < 30; i++) { const s = performance.now();
+  await (await fetch("http://127.0.0.1:3000/")).text(); t.push(performance.now() - s); }
+  t.sort((a, b) => a - b); console.log(t[15]); })()`
+
+// preview times GET / of a server in the session through the preview
+// proxy, against the same request made inside the session.
+func (b *bench) preview(ctx context.Context, session string) ([]result, error) {
+	if _, err := b.call(ctx, b.url, "POST", "/api/playground/shell", map[string]any{"sessionId": session,
+		"command": "node -e '" + previewServer + "'", "background": true}, 200); err != nil {
+		return nil, err
+	}
+	var through []time.Duration
+	for len(through) < b.n {
+		start := time.Now()
+		resp, err := b.client.Get(b.url + "/p/" + session + "/")
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		d := time.Since(start)
+		if resp.StatusCode == http.StatusServiceUnavailable && len(through) == 0 {
+			time.Sleep(100 * time.Millisecond) // the server is still starting
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("preview: status %d", resp.StatusCode)
+		}
+		through = append(through, d)
+	}
+	var inside struct {
+		Output string `json:"output"`
+	}
+	if err := b.callJSON(ctx, b.url, "/api/playground/execute", map[string]any{"sessionId": session, "code": previewInside}, &inside); err != nil {
+		return nil, err
+	}
+	var insideMs float64
+	if _, err := fmt.Sscan(inside.Output, &insideMs); err != nil {
+		return nil, fmt.Errorf("inside timing %q: %w", inside.Output, err)
+	}
+	r := stats("GET through the preview proxy", through, nil, "")
+	return []result{
+		{Name: "GET from inside the session (fetch)", Runs: 30, MedianMs: insideMs, P95Ms: insideMs},
+		{Name: r.Name, Runs: r.Runs, MedianMs: r.MedianMs, P95Ms: r.P95Ms, Baseline: "inside", Ratio: r.MedianMs / insideMs},
+	}, nil
+}
+
+// callJSON posts body and decodes the 200 answer into out.
+func (b *bench) callJSON(ctx context.Context, base, path string, body, out any) error {
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: status %d", path, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // throughput runs hello.js executions with 1, 4 and 16 concurrent clients over
