@@ -31,7 +31,8 @@ func ToHTTP(err error) (int, string) {
 	case errors.Is(err, errBodyTooLarge), errors.As(err, &maxBytes):
 		return http.StatusRequestEntityTooLarge, "body_too_large"
 	case errors.Is(err, workspace.ErrFull):
-		return http.StatusInsufficientStorage, "workspace_full"
+		// The session's own quota, used up by its own files: the client's to fix.
+		return http.StatusRequestEntityTooLarge, "workspace_full"
 	case errors.Is(err, errRateLimited):
 		return http.StatusTooManyRequests, "rate_limited"
 	case errdefs.IsUnauthorized(err):

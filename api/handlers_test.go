@@ -253,7 +253,7 @@ func TestToHTTP(t *testing.T) {
 		{errdefs.ErrNotImplemented, 501},
 		{errdefs.ErrUnavailable, 503},
 		{errBodyTooLarge, 413},
-		{fmt.Errorf("%w: %w", workspace.ErrFull, errdefs.ErrResourceExhausted), 507},
+		{fmt.Errorf("%w: %w", workspace.ErrFull, errdefs.ErrResourceExhausted), 413},
 		{fmt.Errorf("boom"), 500},
 	} {
 		if got, _ := ToHTTP(fmt.Errorf("wrapped: %w", tc.cause)); got != tc.status {

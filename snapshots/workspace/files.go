@@ -176,8 +176,13 @@ var ErrFull = errors.New("workspace full")
 // cause but dropping the host path a *PathError would show the client.
 func classify(err error) error {
 	var pe *fs.PathError
-	if errors.As(err, &pe) && !escapesRoot(err) {
+	var le *os.LinkError
+	switch {
+	case escapesRoot(err):
+	case errors.As(err, &pe):
 		err = pe.Err
+	case errors.As(err, &le):
+		err = le.Err
 	}
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
@@ -193,6 +198,13 @@ func classify(err error) error {
 // an errno is the root saying the path (through a link) leads out of it.
 func escapesRoot(err error) bool {
 	var pe *fs.PathError
+	var le *os.LinkError
 	var errno syscall.Errno
-	return errors.As(err, &pe) && !errors.As(pe.Err, &errno)
+	switch {
+	case errors.As(err, &pe):
+		return !errors.As(pe.Err, &errno)
+	case errors.As(err, &le): // a rename
+		return !errors.As(le.Err, &errno)
+	}
+	return false
 }
