@@ -165,3 +165,17 @@ func TestKeyedLocksDropUnusedKeys(t *testing.T) {
 		t.Fatalf("%d locks left", len(k.locks))
 	}
 }
+
+func TestCheckHostOnThisMachine(t *testing.T) {
+	rep, err := CheckHost(context.Background(), true)
+	if err != nil {
+		t.Fatalf("with the override: %v", err)
+	}
+	if rep.Seccomp && rep.Libseccomp != "" {
+		if _, err := CheckHost(context.Background(), false); err != nil {
+			t.Fatalf("seccomp available but refused: %v", err)
+		}
+	} else if _, err := CheckHost(context.Background(), false); err == nil {
+		t.Fatalf("no seccomp (%+v) yet not refused", rep)
+	}
+}

@@ -23,7 +23,7 @@ start() { # name listen extra-flags...
 	pids+=($!)
 }
 start pool "$POOL_LISTEN" --pool-size 4
-start cold "$COLD_LISTEN" --pool-size 0
+start cold "$COLD_LISTEN" --pool-size 0 --max-sessions 1000
 for listen in "$POOL_LISTEN" "$COLD_LISTEN"; do
 	for _ in $(seq 150); do
 		curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break

@@ -38,6 +38,8 @@ type bench struct {
 	quick, install     bool
 	address, namespace string
 	image              string
+	densityN           int
+	coldNamespace      string
 	created            [][2]string // base URL, sessionId
 }
 
@@ -51,6 +53,8 @@ func main() {
 	quick := flag.Bool("quick", false, "few runs, for a smoke check (under a minute)")
 	install := flag.Bool("install", false, "also install fastify cold and cached (reaches the package registry)")
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
+	densityN := flag.Int("density", 0, "also create this many idle sessions and report host memory per session (needs root)")
+	coldNamespace := flag.String("cold-namespace", "servcraft-bench-cold", "containerd namespace of the -cold-url daemon, for -density")
 	node := flag.String("node", "node", "host node binary for the baselines")
 	flag.Parse()
 	if *quick {
@@ -62,7 +66,7 @@ func main() {
 	b := &bench{url: strings.TrimRight(*url, "/"), coldURL: strings.TrimRight(*coldURL, "/"),
 		client: &http.Client{Timeout: 5 * time.Minute}, prefix: fmt.Sprintf("bench-%d", time.Now().UnixNano()),
 		node: *node, n: *n, quick: *quick, install: *install,
-		address: *address, namespace: *namespace, image: *image}
+		address: *address, namespace: *namespace, image: *image, densityN: *densityN, coldNamespace: *coldNamespace}
 	results, err := b.run(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "servcraft-bench:", err)
@@ -219,6 +223,14 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	out = append(out, tp...)
+
+	if b.densityN > 0 {
+		dn, err := b.density(ctx, b.densityN, b.coldNamespace)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dn...)
+	}
 
 	var destroy []time.Duration
 	for _, c := range b.created {

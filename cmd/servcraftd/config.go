@@ -195,6 +195,7 @@ type config struct {
 	TouchInterval     time.Duration
 	ShutdownTimeout   time.Duration
 	LogFormat         string
+	AllowNoSeccomp    bool
 	Registry          string
 	NpmPath           string
 	InstallTimeout    time.Duration
@@ -321,6 +322,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TouchInterval, "touch-interval", c.TouchInterval, "how often session activity is written to the store")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.BoolVar(&c.AllowNoSeccomp, "allow-no-seccomp", c.AllowNoSeccomp, "start even when the host cannot filter system calls (unsafe; for hosts that only run trusted code)")
 	fs.StringVar(&c.Registry, "registry", c.Registry, "upstream npm registry of the install proxy (empty: what the host's \"npm config get registry\" answers)")
 	fs.StringVar(&c.NpmPath, "npm-path", c.NpmPath, "npm inside the image")
 	fs.DurationVar(&c.InstallTimeout, "install-timeout", c.InstallTimeout, "longest npm install; past it the install is stopped (504)")

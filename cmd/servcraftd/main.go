@@ -85,6 +85,11 @@ func run(ctx context.Context, cfg config) error {
 	defer client.Close()
 	if v, err := client.Version(ctx); err == nil {
 		slog.Info("containerd connected", "address", cfg.ContainerdAddress, "version", v.Version, "namespace", cfg.Namespace)
+		host, err := runtime.CheckHost(ctx, cfg.AllowNoSeccomp)
+		slog.Info("host", "runc", host.Runc, "libseccomp", host.Libseccomp, "seccomp", host.Seccomp, "runtime", cfg.Runtime)
+		if err != nil {
+			return err
+		}
 	} else {
 		return fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err)
 	}
