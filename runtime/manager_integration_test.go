@@ -321,7 +321,7 @@ func TestOutputCap(t *testing.T) {
 	h := newHarness(t, func(c *runtime.Config) { c.OutputLimit = 64 << 10 })
 	s := h.session(t, "")
 	start := time.Now()
-	res := h.node(t, s, `for (;;) process.stdout.write("x".repeat(1000));`, 30*time.Second)
+	res := h.node(t, s, `const fs = require("fs"); for (;;) fs.writeSync(1, "x".repeat(1000));`, 30*time.Second)
 	if !res.Truncated || res.TimedOut || len(res.Stdout) != 64<<10 {
 		t.Fatalf("truncated=%v timedOut=%v len=%d", res.Truncated, res.TimedOut, len(res.Stdout))
 	}

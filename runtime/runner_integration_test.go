@@ -29,7 +29,7 @@ func TestWarmRunsBehaveLikeColdOnes(t *testing.T) {
 		"p/env.js":         `console.log(process.env.HOME, process.env.PATH.split(":").length > 1, process.getuid())`,
 		"p/fork.js":        `require("child_process").fork("/workspace/child.js").on("exit", c => console.log("forked", c))`,
 		"p/loop.js":        `setInterval(() => {}, 1000)`,
-		"p/spam.js":        `for (;;) process.stdout.write("x".repeat(4096))`,
+		"p/spam.js":        `for (;;) require("fs").writeSync(1, "x".repeat(4096))`,
 		"p/exitcode.js":    `process.exitCode = 5`,
 	}
 	for name, content := range files {
