@@ -183,6 +183,23 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 	}
 	add(stats("shell `true` over HTTP", shell, bareE0, "node -e 0"))
 
+	// The daemon's own cost per request: HTTP alone, then HTTP + store + containerd round trips.
+	var health, info []time.Duration
+	for range b.n {
+		d, err := b.call(ctx, b.url, "GET", "/healthz", nil, 200)
+		if err != nil {
+			return nil, err
+		}
+		health = append(health, d)
+		d, err = b.call(ctx, b.url, "GET", "/api/playground/container?sessionId="+session, nil, 200)
+		if err != nil {
+			return nil, err
+		}
+		info = append(info, d)
+	}
+	add(stats("daemon overhead: GET /healthz (HTTP only)", health, nil, ""))
+	add(stats("daemon overhead: GET container (store+containerd)", info, health, "HTTP only"))
+
 	tree := syncTree(200)
 	var syncs []time.Duration
 	for range b.n {
