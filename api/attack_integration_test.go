@@ -38,64 +38,16 @@ import (
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
-	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
-	"github.com/servcraft/servcraftd/store"
 )
 
 // atkServer is newServer with a say in the runtime's config and the API's
 // options (and the same cleanup).
 func atkServer(t *testing.T, tweak func(*runtime.Config), tweakOpt func(*api.Options)) *httptest.Server {
 	t.Helper()
-	env := runtimetest.Start(t, "servcraft-test-api")
-	state := t.TempDir()
-	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), 64<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
 	upstream, _ := url.Parse("http://127.0.0.1:9/") // nothing in this suite installs from a registry
-	registry, err := npmproxy.New(npmproxy.Config{Upstream: upstream, CacheDir: filepath.Join(state, "npm-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := runtime.Config{
-		Registry: registry,
-		Image:    env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
-		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
-			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
-		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,
-		MaxExecTimeout: 60 * time.Second, OutputLimit: 1 << 20, TouchInterval: 50 * time.Millisecond,
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	m, err := runtime.New(env.Context(t), env.Client, db, vols, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := api.DefaultOptions
-	opt.TypeScript = m.HasToolchain()
-	if tweakOpt != nil {
-		tweakOpt(&opt)
-	}
-	srv := httptest.NewServer(api.NewRouter(m, opt))
-	t.Cleanup(func() {
-		srv.Close()
-		list, _ := db.List()
-		for _, s := range list {
-			if err := m.Destroy(env.Context(t), s.SessionID); err != nil {
-				t.Errorf("cleanup %s: %v", s.SessionID, err)
-			}
-		}
-		m.Close()
-		db.Close()
-	})
-	return srv
+	return startServer(t, upstream, tweak, tweakOpt)
 }
 
 func atkID(t *testing.T, suffix string) string {

@@ -22,8 +22,24 @@ import (
 	"github.com/servcraft/servcraftd/store"
 )
 
-// newServer serves the real router over the real runtime and containerd.
+// newServer serves the real router over the real runtime and containerd,
+// installing from the registry the host's npm uses.
 func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	out, err := exec.Command("npm", "config", "get", "registry").Output()
+	if err != nil {
+		t.Fatalf("npm config get registry: %v", err)
+	}
+	upstream, err := url.Parse(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServer(t, upstream, nil, nil)
+}
+
+// startServer is newServer with a chosen registry upstream and hooks that
+// change the runtime's configuration and the API's options.
+func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), tweakOpt func(*api.Options)) *httptest.Server {
 	t.Helper()
 	env := runtimetest.Start(t, "servcraft-test-api")
 	state := t.TempDir()
@@ -35,31 +51,30 @@ func newServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("npm", "config", "get", "registry").Output()
-	if err != nil {
-		t.Fatalf("npm config get registry: %v", err)
-	}
-	upstream, err := url.Parse(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	registry, err := npmproxy.New(npmproxy.Config{Upstream: upstream, CacheDir: filepath.Join(state, "npm-cache")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := runtime.New(env.Context(t), env.Client, db, vols, runtime.Config{
+	cfg := runtime.Config{
 		Registry: registry,
 		Image:    env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
 		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
 			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
 		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,
 		MaxExecTimeout: 60 * time.Second, OutputLimit: 1 << 20, TouchInterval: 50 * time.Millisecond,
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	m, err := runtime.New(env.Context(t), env.Client, db, vols, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opt := api.DefaultOptions
 	opt.TypeScript = m.HasToolchain()
+	if tweakOpt != nil {
+		tweakOpt(&opt)
+	}
 	srv := httptest.NewServer(api.NewRouter(m, opt))
 	t.Cleanup(func() {
 		srv.Close()
