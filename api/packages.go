@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -45,7 +46,7 @@ func validPackageSpec(spec string) error {
 		return invalid("package %q: only registry packages can be installed, not URLs, git, file:, link:, npm: aliases or paths", spec)
 	}
 	if err := npmproxy.ValidName(name); err != nil {
-		return invalid("package %q: %v", spec, err)
+		return fmt.Errorf("package %q: %w", spec, err) // already an invalid argument
 	}
 	if version != "" && !validRange(version) && !tagPattern.MatchString(version) {
 		return invalid("package %q: %q is not a version, semver range or dist-tag", spec, version)

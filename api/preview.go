@@ -92,6 +92,10 @@ func (h *handlers) preview(c *gin.Context) {
 		// A WebSocket lives longer than the server's write timeout.
 		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
 		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
+	} else {
+		// A previewed page may stream (server-sent events, a dev server's log):
+		// give it an hour rather than the API's write timeout; MaxPreviewBytes bounds its size.
+		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(time.Hour))
 	}
 	rp.ServeHTTP(c.Writer, c.Request)
 }

@@ -96,8 +96,10 @@ func (h *handlers) processLogs(c *gin.Context) {
 	}
 	startStream(c)
 	sseEvent(c, "output", gin.H{"data": string(pl.Output), "truncated": pl.Truncated})
-	for chunk := range pl.Follow {
-		sseEvent(c, "output", gin.H{"data": string(chunk)})
+	if pl.Follow != nil { // nil when the process has already ended
+		for chunk := range pl.Follow {
+			sseEvent(c, "output", gin.H{"data": string(chunk)})
+		}
 	}
 	if c.Request.Context().Err() != nil {
 		return

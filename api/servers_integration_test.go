@@ -206,6 +206,19 @@ func TestServersInTheSandbox(t *testing.T) {
 	if status, _, _ := get(t, preview+"/api/health"); status != 503 {
 		t.Fatalf("after kill the preview answers %d", status)
 	}
+	// Streaming the logs of a process that has ended answers at once and ends with its exit.
+	endedReq, _ := http.NewRequest("GET", srv.URL+"/api/playground/processes/logs?sessionId="+id+"&id="+pid, nil)
+	endedReq.Header.Set("Accept", "text/event-stream")
+	endedClient := &http.Client{Timeout: 5 * time.Second}
+	endedResp, err := endedClient.Do(endedReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, err := io.ReadAll(endedResp.Body)
+	endedResp.Body.Close()
+	if err != nil || !strings.Contains(string(ended), "event: exit") {
+		t.Fatalf("stream of an ended process: %q %v", ended, err)
+	}
 	_, ps := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id,
 		"command": "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"})
 	if strings.Contains(ps["output"].(string), "server.js") {

@@ -150,7 +150,7 @@ else
 fi
 
 # --- SERVCRAFT_* names and values --------------------------------------------------------
-flags="$(grep -oE 'fs\.[A-Za-z0-9]*Var\(&c\.[A-Za-z0-9]+, "[a-z0-9-]+"' cmd/servcraftd/config.go |
+flags="$(grep -oE 'fs\.[A-Za-z0-9]*Var\((\([*][A-Za-z0-9]+\))?\(?&c\.[A-Za-z0-9]+\)?, "[a-z0-9-]+"' cmd/servcraftd/config.go |
 	sed -E 's/.*"([a-z0-9-]+)"$/\1/')"
 [ -n "$flags" ] || fail "found no flags in cmd/servcraftd/config.go"
 known="$(tr 'a-z-' 'A-Z_' <<<"$flags" | sed 's/^/SERVCRAFT_/' | sort -u)"

@@ -188,9 +188,10 @@ func run(ctx context.Context, cfg config) error {
 		Handler:           api.NewRouter(mgr, opts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      cfg.MaxExecTimeout + 60*time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		// The longest answer is a run or an install at its timeout; streams lift this per request.
+		WriteTimeout:   max(cfg.MaxExecTimeout, cfg.InstallTimeout) + 60*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
 	}
 	slog.Info("servcraftd serving", "listen", ln.Addr().String(), "image", mgr.ImageName(), "state", state,
 		"auth", cfg.APIToken != "", "config", cfg.ConfigFile)
