@@ -97,6 +97,7 @@ type installResponse struct {
 	DurationMs  int64             `json:"durationMs"`
 	CacheHits   int64             `json:"cacheHits"`
 	CacheMisses int64             `json:"cacheMisses"`
+	FromLayer   bool              `json:"fromLayer"` // the starter's dependencies were restored, npm did not run
 }
 
 // installError is an install the service could not complete: error is the
@@ -153,5 +154,6 @@ func (h *handlers) install(c *gin.Context) {
 		DurationMs:  res.Duration.Milliseconds(),
 		CacheHits:   res.CacheHits,
 		CacheMisses: res.CacheMisses,
+		FromLayer:   res.FromLayer,
 	})
 }

@@ -58,6 +58,7 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 	cfg := runtime.Config{
 		Registry: registry,
 		Image:    env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
+		DepCacheDir: filepath.Join(state, "depcache"),
 		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
 			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
 		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,

@@ -294,3 +294,84 @@ func TestFastifyStarterThroughThePreview(t *testing.T) {
 		}
 	}
 }
+
+// A new session that repeats an earlier install (same package.json, same
+// packages, no node_modules yet) gets its result from the dependency layer,
+// built once from a private session: the starter's own dependencies, and a
+// named package.
+func TestStarterDependenciesFromTheLayer(t *testing.T) {
+	srv := newServer(t)
+	install := func(id string) map[string]any {
+		t.Helper()
+		if status, _ := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "ts"}); status != 201 {
+			t.Fatal("create failed")
+		}
+		status, inst := call(t, srv, "POST", "/api/playground/install", map[string]any{"sessionId": id, "packages": []string{}})
+		if status != 200 || inst["success"] != true {
+			t.Fatalf("install: %d %v", status, inst)
+		}
+		return inst
+	}
+	first := install("layer-first")
+	if first["fromLayer"] == true {
+		t.Fatal("the first install cannot come from a layer")
+	}
+	var layered map[string]any
+	for i := 0; i < 12 && layered == nil; i++ {
+		time.Sleep(2 * time.Second) // the layer is built in the background
+		id := fmt.Sprintf("layer-next-%d", i)
+		if inst := install(id); inst["fromLayer"] == true {
+			layered = inst
+			status, started := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "npm start", "background": true})
+			if status != 200 || started["success"] != true {
+				t.Fatalf("npm start: %d %v", status, started)
+			}
+			if body := waitStatus(t, srv.URL+"/p/"+id+"/api/health", 200); !strings.Contains(body, `"status":"ok"`) {
+				t.Fatalf("health: %s", body)
+			}
+			_, sh := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "stat -c %u node_modules/fastify/package.json package-lock.json"})
+			if sh["output"] != "1000\n1000\n" {
+				t.Fatalf("restored files owned by %v", sh["output"])
+			}
+		}
+		call(t, srv, "DELETE", "/api/playground/container?sessionId="+id, nil)
+	}
+	if layered == nil {
+		t.Fatal("no install came from the layer")
+	}
+	installed, _ := layered["installed"].([]any)
+	if len(installed) == 0 {
+		t.Fatalf("layer install lists nothing: %v", layered)
+	}
+	t.Logf("starter dependencies: npm install %v ms, from the layer %v ms", first["durationMs"], layered["durationMs"])
+
+	// A named package, in fresh sessions of the same starter.
+	named := func(id string) map[string]any {
+		t.Helper()
+		if status, _ := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
+			t.Fatal("create failed")
+		}
+		status, inst := call(t, srv, "POST", "/api/playground/install", map[string]any{"sessionId": id, "packages": []string{"is-number@7.0.0"}})
+		if status != 200 || inst["success"] != true {
+			t.Fatalf("install: %d %v", status, inst)
+		}
+		return inst
+	}
+	cold := named("named-first")
+	for i := 0; i < 12; i++ {
+		time.Sleep(2 * time.Second)
+		id := fmt.Sprintf("named-next-%d", i)
+		inst := named(id)
+		if inst["fromLayer"] != true {
+			continue
+		}
+		_, run := call(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id,
+			"code": "console.log(require('is-number')(3), require('/workspace/package.json').dependencies['is-number'])"})
+		if run["output"] != "true ^7.0.0\n" {
+			t.Fatalf("named package from the layer: %v", run)
+		}
+		t.Logf("is-number@7.0.0: npm install %v ms, from the layer %v ms", cold["durationMs"], inst["durationMs"])
+		return
+	}
+	t.Fatal("no named install came from the layer")
+}

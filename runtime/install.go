@@ -45,6 +45,7 @@ type InstallResult struct {
 	BytesUpstream  int64
 	NotFound       []string
 	UpstreamErrors []string
+	FromLayer      bool // restored from the starter project's dependency layer, npm not run
 }
 
 // npmArgs runs npm against the session's own proxy and nothing else: the
@@ -73,6 +74,22 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 		return res, err
 	}
 	m.touch(sessionID)
+	timeout := req.Timeout
+	if timeout <= 0 || timeout > m.cfg.InstallTimeout {
+		timeout = m.cfg.InstallTimeout
+	}
+	layer, pkg := m.depLayerKey(s, req.Packages)
+	if layer != "" && m.layerReady(layer) {
+		run, err := m.restoreLayer(ctx, l, layer, timeout)
+		if err == nil && run.ExitCode == 0 {
+			res.ExecResult, res.FromLayer = run, true
+			res.ExecResult.Stdout = "restored from the dependency layer of an identical earlier install\n"
+			res.Installed = installed(s.Workspace, req.Packages)
+			m.counters.inc("installs", "layer")
+			return res, nil
+		}
+		slog.Warn("restore dependency layer; installing instead", "session", sessionID, "err", err, "exit", run.ExitCode, "stderr", run.Stderr)
+	}
 	ln, err := listenInNetns(l.task.Pid())
 	if err != nil {
 		return res, fmt.Errorf("session %q: registry proxy: %w", sessionID, err)
@@ -83,10 +100,6 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	timeout := req.Timeout
-	if timeout <= 0 || timeout > m.cfg.InstallTimeout {
-		timeout = m.cfg.InstallTimeout
-	}
 	run, err := runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), ExecRequest{
 		Args:        npmArgs(m.cfg.NpmPath, base+"/", req.Packages),
 		Timeout:     timeout,
@@ -116,6 +129,9 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	}
 	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
+	if layer != "" && run.ExitCode == 0 && !IsPooled(sessionID) && !strings.HasPrefix(sessionID, "~") {
+		go m.buildLayer(layer, pkg, slices.Clone(req.Packages)) // from a private session, never from this one's files
+	}
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),
 		"duration", run.Duration, "cache_hits", res.CacheHits, "cache_misses", res.CacheMisses)
 	return res, nil

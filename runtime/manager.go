@@ -70,6 +70,7 @@ type Config struct {
 	Runners            bool            // keep a pre-started Node process per session for executes
 	RunnerIdle         time.Duration   // a session idle this long loses its waiting runner
 	NodePath           string          // node inside the image
+	DepCacheDir        string          // host folder of starter-project dependency layers ("": none)
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
 }
@@ -96,6 +97,8 @@ type Manager struct {
 	runners  runners
 	capMu    sync.Mutex // held while counting sessions and reserving one
 
+	layerBuilds sync.Mutex // one dependency layer built at a time
+
 	poolMu   sync.Mutex
 	pool     []string // record IDs of warm containers, oldest first
 	poolWake chan struct{}
@@ -119,6 +122,11 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	}
 	if _, err := os.Stat(cfg.InitPath); err != nil {
 		return nil, fmt.Errorf("init binary: %w", err)
+	}
+	if cfg.DepCacheDir != "" {
+		if err := os.MkdirAll(cfg.DepCacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("dependency layer folder: %w", err)
+		}
 	}
 	if cfg.ToolchainDir != "" {
 		if _, err := os.Stat(filepath.Join(cfg.ToolchainDir, "node_modules", "tsx", "dist", "loader.mjs")); err != nil {
@@ -237,7 +245,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
-		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
+		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir, m.cfg.DepCacheDir)...),
 		containerd.WithContainerLabels(sessionLabels(sessionID, id, projectType, now)),
 	)
 	if err != nil {

@@ -44,11 +44,14 @@ type SpecLimits struct {
 // capabilities, no new privileges, read-only rootfs, a fresh network
 // namespace with only lo (from the default spec), resource limits, a reaping
 // init as PID 1, and the default seccomp profile applied last.
-func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, toolchainDir string) []oci.SpecOpts {
+func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, toolchainDir, depCacheDir string) []oci.SpecOpts {
 	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)
 	if toolchainDir != "" {
-		opts = append(opts, withToolchain(toolchainDir))
+		opts = append(opts, withReadOnlyBind(toolchainDir, ToolchainPath))
+	}
+	if depCacheDir != "" {
+		opts = append(opts, withReadOnlyBind(depCacheDir, DepCachePath))
 	}
 	return opts
 }
@@ -115,10 +118,11 @@ func withInit(hostInit string) oci.SpecOpts {
 	}})
 }
 
-// withToolchain bind-mounts the shared TypeScript toolchain read-only.
-func withToolchain(hostDir string) oci.SpecOpts {
+// withReadOnlyBind bind-mounts a shared host folder (the TypeScript
+// toolchain, the dependency layers) read-only at dest.
+func withReadOnlyBind(hostDir, dest string) oci.SpecOpts {
 	return oci.WithMounts([]specs.Mount{{
-		Destination: ToolchainPath,
+		Destination: dest,
 		Type:        "bind",
 		Source:      hostDir,
 		Options:     []string{"rbind", "ro", "nosuid", "nodev"},

@@ -132,6 +132,7 @@ func run(ctx context.Context, cfg config) error {
 		Runners:            cfg.Runners,
 		RunnerIdle:         cfg.RunnerIdle,
 		NodePath:           cfg.NodePath,
+		DepCacheDir:        filepath.Join(state, "depcache"),
 		BackgroundLogBytes: int(cfg.ProcessLogBytes),
 	})
 	if err != nil {
