@@ -140,46 +140,11 @@ func atkNode(t *testing.T, srv *httptest.Server, id, code string, timeoutMs int)
 	return res
 }
 
-// hostCanaries makes a host file and a host folder (holding one file) that
-// no request may touch, and returns a check that they are intact.
+// hostCanaries makes host canaries (runtimetest.HostCanaries) and returns a check that they are intact.
 func hostCanaries(t *testing.T) (file, dir, token string, intact func()) {
 	t.Helper()
-	base := t.TempDir()
-	file, dir, token = filepath.Join(base, "canary.txt"), filepath.Join(base, "canary-dir"), "CANARY-"+atkToken(t)
-	if err := os.WriteFile(file, []byte(token), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "inside.txt"), []byte(token), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return file, dir, token, func() {
-		t.Helper()
-		for _, p := range []string{file, filepath.Join(dir, "inside.txt")} {
-			b, err := os.ReadFile(p)
-			if err != nil || string(b) != token {
-				t.Errorf("canary %s changed: %q %v", p, b, err)
-			}
-			var st syscall.Stat_t
-			if err := syscall.Lstat(p, &st); err != nil || st.Uid != 0 || st.Gid != 0 || st.Mode&0o777 != 0o644 {
-				t.Errorf("canary %s: owner %d:%d mode %o (%v)", p, st.Uid, st.Gid, st.Mode&0o777, err)
-			}
-		}
-		entries, err := os.ReadDir(dir)
-		if err != nil || len(entries) != 1 {
-			names := []string{}
-			for _, e := range entries {
-				names = append(names, e.Name())
-			}
-			t.Errorf("canary folder %s holds %v (%v), want only inside.txt", dir, names, err)
-		}
-		var st syscall.Stat_t
-		if err := syscall.Lstat(dir, &st); err != nil || st.Uid != 0 {
-			t.Errorf("canary folder owner %d (%v)", st.Uid, err)
-		}
-	}
+	c := runtimetest.HostCanaries(t)
+	return c.File, c.Dir, c.Token, func() { t.Helper(); c.AssertIntact(t) }
 }
 
 func fileNode(name, content string) map[string]any {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -409,44 +410,11 @@ func jsArray(items []string) string {
 	return "[" + strings.Join(q, ",") + "]"
 }
 
-// canaries makes a host file and a host folder (holding a file) that no
-// session may touch, and returns a check that they are intact.
+// canaries makes host canaries (runtimetest.HostCanaries) and returns a check that they are intact.
 func canaries(t *testing.T) (file, dir string, intact func(t *testing.T)) {
 	t.Helper()
-	base := t.TempDir()
-	file = filepath.Join(base, "canary.txt")
-	dir = filepath.Join(base, "canary-dir")
-	content := "CANARY-" + randToken(t)
-	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "inside.txt"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return file, dir, func(t *testing.T) {
-		t.Helper()
-		for _, p := range []string{file, filepath.Join(dir, "inside.txt")} {
-			b, err := os.ReadFile(p)
-			if err != nil || string(b) != content {
-				t.Errorf("canary %s: %q %v", p, b, err)
-			}
-			var st syscall.Stat_t
-			if err := syscall.Lstat(p, &st); err != nil || st.Uid != 0 || st.Gid != 0 || st.Mode&0o777 != 0o644 {
-				t.Errorf("canary %s: owner %d:%d mode %o (%v)", p, st.Uid, st.Gid, st.Mode&0o777, err)
-			}
-		}
-		entries, err := os.ReadDir(dir)
-		if err != nil || len(entries) != 1 {
-			t.Errorf("canary folder %s: %v %v", dir, entries, err)
-		}
-		var st syscall.Stat_t
-		if err := syscall.Lstat(dir, &st); err != nil || st.Uid != 0 {
-			t.Errorf("canary folder owner %d (%v)", st.Uid, err)
-		}
-	}
+	c := runtimetest.HostCanaries(t)
+	return c.File, c.Dir, func(t *testing.T) { t.Helper(); c.AssertIntact(t) }
 }
 
 // plantLinks fills a workspace with links to the canaries in every place
