@@ -11,11 +11,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
+
+// layerBuilderPrefix starts the record ID of a private session building a
+// dependency layer ('~' is outside the sessionId alphabet).
+const layerBuilderPrefix = "~deps-"
+
+func isLayerBuilder(sessionID string) bool { return strings.HasPrefix(sessionID, layerBuilderPrefix) }
 
 // DepCachePath is where the dependency layers are mounted, read-only, in
 // every session. A layer is what `npm install` produced for one package.json
@@ -86,7 +93,7 @@ func (m *Manager) buildLayer(key string, pkg []byte, specs []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.InstallTimeout+time.Minute)
 	defer cancel()
-	id := "~deps-" + key
+	id := layerBuilderPrefix + key
 	start := time.Now()
 	err := func() error {
 		s, err := m.build(ctx, id, "")

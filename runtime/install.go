@@ -129,7 +129,7 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	}
 	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
-	if layer != "" && run.ExitCode == 0 && !IsPooled(sessionID) && !strings.HasPrefix(sessionID, "~") {
+	if layer != "" && run.ExitCode == 0 && !IsPooled(sessionID) && !isLayerBuilder(sessionID) {
 		go m.buildLayer(layer, pkg, slices.Clone(req.Packages)) // from a private session, never from this one's files
 	}
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),

@@ -53,7 +53,8 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		unlock := m.locks.Lock(s.SessionID)
 		var bucket *[]string
 		switch {
-		case s.State != store.StateRunning:
+		case s.State != store.StateRunning, isLayerBuilder(s.SessionID):
+			// A dependency layer's builder cut short by the restart is of no further use.
 			bucket = &rep.Unfinished
 		case now.After(s.ExpiresAt):
 			bucket = &rep.Expired

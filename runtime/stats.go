@@ -71,9 +71,11 @@ func (m *Manager) Stats() Stats {
 	}
 	if list, err := m.db.List(); err == nil {
 		for _, r := range list {
-			if IsPooled(r.SessionID) {
+			switch {
+			case IsPooled(r.SessionID):
 				s.Pooled++
-			} else {
+			case isLayerBuilder(r.SessionID):
+			default:
 				s.Active++
 			}
 		}
