@@ -140,6 +140,29 @@ func atkNode(t *testing.T, srv *httptest.Server, id, code string, timeoutMs int)
 	return res
 }
 
+// hostListener listens on the host's 127.0.0.1 until the test ends and
+// counts the connections it accepts: none may come from a session.
+func hostListener(t *testing.T) (port int, accepted *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, accepted
+}
+
 // hostCanaries makes host canaries (runtimetest.HostCanaries) and returns a check that they are intact.
 func hostCanaries(t *testing.T) (file, dir, token string, intact func()) {
 	t.Helper()
@@ -449,23 +472,7 @@ func TestAttack09_HostileInstallScript(t *testing.T) {
 	id := atkID(t, "")
 	atkCreate(t, srv, id)
 	_, canaryDir, _, intact := hostCanaries(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	hostPort := ln.Addr().(*net.TCPAddr).Port
+	hostPort, accepted := hostListener(t)
 	daemonPort := srv.Listener.Addr().(*net.TCPAddr).Port
 	marker := "pwned-" + atkToken(t)
 	script := fmt.Sprintf(`
@@ -1320,23 +1327,7 @@ func TestAttack21_PreviewTerminalAndServerLimits(t *testing.T) {
 	}
 	waitStatus(t, srv.URL+"/p/"+a+"/api/health", 200)
 
-	hostLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hostLn.Close()
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := hostLn.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	hostPort := hostLn.Addr().(*net.TCPAddr).Port
+	hostPort, accepted := hostListener(t)
 	daemonPort := srv.Listener.Addr().(*net.TCPAddr).Port
 	for _, tc := range []struct {
 		path   string

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
@@ -55,15 +54,9 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := runtime.Config{
-		Registry: registry,
-		Image:    env.Image, Runtime: "io.containerd.runc.v2", InitPath: env.InitPath, ToolchainDir: env.ToolchainDir, StateDir: state,
-		DepCacheDir: filepath.Join(state, "depcache"),
-		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
-			TmpBytes: 16 << 20, NoFile: 4096, FileBytes: 64 << 20},
-		IdleTimeout: 30 * time.Minute, ExtendBy: 10 * time.Minute, ExecTimeout: 10 * time.Second,
-		MaxExecTimeout: 60 * time.Second, OutputLimit: 1 << 20, TouchInterval: 50 * time.Millisecond,
-	}
+	cfg := env.Config(state)
+	cfg.Registry, cfg.DepCacheDir = registry, filepath.Join(state, "depcache")
+	cfg.Limits.TmpBytes, cfg.Limits.FileBytes = 16<<20, 64<<20
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -23,25 +23,6 @@ import (
 
 const testNamespace = "servcraft-test-runtime"
 
-// testConfig is the production configuration with the offline image and a private state folder.
-func testConfig(env *runtimetest.Env, state string) runtime.Config {
-	return runtime.Config{
-		Image:        env.Image,
-		Runtime:      "io.containerd.runc.v2",
-		InitPath:     env.InitPath,
-		ToolchainDir: env.ToolchainDir,
-		StateDir:     state,
-		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
-			TmpBytes: 64 << 20, NoFile: 4096, FileBytes: 1 << 30},
-		IdleTimeout:    30 * time.Minute,
-		ExtendBy:       10 * time.Minute,
-		ExecTimeout:    10 * time.Second,
-		MaxExecTimeout: 60 * time.Second,
-		OutputLimit:    1 << 20,
-		TouchInterval:  50 * time.Millisecond,
-	}
-}
-
 type harness struct {
 	env   *runtimetest.Env
 	m     *runtime.Manager
@@ -62,7 +43,7 @@ func newHarness(t *testing.T, tweak ...func(*runtime.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(env, state)
+	cfg := env.Config(state)
 	for _, f := range tweak {
 		f(&cfg)
 	}

@@ -167,3 +167,24 @@ func repoRoot(t testing.TB) string {
 		dir = parent
 	}
 }
+
+// Config is the production configuration of the runtime with the env's
+// image, init and toolchain and a private state folder; tests change what
+// they exercise.
+func (e *Env) Config(state string) runtime.Config {
+	return runtime.Config{
+		Image:        e.Image,
+		Runtime:      "io.containerd.runc.v2",
+		InitPath:     e.InitPath,
+		ToolchainDir: e.ToolchainDir,
+		StateDir:     state,
+		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
+			TmpBytes: 64 << 20, NoFile: 4096, FileBytes: 1 << 30},
+		IdleTimeout:    30 * time.Minute,
+		ExtendBy:       10 * time.Minute,
+		ExecTimeout:    10 * time.Second,
+		MaxExecTimeout: 60 * time.Second,
+		OutputLimit:    1 << 20,
+		TouchInterval:  50 * time.Millisecond,
+	}
+}
