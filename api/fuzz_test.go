@@ -38,7 +38,7 @@ func FuzzDecodeRequests(f *testing.F) {
 			f.Add(uint8(i), []byte(seed))
 		}
 	}
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.MaxBodyBytes = 1 << 20
 	opt.CreateRate, opt.ClientExecRate, opt.ExecRate, opt.InstallRate, opt.MaxConcurrentExecs = Rate{}, Rate{}, Rate{}, Rate{}, 0
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {

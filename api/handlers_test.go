@@ -105,7 +105,7 @@ func do(t *testing.T, h http.Handler, method, target, body string) (int, map[str
 }
 
 func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.MaxBodyBytes = 4 << 10
 	long := strings.Repeat("a", 129)
 	for _, tc := range []struct {
@@ -186,7 +186,7 @@ func TestBadInputIsRejectedBeforeTheRuntime(t *testing.T) {
 }
 
 func TestOverLargeBodyWithoutContentLength(t *testing.T) {
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.MaxBodyBytes = 1 << 10
 	f := &fakeSessions{}
 	req := httptest.NewRequest("POST", "/api/playground/execute",
@@ -201,7 +201,7 @@ func TestOverLargeBodyWithoutContentLength(t *testing.T) {
 
 func TestRuntimeErrorsMapToStatuses(t *testing.T) {
 	f := &fakeSessions{}
-	h := NewRouter(f, DefaultOptions)
+	h := NewRouter(f, DefaultOptions())
 	status, body := do(t, h, "GET", "/api/playground/container?sessionId=ghost", "")
 	if status != 404 || body["exists"] != false {
 		t.Errorf("get unknown: %d %v", status, body)
@@ -216,7 +216,7 @@ func TestRuntimeErrorsMapToStatuses(t *testing.T) {
 
 func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
 	f := &fakeSessions{}
-	h := NewRouter(f, DefaultOptions)
+	h := NewRouter(f, DefaultOptions())
 	status, body := do(t, h, "POST", "/api/playground/execute", `{"sessionId":"a","code":"console.log(1)","filename":"src/main.mjs","timeoutMs":999999999}`)
 	if status != 200 || body["success"] != true || body["output"] != "ok\n" {
 		t.Fatalf("%d %v", status, body)
@@ -224,14 +224,14 @@ func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
 	if f.lastExec.Script != "src/main.mjs" || len(f.lastExec.Args) != 0 || f.lastFile != "src/main.mjs" {
 		t.Errorf("script %q args %v file %q", f.lastExec.Script, f.lastExec.Args, f.lastFile)
 	}
-	if f.lastExec.Timeout != DefaultOptions.MaxExecTimeout {
-		t.Errorf("timeout %v not capped to %v", f.lastExec.Timeout, DefaultOptions.MaxExecTimeout)
+	if f.lastExec.Timeout != DefaultOptions().MaxExecTimeout {
+		t.Errorf("timeout %v not capped to %v", f.lastExec.Timeout, DefaultOptions().MaxExecTimeout)
 	}
 	status, _ = do(t, h, "POST", "/api/playground/execute", `{"sessionId":"a","code":"1"}`)
 	if status != 200 || f.lastFile != "index.js" {
 		t.Errorf("default filename: %d %q", status, f.lastFile)
 	}
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.TypeScript = true
 	status, _ = do(t, NewRouter(f, opt), "POST", "/api/playground/execute", `{"sessionId":"a","code":"1","filename":"src/app.ts"}`)
 	want := []string{"/usr/local/bin/node", "--import", runtime.TSLoader, "/workspace/src/app.ts"}

@@ -64,7 +64,7 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt := api.DefaultOptions
+	opt := api.DefaultOptions()
 	opt.TypeScript = m.HasToolchain()
 	if tweakOpt != nil {
 		tweakOpt(&opt)

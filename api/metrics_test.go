@@ -62,7 +62,7 @@ func TestMetricsCountRequestsAndRuntime(t *testing.T) {
 		Creates: map[string]uint64{}, ExecResults: map[string]uint64{},
 		Reaps: map[string]uint64{"idle": 2}, CacheHits: 5, CacheMisses: 1, CacheBytes: 4096,
 	}}
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.Metrics = src
 	h := NewRouter(src, opt)
 	scrape := func() string {
@@ -124,7 +124,7 @@ func TestMetricsCountRequestsAndRuntime(t *testing.T) {
 }
 
 func TestMetricsWithoutRuntimeSource(t *testing.T) {
-	h := NewRouter(&fakeSessions{}, DefaultOptions)
+	h := NewRouter(&fakeSessions{}, DefaultOptions())
 	send(h, "GET", "/healthz", "")
 	body := send(h, "GET", "/metrics", "").Body.String()
 	if metricValue(t, body, `servcraft_http_requests_total{method="GET",route="/healthz",status="200"}`) != 1 {

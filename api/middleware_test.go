@@ -97,7 +97,7 @@ func sessionEngine(opt Options, block chan struct{}, entered chan<- string) http
 }
 
 func TestRequestIDIsEchoedOrMadeUp(t *testing.T) {
-	h := NewRouter(&fakeSessions{}, DefaultOptions)
+	h := NewRouter(&fakeSessions{}, DefaultOptions())
 	if got := send(h, "GET", "/healthz", "", "X-Request-ID", "abc.DEF_123-x").Header().Get("X-Request-ID"); got != "abc.DEF_123-x" {
 		t.Errorf("valid client ID not echoed: %q", got)
 	}
@@ -116,7 +116,7 @@ func TestRequestIDIsEchoedOrMadeUp(t *testing.T) {
 
 func TestOneLogLinePerRequestWithoutBodies(t *testing.T) {
 	buf := captureLogs(t)
-	h := NewRouter(&fakeSessions{}, DefaultOptions)
+	h := NewRouter(&fakeSessions{}, DefaultOptions())
 	send(h, "GET", "/api/playground/container?sessionId=sess-1", "", "X-Request-ID", "req-1")
 	send(h, "POST", "/api/playground/execute", `{"sessionId":"sess-2","code":"console.log('TOP-SECRET-CODE')"}`)
 	send(h, "POST", "/api/playground/sync", `{"sessionId":"sess-3","files":[{"name":"a.js","type":"file","content":"FILE-CONTENTS"}]}`)
@@ -167,7 +167,7 @@ func TestSetSessionNamesTheSessionInTheLog(t *testing.T) {
 const testToken = "s3cret-token-of-enough-length"
 
 func TestAPITokenGuardsAPIAndMetrics(t *testing.T) {
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.APIToken = testToken
 	h := NewRouter(&fakeSessions{}, opt)
 	bearer := "Bearer " + testToken
@@ -222,7 +222,7 @@ func TestAPITokenGuardsAPIAndMetrics(t *testing.T) {
 
 func TestCORS(t *testing.T) {
 	const app = "https://app.example.com"
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.CORSOrigins = []string{app, "http://localhost:3000"}
 	opt.APIToken = testToken
 	h := NewRouter(&fakeSessions{}, opt)
@@ -285,7 +285,7 @@ func TestWSOriginPatterns(t *testing.T) {
 }
 
 func TestDeepJSONIsRefusedEarly(t *testing.T) {
-	h := NewRouter(&fakeSessions{}, DefaultOptions)
+	h := NewRouter(&fakeSessions{}, DefaultOptions())
 	deep := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
 	start := time.Now()
 	for _, body := range []string{
@@ -319,7 +319,7 @@ func TestDeepJSONIsRefusedEarly(t *testing.T) {
 
 func TestDeepestSyncTreeFitsTheJSONDepth(t *testing.T) {
 	for _, depth := range []int{16, 64} {
-		opt := DefaultOptions
+		opt := DefaultOptions()
 		opt.PathLimits.MaxDepth = depth
 		opt.SyncLimits.Path.MaxDepth = depth
 		tree := `{"name":"f.js","type":"file","content":"1"}`

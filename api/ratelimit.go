@@ -20,52 +20,6 @@ import (
 // class too). A Retry-After header goes with it.
 var errRateLimited = errdefs.ErrResourceExhausted.WithMessage("rate limited")
 
-// Rate is a token bucket: Events per Per on average, in bursts of up to
-// Burst. A Rate with no Events (the zero Rate) is no limit.
-type Rate struct {
-	Events float64
-	Per    time.Duration
-	Burst  int
-}
-
-// Off reports whether r limits nothing.
-func (r Rate) Off() bool { return r.Events <= 0 || r.Per <= 0 }
-
-func (r Rate) limit() rate.Limit { return rate.Limit(r.Events / r.Per.Seconds()) }
-
-func (r Rate) burst() int { return max(r.Burst, 1) }
-
-// String is the rate as the flags write it: 30/m:10.
-func (r Rate) String() string {
-	if r.Off() {
-		return "0"
-	}
-	unit := r.Per.String()
-	switch r.Per {
-	case time.Second:
-		unit = "s"
-	case time.Minute:
-		unit = "m"
-	case time.Hour:
-		unit = "h"
-	}
-	return strconv.FormatFloat(r.Events, 'g', -1, 64) + "/" + unit + ":" + strconv.Itoa(r.burst())
-}
-
-// human is the rate in words, for error messages: "30 per minute (bursts of 10)".
-func (r Rate) human() string {
-	per := "per " + r.Per.String()
-	switch r.Per {
-	case time.Second:
-		per = "per second"
-	case time.Minute:
-		per = "per minute"
-	case time.Hour:
-		per = "per hour"
-	}
-	return fmt.Sprintf("%s %s (bursts of %d)", strconv.FormatFloat(r.Events, 'g', -1, 64), per, r.burst())
-}
-
 // maxLimiterKeys bounds each limiter map: past it the least recently used key is dropped.
 const maxLimiterKeys = 10000
 

@@ -58,7 +58,7 @@ func TestToHTTPKnowsAccessErrors(t *testing.T) {
 }
 
 func TestCreateRateIsPerClient(t *testing.T) {
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.CreateRate = Rate{Events: 1, Per: time.Minute, Burst: 2}
 	h := NewRouter(&fakeSessions{}, opt)
 	body := `{"sessionId":"a"}`
@@ -86,7 +86,7 @@ func TestCreateRateIsPerClient(t *testing.T) {
 }
 
 func TestClientExecRateCoversExecuteShellInstall(t *testing.T) {
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.ClientExecRate = Rate{Events: 1, Per: time.Hour, Burst: 3}
 	h := NewRouter(&fakeSessions{}, opt)
 	ip := "203.0.113.9"
@@ -268,7 +268,7 @@ func grepLines(s, sub string) string {
 // limits and the log's sessionId work on every JSON route.
 func TestHandlersApplySessionLimits(t *testing.T) {
 	buf := captureLogs(t)
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.ExecRate = Rate{Events: 1, Per: time.Hour, Burst: 1}
 	opt.InstallRate = Rate{Events: 1, Per: time.Hour, Burst: 1}
 	h := NewRouter(&fakeSessions{}, opt)
@@ -306,7 +306,7 @@ func TestClientAddressAndTrustedProxies(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec.Code
 	}
-	opt := DefaultOptions
+	opt := DefaultOptions()
 	opt.CreateRate = Rate{Events: 1, Per: time.Hour, Burst: 1}
 	h := NewRouter(&fakeSessions{}, opt)
 	if a, b := create(h, "203.0.113.1"), create(h, "203.0.113.2"); a != 201 || b != 429 {

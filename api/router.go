@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -37,68 +36,6 @@ type Sessions interface {
 	OpenTerminal(ctx context.Context, sessionID string, cols, rows uint32) (*runtime.Terminal, error)
 	Touch(sessionID string)
 	Ready(ctx context.Context) error
-}
-
-// Options are the API's limits and fixed answers.
-type Options struct {
-	MaxBodyBytes      int64         // largest request body
-	MaxCommandBytes   int           // longest shell command
-	MaxExecTimeout    time.Duration // most timeoutMs may ask for (larger values are capped)
-	IdleTimeout       time.Duration // reported as "timeout"
-	ExposedPort       int           // in-container port the preview proxies to
-	NodePath          string        // node inside the image
-	TypeScript        bool          // sessions have the tsx toolchain mounted
-	PathLimits        workspace.PathLimits
-	SyncLimits        SyncLimits           // file tree sizes in /sync
-	ListLimits        workspace.ListLimits // what /files reads back
-	MaxPackages       int                  // packages in one install
-	MaxInstallTimeout time.Duration        // most timeoutMs an install may ask for
-	MinPreviewPort    int                  // lowest in-session port a preview may ask for
-	PreviewTimeout    time.Duration        // how long a previewed server may take to answer headers
-	MaxPreviewBytes   int64                // largest preview response body
-	MaxJSONDepth      int                  // deepest nesting of arrays and objects in a request body (raised to fit SyncLimits' trees)
-
-	// Access. With APIToken set, /api/*, /metrics and the previews need
-	// "Authorization: Bearer <APIToken>" (the previews not if PreviewPublic);
-	// /healthz and /readyz never do.
-	APIToken       string
-	PreviewPublic  bool
-	CORSOrigins    []string // browser origins allowed on /api/* and the terminal, e.g. https://app.example.com; "*" any (only without APIToken)
-	TrustedProxies []string // proxies whose X-Forwarded-For names the client (IPs or CIDRs); none by default
-
-	// Limits per client address and per session (a zero Rate is no limit).
-	CreateRate         Rate // session creates per client
-	ClientExecRate     Rate // execute, shell and install per client
-	ExecRate           Rate // execute and shell per session
-	InstallRate        Rate // install per session
-	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
-
-	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
-}
-
-// DefaultOptions are the limits used when none are configured.
-var DefaultOptions = Options{
-	MaxBodyBytes:      10 << 20,
-	MaxCommandBytes:   64 << 10,
-	MaxExecTimeout:    60 * time.Second,
-	IdleTimeout:       30 * time.Minute,
-	ExposedPort:       3000,
-	NodePath:          "/usr/local/bin/node",
-	PathLimits:        workspace.DefaultPathLimits,
-	SyncLimits:        DefaultSyncLimits,
-	ListLimits:        workspace.DefaultListLimits,
-	MaxPackages:       50,
-	MaxInstallTimeout: 120 * time.Second,
-	MinPreviewPort:    1,
-	PreviewTimeout:    30 * time.Second,
-	MaxPreviewBytes:   100 << 20,
-	MaxJSONDepth:      64,
-
-	CreateRate:         Rate{Events: 30, Per: time.Minute, Burst: 10},
-	ClientExecRate:     Rate{Events: 30, Per: time.Second, Burst: 60},
-	ExecRate:           Rate{Events: 10, Per: time.Second, Burst: 20},
-	InstallRate:        Rate{Events: 6, Per: time.Minute, Burst: 3},
-	MaxConcurrentExecs: 4,
 }
 
 type handlers struct {
@@ -183,7 +120,7 @@ func decode(c *gin.Context, v any) error {
 	}
 	depth := c.GetInt(jsonDepthKey)
 	if depth <= 0 {
-		depth = DefaultOptions.MaxJSONDepth
+		depth = DefaultOptions().MaxJSONDepth
 	}
 	if tooDeep(data, depth) {
 		return invalid("JSON nested deeper than %d levels", depth)

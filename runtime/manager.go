@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"github.com/google/uuid"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
@@ -46,33 +44,6 @@ type Store interface {
 	List() ([]store.Session, error)
 	Touch(lastActive map[string]time.Time, idle time.Duration) error
 	Rename(oldID string, fn func(*store.Session) error) (store.Session, error)
-}
-
-// Config is the manager's configuration.
-type Config struct {
-	Image              ImageConfig
-	Runtime            string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
-	InitPath           string // host path of a static init, bind-mounted as PID 1
-	ToolchainDir       string // host folder of the TypeScript toolchain ("" : none)
-	StateDir           string // FIFOs live here
-	Limits             SpecLimits
-	IdleTimeout        time.Duration
-	ExtendBy           time.Duration
-	ExecTimeout        time.Duration   // default per run
-	MaxExecTimeout     time.Duration   // most a client may ask for
-	OutputLimit        int             // bytes of stdout and of stderr kept per run
-	TouchInterval      time.Duration   // how often activity is written to the store
-	Registry           *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
-	NpmPath            string          // npm inside the image
-	InstallTimeout     time.Duration   // longest npm install
-	MaxSessions        int             // sessions at once (0: no limit)
-	PoolSize           int             // warm containers kept ready for new sessions
-	Runners            bool            // keep a pre-started Node process per session for executes
-	RunnerIdle         time.Duration   // a session idle this long loses its waiting runner
-	NodePath           string          // node inside the image
-	DepCacheDir        string          // host folder of starter-project dependency layers ("": none)
-	MaxBackground      int             // running background processes per session
-	BackgroundLogBytes int             // output kept per background process
 }
 
 // Manager owns every session: its record, container, task and workspace.
@@ -133,12 +104,6 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 			return nil, fmt.Errorf("TypeScript toolchain in %s (scripts/build-toolchain.sh builds it): %w", cfg.ToolchainDir, err)
 		}
 	}
-	cfg.MaxBackground = cmp.Or(cfg.MaxBackground, 8)
-	cfg.BackgroundLogBytes = cmp.Or(cfg.BackgroundLogBytes, 256<<10)
-	cfg.NpmPath = cmp.Or(cfg.NpmPath, "/usr/local/bin/npm")
-	cfg.NodePath = cmp.Or(cfg.NodePath, "/usr/local/bin/node")
-	cfg.RunnerIdle = cmp.Or(cfg.RunnerIdle, 5*time.Minute)
-	cfg.InstallTimeout = cmp.Or(cfg.InstallTimeout, 120*time.Second)
 	img, err := ensureImage(ctx, client, cfg.Image)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,19 +19,28 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/runtime"
 )
 
-// byteSize is a flag value in bytes that accepts units: 512MiB, 1GiB, 64k, 1048576.
-type byteSize int64
+// size is a flag value in bytes that accepts units (512MiB, 1GiB, 64k,
+// 1048576), bound to a setting's field.
+type size[T ~int | ~int64 | ~uint64] struct{ p *T }
 
-func (b *byteSize) String() string { return formatBytes(int64(*b)) }
+func sizeOf[T ~int | ~int64 | ~uint64](p *T) size[T] { return size[T]{p} }
 
-func (b *byteSize) Set(s string) error {
-	n, err := parseBytes(s)
+func (s size[T]) String() string {
+	if s.p == nil {
+		return "0"
+	}
+	return formatBytes(int64(*s.p))
+}
+
+func (s size[T]) Set(v string) error {
+	n, err := parseBytes(v)
 	if err != nil {
 		return err
 	}
-	*b = byteSize(n)
+	*s.p = T(n)
 	return nil
 }
 
@@ -158,200 +168,110 @@ func parseRate(s string) (api.Rate, error) {
 	return r, nil
 }
 
-// config is every setting of the daemon.
+// config is every setting of the daemon: the runtime's and the API's own
+// settings (whose defaults their packages hold) and the daemon's.
 type config struct {
 	ConfigFile        string // --config: where the file layer came from (not a setting)
 	Listen            string
 	StateDir          string
 	ContainerdAddress string
 	Namespace         string
-	Image             string
-	Pull              bool
-	FallbackImage     string
-	FallbackArchive   string
-	Snapshotter       string
-	Runtime           string
-	InitPath          string
-	ToolchainDir      string
-	NodePath          string
-	Memory            byteSize
-	CPUs              float64
-	Pids              int64
-	TmpSize           byteSize
-	NoFile            uint64
-	WorkspaceSize     byteSize
-	IdleTimeout       time.Duration
+	CPUs              float64 // becomes Runtime.Limits.CPUQuota over its CPUPeriod
 	ReapInterval      time.Duration
 	DestroyOnShutdown bool
-	PullTimeout       time.Duration
-	ExtendBy          time.Duration
-	ExecTimeout       time.Duration
-	MaxExecTimeout    time.Duration
-	OutputLimit       byteSize
-	MaxBody           byteSize
-	MaxCommand        byteSize
-	MaxPathDepth      int
-	ExposedPort       int
-	TouchInterval     time.Duration
 	ShutdownTimeout   time.Duration
 	LogFormat         string
 	AllowNoSeccomp    bool
 	Registry          string
-	NpmPath           string
-	InstallTimeout    time.Duration
-	MaxPackages       int
-	MaxSyncFiles      int
-	MaxFileSize       byteSize
-	ListDepth         int
-	ListEntries       int
-	ListFileBytes     byteSize
-	MaxProcesses      int
-	MaxSessions       int
-	PoolSize          int
-	Runners           bool
-	RunnerIdle        time.Duration
-	ProcessLogBytes   byteSize
-	MinPreviewPort    int
-	PreviewTimeout    time.Duration
-	MaxPreviewBytes   byteSize
+	APITokenFile      string
 
-	APIToken           string
-	APITokenFile       string
-	CORSOrigins        stringList
-	PreviewPublic      bool
-	TrustedProxies     stringList
-	CreateRate         api.Rate
-	ClientExecRate     api.Rate
-	ExecRate           api.Rate
-	InstallRate        api.Rate
-	MaxConcurrentExecs int
+	Runtime runtime.Config
+	API     api.Options
 }
 
 func defaultConfig() config {
-	return config{
+	c := config{
 		Listen:            "127.0.0.1:8080",
 		StateDir:          "/var/lib/servcraftd",
 		ContainerdAddress: "/run/containerd/containerd.sock",
 		Namespace:         "servcraft",
-		Image:             "docker.io/library/node:20-alpine",
-		Pull:              true,
-		FallbackImage:     "localhost/servcraft/node:20",
-		Snapshotter:       "overlayfs",
-		Runtime:           "io.containerd.runc.v2",
-		InitPath:          "/usr/bin/tini-static",
-		NodePath:          "/usr/local/bin/node",
-		Memory:            512 << 20,
-		CPUs:              0.5,
-		Pids:              256,
-		TmpSize:           64 << 20,
-		NoFile:            4096,
-		WorkspaceSize:     1 << 30,
-		IdleTimeout:       30 * time.Minute,
 		ReapInterval:      30 * time.Second,
-		PullTimeout:       60 * time.Second,
-		ExtendBy:          10 * time.Minute,
-		ExecTimeout:       10 * time.Second,
-		MaxExecTimeout:    60 * time.Second,
-		OutputLimit:       1 << 20,
-		MaxBody:           10 << 20,
-		MaxCommand:        64 << 10,
-		MaxPathDepth:      16,
-		ExposedPort:       3000,
-		TouchInterval:     5 * time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		LogFormat:         "text",
-		NpmPath:           "/usr/local/bin/npm",
-		InstallTimeout:    120 * time.Second,
-		MaxPackages:       50,
-		MaxSyncFiles:      2000,
-		MaxFileSize:       5 << 20,
-		ListDepth:         4,
-		ListEntries:       2000,
-		ListFileBytes:     1 << 20,
-		MaxProcesses:      8,
-		MaxSessions:       100,
-		PoolSize:          2,
-		Runners:           true,
-		RunnerIdle:        5 * time.Minute,
-		ProcessLogBytes:   256 << 10,
-		MinPreviewPort:    1,
-		PreviewTimeout:    30 * time.Second,
-		MaxPreviewBytes:   100 << 20,
-
-		CreateRate:         api.DefaultOptions.CreateRate,
-		ClientExecRate:     api.DefaultOptions.ClientExecRate,
-		ExecRate:           api.DefaultOptions.ExecRate,
-		InstallRate:        api.DefaultOptions.InstallRate,
-		MaxConcurrentExecs: api.DefaultOptions.MaxConcurrentExecs,
+		Runtime:           runtime.DefaultConfig(),
+		API:               api.DefaultOptions(),
 	}
+	c.CPUs = float64(c.Runtime.Limits.CPUQuota) / float64(c.Runtime.Limits.CPUPeriod)
+	return c
 }
 
 // register binds every setting to a flag of fs.
 func (c *config) register(fs *flag.FlagSet) {
+	rt, lim, o := &c.Runtime, &c.Runtime.Limits, &c.API
 	fs.StringVar(&c.Listen, "listen", c.Listen, "address of the HTTP API")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "folder for the session database, workspaces and FIFOs")
 	fs.StringVar(&c.ContainerdAddress, "containerd-address", c.ContainerdAddress, "containerd's socket")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "containerd namespace of every session")
-	fs.StringVar(&c.Image, "image", c.Image, "session image")
-	fs.BoolVar(&c.Pull, "pull", c.Pull, "pull the session image when it is missing")
-	fs.StringVar(&c.FallbackImage, "fallback-image", c.FallbackImage, "offline Node 20 image used when the session image cannot be had (empty: none)")
-	fs.StringVar(&c.FallbackArchive, "fallback-archive", c.FallbackArchive, "OCI archive imported when the fallback image is missing (see scripts/build-image.sh)")
-	fs.StringVar(&c.Snapshotter, "snapshotter", c.Snapshotter, "containerd snapshotter for root filesystems")
-	fs.StringVar(&c.Runtime, "runtime", c.Runtime, "containerd runtime (e.g. io.containerd.runsc.v1 for gVisor)")
-	fs.StringVar(&c.InitPath, "init", c.InitPath, "static init bind-mounted as each container's PID 1")
-	fs.StringVar(&c.ToolchainDir, "toolchain-dir", c.ToolchainDir, "host folder of the TypeScript toolchain (scripts/build-toolchain.sh); empty: no TypeScript")
-	fs.StringVar(&c.NodePath, "node-path", c.NodePath, "node inside the image")
-	fs.Var(&c.Memory, "memory", "memory limit per session, a `size` (swap adds nothing)")
+	fs.StringVar(&rt.Image.Ref, "image", rt.Image.Ref, "session image")
+	fs.BoolVar(&rt.Image.Pull, "pull", rt.Image.Pull, "pull the session image when it is missing")
+	fs.StringVar(&rt.Image.FallbackRef, "fallback-image", rt.Image.FallbackRef, "offline Node 20 image used when the session image cannot be had (empty: none)")
+	fs.StringVar(&rt.Image.FallbackArchive, "fallback-archive", rt.Image.FallbackArchive, "OCI archive imported when the fallback image is missing (see scripts/build-image.sh)")
+	fs.StringVar(&rt.Image.Snapshotter, "snapshotter", rt.Image.Snapshotter, "containerd snapshotter for root filesystems")
+	fs.StringVar(&rt.Runtime, "runtime", rt.Runtime, "containerd runtime (e.g. io.containerd.runsc.v1 for gVisor)")
+	fs.StringVar(&rt.InitPath, "init", rt.InitPath, "static init bind-mounted as each container's PID 1")
+	fs.StringVar(&rt.ToolchainDir, "toolchain-dir", rt.ToolchainDir, "host folder of the TypeScript toolchain (scripts/build-toolchain.sh); empty: no TypeScript")
+	fs.StringVar(&rt.NodePath, "node-path", rt.NodePath, "node inside the image")
+	fs.Var(sizeOf(&lim.MemoryBytes), "memory", "memory limit per session, a `size` (swap adds nothing)")
 	fs.Float64Var(&c.CPUs, "cpus", c.CPUs, "CPUs per session (CFS quota)")
-	fs.Int64Var(&c.Pids, "pids", c.Pids, "most processes per session")
-	fs.Var(&c.TmpSize, "tmp-size", "`size` of each session's /tmp and /home/node tmpfs")
-	fs.Uint64Var(&c.NoFile, "nofile", c.NoFile, "open files per process (RLIMIT_NOFILE)")
-	fs.Var(&c.WorkspaceSize, "workspace-size", "quota of each session's /workspace volume, a `size`")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "a session idle this long is destroyed")
+	fs.Int64Var(&lim.Pids, "pids", lim.Pids, "most processes per session")
+	fs.Var(sizeOf(&lim.TmpBytes), "tmp-size", "`size` of each session's /tmp and /home/node tmpfs")
+	fs.Uint64Var(&lim.NoFile, "nofile", lim.NoFile, "open files per process (RLIMIT_NOFILE)")
+	fs.Var(sizeOf(&lim.FileBytes), "workspace-size", "quota of each session's /workspace volume, a `size`")
+	fs.DurationVar(&rt.IdleTimeout, "idle-timeout", rt.IdleTimeout, "a session idle this long is destroyed")
 	fs.DurationVar(&c.ReapInterval, "reap-interval", c.ReapInterval, "how often expired sessions are looked for")
 	fs.BoolVar(&c.DestroyOnShutdown, "destroy-on-shutdown", c.DestroyOnShutdown, "destroy every session at SIGTERM/SIGINT (default: they keep running and are picked up at the next start)")
-	fs.DurationVar(&c.PullTimeout, "pull-timeout", c.PullTimeout, "how long pulling the session image may take")
-	fs.DurationVar(&c.ExtendBy, "extend-by", c.ExtendBy, "how far PATCH /container moves the deadline (once per session)")
-	fs.DurationVar(&c.ExecTimeout, "exec-timeout", c.ExecTimeout, "wall time of a run when the request names none")
-	fs.DurationVar(&c.MaxExecTimeout, "max-exec-timeout", c.MaxExecTimeout, "most wall time a request may ask for")
-	fs.Var(&c.OutputLimit, "output-limit", "`size` kept of a run's stdout and of its stderr; past it the run is killed")
-	fs.Var(&c.MaxBody, "max-body", "largest request body, a `size`")
-	fs.Var(&c.MaxCommand, "max-command", "longest shell command, a `size`")
-	fs.IntVar(&c.MaxPathDepth, "max-path-depth", c.MaxPathDepth, "deepest file path in a workspace")
-	fs.IntVar(&c.ExposedPort, "exposed-port", c.ExposedPort, "in-container port reported as exposedPort")
-	fs.DurationVar(&c.TouchInterval, "touch-interval", c.TouchInterval, "how often session activity is written to the store")
+	fs.DurationVar(&rt.Image.PullTimeout, "pull-timeout", rt.Image.PullTimeout, "how long pulling the session image may take")
+	fs.DurationVar(&rt.ExtendBy, "extend-by", rt.ExtendBy, "how far PATCH /container moves the deadline (once per session)")
+	fs.DurationVar(&rt.ExecTimeout, "exec-timeout", rt.ExecTimeout, "wall time of a run when the request names none")
+	fs.DurationVar(&rt.MaxExecTimeout, "max-exec-timeout", rt.MaxExecTimeout, "most wall time a request may ask for")
+	fs.Var(sizeOf(&rt.OutputLimit), "output-limit", "`size` kept of a run's stdout and of its stderr; past it the run is killed")
+	fs.Var(sizeOf(&o.MaxBodyBytes), "max-body", "largest request body, a `size`")
+	fs.Var(sizeOf(&o.MaxCommandBytes), "max-command", "longest shell command, a `size`")
+	fs.IntVar(&o.PathLimits.MaxDepth, "max-path-depth", o.PathLimits.MaxDepth, "deepest file path in a workspace")
+	fs.IntVar(&o.ExposedPort, "exposed-port", o.ExposedPort, "in-container port reported as exposedPort")
+	fs.DurationVar(&rt.TouchInterval, "touch-interval", rt.TouchInterval, "how often session activity is written to the store")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.AllowNoSeccomp, "allow-no-seccomp", c.AllowNoSeccomp, "start even when the host cannot filter system calls (unsafe; for hosts that only run trusted code)")
 	fs.StringVar(&c.Registry, "registry", c.Registry, "upstream npm registry of the install proxy (empty: what the host's \"npm config get registry\" answers)")
-	fs.StringVar(&c.NpmPath, "npm-path", c.NpmPath, "npm inside the image")
-	fs.DurationVar(&c.InstallTimeout, "install-timeout", c.InstallTimeout, "longest npm install; past it the install is stopped (504)")
-	fs.IntVar(&c.MaxPackages, "max-packages", c.MaxPackages, "most packages in one install request")
-	fs.IntVar(&c.MaxSyncFiles, "max-sync-files", c.MaxSyncFiles, "most files and folders in one sync")
-	fs.Var(&c.MaxFileSize, "max-file-size", "largest file in one sync, a `size`")
-	fs.IntVar(&c.ListDepth, "list-depth", c.ListDepth, "deepest level /files lists")
-	fs.IntVar(&c.ListEntries, "list-entries", c.ListEntries, "most entries /files returns")
-	fs.Var(&c.ListFileBytes, "list-file-bytes", "largest file whose content /files returns, a `size`")
-	fs.IntVar(&c.MaxProcesses, "max-processes", c.MaxProcesses, "running background processes per session")
-	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
-	fs.IntVar(&c.PoolSize, "pool-size", c.PoolSize, "warm containers kept ready for new sessions (0: none)")
-	fs.BoolVar(&c.Runners, "runners", c.Runners, "keep a pre-started Node process per active session, so execute skips process start")
-	fs.DurationVar(&c.RunnerIdle, "runner-idle", c.RunnerIdle, "a session idle this long gives its pre-started Node process back")
-	fs.Var(&c.ProcessLogBytes, "process-log-bytes", "output kept per background process (a ring buffer), a `size`")
-	fs.IntVar(&c.MinPreviewPort, "min-preview-port", c.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
-	fs.DurationVar(&c.PreviewTimeout, "preview-timeout", c.PreviewTimeout, "how long a previewed server may take to send headers")
-	fs.Var(&c.MaxPreviewBytes, "max-preview-bytes", "largest preview response body, a `size`")
+	fs.StringVar(&rt.NpmPath, "npm-path", rt.NpmPath, "npm inside the image")
+	fs.DurationVar(&rt.InstallTimeout, "install-timeout", rt.InstallTimeout, "longest npm install; past it the install is stopped (504)")
+	fs.IntVar(&o.MaxPackages, "max-packages", o.MaxPackages, "most packages in one install request")
+	fs.IntVar(&o.SyncLimits.MaxFiles, "max-sync-files", o.SyncLimits.MaxFiles, "most files and folders in one sync")
+	fs.Var(sizeOf(&o.SyncLimits.MaxFileBytes), "max-file-size", "largest file in one sync, a `size`")
+	fs.IntVar(&o.ListLimits.MaxDepth, "list-depth", o.ListLimits.MaxDepth, "deepest level /files lists")
+	fs.IntVar(&o.ListLimits.MaxEntries, "list-entries", o.ListLimits.MaxEntries, "most entries /files returns")
+	fs.Var(sizeOf(&o.ListLimits.MaxFileBytes), "list-file-bytes", "largest file whose content /files returns, a `size`")
+	fs.IntVar(&rt.MaxBackground, "max-processes", rt.MaxBackground, "running background processes per session")
+	fs.IntVar(&rt.MaxSessions, "max-sessions", rt.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
+	fs.IntVar(&rt.PoolSize, "pool-size", rt.PoolSize, "warm containers kept ready for new sessions (0: none)")
+	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep a pre-started Node process per active session, so execute skips process start")
+	fs.DurationVar(&rt.RunnerIdle, "runner-idle", rt.RunnerIdle, "a session idle this long gives its pre-started Node process back")
+	fs.Var(sizeOf(&rt.BackgroundLogBytes), "process-log-bytes", "output kept per background process (a ring buffer), a `size`")
+	fs.IntVar(&o.MinPreviewPort, "min-preview-port", o.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
+	fs.DurationVar(&o.PreviewTimeout, "preview-timeout", o.PreviewTimeout, "how long a previewed server may take to send headers")
+	fs.Var(sizeOf(&o.MaxPreviewBytes), "max-preview-bytes", "largest preview response body, a `size`")
 
-	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer `token` that every /api call, /metrics and the previews need (empty: no authentication); visible in ps, prefer --api-token-file")
+	fs.StringVar(&o.APIToken, "api-token", o.APIToken, "bearer `token` that every /api call, /metrics and the previews need (empty: no authentication); visible in ps, prefer --api-token-file")
 	fs.StringVar(&c.APITokenFile, "api-token-file", c.APITokenFile, "`file` holding the API token (surrounding white space is trimmed)")
-	fs.Var(&c.CORSOrigins, "cors-origins", "comma-separated browser `origins` allowed to call /api and open the terminal, e.g. https://app.example.com (\"*\": any, only without a token)")
-	fs.BoolVar(&c.PreviewPublic, "preview-public", c.PreviewPublic, "serve the previews (/p/..., /api/playground/preview/...) without the API token, for iframes")
-	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated IPs or CIDRs of reverse `proxies` whose X-Forwarded-For names the client (empty: the peer address is the client)")
-	fs.Var((*rateValue)(&c.CreateRate), "create-rate", "session creates per client address, a `rate` RATE/UNIT:BURST (UNIT s, m or h; 0: no limit)")
-	fs.Var((*rateValue)(&c.ClientExecRate), "client-exec-rate", "execute, shell and install requests per client address, a `rate`")
-	fs.Var((*rateValue)(&c.ExecRate), "exec-rate", "execute and shell requests per session, a `rate`")
-	fs.Var((*rateValue)(&c.InstallRate), "install-rate", "install requests per session, a `rate`")
-	fs.IntVar(&c.MaxConcurrentExecs, "max-concurrent-execs", c.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
+	fs.Var((*stringList)(&o.CORSOrigins), "cors-origins", "comma-separated browser `origins` allowed to call /api and open the terminal, e.g. https://app.example.com (\"*\": any, only without a token)")
+	fs.BoolVar(&o.PreviewPublic, "preview-public", o.PreviewPublic, "serve the previews (/p/..., /api/playground/preview/...) without the API token, for iframes")
+	fs.Var((*stringList)(&o.TrustedProxies), "trusted-proxies", "comma-separated IPs or CIDRs of reverse `proxies` whose X-Forwarded-For names the client (empty: the peer address is the client)")
+	fs.Var((*rateValue)(&o.CreateRate), "create-rate", "session creates per client address, a `rate` RATE/UNIT:BURST (UNIT s, m or h; 0: no limit)")
+	fs.Var((*rateValue)(&o.ClientExecRate), "client-exec-rate", "execute, shell and install requests per client address, a `rate`")
+	fs.Var((*rateValue)(&o.ExecRate), "exec-rate", "execute and shell requests per session, a `rate`")
+	fs.Var((*rateValue)(&o.InstallRate), "install-rate", "install requests per session, a `rate`")
+	fs.IntVar(&o.MaxConcurrentExecs, "max-concurrent-execs", o.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
 	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "JSON `file` of settings whose keys are flag names, e.g. {\"idle-timeout\": \"30m\"} (also SERVCRAFT_CONFIG)")
 }
 
@@ -396,12 +316,16 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 	if err := cfg.readTokenFile(); err != nil {
 		return cfg, err
 	}
+	if err := cfg.absPaths(); err != nil {
+		return cfg, err
+	}
 	if err := cfg.validate(); err != nil {
 		return cfg, err
 	}
-	for i, o := range cfg.CORSOrigins { // as browsers send them: https://app.example.com
+	cfg.derive()
+	for i, o := range cfg.API.CORSOrigins { // as browsers send them: https://app.example.com
 		if u, err := url.Parse(o); err == nil && o != "*" {
-			cfg.CORSOrigins[i] = strings.ToLower(u.Scheme + "://" + u.Host)
+			cfg.API.CORSOrigins[i] = strings.ToLower(u.Scheme + "://" + u.Host)
 		}
 	}
 	return cfg, nil
@@ -566,14 +490,14 @@ func (c *config) readTokenFile() error {
 	if c.APITokenFile == "" {
 		return nil
 	}
-	if c.APIToken != "" {
+	if c.API.APIToken != "" {
 		return errors.New("api-token and api-token-file: set only one of them")
 	}
 	data, err := os.ReadFile(c.APITokenFile)
 	if err != nil {
 		return fmt.Errorf("api-token-file: %w", err)
 	}
-	if c.APIToken = strings.TrimSpace(string(data)); c.APIToken == "" {
+	if c.API.APIToken = strings.TrimSpace(string(data)); c.API.APIToken == "" {
 		return fmt.Errorf("api-token-file: %s is empty", c.APITokenFile)
 	}
 	return nil
@@ -596,63 +520,99 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	check(c.Memory >= 32<<20, "memory: %s is below 32MiB", c.Memory.String())
+	check(c.Runtime.Limits.MemoryBytes >= 32<<20, "memory: %s is below 32MiB", formatBytes(c.Runtime.Limits.MemoryBytes))
 	check(c.CPUs >= 0.01 && c.CPUs <= 64, "cpus: %v is not within 0.01 to 64", c.CPUs)
-	check(c.Pids >= 16, "pids: %d is below 16", c.Pids)
-	check(c.TmpSize >= 1<<20, "tmp-size: %s is below 1MiB", c.TmpSize.String())
-	check(c.NoFile >= 64, "nofile: %d is below 64", c.NoFile)
-	check(c.WorkspaceSize >= 8<<20, "workspace-size: %s is below 8MiB", c.WorkspaceSize.String())
-	check(c.IdleTimeout >= time.Second, "idle-timeout: %v is below 1s", c.IdleTimeout)
+	check(c.Runtime.Limits.Pids >= 16, "pids: %d is below 16", c.Runtime.Limits.Pids)
+	check(c.Runtime.Limits.TmpBytes >= 1<<20, "tmp-size: %s is below 1MiB", formatBytes(c.Runtime.Limits.TmpBytes))
+	check(c.Runtime.Limits.NoFile >= 64, "nofile: %d is below 64", c.Runtime.Limits.NoFile)
+	check(c.Runtime.Limits.FileBytes >= 8<<20, "workspace-size: %s is below 8MiB", formatBytes(int64(c.Runtime.Limits.FileBytes)))
+	check(c.Runtime.IdleTimeout >= time.Second, "idle-timeout: %v is below 1s", c.Runtime.IdleTimeout)
 	check(c.ReapInterval >= 100*time.Millisecond, "reap-interval: %v is below 100ms", c.ReapInterval)
-	check(c.PullTimeout >= time.Second, "pull-timeout: %v is below 1s", c.PullTimeout)
-	check(c.ExtendBy >= 0, "extend-by: %v is negative", c.ExtendBy)
-	check(c.ExecTimeout > 0, "exec-timeout: %v must be positive", c.ExecTimeout)
-	check(c.MaxExecTimeout >= c.ExecTimeout, "max-exec-timeout: %v is below exec-timeout %v", c.MaxExecTimeout, c.ExecTimeout)
-	check(c.OutputLimit >= 1<<10, "output-limit: %s is below 1KiB", c.OutputLimit.String())
-	check(c.MaxBody >= 1<<10, "max-body: %s is below 1KiB", c.MaxBody.String())
-	check(c.MaxCommand >= 1 && c.MaxCommand <= c.MaxBody, "max-command: %s must be within 1 byte and max-body", c.MaxCommand.String())
-	check(c.MaxPathDepth >= 1 && c.MaxPathDepth <= 64, "max-path-depth: %d is not within 1 to 64", c.MaxPathDepth)
-	check(c.ExposedPort >= 1 && c.ExposedPort <= 65535, "exposed-port: %d is not a port", c.ExposedPort)
-	check(c.TouchInterval >= 10*time.Millisecond, "touch-interval: %v is below 10ms", c.TouchInterval)
+	check(c.Runtime.Image.PullTimeout >= time.Second, "pull-timeout: %v is below 1s", c.Runtime.Image.PullTimeout)
+	check(c.Runtime.ExtendBy >= 0, "extend-by: %v is negative", c.Runtime.ExtendBy)
+	check(c.Runtime.ExecTimeout > 0, "exec-timeout: %v must be positive", c.Runtime.ExecTimeout)
+	check(c.Runtime.MaxExecTimeout >= c.Runtime.ExecTimeout, "max-exec-timeout: %v is below exec-timeout %v", c.Runtime.MaxExecTimeout, c.Runtime.ExecTimeout)
+	check(c.Runtime.OutputLimit >= 1<<10, "output-limit: %s is below 1KiB", formatBytes(int64(c.Runtime.OutputLimit)))
+	check(c.API.MaxBodyBytes >= 1<<10, "max-body: %s is below 1KiB", formatBytes(c.API.MaxBodyBytes))
+	check(c.API.MaxCommandBytes >= 1 && int64(c.API.MaxCommandBytes) <= c.API.MaxBodyBytes, "max-command: %s must be within 1 byte and max-body", formatBytes(int64(c.API.MaxCommandBytes)))
+	check(c.API.PathLimits.MaxDepth >= 1 && c.API.PathLimits.MaxDepth <= 64, "max-path-depth: %d is not within 1 to 64", c.API.PathLimits.MaxDepth)
+	check(c.API.ExposedPort >= 1 && c.API.ExposedPort <= 65535, "exposed-port: %d is not a port", c.API.ExposedPort)
+	check(c.Runtime.TouchInterval >= 10*time.Millisecond, "touch-interval: %v is below 10ms", c.Runtime.TouchInterval)
 	check(c.ShutdownTimeout >= 0, "shutdown-timeout: %v is negative", c.ShutdownTimeout)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format: %q is not text or json", c.LogFormat)
 	check(c.StateDir != "", "state-dir: empty")
-	check(c.InstallTimeout >= time.Second, "install-timeout: %v is below 1s", c.InstallTimeout)
-	check(c.MaxPackages >= 1 && c.MaxPackages <= 1000, "max-packages: %d is not within 1 to 1000", c.MaxPackages)
-	check(c.MaxSyncFiles >= 1, "max-sync-files: %d is below 1", c.MaxSyncFiles)
-	check(c.MaxFileSize >= 1 && c.MaxFileSize <= c.MaxBody, "max-file-size: %s must be within 1 byte and max-body", c.MaxFileSize.String())
-	check(c.ListDepth >= 1 && c.ListDepth <= 64, "list-depth: %d is not within 1 to 64", c.ListDepth)
-	check(c.ListEntries >= 1, "list-entries: %d is below 1", c.ListEntries)
-	check(c.MaxSessions >= 1, "max-sessions: %d is below 1", c.MaxSessions)
-	check(c.PoolSize >= 0 && c.PoolSize < c.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.PoolSize)
-	check(c.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.RunnerIdle)
-	check(c.MaxProcesses >= 1 && c.MaxProcesses <= 256, "max-processes: %d is not within 1 to 256", c.MaxProcesses)
-	check(c.ProcessLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", c.ProcessLogBytes.String())
-	check(c.MinPreviewPort >= 1 && c.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", c.MinPreviewPort)
-	check(c.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", c.PreviewTimeout)
-	check(c.MaxPreviewBytes >= 1<<10, "max-preview-bytes: %s is below 1KiB", c.MaxPreviewBytes.String())
-	check(c.ListFileBytes >= 1, "list-file-bytes: %s is below 1 byte", c.ListFileBytes.String())
+	check(c.Runtime.InstallTimeout >= time.Second, "install-timeout: %v is below 1s", c.Runtime.InstallTimeout)
+	check(c.API.MaxPackages >= 1 && c.API.MaxPackages <= 1000, "max-packages: %d is not within 1 to 1000", c.API.MaxPackages)
+	check(c.API.SyncLimits.MaxFiles >= 1, "max-sync-files: %d is below 1", c.API.SyncLimits.MaxFiles)
+	check(c.API.SyncLimits.MaxFileBytes >= 1 && c.API.SyncLimits.MaxFileBytes <= c.API.MaxBodyBytes, "max-file-size: %s must be within 1 byte and max-body", formatBytes(c.API.SyncLimits.MaxFileBytes))
+	check(c.API.ListLimits.MaxDepth >= 1 && c.API.ListLimits.MaxDepth <= 64, "list-depth: %d is not within 1 to 64", c.API.ListLimits.MaxDepth)
+	check(c.API.ListLimits.MaxEntries >= 1, "list-entries: %d is below 1", c.API.ListLimits.MaxEntries)
+	check(c.Runtime.MaxSessions >= 1, "max-sessions: %d is below 1", c.Runtime.MaxSessions)
+	check(c.Runtime.PoolSize >= 0 && c.Runtime.PoolSize < c.Runtime.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.Runtime.PoolSize)
+	check(c.Runtime.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.Runtime.RunnerIdle)
+	check(c.Runtime.MaxBackground >= 1 && c.Runtime.MaxBackground <= 256, "max-processes: %d is not within 1 to 256", c.Runtime.MaxBackground)
+	check(c.Runtime.BackgroundLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", formatBytes(int64(c.Runtime.BackgroundLogBytes)))
+	check(c.API.MinPreviewPort >= 1 && c.API.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", c.API.MinPreviewPort)
+	check(c.API.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", c.API.PreviewTimeout)
+	check(c.API.MaxPreviewBytes >= 1<<10, "max-preview-bytes: %s is below 1KiB", formatBytes(c.API.MaxPreviewBytes))
+	check(c.API.ListLimits.MaxFileBytes >= 1, "list-file-bytes: %s is below 1 byte", formatBytes(c.API.ListLimits.MaxFileBytes))
 	check(c.Namespace != "", "namespace: empty")
-	check(len(c.APIToken) >= 16 || c.APIToken == "", "api-token: %d characters; use at least 16 (e.g. openssl rand -hex 32)", len(c.APIToken))
-	check(!strings.ContainsFunc(c.APIToken, func(r rune) bool { return r <= ' ' || r == 0x7f }), "api-token: holds white space or control characters")
-	for _, o := range c.CORSOrigins {
+	check(len(c.API.APIToken) >= 16 || c.API.APIToken == "", "api-token: %d characters; use at least 16 (e.g. openssl rand -hex 32)", len(c.API.APIToken))
+	check(!strings.ContainsFunc(c.API.APIToken, func(r rune) bool { return r <= ' ' || r == 0x7f }), "api-token: holds white space or control characters")
+	for _, o := range c.API.CORSOrigins {
 		if o != "*" {
 			if err := validOrigin(o); err != nil {
 				errs = append(errs, fmt.Errorf("cors-origins: %w", err))
 			}
 		}
 	}
-	check(!slices.Contains(c.CORSOrigins, "*") || c.APIToken == "", "cors-origins: \"*\" is not allowed with an API token; list the origins")
-	for _, p := range c.TrustedProxies {
+	check(!slices.Contains(c.API.CORSOrigins, "*") || c.API.APIToken == "", "cors-origins: \"*\" is not allowed with an API token; list the origins")
+	for _, p := range c.API.TrustedProxies {
 		_, _, cidrErr := net.ParseCIDR(p)
 		check(cidrErr == nil || net.ParseIP(p) != nil, "trusted-proxies: %q is not an IP or CIDR", p)
 	}
-	check(c.MaxConcurrentExecs >= 0 && c.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", c.MaxConcurrentExecs)
+	check(c.API.MaxConcurrentExecs >= 0 && c.API.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", c.API.MaxConcurrentExecs)
 	return errors.Join(errs...)
 }
 
-// cpuQuota turns CPUs into a CFS quota over a 100 ms period.
+// cpuQuota turns CPUs into a CFS quota over the runtime's period.
 func (c *config) cpuQuota() (quota int64, period uint64) {
-	period = 100000
+	period = c.Runtime.Limits.CPUPeriod
 	return int64(c.CPUs * float64(period)), period
+}
+
+// derive sets the values that follow from other settings; this is the one
+// place each is computed.
+func (c *config) derive() {
+	c.Runtime.Limits.CPUQuota, c.Runtime.Limits.CPUPeriod = c.cpuQuota()
+	c.Runtime.StateDir = c.StateDir
+	c.Runtime.DepCacheDir = filepath.Join(c.StateDir, "depcache")
+	// Settings both the runtime and the API need: the runtime's flag sets them.
+	c.API.IdleTimeout = c.Runtime.IdleTimeout
+	c.API.MaxExecTimeout = c.Runtime.MaxExecTimeout
+	c.API.MaxInstallTimeout = c.Runtime.InstallTimeout
+	c.API.NodePath = c.Runtime.NodePath
+	// A sync is one request body; every path obeys max-path-depth.
+	c.API.SyncLimits.MaxTotalBytes = c.API.MaxBodyBytes
+	c.API.SyncLimits.Path = c.API.PathLimits
+	c.API.ListLimits.Path = c.API.PathLimits
+}
+
+// absPaths makes the host paths among the settings absolute, resolved
+// against the working directory: they go into OCI specs that runc resolves
+// elsewhere, and containerd's client turns a relative socket path into a
+// URL whose first folder gRPC reads as a host name ("invalid (non-empty)
+// authority").
+func (c *config) absPaths() error {
+	for _, p := range []*string{&c.StateDir, &c.ContainerdAddress, &c.Runtime.ToolchainDir, &c.Runtime.InitPath, &c.Runtime.Image.FallbackArchive} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("path %q: %w", *p, err)
+		}
+		*p = abs
+	}
+	return nil
 }

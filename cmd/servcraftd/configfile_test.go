@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/api"
-	"github.com/servcraft/servcraftd/store"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -33,13 +30,13 @@ func TestConfigFileLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.IdleTimeout != 7*time.Minute || cfg.Memory != 256<<20 || cfg.CPUs != 0.25 || cfg.Pull || cfg.Pids != 100 ||
-		!slices.Equal(cfg.CORSOrigins, []string{"https://a.example", "https://b.example:8443"}) ||
-		cfg.ExecRate != (api.Rate{Events: 5, Per: time.Second, Burst: 5}) || cfg.MaxConcurrentExecs != 2 || !cfg.PreviewPublic {
+	if cfg.Runtime.IdleTimeout != 7*time.Minute || cfg.Runtime.Limits.MemoryBytes != 256<<20 || cfg.CPUs != 0.25 || cfg.Runtime.Image.Pull || cfg.Runtime.Limits.Pids != 100 ||
+		!slices.Equal(cfg.API.CORSOrigins, []string{"https://a.example", "https://b.example:8443"}) ||
+		cfg.API.ExecRate != (api.Rate{Events: 5, Per: time.Second, Burst: 5}) || cfg.API.MaxConcurrentExecs != 2 || !cfg.API.PreviewPublic {
 		t.Fatalf("file not applied: %+v", cfg)
 	}
-	if cfg.ExtendBy != 10*time.Minute || cfg.CreateRate != api.DefaultOptions.CreateRate {
-		t.Fatalf("defaults lost: extend-by %v create-rate %v", cfg.ExtendBy, cfg.CreateRate)
+	if cfg.Runtime.ExtendBy != 10*time.Minute || cfg.API.CreateRate != api.DefaultOptions().CreateRate {
+		t.Fatalf("defaults lost: extend-by %v create-rate %v", cfg.Runtime.ExtendBy, cfg.API.CreateRate)
 	}
 	if cfg.ConfigFile != file {
 		t.Errorf("ConfigFile %q", cfg.ConfigFile)
@@ -52,15 +49,15 @@ func TestConfigFileLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Memory != 1<<30 || cfg.Pids != 130 || cfg.IdleTimeout != 8*time.Minute || cfg.CPUs != 0.25 || cfg.ConfigFile != file {
-		t.Fatalf("precedence: memory %v pids %d idle %v cpus %v file %q", cfg.Memory, cfg.Pids, cfg.IdleTimeout, cfg.CPUs, cfg.ConfigFile)
+	if cfg.Runtime.Limits.MemoryBytes != 1<<30 || cfg.Runtime.Limits.Pids != 130 || cfg.Runtime.IdleTimeout != 8*time.Minute || cfg.CPUs != 0.25 || cfg.ConfigFile != file {
+		t.Fatalf("precedence: memory %v pids %d idle %v cpus %v file %q", cfg.Runtime.Limits.MemoryBytes, cfg.Runtime.Limits.Pids, cfg.Runtime.IdleTimeout, cfg.CPUs, cfg.ConfigFile)
 	}
 
 	// --config wins over SERVCRAFT_CONFIG, also written -config=.
 	other := writeFile(t, "other.json", `{"idle-timeout": "9m"}`)
 	cfg, err = loadConfig([]string{"-config=" + other}, env(map[string]string{"SERVCRAFT_CONFIG": file}))
-	if err != nil || cfg.IdleTimeout != 9*time.Minute || cfg.Memory != 512<<20 {
-		t.Fatalf("--config over SERVCRAFT_CONFIG: %v idle %v memory %v", err, cfg.IdleTimeout, cfg.Memory)
+	if err != nil || cfg.Runtime.IdleTimeout != 9*time.Minute || cfg.Runtime.Limits.MemoryBytes != 512<<20 {
+		t.Fatalf("--config over SERVCRAFT_CONFIG: %v idle %v memory %v", err, cfg.Runtime.IdleTimeout, cfg.Runtime.Limits.MemoryBytes)
 	}
 	// A flag value that looks like --config is a value, not the flag.
 	cfg, err = loadConfig([]string{"--namespace", "--config"}, env(nil))
@@ -110,12 +107,12 @@ func TestAPITokenFile(t *testing.T) {
 	tok := strings.Repeat("ab12", 8)
 	file := writeFile(t, "token", "  "+tok+"\n")
 	cfg, err := loadConfig([]string{"--api-token-file", file}, env(nil))
-	if err != nil || cfg.APIToken != tok {
-		t.Fatalf("token file: %v %q", err, cfg.APIToken)
+	if err != nil || cfg.API.APIToken != tok {
+		t.Fatalf("token file: %v %q", err, cfg.API.APIToken)
 	}
 	cfg, err = loadConfig(nil, env(map[string]string{"SERVCRAFT_API_TOKEN_FILE": file}))
-	if err != nil || cfg.APIToken != tok {
-		t.Fatalf("token file from env: %v %q", err, cfg.APIToken)
+	if err != nil || cfg.API.APIToken != tok {
+		t.Fatalf("token file from env: %v %q", err, cfg.API.APIToken)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -142,9 +139,9 @@ func TestAccessAndLimitSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.CORSOrigins, []string{"https://a.example", "http://localhost:3000"}) || len(cfg.TrustedProxies) != 3 ||
-		cfg.CreateRate != (api.Rate{Events: 100, Per: time.Hour, Burst: 20}) || !cfg.ClientExecRate.Off() ||
-		cfg.InstallRate != (api.Rate{Events: 2, Per: 10 * time.Minute, Burst: 2}) || cfg.MaxConcurrentExecs != 0 {
+	if !slices.Equal(cfg.API.CORSOrigins, []string{"https://a.example", "http://localhost:3000"}) || len(cfg.API.TrustedProxies) != 3 ||
+		cfg.API.CreateRate != (api.Rate{Events: 100, Per: time.Hour, Burst: 20}) || !cfg.API.ClientExecRate.Off() ||
+		cfg.API.InstallRate != (api.Rate{Events: 2, Per: 10 * time.Minute, Burst: 2}) || cfg.API.MaxConcurrentExecs != 0 {
 		t.Fatalf("%+v", cfg)
 	}
 	for _, tc := range []struct {
@@ -199,75 +196,5 @@ func TestParseRate(t *testing.T) {
 				t.Errorf("%q: String %q does not parse back: %+v %v", tc.in, got.String(), back, err)
 			}
 		}
-	}
-}
-
-func TestSessionsLs(t *testing.T) {
-	state := t.TempDir()
-	var out, errOut bytes.Buffer
-	if code := sessionsCommand([]string{"ls", "--state-dir", state}, env(nil), &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "not found") {
-		t.Fatalf("no database: %d %q", code, errOut.String())
-	}
-	db, err := store.Open(filepath.Join(state, dbFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	at := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
-	for _, id := range []string{"session-b", "session-a"} {
-		if err := db.Create(store.Session{SessionID: id, ContainerID: "servcraft-playground-" + id, State: store.StateRunning,
-			ProjectType: "ts", CreatedAt: at, LastActiveAt: at, ExpiresAt: at.Add(30 * time.Minute)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The database stays open here, locked the way the daemon holds it.
-	out.Reset()
-	errOut.Reset()
-	if code := sessionsCommand([]string{"ls"}, env(map[string]string{"SERVCRAFT_STATE_DIR": state}), &out, &errOut); code != 0 {
-		t.Fatalf("ls: %d %s", code, errOut.String())
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "SESSION") || !strings.HasPrefix(lines[1], "session-a") ||
-		!strings.Contains(lines[1], "servcraft-playground-session-a") || !strings.Contains(lines[1], "running") ||
-		!strings.Contains(lines[1], "2026-11-25T18:30:00Z") {
-		t.Fatalf("table:\n%s", out.String())
-	}
-	out.Reset()
-	if code := sessionsCommand([]string{"ls", "--state-dir", state, "--json"}, env(nil), &out, &errOut); code != 0 {
-		t.Fatalf("ls --json: %d %s", code, errOut.String())
-	}
-	var list []store.Session
-	if err := json.Unmarshal(out.Bytes(), &list); err != nil || len(list) != 2 || list[1].ContainerID != "servcraft-playground-session-b" {
-		t.Fatalf("json: %v %s", err, out.String())
-	}
-	for _, args := range [][]string{{}, {"rm"}, {"ls", "extra"}, {"ls", "--no-such-flag"}} {
-		if code := sessionsCommand(args, env(nil), &out, &errOut); code != 2 {
-			t.Errorf("%v: exit %d, want 2", args, code)
-		}
-	}
-}
-
-func TestGCRefusesWhileTheDatabaseIsHeld(t *testing.T) {
-	state := t.TempDir()
-	db, err := store.Open(filepath.Join(state, dbFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	code := gcCommand([]string{"--state-dir", state, "--containerd-address", "/nonexistent.sock", "--yes"}, env(nil), &out, &errOut)
-	if code != 1 || !strings.Contains(errOut.String(), "is running") {
-		t.Fatalf("gc with the database held: %d %q %q", code, out.String(), errOut.String())
-	}
-	db.Close()
-	if _, err := os.Stat(filepath.Join(state, dbFileName)); err != nil {
-		t.Fatalf("gc removed the database of a running daemon: %v", err)
-	}
-	unlock, err := lockDatabase(filepath.Join(state, dbFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	if _, err := store.Open(filepath.Join(state, dbFileName)); err == nil {
-		t.Fatal("a daemon could open the database during a gc")
 	}
 }

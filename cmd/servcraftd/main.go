@@ -65,17 +65,6 @@ func setupLogging(format string) {
 
 // run wires the daemon together and serves until ctx ends, then drains.
 func run(ctx context.Context, cfg config) error {
-	// Paths go into OCI specs and are resolved by runc elsewhere: make them absolute.
-	for _, p := range []*string{&cfg.StateDir, &cfg.ToolchainDir, &cfg.InitPath, &cfg.FallbackArchive} {
-		if *p == "" {
-			continue
-		}
-		abs, err := filepath.Abs(*p)
-		if err != nil {
-			return fmt.Errorf("path %q: %w", *p, err)
-		}
-		*p = abs
-	}
 	state := cfg.StateDir
 	client, err := containerd.New(cfg.ContainerdAddress,
 		containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
@@ -86,7 +75,7 @@ func run(ctx context.Context, cfg config) error {
 	if v, err := client.Version(ctx); err == nil {
 		slog.Info("containerd connected", "address", cfg.ContainerdAddress, "version", v.Version, "namespace", cfg.Namespace)
 		host, err := runtime.CheckHost(ctx, cfg.AllowNoSeccomp)
-		slog.Info("host", "runc", host.Runc, "libseccomp", host.Libseccomp, "seccomp", host.Seccomp, "runtime", cfg.Runtime)
+		slog.Info("host", "runc", host.Runc, "libseccomp", host.Libseccomp, "seccomp", host.Seccomp, "runtime", cfg.Runtime.Runtime)
 		if err != nil {
 			return err
 		}
@@ -99,7 +88,7 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer db.Close()
-	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), int64(cfg.WorkspaceSize))
+	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), int64(cfg.Runtime.Limits.FileBytes))
 	if err != nil {
 		return err
 	}
@@ -107,34 +96,9 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	quota, period := cfg.cpuQuota()
-	mgr, err := runtime.New(ctx, client, db, vols, runtime.Config{
-		Image: runtime.ImageConfig{Ref: cfg.Image, Pull: cfg.Pull, PullTimeout: cfg.PullTimeout,
-			FallbackRef: cfg.FallbackImage, FallbackArchive: cfg.FallbackArchive, Snapshotter: cfg.Snapshotter},
-		Runtime:      cfg.Runtime,
-		InitPath:     cfg.InitPath,
-		ToolchainDir: cfg.ToolchainDir,
-		StateDir:     state,
-		Limits: runtime.SpecLimits{MemoryBytes: int64(cfg.Memory), CPUQuota: quota, CPUPeriod: period,
-			Pids: cfg.Pids, TmpBytes: int64(cfg.TmpSize), NoFile: cfg.NoFile, FileBytes: uint64(cfg.WorkspaceSize)},
-		IdleTimeout:        cfg.IdleTimeout,
-		ExtendBy:           cfg.ExtendBy,
-		ExecTimeout:        cfg.ExecTimeout,
-		MaxExecTimeout:     cfg.MaxExecTimeout,
-		OutputLimit:        int(cfg.OutputLimit),
-		TouchInterval:      cfg.TouchInterval,
-		Registry:           registry,
-		NpmPath:            cfg.NpmPath,
-		InstallTimeout:     cfg.InstallTimeout,
-		MaxBackground:      cfg.MaxProcesses,
-		MaxSessions:        cfg.MaxSessions,
-		PoolSize:           cfg.PoolSize,
-		Runners:            cfg.Runners,
-		RunnerIdle:         cfg.RunnerIdle,
-		NodePath:           cfg.NodePath,
-		DepCacheDir:        filepath.Join(state, "depcache"),
-		BackgroundLogBytes: int(cfg.ProcessLogBytes),
-	})
+	rtCfg := cfg.Runtime
+	rtCfg.Registry = registry
+	mgr, err := runtime.New(ctx, client, db, vols, rtCfg)
 	if err != nil {
 		return err
 	}
@@ -152,33 +116,8 @@ func run(ctx context.Context, cfg config) error {
 	defer stopReaper()
 	go mgr.RunReaper(reapCtx, cfg.ReapInterval)
 
-	opts := api.DefaultOptions
-	opts.MaxBodyBytes = int64(cfg.MaxBody)
-	opts.MaxCommandBytes = int(cfg.MaxCommand)
-	opts.MaxExecTimeout = cfg.MaxExecTimeout
-	opts.IdleTimeout = cfg.IdleTimeout
-	opts.ExposedPort = cfg.ExposedPort
-	opts.NodePath = cfg.NodePath
+	opts := cfg.API
 	opts.TypeScript = mgr.HasToolchain()
-	opts.PathLimits.MaxDepth = cfg.MaxPathDepth
-	opts.SyncLimits = api.SyncLimits{MaxFiles: cfg.MaxSyncFiles, MaxFileBytes: int64(cfg.MaxFileSize),
-		MaxTotalBytes: int64(cfg.MaxBody), Path: opts.PathLimits}
-	opts.ListLimits = workspace.ListLimits{MaxDepth: cfg.ListDepth, MaxEntries: cfg.ListEntries,
-		MaxFileBytes: int64(cfg.ListFileBytes), Path: opts.PathLimits}
-	opts.MaxPackages = cfg.MaxPackages
-	opts.MaxInstallTimeout = cfg.InstallTimeout
-	opts.MinPreviewPort = cfg.MinPreviewPort
-	opts.PreviewTimeout = cfg.PreviewTimeout
-	opts.MaxPreviewBytes = int64(cfg.MaxPreviewBytes)
-	opts.APIToken = cfg.APIToken
-	opts.PreviewPublic = cfg.PreviewPublic
-	opts.CORSOrigins = cfg.CORSOrigins
-	opts.TrustedProxies = cfg.TrustedProxies
-	opts.CreateRate = cfg.CreateRate
-	opts.ClientExecRate = cfg.ClientExecRate
-	opts.ExecRate = cfg.ExecRate
-	opts.InstallRate = cfg.InstallRate
-	opts.MaxConcurrentExecs = cfg.MaxConcurrentExecs
 	opts.Metrics = mgr
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -190,13 +129,13 @@ func run(ctx context.Context, cfg config) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		// The longest answer is a run or an install at its timeout; streams lift this per request.
-		WriteTimeout:   max(cfg.MaxExecTimeout, cfg.InstallTimeout) + 60*time.Second,
+		WriteTimeout:   max(cfg.Runtime.MaxExecTimeout, cfg.Runtime.InstallTimeout) + 60*time.Second,
 		IdleTimeout:    120 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 	}
 	slog.Info("servcraftd serving", "listen", ln.Addr().String(), "image", mgr.ImageName(), "state", state,
-		"auth", cfg.APIToken != "", "config", cfg.ConfigFile)
-	if cfg.APIToken == "" && !loopback(ln.Addr()) {
+		"auth", cfg.API.APIToken != "", "config", cfg.ConfigFile)
+	if cfg.API.APIToken == "" && !loopback(ln.Addr()) {
 		slog.Warn("the API listens beyond this host without a token: anyone who reaches it runs code here (set --api-token-file)",
 			"listen", ln.Addr().String())
 	}

@@ -138,10 +138,10 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "servcraftd gc:", err)
 		return 1
 	}
-	state, err := filepath.Abs(cfg.StateDir)
-	if err != nil {
+	if err := cfg.absPaths(); err != nil {
 		return fail(err)
 	}
+	state := cfg.StateDir
 	dbPath := filepath.Join(state, dbFileName)
 	unlock, err := lockDatabase(dbPath)
 	if err != nil {
@@ -171,14 +171,14 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if *yes {
 		verb = "removed"
 	}
-	rep, gcErr := runtime.GC(ctx, client, vols, cfg.Snapshotter, !*yes)
+	rep, gcErr := runtime.GC(ctx, client, vols, cfg.Runtime.Image.Snapshotter, !*yes)
 	n := 0
 	for _, c := range rep.Containers {
 		fmt.Fprintf(stdout, "%s container %s (namespace %s, session %q)\n", verb, c.ID, cfg.Namespace, c.SessionID)
 		n++
 	}
 	for _, s := range rep.Snapshots {
-		fmt.Fprintf(stdout, "%s snapshot %s (%s)\n", verb, s, cfg.Snapshotter)
+		fmt.Fprintf(stdout, "%s snapshot %s (%s)\n", verb, s, cfg.Runtime.Image.Snapshotter)
 		n++
 	}
 	for _, v := range rep.Volumes {

@@ -110,7 +110,16 @@ func (d *opsDaemon) request(method, path string, body any, auth bool) (*http.Res
 // servcraftd runs the binary with args and returns its exit code, stdout and stderr.
 func servcraftd(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return servcraftdIn(t, "", nil, args...)
+}
+
+// servcraftdIn runs the binary in dir (or the test's folder) with vars added
+// to its environment.
+func servcraftdIn(t *testing.T, dir string, vars []string, args ...string) (int, string, string) {
+	t.Helper()
 	cmd := exec.Command(daemonBinary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), vars...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -311,4 +320,64 @@ func grepServcraft(scrape string) string {
 		}
 	}
 	return b.String()
+}
+
+func TestSessionsLs(t *testing.T) {
+	state := t.TempDir()
+	if code, _, errOut := servcraftd(t, "sessions", "ls", "--state-dir", state); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("no database: %d %q", code, errOut)
+	}
+	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	at := time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)
+	for _, id := range []string{"session-b", "session-a"} {
+		if err := db.Create(store.Session{SessionID: id, ContainerID: "servcraft-playground-" + id, State: store.StateRunning,
+			ProjectType: "ts", CreatedAt: at, LastActiveAt: at, ExpiresAt: at.Add(30 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The database stays open here, locked the way the daemon holds it.
+	code, out, errOut := servcraftdIn(t, "", []string{"SERVCRAFT_STATE_DIR=" + state}, "sessions", "ls")
+	if code != 0 {
+		t.Fatalf("ls: %d %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "SESSION") || !strings.HasPrefix(lines[1], "session-a") ||
+		!strings.Contains(lines[1], "servcraft-playground-session-a") || !strings.Contains(lines[1], "running") ||
+		!strings.Contains(lines[1], "2026-11-25T18:30:00Z") {
+		t.Fatalf("table:\n%s", out)
+	}
+	// A relative --state-dir is the working directory's.
+	code, out, errOut = servcraftdIn(t, filepath.Dir(state), nil, "sessions", "ls", "--state-dir", filepath.Base(state), "--json")
+	if code != 0 {
+		t.Fatalf("ls --json: %d %s", code, errOut)
+	}
+	var list []store.Session
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 2 || list[1].ContainerID != "servcraft-playground-session-b" {
+		t.Fatalf("json: %v %s", err, out)
+	}
+	for _, args := range [][]string{{}, {"rm"}, {"ls", "extra"}, {"ls", "--no-such-flag"}} {
+		if code, _, _ := servcraftd(t, append([]string{"sessions"}, args...)...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestGCRefusesWhileTheDatabaseIsHeld(t *testing.T) {
+	state := t.TempDir()
+	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := servcraftd(t, "gc", "--state-dir", state, "--containerd-address", "/nonexistent.sock", "--yes")
+	if code != 1 || !strings.Contains(errOut, "is running") {
+		t.Fatalf("gc with the database held: %d %q %q", code, out, errOut)
+	}
+	db.Close()
+	if _, err := os.Stat(filepath.Join(state, "servcraftd.db")); err != nil {
+		t.Fatalf("gc removed the database of a running daemon: %v", err)
+	}
 }

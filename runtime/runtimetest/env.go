@@ -62,7 +62,7 @@ func Start(t testing.TB, namespace string) *Env {
 			Unavailable(t, "%s not installed (make deps installs it)", bin)
 		}
 	}
-	initPath := "/usr/bin/tini-static"
+	initPath := runtime.DefaultConfig().InitPath
 	if _, err := os.Stat(initPath); err != nil {
 		Unavailable(t, "%s missing (apt-get install tini)", initPath)
 	}
@@ -168,23 +168,17 @@ func repoRoot(t testing.TB) string {
 	}
 }
 
-// Config is the production configuration of the runtime with the env's
-// image, init and toolchain and a private state folder; tests change what
-// they exercise.
+// Config is the production configuration of the runtime
+// (runtime.DefaultConfig) with the env's image, init and toolchain, a
+// private state folder, a quick activity flush and no warm pool, runners or
+// session cap; tests change what they exercise.
 func (e *Env) Config(state string) runtime.Config {
-	return runtime.Config{
-		Image:        e.Image,
-		Runtime:      "io.containerd.runc.v2",
-		InitPath:     e.InitPath,
-		ToolchainDir: e.ToolchainDir,
-		StateDir:     state,
-		Limits: runtime.SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
-			TmpBytes: 64 << 20, NoFile: 4096, FileBytes: 1 << 30},
-		IdleTimeout:    30 * time.Minute,
-		ExtendBy:       10 * time.Minute,
-		ExecTimeout:    10 * time.Second,
-		MaxExecTimeout: 60 * time.Second,
-		OutputLimit:    1 << 20,
-		TouchInterval:  50 * time.Millisecond,
-	}
+	cfg := runtime.DefaultConfig()
+	cfg.Image = e.Image
+	cfg.InitPath = e.InitPath
+	cfg.ToolchainDir = e.ToolchainDir
+	cfg.StateDir = state
+	cfg.TouchInterval = 50 * time.Millisecond
+	cfg.MaxSessions, cfg.PoolSize, cfg.Runners = 0, 0, false
+	return cfg
 }

@@ -1,0 +1,125 @@
+package api
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
+)
+
+// Options are the API's limits and fixed answers.
+type Options struct {
+	MaxBodyBytes      int64         // largest request body
+	MaxCommandBytes   int           // longest shell command
+	MaxExecTimeout    time.Duration // most timeoutMs may ask for (larger values are capped)
+	IdleTimeout       time.Duration // reported as "timeout"
+	ExposedPort       int           // in-container port the preview proxies to
+	NodePath          string        // node inside the image
+	TypeScript        bool          // sessions have the tsx toolchain mounted
+	PathLimits        workspace.PathLimits
+	SyncLimits        SyncLimits           // file tree sizes in /sync
+	ListLimits        workspace.ListLimits // what /files reads back
+	MaxPackages       int                  // packages in one install
+	MaxInstallTimeout time.Duration        // most timeoutMs an install may ask for
+	MinPreviewPort    int                  // lowest in-session port a preview may ask for
+	PreviewTimeout    time.Duration        // how long a previewed server may take to answer headers
+	MaxPreviewBytes   int64                // largest preview response body
+	MaxJSONDepth      int                  // deepest nesting of arrays and objects in a request body (raised to fit SyncLimits' trees)
+
+	// Access. With APIToken set, /api/*, /metrics and the previews need
+	// "Authorization: Bearer <APIToken>" (the previews not if PreviewPublic);
+	// /healthz and /readyz never do.
+	APIToken       string
+	PreviewPublic  bool
+	CORSOrigins    []string // browser origins allowed on /api/* and the terminal, e.g. https://app.example.com; "*" any (only without APIToken)
+	TrustedProxies []string // proxies whose X-Forwarded-For names the client (IPs or CIDRs); none by default
+
+	// Limits per client address and per session (a zero Rate is no limit).
+	CreateRate         Rate // session creates per client
+	ClientExecRate     Rate // execute, shell and install per client
+	ExecRate           Rate // execute and shell per session
+	InstallRate        Rate // install per session
+	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
+
+	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
+}
+
+// DefaultOptions are the API's limits when none are configured. The
+// settings it shares with the runtime (timeouts, node) are the runtime's
+// defaults.
+func DefaultOptions() Options {
+	rt := runtime.DefaultConfig()
+	return Options{
+		MaxBodyBytes:      10 << 20,
+		MaxCommandBytes:   64 << 10,
+		MaxExecTimeout:    rt.MaxExecTimeout,
+		IdleTimeout:       rt.IdleTimeout,
+		ExposedPort:       3000,
+		NodePath:          rt.NodePath,
+		PathLimits:        workspace.DefaultPathLimits,
+		SyncLimits:        DefaultSyncLimits,
+		ListLimits:        workspace.DefaultListLimits,
+		MaxPackages:       50,
+		MaxInstallTimeout: rt.InstallTimeout,
+		MinPreviewPort:    1,
+		PreviewTimeout:    30 * time.Second,
+		MaxPreviewBytes:   100 << 20,
+		MaxJSONDepth:      64,
+
+		CreateRate:         Rate{Events: 30, Per: time.Minute, Burst: 10},
+		ClientExecRate:     Rate{Events: 30, Per: time.Second, Burst: 60},
+		ExecRate:           Rate{Events: 10, Per: time.Second, Burst: 20},
+		InstallRate:        Rate{Events: 6, Per: time.Minute, Burst: 3},
+		MaxConcurrentExecs: 4,
+	}
+}
+
+// Rate is a token bucket: Events per Per on average, in bursts of up to
+// Burst. A Rate with no Events (the zero Rate) is no limit.
+type Rate struct {
+	Events float64
+	Per    time.Duration
+	Burst  int
+}
+
+// Off reports whether r limits nothing.
+func (r Rate) Off() bool { return r.Events <= 0 || r.Per <= 0 }
+
+func (r Rate) limit() rate.Limit { return rate.Limit(r.Events / r.Per.Seconds()) }
+
+func (r Rate) burst() int { return max(r.Burst, 1) }
+
+// String is the rate as the flags write it: 30/m:10.
+func (r Rate) String() string {
+	if r.Off() {
+		return "0"
+	}
+	unit := r.Per.String()
+	switch r.Per {
+	case time.Second:
+		unit = "s"
+	case time.Minute:
+		unit = "m"
+	case time.Hour:
+		unit = "h"
+	}
+	return strconv.FormatFloat(r.Events, 'g', -1, 64) + "/" + unit + ":" + strconv.Itoa(r.burst())
+}
+
+// human is the rate in words, for error messages: "30 per minute (bursts of 10)".
+func (r Rate) human() string {
+	per := "per " + r.Per.String()
+	switch r.Per {
+	case time.Second:
+		per = "per second"
+	case time.Minute:
+		per = "per minute"
+	case time.Hour:
+		per = "per hour"
+	}
+	return fmt.Sprintf("%s %s (bursts of %d)", strconv.FormatFloat(r.Events, 'g', -1, 64), per, r.burst())
+}
