@@ -7,8 +7,10 @@ export SERVCRAFT_STATE := $(STATE)
 ARCHIVE := $(STATE)/image/node20.tar
 TOOLCHAIN := $(STATE)/toolchain
 LISTEN ?= 127.0.0.1:8080
+# staticcheck 2026.2.2, the first line that knows Go 1.26.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps containerd image build run test unit-test bench stop-containerd clean check-deploy install-service upgrade-service
+.PHONY: all deps containerd image build run test unit-test race-test lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
 
 all: build
 
@@ -39,6 +41,24 @@ bench: deps image build ## benchmark a private daemon on loopback (BENCH_ARGS=--
 
 unit-test: ## only the tests that need neither root nor containerd
 	$(GO) test -count=1 -short ./...
+
+race-test: ## the -short tests under the race detector, and the runtime's -short coverage
+	$(GO) test -count=1 -race -short ./...
+	$(GO) test -count=1 -short -cover ./runtime/
+
+lint: ## go vet, staticcheck, gofmt and go mod tidy: all must be clean
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	@out="$$(gofmt -l $$($(GO) list -f '{{.Dir}}' ./...))"; \
+	if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
+
+config-doc: ## write docs/configuration.md from the daemon's flags
+	$(GO) run ./cmd/servcraftd config-doc >docs/configuration.md.tmp
+	mv docs/configuration.md.tmp docs/configuration.md
+
+check-config: ## docs/configuration.md and deploy/servcraftd.env.example agree with the flags
+	$(GO) test -count=1 -run 'TestConfigDocIsCurrent|TestEnvExampleMatchesFlags|TestSettingGroupsHoldEveryFlagOnce' ./cmd/servcraftd/
 
 stop-containerd: ## stop the project-local containerd
 	@scripts/dev-containerd.sh stop

@@ -6,7 +6,7 @@
 #   - deploy/*.sh, this script and the Vagrantfile's provisioning script: bash -n, and
 #     also ShellCheck when it is installed;
 #   - every SERVCRAFT_* name used in deploy/ and the Vagrantfile is a flag of
-#     cmd/servcraftd/config.go, every flag appears in deploy/servcraftd.env.example, and
+#     servcraftd (its --help), every flag appears in deploy/servcraftd.env.example, and
 #     servcraftd accepts every value the example shows;
 #   - deploy/servcraftd.service: `systemd-analyze verify` (on a copy whose ExecStart is this
 #     checkout's bin/servcraftd, beside a stub containerd.service), plus guards: no
@@ -150,9 +150,15 @@ else
 fi
 
 # --- SERVCRAFT_* names and values --------------------------------------------------------
-flags="$(grep -oE 'fs\.[A-Za-z0-9]*Var\((\([*][A-Za-z0-9]+\))?\(?&c\.[A-Za-z0-9]+\)?, "[a-z0-9-]+"' cmd/servcraftd/config.go |
-	sed -E 's/.*"([a-z0-9-]+)"$/\1/')"
-[ -n "$flags" ] || fail "found no flags in cmd/servcraftd/config.go"
+# A current binary: for the values below and for systemd-analyze verify.
+bin="$PWD/bin/servcraftd"
+if [ ! -x "$bin" ] || [ -n "$(find cmd api runtime snapshots store go.mod go.sum -newer "$bin" \
+	\( -name '*.go' -o -name 'go.*' \) -print -quit 2>/dev/null)" ]; then
+	log "building bin/servcraftd"
+	go build -o "$bin" ./cmd/servcraftd
+fi
+flags="$("$bin" --help 2>&1 | sed -nE 's/^  -([a-z0-9-]+)( .*)?$/\1/p')"
+[ -n "$flags" ] || fail "found no flags in servcraftd --help"
 known="$(tr 'a-z-' 'A-Z_' <<<"$flags" | sed 's/^/SERVCRAFT_/' | sort -u)"
 used="$(grep -ohE 'SERVCRAFT_[A-Z0-9_]+' deploy/servcraftd.service deploy/servcraftd.env.example \
 	deploy/install.sh deploy/upgrade.sh deploy/lib.sh Vagrantfile | sort -u | grep -vx 'SERVCRAFT_NAME' || true)"
@@ -170,13 +176,6 @@ else
 	warn "flags missing from deploy/servcraftd.env.example: $(echo "$unlisted" | tr '\n' ' ')"
 fi
 
-# A current binary: for the values below and for systemd-analyze verify.
-bin="$PWD/bin/servcraftd"
-if [ ! -x "$bin" ] || [ -n "$(find cmd api runtime snapshots store go.mod go.sum -newer "$bin" \
-	\( -name '*.go' -o -name 'go.*' \) -print -quit 2>/dev/null)" ]; then
-	log "building bin/servcraftd"
-	go build -o "$bin" ./cmd/servcraftd
-fi
 # The daemon applies SERVCRAFT_* values before parsing flags, and --help stops right
 # after: exit status 0 means every value parsed (range checks run only at a real start).
 mapfile -t example < <(sed -nE 's/^#?(SERVCRAFT_[A-Z0-9_]+=.*)$/\1/p' deploy/servcraftd.env.example)

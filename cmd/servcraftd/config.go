@@ -616,3 +616,82 @@ func (c *config) absPaths() error {
 	}
 	return nil
 }
+
+// settingGroups orders docs/configuration.md and deploy/servcraftd.env.example;
+// every flag is in exactly one group (a test checks).
+var settingGroups = []struct {
+	title string
+	names []string
+}{
+	{"Config file", []string{"config"}},
+	{"API and access", []string{"listen", "api-token", "api-token-file", "cors-origins", "preview-public", "trusted-proxies",
+		"max-body", "max-command", "log-format"}},
+	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate"}},
+	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "runners", "runner-idle",
+		"destroy-on-shutdown", "shutdown-timeout", "touch-interval"}},
+	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",
+		"max-exec-timeout", "output-limit"}},
+	{"Files, background processes, previews", []string{"max-path-depth", "max-sync-files", "max-file-size", "list-depth",
+		"list-entries", "list-file-bytes", "max-processes", "process-log-bytes", "exposed-port", "min-preview-port",
+		"preview-timeout", "max-preview-bytes"}},
+	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path"}},
+	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
+		"allow-no-seccomp", "snapshotter", "namespace", "init", "node-path", "toolchain-dir"}},
+	{"Paths", []string{"state-dir", "containerd-address"}},
+}
+
+// configDocHeader starts docs/configuration.md.
+const configDocHeader = `# Configuration
+
+<!-- Generated from the daemon's flags by ` + "`make config-doc`" + ` (servcraftd config-doc); do not edit. -->
+
+Every setting of servcraftd is a flag, an environment variable and a key of the config file:
+` + "`--idle-timeout 45m`, `SERVCRAFT_IDLE_TIMEOUT=45m` and `{\"idle-timeout\": \"45m\"}`" + ` are the same.
+Flags win over the environment, the environment over the config file (` + "`--config` or `SERVCRAFT_CONFIG`" + `),
+the file over the defaults below. The file is a JSON object whose keys are flag names; an unknown
+key is an error, and so is any invalid value (the daemon exits with status 2 and names it).
+
+Sizes take B, KiB, MiB, GiB (KB, MB, GB are powers of 1000) or plain bytes; durations are Go
+durations (90s, 30m, 1h); rates are RATE/UNIT:BURST with UNIT s, m, h or a duration, e.g. 30/m:10
+for 30 a minute in bursts of up to 10; 0 is no limit. Host paths (state-dir, containerd-address,
+init, toolchain-dir, fallback-archive) may be relative to the working directory.
+
+Some values follow from others: the CPU quota is cpus × the CFS period; a sync may carry up to
+max-body in all; max-path-depth bounds the paths of syncs and listings; the session database,
+workspaces, FIFOs, dependency layers and npm cache live under state-dir. ` + "`servcraftd sessions ls` and\n`servcraftd gc`" + ` read state-dir, containerd-address, namespace and snapshotter the same way.
+
+On a systemd host the settings go in /etc/servcraftd/servcraftd.env
+([deploy/servcraftd.env.example](../deploy/servcraftd.env.example)); see [operations](operations.md).
+`
+
+// writeConfigDoc writes docs/configuration.md from the flag set: every
+// setting with its variable, default and meaning, grouped as settingGroups.
+func writeConfigDoc(w io.Writer) error {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	c := defaultConfig()
+	c.register(fs)
+	var b strings.Builder
+	b.WriteString(configDocHeader)
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, g := range settingGroups {
+		fmt.Fprintf(&b, "\n## %s\n\n| Flag | Environment | Default | Meaning |\n|---|---|---|---|\n", g.title)
+		for _, name := range g.names {
+			f := fs.Lookup(name)
+			if f == nil {
+				return fmt.Errorf("config doc: group %q names %q, which is no flag", g.title, name)
+			}
+			kind, usage := flag.UnquoteUsage(f)
+			def := "*(empty)*"
+			if f.DefValue != "" {
+				def = "`" + f.DefValue + "`"
+			}
+			flagCell := "`--" + name + "`"
+			if kind != "" {
+				flagCell = "`--" + name + " " + kind + "`"
+			}
+			fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", flagCell, envName(name), def, cell(usage))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

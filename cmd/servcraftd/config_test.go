@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"flag"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +132,87 @@ func TestDerivedSettings(t *testing.T) {
 		o.IdleTimeout != 3*time.Minute || o.MaxExecTimeout != 45*time.Second || o.MaxInstallTimeout != 90*time.Second ||
 		o.NodePath != "/opt/node" {
 		t.Errorf("API options not derived: %+v", o)
+	}
+}
+
+func TestSettingGroupsHoldEveryFlagOnce(t *testing.T) {
+	seen := map[string]int{}
+	for _, g := range settingGroups {
+		for _, n := range g.names {
+			seen[n]++
+		}
+	}
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	c := defaultConfig()
+	c.register(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		if seen[f.Name] != 1 {
+			t.Errorf("--%s is in %d groups of settingGroups, want 1", f.Name, seen[f.Name])
+		}
+		delete(seen, f.Name)
+	})
+	for n := range seen {
+		t.Errorf("settingGroups names %q, which is no flag", n)
+	}
+}
+
+// TestConfigDocIsCurrent keeps docs/configuration.md what the flags say.
+func TestConfigDocIsCurrent(t *testing.T) {
+	var want bytes.Buffer
+	if err := writeConfigDoc(&want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("docs/configuration.md does not match the flags: run make config-doc")
+	}
+}
+
+// TestEnvExampleMatchesFlags checks deploy/servcraftd.env.example: every
+// SERVCRAFT_* name in it is a flag's, every flag has a NAME= line, and a
+// flag with a default shows it (in any spelling the flag reads the same).
+func TestEnvExampleMatchesFlags(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/servcraftd.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	c := defaultConfig()
+	c.register(fs)
+	byEnv := map[string]*flag.Flag{}
+	fs.VisitAll(func(f *flag.Flag) { byEnv[envName(f.Name)] = f })
+	for _, name := range regexp.MustCompile(`SERVCRAFT_[A-Z0-9_]*[A-Z0-9]`).FindAllString(string(data), -1) {
+		if byEnv[name] == nil {
+			t.Errorf("the env example names %s, which is no flag's variable", name)
+		}
+	}
+	values := map[string][]string{}
+	for _, m := range regexp.MustCompile(`(?m)^#?(SERVCRAFT_[A-Z0-9_]+)=(.*)$`).FindAllStringSubmatch(string(data), -1) {
+		values[m[1]] = append(values[m[1]], m[2])
+	}
+	for name, f := range byEnv {
+		vs, ok := values[name]
+		if !ok {
+			t.Errorf("the env example has no %s= line (--%s)", name, f.Name)
+			continue
+		}
+		if f.DefValue == "" {
+			continue // an example value, or the unit's
+		}
+		shown := false
+		for _, v := range vs {
+			probe := flag.NewFlagSet("", flag.ContinueOnError)
+			pc := defaultConfig()
+			pc.register(probe)
+			if probe.Set(f.Name, v) == nil && probe.Lookup(f.Name).Value.String() == f.DefValue {
+				shown = true
+			}
+		}
+		if !shown {
+			t.Errorf("the env example does not show the default of %s: %s (it has %q)", name, f.DefValue, vs)
+		}
 	}
 }

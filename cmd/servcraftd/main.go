@@ -36,6 +36,12 @@ func main() {
 			os.Exit(sessionsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		case "gc":
 			os.Exit(gcCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		case "config-doc": // hidden: writes docs/configuration.md (make config-doc)
+			if err := writeConfigDoc(os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "servcraftd config-doc:", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}
 	}
 	cfg, err := loadConfig(os.Args[1:], os.Getenv)
