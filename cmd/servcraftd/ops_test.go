@@ -381,3 +381,19 @@ func TestGCRefusesWhileTheDatabaseIsHeld(t *testing.T) {
 		t.Fatalf("gc removed the database of a running daemon: %v", err)
 	}
 }
+
+// A relative --containerd-address is a path from the working directory (gRPC
+// read its first folder as a host name before).
+func TestRelativeContainerdAddress(t *testing.T) {
+	env := runtimetest.Start(t, opsNamespace)
+	dir := t.TempDir()
+	sock, err := filepath.Rel(dir, env.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := servcraftdIn(t, dir, nil, "gc", "--state-dir", "state", "--containerd-address", sock,
+		"--namespace", opsNamespace+"-relative")
+	if code != 0 || !strings.Contains(out, "nothing of servcraftd's") || !strings.Contains(out, filepath.Join(dir, "state")) {
+		t.Fatalf("gc with containerd at %s from %s: exit %d\n%s%s", sock, dir, code, out, errOut)
+	}
+}
