@@ -62,7 +62,8 @@ func Start(t testing.TB, namespace string) *Env {
 			Unavailable(t, "%s not installed (make deps installs it)", bin)
 		}
 	}
-	initPath := runtime.DefaultConfig().InitPath
+	defaults := runtime.DefaultConfig()
+	initPath := defaults.InitPath
 	if _, err := os.Stat(initPath); err != nil {
 		Unavailable(t, "%s missing (apt-get install tini)", initPath)
 	}
@@ -99,7 +100,7 @@ func Start(t testing.TB, namespace string) *Env {
 		InitPath:     initPath,
 		ToolchainDir: toolchain,
 		Image: runtime.ImageConfig{Ref: ImageRef, FallbackRef: ImageRef, FallbackArchive: archive,
-			Snapshotter: "overlayfs"},
+			Snapshotter: defaults.Image.Snapshotter},
 	}
 }
 
