@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -93,7 +94,7 @@ type Manager struct {
 	vols   *workspace.Volumes
 	cfg    Config
 	image  containerd.Image
-	now    func() time.Time // the clock every deadline is read from
+	clock  atomic.Pointer[func() time.Time] // what every deadline is read from; tests move it
 
 	locks keyedLocks
 	capMu sync.Mutex // held while counting sessions and reserving one
@@ -145,11 +146,18 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
-	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img, now: time.Now,
+	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
 		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{})}
-	m.activity = newActivity(func() time.Time { return m.now() }, cfg.IdleTimeout)
+	m.setClock(time.Now)
+	m.activity = newActivity(m.now, cfg.IdleTimeout)
 	return m
 }
+
+// now is the manager's time.
+func (m *Manager) now() time.Time { return (*m.clock.Load())() }
+
+// setClock makes now the manager's time source.
+func (m *Manager) setClock(now func() time.Time) { m.clock.Store(&now) }
 
 // ImageName is the image sessions are created from.
 func (m *Manager) ImageName() string { return m.image.Name() }

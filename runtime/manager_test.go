@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
 	"github.com/servcraft/servcraftd/snapshots/workspace"
@@ -46,7 +48,7 @@ func unitManager(t *testing.T, tweak ...func(*Config)) (*Manager, *store.DB, *fa
 	}
 	m := newManager(nil, db, nil, cfg, nil)
 	clock := &fakeClock{t: t0}
-	m.now = clock.now
+	m.setClock(clock.now)
 	return m, db, clock
 }
 
@@ -359,5 +361,66 @@ func TestLiveSessions(t *testing.T) {
 	ls.remove("y")
 	if ls.get("y") != nil || ls.get("z") != nil {
 		t.Fatal("remove")
+	}
+}
+
+func TestLoopsEndAtClose(t *testing.T) {
+	m, db, _ := unitManager(t)
+	running(t, m, db, "l")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.stopped.Add(2)
+	go m.runReaper(ctx, time.Hour)
+	go m.flushLoop()
+	m.Touch("l")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("a second close: %v", err)
+	}
+	if rec, _ := db.Get("l"); !rec.LastActiveAt.Equal(t0) {
+		t.Fatalf("activity written at close: %v", rec.LastActiveAt)
+	}
+}
+
+func TestTerminalPipes(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	term := &Terminal{run: &run{group: &runGroup{dir: filepath.Join(t.TempDir(), "gone")}}, input: inW, output: outR, exit: make(chan int, 1)}
+	go func() {
+		b := make([]byte, 2)
+		n, _ := inR.Read(b)
+		_, _ = outW.Write(b[:n])
+		outW.Close()
+	}()
+	if _, err := term.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(term)
+	if string(got) != "hi" {
+		t.Fatalf("read %q", got)
+	}
+	term.exit <- 0
+	if <-term.Exit() != 0 {
+		t.Fatal("exit code")
+	}
+	if err := term.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := term.Close(); err != nil {
+		t.Fatal("closing twice is harmless")
+	}
+}
+
+func TestRunnerExitedWhileWaiting(t *testing.T) {
+	st := make(chan containerd.ExitStatus, 1)
+	st <- *containerd.NewExitStatus(0, t0, nil)
+	rn := &runner{r: &run{statusC: st}}
+	if !rn.exited() {
+		t.Fatal("its status is there")
+	}
+	if s := <-rn.r.statusC; s.ExitCode() != 0 {
+		t.Fatal("the status stays for finish to read")
 	}
 }
