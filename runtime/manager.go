@@ -113,7 +113,8 @@ type Manager struct {
 	stopOnce sync.Once
 }
 
-// New checks the image (pulling or importing it if needed) and returns a running manager.
+// New checks the image (pulling or importing it if needed) and returns a
+// manager ready for calls; Start brings its background work into service.
 func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
