@@ -3,13 +3,18 @@ package runtime
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
 
+	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/containerd/api/types"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/typeurl/v2"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -258,5 +263,38 @@ func TestRunGroupFiles(t *testing.T) {
 	}
 	if existingRunGroup("c", "run-1").dir != runGroupDir("c", "run-1") {
 		t.Fatal("existing group dir")
+	}
+}
+
+// metricsTask is a task whose cgroup reports fixed metrics.
+type metricsTask struct {
+	containerd.Task
+	data any
+}
+
+func (t metricsTask) ID() string { return "task" }
+
+func (t metricsTask) Metrics(context.Context) (*types.Metric, error) {
+	data, err := typeurl.MarshalAnyToProto(t.data)
+	if err != nil {
+		return nil, err
+	}
+	return &types.Metric{Data: data}, nil
+}
+
+func TestTaskUsage(t *testing.T) {
+	ctx := context.Background()
+	v2m := &v2.Metrics{Memory: &v2.MemoryStat{Usage: 10, UsageLimit: 20}, CPU: &v2.CPUStat{UsageUsec: 1500000}, Pids: &v2.PidsStat{Current: 3}}
+	u, err := taskUsage(ctx, metricsTask{data: v2m})
+	if err != nil || u != (Usage{MemoryBytes: 10, MemoryLimitBytes: 20, CPUSeconds: 1.5, Pids: 3}) {
+		t.Fatalf("cgroup v2: %+v %v", u, err)
+	}
+	v1m := &v1.Metrics{Memory: &v1.MemoryStat{Usage: &v1.MemoryEntry{Usage: 5, Limit: 6}}, CPU: &v1.CPUStat{Usage: &v1.CPUUsage{Total: 2e9}}, Pids: &v1.PidsStat{Current: 4}}
+	u, err = taskUsage(ctx, metricsTask{data: v1m})
+	if err != nil || u != (Usage{MemoryBytes: 5, MemoryLimitBytes: 6, CPUSeconds: 2, Pids: 4}) {
+		t.Fatalf("cgroup v1: %+v %v", u, err)
+	}
+	if _, err := taskUsage(ctx, metricsTask{data: &v2.PidsStat{}}); err == nil {
+		t.Fatal("metrics of another type")
 	}
 }
