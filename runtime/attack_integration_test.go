@@ -457,7 +457,7 @@ func TestAttack08_DestroyAndReapLeaveHostCanaries(t *testing.T) {
 
 	reaped := h.session(t, "-reaped")
 	h.plantLinks(t, reaped, file, dir)
-	time.Sleep(2500 * time.Millisecond) // idle past the 2 s timeout
+	runtime.SetClock(h.m, func() time.Time { return time.Now().Add(2500 * time.Millisecond) }) // idle past the 2 s timeout
 	ids, err := h.m.Reap(ctx)
 	if err != nil || !slices.Contains(ids, reaped.SessionID) {
 		t.Fatalf("reap: %v %v", ids, err)

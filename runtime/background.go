@@ -56,62 +56,109 @@ func (b *background) snapshot() Process {
 	return b.info
 }
 
+// backgrounds holds the background processes of every session.
+//
+// Lock order: mu, then a background's own mu; nothing else is taken under them.
+type backgrounds struct {
+	mu sync.Mutex
+	m  map[string]map[string]*background // sessionID -> process ID -> process
+}
+
+// running counts sessionID's processes that have not ended.
+func (bs *backgrounds) running(sessionID string) int {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	n := 0
+	for _, b := range bs.m[sessionID] {
+		if b.snapshot().Running {
+			n++
+		}
+	}
+	return n
+}
+
+func (bs *backgrounds) add(sessionID string, b *background) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.m == nil {
+		bs.m = map[string]map[string]*background{}
+	}
+	if bs.m[sessionID] == nil {
+		bs.m[sessionID] = map[string]*background{}
+	}
+	bs.m[sessionID][b.info.ID] = b
+}
+
+// get is sessionID's process id; errdefs.ErrNotFound when it has none.
+func (bs *backgrounds) get(sessionID, id string) (*background, error) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	b := bs.m[sessionID][id]
+	if b == nil {
+		return nil, fmt.Errorf("session %q has no process %q: %w", sessionID, id, errdefs.ErrNotFound)
+	}
+	return b, nil
+}
+
+// list is sessionID's processes, oldest first.
+func (bs *backgrounds) list(sessionID string) []Process {
+	bs.mu.Lock()
+	out := make([]Process, 0, len(bs.m[sessionID]))
+	for _, b := range bs.m[sessionID] {
+		out = append(out, b.snapshot())
+	}
+	bs.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// forget drops a session's processes (its task is going away with them).
+func (bs *backgrounds) forget(sessionID string) {
+	bs.mu.Lock()
+	delete(bs.m, sessionID)
+	bs.mu.Unlock()
+}
+
+func newBackground(info Process, logBytes int) *background {
+	return &background{info: info, log: newRingBuffer(logBytes), done: make(chan struct{}), subs: map[chan []byte]struct{}{}}
+}
+
 // StartBackground starts `sh -c command` in the session, detached: it keeps
 // running after the call returns, its combined output kept in a ring buffer.
 func (m *Manager) StartBackground(ctx context.Context, sessionID, command string) (Process, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	l, _, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return Process{}, err
-	}
-	m.touch(sessionID)
-	m.bgMu.Lock()
-	running := 0
-	for _, b := range m.bg[sessionID] {
-		if b.snapshot().Running {
-			running++
+	var p Process
+	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		if running := m.bg.running(sessionID); running >= m.cfg.MaxBackground {
+			return fmt.Errorf("session %q runs %d background processes, the most allowed: %w", sessionID, running, errdefs.ErrResourceExhausted)
 		}
-	}
-	m.bgMu.Unlock()
-	if running >= m.cfg.MaxBackground {
-		return Process{}, fmt.Errorf("session %q runs %d background processes, the most allowed: %w", sessionID, running, errdefs.ErrResourceExhausted)
-	}
-	id := "bg-" + randomHex(6)
-	b := &background{
-		info: Process{ID: id, Command: command, StartedAt: time.Now().UTC(), Running: true},
-		log:  newRingBuffer(m.cfg.BackgroundLogBytes),
-		done: make(chan struct{}),
-		subs: map[chan []byte]struct{}{},
-	}
-	// The process outlives this request: its calls must not end with it.
-	bctx := context.WithoutCancel(ctx)
-	r, err := startRun(bctx, l.task, l.proc, l.cgroup, m.fifoDir(), id, []string{"/bin/sh", "-c", command}, nil, nil, b, b)
-	if err != nil {
-		return Process{}, err
-	}
-	b.run = r
-	// Recorded so that a restarted daemon finds the process again.
-	if _, err := m.db.Update(sessionID, func(s *store.Session) error {
-		s.Processes = append(s.Processes, store.Process{ID: id, Command: command, StartedAt: b.info.StartedAt})
+		id := "bg-" + randomHex(6)
+		b := newBackground(Process{ID: id, Command: command, StartedAt: m.now().UTC(), Running: true}, m.cfg.BackgroundLogBytes)
+		// The process outlives this request: its calls must not end with it.
+		bctx := context.WithoutCancel(ctx)
+		r, err := l.start(bctx, runSpec{id: id, args: []string{"/bin/sh", "-c", command}, stdout: b, stderr: b})
+		if err != nil {
+			return err
+		}
+		b.run = r
+		// Recorded so that a restarted daemon finds the process again.
+		if _, err := m.db.Update(sessionID, func(s *store.Session) error {
+			s.Processes = append(s.Processes, store.Process{ID: id, Command: command, StartedAt: b.info.StartedAt})
+			return nil
+		}); err != nil {
+			_ = r.kill()
+			return err
+		}
+		m.watchBackground(bctx, sessionID, b)
+		p = b.snapshot()
 		return nil
-	}); err != nil {
-		_ = r.kill()
-		return Process{}, err
-	}
-	m.watchBackground(bctx, sessionID, b)
-	return b.snapshot(), nil
+	})
+	return p, err
 }
 
 // watchBackground registers b and, when its program ends, records the exit,
 // kills what it left and forgets its record.
 func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *background) {
-	m.bgMu.Lock()
-	if m.bg[sessionID] == nil {
-		m.bg[sessionID] = map[string]*background{}
-	}
-	m.bg[sessionID][b.info.ID] = b
-	m.bgMu.Unlock()
+	m.bg.add(sessionID, b)
 	go func() {
 		exit := <-b.run.statusC // the program ends, or Kill ends it
 		st, err := b.run.finish(ctx, &exit)
@@ -119,7 +166,7 @@ func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *back
 			slog.Warn("background process cleanup", "session", sessionID, "process", b.info.ID, "err", err)
 		}
 		code := int(st.ExitCode())
-		now := time.Now().UTC()
+		now := m.now().UTC()
 		b.mu.Lock()
 		b.info.Running, b.info.ExitCode, b.info.ExitedAt = false, &code, &now
 		b.mu.Unlock()
@@ -140,12 +187,7 @@ func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *back
 func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liveSession) {
 	bctx := context.WithoutCancel(ctx)
 	for _, rec := range s.Processes {
-		b := &background{
-			info: Process{ID: rec.ID, Command: rec.Command, StartedAt: rec.StartedAt, Running: true},
-			log:  newRingBuffer(m.cfg.BackgroundLogBytes),
-			done: make(chan struct{}),
-			subs: map[chan []byte]struct{}{},
-		}
+		b := newBackground(Process{ID: rec.ID, Command: rec.Command, StartedAt: rec.StartedAt, Running: true}, m.cfg.BackgroundLogBytes)
 		p, err := l.task.LoadProcess(bctx, rec.ID, cio.NewAttach(cio.WithStreams(nil, b, b)))
 		var statusC <-chan containerd.ExitStatus
 		if err == nil {
@@ -168,19 +210,12 @@ func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liv
 
 // Processes lists the session's background processes, oldest first.
 func (m *Manager) Processes(ctx context.Context, sessionID string) ([]Process, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	if _, _, err := m.liveLocked(ctx, sessionID); err != nil {
-		return nil, err
-	}
-	m.bgMu.Lock()
-	out := make([]Process, 0, len(m.bg[sessionID]))
-	for _, b := range m.bg[sessionID] {
-		out = append(out, b.snapshot())
-	}
-	m.bgMu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
-	return out, nil
+	var out []Process
+	err := m.readLive(ctx, sessionID, func(*liveSession, store.Session) error {
+		out = m.bg.list(sessionID)
+		return nil
+	})
+	return out, err
 }
 
 // ProcessLog is what a background process printed: the kept tail of its
@@ -199,7 +234,6 @@ func (m *Manager) Logs(ctx context.Context, sessionID, id string, follow bool) (
 	if err != nil {
 		return ProcessLog{}, err
 	}
-	m.touch(sessionID)
 	b.mu.Lock()
 	out, cut := b.log.Bytes()
 	pl := ProcessLog{Process: b.info, Output: out, Truncated: cut}
@@ -244,7 +278,6 @@ func (m *Manager) Kill(ctx context.Context, sessionID, id string) (Process, erro
 	if err != nil {
 		return Process{}, err
 	}
-	m.touch(sessionID)
 	if err := b.run.kill(); err != nil {
 		return Process{}, err
 	}
@@ -256,24 +289,12 @@ func (m *Manager) Kill(ctx context.Context, sessionID, id string) (Process, erro
 	return b.snapshot(), nil
 }
 
+// background finds sessionID's process id; the call counts as activity.
 func (m *Manager) background(ctx context.Context, sessionID, id string) (*background, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	if _, _, err := m.liveLocked(ctx, sessionID); err != nil {
-		return nil, err
-	}
-	m.bgMu.Lock()
-	defer m.bgMu.Unlock()
-	b := m.bg[sessionID][id]
-	if b == nil {
-		return nil, fmt.Errorf("session %q has no process %q: %w", sessionID, id, errdefs.ErrNotFound)
-	}
-	return b, nil
-}
-
-// forgetBackground drops a session's processes (its task is going away with them).
-func (m *Manager) forgetBackground(sessionID string) {
-	m.bgMu.Lock()
-	delete(m.bg, sessionID)
-	m.bgMu.Unlock()
+	var b *background
+	err := m.withLive(ctx, sessionID, func(*liveSession, store.Session) (err error) {
+		b, err = m.bg.get(sessionID, id)
+		return err
+	})
+	return b, err
 }

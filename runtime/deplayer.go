@@ -2,27 +2,17 @@ package runtime
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
-
-// layerBuilderPrefix starts the record ID of a private session building a
-// dependency layer ('~' is outside the sessionId alphabet).
-const layerBuilderPrefix = "~deps-"
-
-func isLayerBuilder(sessionID string) bool { return strings.HasPrefix(sessionID, layerBuilderPrefix) }
 
 // DepCachePath is where the dependency layers are mounted, read-only, in
 // every session. A layer is what `npm install` produced for one package.json
@@ -48,14 +38,7 @@ func (m *Manager) depLayerKey(s store.Session, specs []string) (string, []byte) 
 		}
 	}
 	pkg := []byte(current[0].Content)
-	sorted := slices.Clone(specs)
-	slices.Sort(sorted)
-	h := sha256.New()
-	for _, part := range append([]string{string(pkg), string(m.image.Target().Digest), m.cfg.NpmPath}, sorted...) {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:8]), pkg
+	return layerKey(pkg, string(m.image.Target().Digest), m.cfg.NpmPath, specs), pkg
 }
 
 // layerReady reports whether the layer of key has been built.
@@ -69,7 +52,7 @@ func (m *Manager) layerReady(key string) bool {
 // mount): the host never walks anything the session controls.
 func (m *Manager) restoreLayer(ctx context.Context, l *liveSession, key string, timeout time.Duration) (ExecResult, error) {
 	src := DepCachePath + "/" + key
-	return runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), ExecRequest{
+	return l.exec(ctx, ExecRequest{
 		Args: []string{"/bin/cp", "-a", src + "/node_modules", src + "/package-lock.json", src + "/package.json",
 			WorkspacePath + "/"},
 		Timeout:     timeout,

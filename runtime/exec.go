@@ -79,18 +79,27 @@ func userProcess(base *specs.Process) specs.Process {
 	return proc
 }
 
-// startRun execs args behind the gate, moves the process into a new run
+// runSpec is one process tree to start in a session: its exec ID, argv
+// (run behind the gate), environment added to the container's, and streams.
+type runSpec struct {
+	id             string
+	args, env      []string
+	stdin          io.Reader // nil: none
+	stdout, stderr io.Writer
+}
+
+// start execs spec's args behind the gate, moves the process into a new run
 // cgroup, then opens the gate and hands it stdin (closed after). On error
 // nothing of the run is left.
-func startRun(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir, id string,
-	args, env []string, stdin io.Reader, stdout, stderr io.Writer) (_ *run, retErr error) {
+func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr error) {
 	// Derive the process from the container's own spec: the same uid, no
 	// capabilities, no_new_privileges; only args and env change.
-	proc := userProcess(base)
+	proc := userProcess(l.proc)
 	proc.Terminal = false
-	proc.Args = append(append([]string{}, gateArgs...), args...)
-	proc.Env = append(append([]string{}, base.Env...), env...)
+	proc.Args = append(append([]string{}, gateArgs...), spec.args...)
+	proc.Env = append(append([]string{}, l.proc.Env...), spec.env...)
 	proc.Cwd = WorkspacePath
+	id, task, containerCgroup, stdin := spec.id, l.task, l.cgroup, spec.stdin
 
 	group, err := newRunGroup(containerCgroup, id)
 	if err != nil {
@@ -103,7 +112,7 @@ func startRun(ctx context.Context, task containerd.Task, base *specs.Process, co
 		}
 	}()
 	stdinR, stdinW := io.Pipe()
-	p, err := task.Exec(ctx, id, &proc, cio.NewCreator(cio.WithStreams(stdinR, stdout, stderr), cio.WithFIFODir(fifoDir)))
+	p, err := task.Exec(ctx, id, &proc, cio.NewCreator(cio.WithStreams(stdinR, spec.stdout, spec.stderr), cio.WithFIFODir(l.fifoDir)))
 	if err != nil {
 		return nil, fmt.Errorf("exec %s in %s: %w", id, task.ID(), err)
 	}
@@ -178,11 +187,12 @@ func deleteProcess(ctx context.Context, p containerd.Process) {
 	}
 }
 
-// runExec runs req in task to its end, the timeout, the output cap or the
-// caller's going away. Nothing the run starts outlives it.
-func runExec(ctx context.Context, task containerd.Task, base *specs.Process, containerCgroup, fifoDir string, req ExecRequest) (ExecResult, error) {
+// exec runs req in the session to its end, the timeout, the output cap or
+// the caller's going away. Nothing the run starts outlives it.
+func (l *liveSession) exec(ctx context.Context, req ExecRequest) (ExecResult, error) {
 	out := newRunOutput(req)
-	r, err := startRun(ctx, task, base, containerCgroup, fifoDir, "run-"+randomHex(6), req.Args, req.Env, bytes.NewReader(req.Stdin), out.stdout, out.stderr)
+	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: req.Args, env: req.Env,
+		stdin: bytes.NewReader(req.Stdin), stdout: out.stdout, stderr: out.stderr})
 	if err != nil {
 		return ExecResult{}, err
 	}

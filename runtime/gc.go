@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	ctrsnapshots "github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 
 	"github.com/servcraft/servcraftd/snapshots"
@@ -68,25 +67,15 @@ func GC(ctx context.Context, client *containerd.Client, vols *workspace.Volumes,
 		listed[snapshots.RootFSKey(c.ID)] = true
 	}
 	sn := client.SnapshotService(snapshotter)
-	var keys []string
-	err = sn.Walk(ctx, func(_ context.Context, info ctrsnapshots.Info) error {
-		if strings.HasPrefix(info.Name, ContainerPrefix) && !listed[info.Name] {
-			keys = append(keys, info.Name)
-		}
-		return nil
-	})
+	keys, err := snapshots.Stray(ctx, sn, ContainerPrefix, listed)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("list %s snapshots: %w", snapshotter, err))
+		errs = append(errs, fmt.Errorf("%s: %w", snapshotter, err))
 	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		if !dryRun {
-			if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("remove snapshot %s: %w", key, err))
-				continue
-			}
-		}
-		rep.Snapshots = append(rep.Snapshots, key)
+	if dryRun {
+		rep.Snapshots = keys
+	} else {
+		rep.Snapshots, err = snapshots.RemoveAll(ctx, sn, keys)
+		errs = append(errs, err)
 	}
 
 	if vols != nil {

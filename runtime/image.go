@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/servcraft/servcraftd/snapshots"
 )
 
 // ImageConfig says which image sessions run and where it may come from.
@@ -38,7 +40,7 @@ func ensureImage(ctx context.Context, client *containerd.Client, cfg ImageConfig
 	switch {
 	case err == nil:
 		slog.Info("session image present", "image", cfg.Ref)
-		return img, unpack(ctx, img, cfg.Snapshotter)
+		return img, snapshots.Unpack(ctx, img, cfg.Snapshotter)
 	case !errdefs.IsNotFound(err):
 		return nil, fmt.Errorf("look up image %s: %w", cfg.Ref, err)
 	}
@@ -87,7 +89,7 @@ func ensureOffline(ctx context.Context, client *containerd.Client, cfg ImageConf
 	} else {
 		slog.Info("session image present", "image", cfg.FallbackRef, "digest", img.Target().Digest)
 	}
-	return img, unpack(ctx, img, cfg.Snapshotter)
+	return img, snapshots.Unpack(ctx, img, cfg.Snapshotter)
 }
 
 // archiveDigest reads the manifest digest an OCI archive holds for ref.
@@ -136,18 +138,4 @@ func importArchive(ctx context.Context, client *containerd.Client, archive, ref 
 	}
 	slog.Info("imported offline session image", "image", ref, "archive", archive, "digest", img.Target().Digest)
 	return img, nil
-}
-
-func unpack(ctx context.Context, img containerd.Image, snapshotter string) error {
-	ok, err := img.IsUnpacked(ctx, snapshotter)
-	if err != nil {
-		return fmt.Errorf("check unpack of %s: %w", img.Name(), err)
-	}
-	if ok {
-		return nil
-	}
-	if err := img.Unpack(ctx, snapshotter); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
-		return fmt.Errorf("unpack %s: %w", img.Name(), err)
-	}
-	return nil
 }

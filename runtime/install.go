@@ -16,6 +16,7 @@ import (
 
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
+	"github.com/servcraft/servcraftd/store"
 )
 
 // ErrUpstream is the cause of an install that failed because the upstream
@@ -67,17 +68,18 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	if m.cfg.Registry == nil {
 		return res, fmt.Errorf("no package registry is configured: %w", errdefs.ErrUnavailable)
 	}
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	l, s, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return res, err
-	}
-	m.touch(sessionID)
-	timeout := req.Timeout
-	if timeout <= 0 || timeout > m.cfg.InstallTimeout {
-		timeout = m.cfg.InstallTimeout
-	}
+	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
+		res, err = m.install(ctx, l, s, req)
+		return err
+	})
+	return res, err
+}
+
+// install runs an install in the live session s.
+func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, req InstallRequest) (InstallResult, error) {
+	var res InstallResult
+	sessionID := s.SessionID
+	timeout := installBound(req.Timeout, m.cfg.InstallTimeout)
 	layer, pkg := m.depLayerKey(s, req.Packages)
 	if layer != "" && m.layerReady(layer) {
 		run, err := m.restoreLayer(ctx, l, layer, timeout)
@@ -100,12 +102,11 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	run, err := runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), ExecRequest{
+	run, err := l.exec(ctx, ExecRequest{
 		Args:        npmArgs(m.cfg.NpmPath, base+"/", req.Packages),
 		Timeout:     timeout,
 		OutputLimit: m.cfg.OutputLimit,
 	})
-	m.touch(sessionID)
 	res.ExecResult = run
 	res.CacheHits, res.CacheMisses, res.BytesUpstream = rec.CacheHits(), rec.CacheMisses(), rec.BytesFromUpstream()
 	res.NotFound = rec.NotFound()
@@ -129,7 +130,7 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	}
 	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
-	if layer != "" && run.ExitCode == 0 && !IsPooled(sessionID) && !isLayerBuilder(sessionID) {
+	if layer != "" && run.ExitCode == 0 && buildsLayer(sessionID) {
 		go m.buildLayer(layer, pkg, slices.Clone(req.Packages)) // from a private session, never from this one's files
 	}
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -17,7 +18,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"github.com/google/uuid"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/servcraft/servcraftd/snapshots"
 	"github.com/servcraft/servcraftd/snapshots/templates"
@@ -47,46 +47,45 @@ type Store interface {
 }
 
 // Manager owns every session: its record, container, task and workspace.
+// Its state sits in small owners, each with its own mutex: live (cached
+// task handles), activity (touches and their flush), pool (warm
+// containers), bg (background processes) and runners (pre-started Node
+// processes). Terminals are owned by whoever opened them.
+//
+// Lock order, outermost first:
+//
+//	layerBuilds → locks (one session's) → capMu
+//
+// and every state owner's mutex is a leaf: it is never held while another
+// lock is taken, the store is called or containerd is asked (bg.mu, the one
+// exception, takes a background's own mu inside it).
 type Manager struct {
 	client *containerd.Client
 	db     Store
 	vols   *workspace.Volumes
 	cfg    Config
 	image  containerd.Image
-	locks  keyedLocks
+	clock  atomic.Pointer[func() time.Time] // what every deadline is read from; tests move it
 
-	liveMu sync.Mutex
-	live   map[string]*liveSession
+	locks keyedLocks
+	capMu sync.Mutex // held while counting sessions and reserving one
 
-	touchMu sync.Mutex
-	touched map[string]time.Time
-
-	bgMu sync.Mutex
-	bg   map[string]map[string]*background // sessionID -> process ID -> process
-
-	counters counters
+	live     liveSessions
+	activity *activity
+	pool     *warmPool
+	bg       backgrounds
 	runners  runners
-	capMu    sync.Mutex // held while counting sessions and reserving one
+	counters counters
 
 	layerBuilds sync.Mutex // one dependency layer built at a time
-
-	poolMu   sync.Mutex
-	pool     []string // record IDs of warm containers, oldest first
-	poolWake chan struct{}
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
 	stopOnce sync.Once
 }
 
-// liveSession caches what every exec needs, so a run costs no extra round trips.
-type liveSession struct {
-	task   containerd.Task
-	proc   *specs.Process
-	cgroup string
-}
-
-// New checks the image (pulling or importing it if needed) and returns a running manager.
+// New checks the image (pulling or importing it if needed) and returns a
+// manager ready for calls; Start brings its background work into service.
 func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
@@ -108,23 +107,26 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		live: map[string]*liveSession{}, touched: map[string]time.Time{}, bg: map[string]map[string]*background{},
-		stop: make(chan struct{}), poolWake: make(chan struct{}, 1)}
-	m.stopped.Add(1)
-	go m.flushLoop()
-	return m, nil
+	return newManager(client, db, vols, cfg, img), nil
 }
+
+// newManager wires a manager's state; it starts nothing.
+func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
+	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
+		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{})}
+	m.setClock(time.Now)
+	m.activity = newActivity(m.now, cfg.IdleTimeout)
+	return m
+}
+
+// now is the manager's time.
+func (m *Manager) now() time.Time { return (*m.clock.Load())() }
+
+// setClock makes now the manager's time source.
+func (m *Manager) setClock(now func() time.Time) { m.clock.Store(&now) }
 
 // ImageName is the image sessions are created from.
 func (m *Manager) ImageName() string { return m.image.Name() }
-
-// Close stops background work and writes pending activity. Containers keep running.
-func (m *Manager) Close() error {
-	m.stopOnce.Do(func() { close(m.stop) })
-	m.stopped.Wait()
-	return m.flushTouches()
-}
 
 // Create returns the session of sessionID, creating its container when it
 // has none. created is false when it already existed.
@@ -136,9 +138,9 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 	existing, err := m.db.Get(sessionID)
 	switch {
 	case err == nil && existing.State == store.StateRunning:
-		m.touch(sessionID)
+		m.activity.touch(sessionID)
 		outcome = "existing"
-		return m.withTouch(existing), false, nil
+		return m.activity.view(existing), false, nil
 	case err == nil:
 		// Left half made or half destroyed by a crash: finish it off, then start afresh.
 		if err := m.teardown(ctx, existing); err != nil {
@@ -168,24 +170,10 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 // sessionID. On failure nothing of it is left.
 func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ store.Session, retErr error) {
 	id := uuid.NewString()
-	now := time.Now().UTC()
-	s := store.Session{
-		SessionID:   sessionID,
-		UUID:        id,
-		ContainerID: ContainerPrefix + id,
-		Image:       m.image.Name(),
-		ProjectType: projectType,
-		Workspace:   m.vols.Dir(id),
-		Limits: store.Limits{MemoryBytes: m.cfg.Limits.MemoryBytes, CPUQuota: m.cfg.Limits.CPUQuota,
-			CPUPeriod: m.cfg.Limits.CPUPeriod, PidsLimit: m.cfg.Limits.Pids, WorkspaceBytes: m.vols.Size()},
-		State:        store.StateCreating,
-		CreatedAt:    now,
-		LastActiveAt: now,
-		ExpiresAt:    now.Add(m.cfg.IdleTimeout),
-	}
-	if IsPooled(sessionID) {
-		s.ExpiresAt = poolNever
-	}
+	now := m.now().UTC()
+	limits := store.Limits{MemoryBytes: m.cfg.Limits.MemoryBytes, CPUQuota: m.cfg.Limits.CPUQuota,
+		CPUPeriod: m.cfg.Limits.CPUPeriod, PidsLimit: m.cfg.Limits.Pids, WorkspaceBytes: m.vols.Size()}
+	s := newRecord(sessionID, id, m.image.Name(), projectType, m.vols.Dir(id), limits, now, m.cfg.IdleTimeout)
 	if err := m.reserve(s); err != nil {
 		return store.Session{}, err
 	}
@@ -201,7 +189,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		return s, err
 	}
 	if projectType != "" {
-		if err := seed(dir, projectType); err != nil {
+		if err := templates.Seed(dir, projectType); err != nil {
 			return s, err
 		}
 	}
@@ -234,9 +222,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, err
 	}
-	m.liveMu.Lock()
-	m.live[sessionID] = &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath}
-	m.liveMu.Unlock()
+	m.live.add(sessionID, &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath, fifoDir: m.fifoDir()})
 	return s, nil
 }
 
@@ -247,20 +233,6 @@ func sessionLabels(sessionID, uuid, projectType string, created time.Time) map[s
 		LabelCreatedAt:   created.Format(time.RFC3339),
 		LabelProjectType: projectType,
 	}
-}
-
-// seed writes the starter project of projectType into a new workspace.
-func seed(dir, projectType string) error {
-	files, err := templates.Files(projectType)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
-	}
-	for _, f := range files {
-		if err := workspace.WriteFile(dir, f.Path, f.Data, 0o644); err != nil {
-			return fmt.Errorf("seed %s project: %w", projectType, err)
-		}
-	}
-	return nil
 }
 
 // HasToolchain reports whether sessions can run TypeScript.
@@ -286,24 +258,21 @@ type Usage struct {
 // Get returns the session of sessionID with live status and usage. It does
 // not count as activity.
 func (m *Manager) Get(ctx context.Context, sessionID string) (Info, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	l, s, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return Info{}, err
-	}
-	// Reading a session's state is not activity: a page polling it must not keep it alive.
-	info := Info{Session: m.withTouch(s), Status: "unknown"}
-	if st, err := l.task.Status(ctx); err == nil {
-		info.Status = string(st.Status)
-	}
-	if u, err := taskUsage(ctx, l.task); err == nil {
-		info.Usage = u
-	} else {
-		slog.Warn("read usage", "session", sessionID, "container", s.ContainerID, "err", err)
-	}
-	info.Usage.WorkspaceBytes, info.Usage.WorkspaceLimitBytes, _ = m.vols.Usage(s.UUID)
-	return info, nil
+	var info Info
+	err := m.readLive(ctx, sessionID, func(l *liveSession, s store.Session) error {
+		info = Info{Session: m.activity.view(s), Status: "unknown"}
+		if st, err := l.task.Status(ctx); err == nil {
+			info.Status = string(st.Status)
+		}
+		if u, err := taskUsage(ctx, l.task); err == nil {
+			info.Usage = u
+		} else {
+			slog.Warn("read usage", "session", sessionID, "container", s.ContainerID, "err", err)
+		}
+		info.Usage.WorkspaceBytes, info.Usage.WorkspaceLimitBytes, _ = m.vols.Usage(s.UUID)
+		return nil
+	})
+	return info, err
 }
 
 // Extend pushes the session's deadline out by ExtendBy, once per session:
@@ -311,21 +280,10 @@ func (m *Manager) Get(ctx context.Context, sessionID string) (Info, error) {
 func (m *Manager) Extend(ctx context.Context, sessionID string) (store.Session, error) {
 	unlock := m.locks.Lock(sessionID)
 	defer unlock()
-	if err := m.flushTouches(); err != nil {
+	if err := m.activity.flush(m.db); err != nil {
 		return store.Session{}, err
 	}
-	s, err := m.db.Update(sessionID, func(s *store.Session) error {
-		if s.State != store.StateRunning {
-			return fmt.Errorf("session %q is %s: %w", sessionID, s.State, errdefs.ErrNotFound)
-		}
-		if s.Extended {
-			return fmt.Errorf("session %q was extended already: %w", sessionID, errdefs.ErrFailedPrecondition)
-		}
-		s.Extended = true
-		s.ExpiresAt = s.ExpiresAt.Add(m.cfg.ExtendBy)
-		return nil
-	})
-	return s, err
+	return m.db.Update(sessionID, func(s *store.Session) error { return extend(s, m.cfg.ExtendBy) })
 }
 
 // Destroy removes the session and everything it had; errdefs.ErrNotFound if unknown.
@@ -356,8 +314,8 @@ func (m *Manager) reserve(s store.Session) error {
 		if err != nil {
 			return err
 		}
-		if n >= m.cfg.MaxSessions {
-			return fmt.Errorf("%w: %d sessions, the most this server runs; try again later", ErrCapacity, n)
+		if err := checkCapacity(n, m.cfg.MaxSessions); err != nil {
+			return err
 		}
 	}
 	return m.db.Create(s)
@@ -378,10 +336,8 @@ func (m *Manager) count() (int, error) {
 func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	m.liveMu.Lock()
-	delete(m.live, s.SessionID)
-	m.liveMu.Unlock()
-	m.forgetBackground(s.SessionID)
+	m.live.remove(s.SessionID)
+	m.bg.forget(s.SessionID)
 	if rn := m.runners.take(s.SessionID); rn != nil {
 		rn.stop()
 	}
@@ -399,9 +355,7 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 	if err := m.db.Delete(s.SessionID); err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
-	m.touchMu.Lock()
-	delete(m.touched, s.SessionID)
-	m.touchMu.Unlock()
+	m.activity.forget(s.SessionID)
 	return nil
 }
 
@@ -431,73 +385,21 @@ func (m *Manager) removeContainer(ctx context.Context, containerID string) error
 // Exec runs req in the session's container. A program that fails is a
 // result, not an error; errors are the service's own (or an unknown session).
 func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (ExecResult, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	l, _, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return ExecResult{}, err
-	}
-	m.touch(sessionID)
-	if req.Timeout <= 0 {
-		req.Timeout = m.cfg.ExecTimeout
-	}
-	req.Timeout = min(req.Timeout, m.cfg.MaxExecTimeout)
-	if req.OutputLimit <= 0 || req.OutputLimit > m.cfg.OutputLimit {
-		req.OutputLimit = m.cfg.OutputLimit
-	}
+	req = execBounds(req, m.cfg.ExecTimeout, m.cfg.MaxExecTimeout, m.cfg.OutputLimit)
 	var res ExecResult
-	if req.Script != "" {
-		res, err = m.runScript(ctx, sessionID, l, req)
-	} else {
-		res, err = runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), req)
-	}
-	m.touch(sessionID)
-	m.counters.inc("exec", execOutcome(res, err))
+	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) (err error) {
+		if req.Script != "" {
+			res, err = m.runScript(ctx, sessionID, l, req)
+		} else {
+			res, err = l.exec(ctx, req)
+		}
+		m.counters.inc("exec", execOutcome(res, err))
+		return err
+	})
 	return res, err
 }
 
 func (m *Manager) fifoDir() string { return filepath.Join(m.cfg.StateDir, "fifo") }
-
-// liveLocked returns the cached handles of a running session, loading them
-// from containerd on first use (after a restart). The caller holds the session's lock.
-func (m *Manager) liveLocked(ctx context.Context, sessionID string) (*liveSession, store.Session, error) {
-	s, err := m.db.Get(sessionID)
-	if err != nil {
-		return nil, s, err
-	}
-	if s.State != store.StateRunning {
-		return nil, s, fmt.Errorf("session %q is %s: %w", sessionID, s.State, errdefs.ErrNotFound)
-	}
-	m.liveMu.Lock()
-	l := m.live[sessionID]
-	m.liveMu.Unlock()
-	if l != nil {
-		return l, s, nil
-	}
-	container, err := m.client.LoadContainer(ctx, s.ContainerID)
-	if err != nil {
-		return nil, s, fmt.Errorf("session %q: load container %s: %w", sessionID, s.ContainerID, err)
-	}
-	task, err := container.Task(ctx, nil)
-	if err != nil {
-		return nil, s, fmt.Errorf("session %q: load task %s: %w", sessionID, s.ContainerID, err)
-	}
-	spec, err := container.Spec(ctx)
-	if err != nil {
-		return nil, s, fmt.Errorf("session %q: spec of %s: %w", sessionID, s.ContainerID, err)
-	}
-	l = &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath}
-	m.liveMu.Lock()
-	if cached := m.live[sessionID]; cached != nil {
-		m.liveMu.Unlock()
-		return cached, s, nil // another call loaded it meanwhile
-	}
-	m.live[sessionID] = l
-	m.liveMu.Unlock()
-	// First use since this daemon started: pick up what the last one left running.
-	m.restoreBackground(ctx, s, l)
-	return l, s, nil
-}
 
 // readyTimeout bounds a readiness check.
 const readyTimeout = 2 * time.Second
@@ -518,54 +420,6 @@ func (m *Manager) Ready(ctx context.Context) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
-}
-
-// touch records activity; it reaches the store at the next flush.
-func (m *Manager) touch(sessionID string) {
-	m.touchMu.Lock()
-	m.touched[sessionID] = time.Now().UTC()
-	m.touchMu.Unlock()
-}
-
-// withTouch shows s with its not yet flushed activity.
-func (m *Manager) withTouch(s store.Session) store.Session {
-	m.touchMu.Lock()
-	at, ok := m.touched[s.SessionID]
-	m.touchMu.Unlock()
-	if ok && at.After(s.LastActiveAt) {
-		s.LastActiveAt = at
-		if exp := at.Add(m.cfg.IdleTimeout); exp.After(s.ExpiresAt) {
-			s.ExpiresAt = exp
-		}
-	}
-	return s
-}
-
-func (m *Manager) flushTouches() error {
-	m.touchMu.Lock()
-	batch := m.touched
-	m.touched = map[string]time.Time{}
-	m.touchMu.Unlock()
-	if err := m.db.Touch(batch, m.cfg.IdleTimeout); err != nil {
-		return fmt.Errorf("write activity of %d sessions: %w", len(batch), err)
-	}
-	return nil
-}
-
-func (m *Manager) flushLoop() {
-	defer m.stopped.Done()
-	t := time.NewTicker(m.cfg.TouchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			if err := m.flushTouches(); err != nil {
-				slog.Error("flush activity", "err", err)
-			}
-		}
-	}
 }
 
 // taskUsage reads memory, CPU and pids of a task's cgroup from containerd.
@@ -607,4 +461,4 @@ func taskUsage(ctx context.Context, task containerd.Task) (Usage, error) {
 }
 
 // Touch records activity on a session from outside a call (an open terminal's keystrokes).
-func (m *Manager) Touch(sessionID string) { m.touch(sessionID) }
+func (m *Manager) Touch(sessionID string) { m.activity.touch(sessionID) }

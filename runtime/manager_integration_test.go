@@ -396,7 +396,7 @@ func TestCapacityLimitAndStats(t *testing.T) {
 func TestWarmPool(t *testing.T) {
 	h := newHarness(t, func(c *runtime.Config) { c.PoolSize, c.MaxSessions = 2, 3 })
 	ctx := h.env.Context(t)
-	if err := h.m.StartPool(); err != nil {
+	if err := h.m.Start(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	waitPooled := func(n int) {

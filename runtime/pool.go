@@ -5,23 +5,73 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"sync"
 	"time"
 
-	"github.com/containerd/errdefs"
-
+	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/store"
 )
 
-// poolPrefix starts the record ID of a warm container waiting for a
-// session. '~' is outside the sessionId alphabet, so no client can name one.
-const poolPrefix = "~pool-"
+// warmPool is the record IDs of warm containers ready to become sessions,
+// oldest first, at most size of them.
+//
+// Lock order: mu is a leaf. It is never held while another lock is taken.
+type warmPool struct {
+	size int
+	wake chan struct{} // asks the keeper to top the pool up
 
-// IsPooled reports whether a record is a warm container, not a session.
-func IsPooled(sessionID string) bool { return strings.HasPrefix(sessionID, poolPrefix) }
+	mu  sync.Mutex
+	ids []string
+}
 
-// poolNever is the deadline of a pooled container: it is not idle, it waits.
-var poolNever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+func newWarmPool(size int) *warmPool {
+	return &warmPool{size: size, wake: make(chan struct{}, 1)}
+}
+
+// pop takes the oldest warm container.
+func (p *warmPool) pop() (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) == 0 {
+		return "", false
+	}
+	id := p.ids[0]
+	p.ids = p.ids[1:]
+	return id, true
+}
+
+func (p *warmPool) push(id string) {
+	p.mu.Lock()
+	p.ids = append(p.ids, id)
+	p.mu.Unlock()
+}
+
+// short reports whether the pool holds fewer than size.
+func (p *warmPool) short() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ids) < p.size
+}
+
+// adopt takes in the running warm containers among records (what a
+// restarted daemon finds in the store), up to size.
+func (p *warmPool) adopt(records []store.Session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range records {
+		if KindOf(s.SessionID) == KindPool && s.State == store.StateRunning && len(p.ids) < p.size {
+			p.ids = append(p.ids, s.SessionID)
+		}
+	}
+}
+
+// refill asks the pool keeper to top the pool up.
+func (p *warmPool) refill() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
 
 // claimPooled hands a warm container to sessionID: one store transaction
 // renames its record, the starter project is written and the container's
@@ -30,16 +80,12 @@ func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string
 	if m.cfg.PoolSize <= 0 {
 		return store.Session{}, false
 	}
-	defer m.refillPool()
+	defer m.pool.refill()
 	for {
-		m.poolMu.Lock()
-		if len(m.pool) == 0 {
-			m.poolMu.Unlock()
+		poolID, ok := m.pool.pop()
+		if !ok {
 			return store.Session{}, false
 		}
-		poolID := m.pool[0]
-		m.pool = m.pool[1:]
-		m.poolMu.Unlock()
 		s, err := m.adopt(ctx, poolID, sessionID, projectType)
 		if err == nil {
 			return s, true
@@ -52,25 +98,15 @@ func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string
 }
 
 func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType string) (store.Session, error) {
-	now := time.Now().UTC()
+	now := m.now().UTC()
 	s, err := m.db.Rename(poolID, func(s *store.Session) error {
-		if s.State != store.StateRunning {
-			return fmt.Errorf("pooled %s is %s: %w", poolID, s.State, errdefs.ErrFailedPrecondition)
-		}
-		s.SessionID, s.ProjectType = sessionID, projectType
-		s.CreatedAt, s.LastActiveAt, s.ExpiresAt = now, now, now.Add(m.cfg.IdleTimeout)
-		return nil
+		return adoptRecord(s, sessionID, projectType, now, m.cfg.IdleTimeout)
 	})
 	if err != nil {
 		return s, err
 	}
-	m.liveMu.Lock()
-	if l := m.live[poolID]; l != nil {
-		m.live[sessionID] = l
-		delete(m.live, poolID)
-	}
-	m.liveMu.Unlock()
-	if err := seed(s.Workspace, projectType); err != nil {
+	m.live.rename(poolID, sessionID)
+	if err := templates.Seed(s.Workspace, projectType); err != nil {
 		return s, err
 	}
 	c, err := m.client.LoadContainer(ctx, s.ContainerID)
@@ -83,21 +119,13 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	return s, nil
 }
 
-// refillPool asks the pool keeper to top the pool up.
-func (m *Manager) refillPool() {
-	select {
-	case m.poolWake <- struct{}{}:
-	default:
-	}
-}
-
 // keepPool fills the pool to PoolSize, one container at a time, whenever it
 // is woken, until the manager stops. Warm containers count against capacity.
 func (m *Manager) keepPool() {
 	defer m.stopped.Done()
 	ctx := context.Background()
 	for {
-		for m.poolShort() {
+		for m.pool.short() {
 			id := poolPrefix + randomHex(8)
 			start := time.Now()
 			if _, err := m.build(ctx, id, ""); err != nil {
@@ -106,41 +134,21 @@ func (m *Manager) keepPool() {
 				}
 				break
 			}
-			m.poolMu.Lock()
-			m.pool = append(m.pool, id)
-			m.poolMu.Unlock()
+			m.pool.push(id)
 			slog.Debug("warm container ready", "pool", id, "took", time.Since(start))
 		}
 		select {
 		case <-m.stop:
 			return
-		case <-m.poolWake:
+		case <-m.pool.wake:
 		case <-time.After(time.Minute): // retry after failures
 		}
 	}
 }
 
-func (m *Manager) poolShort() bool {
-	m.poolMu.Lock()
-	defer m.poolMu.Unlock()
-	return len(m.pool) < m.cfg.PoolSize
-}
-
-// adoptPoolRecords makes the warm containers a restarted daemon finds in the
-// store (kept by Reconcile) available again.
-func (m *Manager) adoptPoolRecords(records []store.Session) {
-	m.poolMu.Lock()
-	defer m.poolMu.Unlock()
-	for _, s := range records {
-		if IsPooled(s.SessionID) && s.State == store.StateRunning && len(m.pool) < m.cfg.PoolSize {
-			m.pool = append(m.pool, s.SessionID)
-		}
-	}
-}
-
-// StartPool adopts the warm containers the store holds (call it after
-// Reconcile) and keeps the pool full from now on.
-func (m *Manager) StartPool() error {
+// startPool adopts the warm containers the store holds (after Reconcile
+// kept them) and keeps the pool full from now on.
+func (m *Manager) startPool() error {
 	if m.cfg.PoolSize <= 0 {
 		return nil
 	}
@@ -148,9 +156,9 @@ func (m *Manager) StartPool() error {
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
-	m.adoptPoolRecords(records)
+	m.pool.adopt(records)
 	m.stopped.Add(1)
 	go m.keepPool()
-	m.refillPool()
+	m.pool.refill()
 	return nil
 }

@@ -6,27 +6,25 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/servcraft/servcraftd/store"
 )
 
 // DialSession connects to 127.0.0.1:port inside the session's own network
 // namespace: the session's loopback, never the host's and never another
 // session's. It counts as activity.
 func (m *Manager) DialSession(ctx context.Context, sessionID string, port int) (net.Conn, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	l, _, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return nil, err
-	}
-	m.touch(sessionID)
 	var conn net.Conn
-	err = inNetns(l.task.Pid(), func() (err error) {
-		d := net.Dialer{Timeout: 5 * time.Second}
-		conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		return err
+	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		err := inNetns(l.task.Pid(), func() (err error) {
+			d := net.Dialer{Timeout: 5 * time.Second}
+			conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("session %q port %d: %w", sessionID, port, err)
+		}
+		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("session %q port %d: %w", sessionID, port, err)
-	}
-	return conn, nil
+	return conn, err
 }

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
-
-	"github.com/servcraft/servcraftd/store"
 )
 
 // ReconcileReport says what a reconciliation found and did.
@@ -32,7 +29,7 @@ type ReconcileReport struct {
 // volumes that no record owns are removed.
 func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
-	if err := m.flushTouches(); err != nil {
+	if err := m.activity.flush(m.db); err != nil {
 		return rep, err
 	}
 	records, err := m.db.List()
@@ -48,19 +45,18 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		byID[c.ID()] = c
 	}
 	owned := map[string]bool{} // workspace UUIDs that stay
-	now := time.Now()
+	now := m.now()
 	for _, s := range records {
 		unlock := m.locks.Lock(s.SessionID)
 		var bucket *[]string
-		switch {
-		case s.State != store.StateRunning, isLayerBuilder(s.SessionID):
-			// A dependency layer's builder cut short by the restart is of no further use.
+		switch reconcileVerdict(s, now, func() bool { return m.taskRunning(ctx, byID[s.ContainerID]) }) {
+		case unfinished:
 			bucket = &rep.Unfinished
-		case now.After(s.ExpiresAt):
+		case expired:
 			bucket = &rep.Expired
-		case !m.taskRunning(ctx, byID[s.ContainerID]):
+		case gone:
 			bucket = &rep.Gone
-		default:
+		case keep:
 			rep.Kept = append(rep.Kept, s.SessionID)
 			owned[s.UUID] = true
 		}
@@ -118,7 +114,7 @@ func (m *Manager) taskRunning(ctx context.Context, c containerd.Container) bool 
 // longer running (its container was removed behind the daemon's back, or
 // its init died), and returns their IDs.
 func (m *Manager) Reap(ctx context.Context) ([]string, error) {
-	if err := m.flushTouches(); err != nil {
+	if err := m.activity.flush(m.db); err != nil {
 		return nil, err
 	}
 	records, err := m.db.List()
@@ -131,23 +127,21 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 	}
 	var reaped []string
 	var errs []error
-	now := time.Now()
+	now := m.now()
 	for _, s := range records {
-		if s.State == store.StateRunning && running[s.ContainerID] {
-			if !now.After(s.ExpiresAt) {
-				continue
-			}
-		} else if s.State == store.StateCreating && now.Sub(s.CreatedAt) < cleanupTimeout {
-			continue // being created right now
+		if !reapCandidate(s, running[s.ContainerID], now) {
+			continue
 		}
 		unlock := m.locks.Lock(s.SessionID)
 		// Look again under the lock: a request may have just used it.
 		cur, err := m.db.Get(s.SessionID)
-		if err == nil && (now.After(m.withTouch(cur).ExpiresAt) || !m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))) {
-			reason := "idle"
-			if !now.After(m.withTouch(cur).ExpiresAt) {
-				reason = "gone"
-			}
+		reason := ""
+		if err == nil {
+			reason = reapReason(m.activity.view(cur), now, func() bool {
+				return m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))
+			})
+		}
+		if reason != "" {
 			if err := m.teardown(ctx, cur); err != nil {
 				errs = append(errs, fmt.Errorf("reap %s: %w", s.SessionID, err))
 				m.counters.inc("reaps", "error")
@@ -165,18 +159,20 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 
 // dropIdleRunners ends the waiting runners of sessions idle for RunnerIdle:
 // a pre-started Node process costs memory a sleeping session should not hold.
+// No lock is held while activity and the store are read.
 func (m *Manager) dropIdleRunners() {
-	m.runners.drop(func(sessionID string, r *runner) bool {
-		m.touchMu.Lock()
-		at, ok := m.touched[sessionID]
-		m.touchMu.Unlock()
+	now := m.now()
+	for sessionID, r := range m.runners.all() {
+		at, ok := m.activity.last(sessionID)
 		if !ok {
 			if s, err := m.db.Get(sessionID); err == nil {
 				at = s.LastActiveAt
 			}
 		}
-		return time.Since(at) < m.cfg.RunnerIdle
-	})
+		if runnerIdle(at, now, m.cfg.RunnerIdle) && m.runners.remove(sessionID, r) {
+			r.stop()
+		}
+	}
 }
 
 // runningTasks lists, in one call, the containers whose task is running or paused.
@@ -201,27 +197,6 @@ func (m *Manager) loadContainer(ctx context.Context, id string) containerd.Conta
 		return nil
 	}
 	return c
-}
-
-// RunReaper reaps every interval until ctx ends.
-func (m *Manager) RunReaper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.dropIdleRunners()
-			reaped, err := m.Reap(ctx)
-			if len(reaped) > 0 {
-				slog.Info("reaped idle sessions", "count", len(reaped), "sessions", reaped)
-			}
-			if err != nil {
-				slog.Error("reap", "err", err)
-			}
-		}
-	}
 }
 
 // DestroyAll destroys every session, as --destroy-on-shutdown asks.

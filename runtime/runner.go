@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -34,6 +35,9 @@ type runner struct {
 }
 
 // runners holds at most one waiting runner per session.
+//
+// Lock order: mu is a leaf. It is never held while another lock is taken,
+// the store is called or a runner is stopped.
 type runners struct {
 	mu sync.Mutex
 	m  map[string]*runner
@@ -60,20 +64,22 @@ func (rs *runners) put(sessionID string, r *runner) bool {
 	return true
 }
 
-// drop ends the waiting runners of the sessions keep rejects.
-func (rs *runners) drop(keep func(sessionID string, r *runner) bool) {
+// all is a copy of the waiting runners by session.
+func (rs *runners) all() map[string]*runner {
 	rs.mu.Lock()
-	var gone []*runner
-	for id, r := range rs.m {
-		if !keep(id, r) {
-			gone = append(gone, r)
-			delete(rs.m, id)
-		}
+	defer rs.mu.Unlock()
+	return maps.Clone(rs.m)
+}
+
+// remove takes r out if it still waits for sessionID, and reports whether it did.
+func (rs *runners) remove(sessionID string, r *runner) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.m[sessionID] != r {
+		return false
 	}
-	rs.mu.Unlock()
-	for _, r := range gone {
-		r.stop()
-	}
+	delete(rs.m, sessionID)
+	return true
 }
 
 // exited reports whether the runner died while it waited (user code may
@@ -122,8 +128,8 @@ func (m *Manager) prestart(sessionID string, l *liveSession) {
 		ctx := context.Background()
 		stdinR, stdinW := io.Pipe()
 		out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
-		r, err := startRun(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), "run-"+randomHex(6),
-			[]string{m.cfg.NodePath, "-e", runnerJS}, nil, stdinR, out.stdout, out.stderr)
+		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: []string{m.cfg.NodePath, "-e", runnerJS},
+			stdin: stdinR, stdout: out.stdout, stderr: out.stderr})
 		if err != nil {
 			slog.Debug("prestart runner", "session", sessionID, "err", err)
 			return
@@ -148,7 +154,7 @@ func (m *Manager) runScript(ctx context.Context, sessionID string, l *liveSessio
 	}
 	if rn == nil {
 		req.Args = []string{m.cfg.NodePath, file}
-		return runExec(ctx, l.task, l.proc, l.cgroup, m.fifoDir(), req)
+		return l.exec(ctx, req)
 	}
 	rn.out.stream(req.OnOutput)
 	rn.r.started = time.Now()

@@ -71,11 +71,10 @@ func (m *Manager) Stats() Stats {
 	}
 	if list, err := m.db.List(); err == nil {
 		for _, r := range list {
-			switch {
-			case IsPooled(r.SessionID):
+			switch KindOf(r.SessionID) {
+			case KindPool:
 				s.Pooled++
-			case isLayerBuilder(r.SessionID):
-			default:
+			case KindSession:
 				s.Active++
 			}
 		}

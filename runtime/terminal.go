@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
+
+	"github.com/servcraft/servcraftd/store"
 )
 
 // Terminal is an interactive shell on a PTY inside a session: write input
@@ -50,13 +52,16 @@ var gateEcho = []byte("\r\n")
 // OpenTerminal starts `sh -i` on a PTY of cols×rows in the session, as the
 // sandbox user in /workspace. It counts as activity while input flows.
 func (m *Manager) OpenTerminal(ctx context.Context, sessionID string, cols, rows uint32) (*Terminal, error) {
-	unlock := m.locks.RLock(sessionID)
-	defer unlock()
-	l, _, err := m.liveLocked(ctx, sessionID)
-	if err != nil {
-		return nil, err
-	}
-	m.touch(sessionID)
+	var t *Terminal
+	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) (err error) {
+		t, err = openTerminal(ctx, l, sessionID, cols, rows)
+		return err
+	})
+	return t, err
+}
+
+// openTerminal starts the shell of a terminal in l.
+func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, rows uint32) (*Terminal, error) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	proc := userProcess(l.proc)
@@ -72,7 +77,7 @@ func (m *Manager) OpenTerminal(ctx context.Context, sessionID string, cols, rows
 	}
 	bctx := context.WithoutCancel(ctx)
 	stripped := &stripPrefix{w: outW, prefix: gateEcho}
-	p, err := l.task.Exec(bctx, id, &proc, cio.NewCreator(cio.WithStreams(inR, stripped, nil), cio.WithTerminal, cio.WithFIFODir(m.fifoDir())))
+	p, err := l.task.Exec(bctx, id, &proc, cio.NewCreator(cio.WithStreams(inR, stripped, nil), cio.WithTerminal, cio.WithFIFODir(l.fifoDir)))
 	if err != nil {
 		_ = group.remove()
 		return nil, fmt.Errorf("exec terminal in %s: %w", sessionID, err)

@@ -109,18 +109,9 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer mgr.Close()
-	rep, err := mgr.Reconcile(ctx)
-	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
-		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
-	if err != nil {
-		slog.Error("reconcile", "err", err)
-	}
-	if err := mgr.StartPool(); err != nil {
+	if err := mgr.Start(ctx, cfg.ReapInterval); err != nil {
 		return err
 	}
-	reapCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopReaper()
-	go mgr.RunReaper(reapCtx, cfg.ReapInterval)
 
 	opts := cfg.API
 	opts.TypeScript = mgr.HasToolchain()
@@ -158,7 +149,6 @@ func run(ctx context.Context, cfg config) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		slog.Warn("shutdown did not drain", "err", err)
 	}
-	stopReaper()
 	if cfg.DestroyOnShutdown {
 		slog.Info("destroying every session (--destroy-on-shutdown)")
 		if err := mgr.DestroyAll(context.WithoutCancel(ctx)); err != nil {

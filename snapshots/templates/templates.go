@@ -1,5 +1,6 @@
 // Package templates holds the starter projects a new session's workspace is
-// seeded with, one folder per project type, kept as real files.
+// seeded with, one folder per project type, kept as real files, and seeds a
+// workspace with one.
 package templates
 
 import (
@@ -10,6 +11,8 @@ import (
 	"sort"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
 //go:embed all:files
@@ -56,4 +59,19 @@ func Files(projectType string) ([]File, error) {
 		return nil, fmt.Errorf("read template %s: %w", projectType, err)
 	}
 	return out, nil
+}
+
+// Seed writes the starter project of projectType into the workspace folder
+// dir. An unknown project type is errdefs.ErrInvalidArgument (and ErrNotFound).
+func Seed(dir, projectType string) error {
+	files, err := Files(projectType)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	for _, f := range files {
+		if err := workspace.WriteFile(dir, f.Path, f.Data, 0o644); err != nil {
+			return fmt.Errorf("seed %s project: %w", projectType, err)
+		}
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package templates
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -47,5 +49,19 @@ func TestTemplates(t *testing.T) {
 		if _, err := Files(bad); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("Files(%q) = %v", bad, err)
 		}
+	}
+}
+
+func TestSeed(t *testing.T) {
+	dir := t.TempDir()
+	if err := Seed(dir, "ts"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "src", "app.ts")); err != nil {
+		t.Fatalf("seeded ts project: %v", err)
+	}
+	err := Seed(dir, "cobol")
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("unknown project type: %v", err)
 	}
 }

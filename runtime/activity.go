@@ -1,0 +1,77 @@
+package runtime
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/servcraft/servcraftd/store"
+)
+
+// activity is when each session was last used, kept in memory and written
+// to the store in batches (every TouchInterval, and before any decision
+// that reads deadlines from the store): a kill -9 loses at most one
+// interval of it.
+//
+// Lock order: mu is a leaf. It is never held while another lock is taken
+// or the store is called.
+type activity struct {
+	now  func() time.Time
+	idle time.Duration
+
+	mu      sync.Mutex
+	touched map[string]time.Time // not yet written to the store
+}
+
+func newActivity(now func() time.Time, idle time.Duration) *activity {
+	return &activity{now: now, idle: idle, touched: map[string]time.Time{}}
+}
+
+// touch records that sessionID was used now.
+func (a *activity) touch(sessionID string) {
+	at := a.now().UTC()
+	a.mu.Lock()
+	a.touched[sessionID] = at
+	a.mu.Unlock()
+}
+
+// last is sessionID's activity not yet written to the store, if any.
+func (a *activity) last(sessionID string) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.touched[sessionID]
+	return at, ok
+}
+
+// view shows s with its not yet written activity.
+func (a *activity) view(s store.Session) store.Session {
+	if at, ok := a.last(s.SessionID); ok {
+		return withActivity(s, at, a.idle)
+	}
+	return s
+}
+
+// forget drops what is pending for sessionID (it is gone).
+func (a *activity) forget(sessionID string) {
+	a.mu.Lock()
+	delete(a.touched, sessionID)
+	a.mu.Unlock()
+}
+
+// take hands over the pending activity and starts a new batch.
+func (a *activity) take() map[string]time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	batch := a.touched
+	a.touched = map[string]time.Time{}
+	return batch
+}
+
+// flush writes the pending activity to db.
+func (a *activity) flush(db Store) error {
+	batch := a.take()
+	if err := db.Touch(batch, a.idle); err != nil {
+		return fmt.Errorf("write activity of %d sessions: %w", len(batch), err)
+	}
+	return nil
+}

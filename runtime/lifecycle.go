@@ -1,0 +1,81 @@
+package runtime
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Start brings the manager into service, in this order: it reconciles the
+// store with containerd (errors are logged; what could not be cleaned up is
+// retried by the reaper), adopts the warm containers left in the store and
+// keeps the pool full, reaps every reapInterval, and writes activity to the
+// store every TouchInterval. All of it runs until Close.
+func (m *Manager) Start(ctx context.Context, reapInterval time.Duration) error {
+	rep, err := m.Reconcile(ctx)
+	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
+		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
+	if err != nil {
+		slog.Error("reconcile", "err", err)
+	}
+	if err := m.startPool(); err != nil {
+		return err
+	}
+	// The reaper outlives the caller's context: Close ends it.
+	reapCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopped.Add(2)
+	go func() {
+		defer m.stopped.Done()
+		<-m.stop
+		cancel()
+	}()
+	go m.runReaper(reapCtx, reapInterval)
+	m.stopped.Add(1)
+	go m.flushLoop()
+	return nil
+}
+
+// Close stops what Start started and writes pending activity. Containers keep running.
+func (m *Manager) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	m.stopped.Wait()
+	return m.activity.flush(m.db)
+}
+
+func (m *Manager) flushLoop() {
+	defer m.stopped.Done()
+	t := time.NewTicker(m.cfg.TouchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			if err := m.activity.flush(m.db); err != nil {
+				slog.Error("flush activity", "err", err)
+			}
+		}
+	}
+}
+
+// runReaper reaps every interval until ctx ends.
+func (m *Manager) runReaper(ctx context.Context, interval time.Duration) {
+	defer m.stopped.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.dropIdleRunners()
+			reaped, err := m.Reap(ctx)
+			if len(reaped) > 0 {
+				slog.Info("reaped idle sessions", "count", len(reaped), "sessions", reaped)
+			}
+			if err != nil {
+				slog.Error("reap", "err", err)
+			}
+		}
+	}
+}

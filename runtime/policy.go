@@ -1,0 +1,188 @@
+package runtime
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/store"
+)
+
+// The manager's decisions, as pure functions of their inputs and the time:
+// what expires, what is reaped, what capacity allows, how the pool fills,
+// which dependency layer an install maps to. They touch neither containerd
+// nor the store, so they are tested without either.
+
+// poolNever is the deadline of a pooled container: it is not idle, it waits.
+var poolNever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// newRecord is the record of a session about to be built at now.
+func newRecord(sessionID, id, image, projectType, workspaceDir string, limits store.Limits, now time.Time, idle time.Duration) store.Session {
+	s := store.Session{
+		SessionID:    sessionID,
+		UUID:         id,
+		ContainerID:  ContainerPrefix + id,
+		Image:        image,
+		ProjectType:  projectType,
+		Workspace:    workspaceDir,
+		Limits:       limits,
+		State:        store.StateCreating,
+		CreatedAt:    now,
+		LastActiveAt: now,
+		ExpiresAt:    now.Add(idle),
+	}
+	if KindOf(sessionID) == KindPool {
+		s.ExpiresAt = poolNever
+	}
+	return s
+}
+
+// withActivity shows s as activity at at leaves it: active then, and
+// expiring no earlier than idle after it. Activity older than the record's
+// changes nothing; a deadline pushed out by an extension is never pulled in.
+func withActivity(s store.Session, at time.Time, idle time.Duration) store.Session {
+	if at.After(s.LastActiveAt) {
+		s.LastActiveAt = at
+		if exp := at.Add(idle); exp.After(s.ExpiresAt) {
+			s.ExpiresAt = exp
+		}
+	}
+	return s
+}
+
+// extend pushes s's deadline out by by, once: errdefs.ErrFailedPrecondition
+// the second time, errdefs.ErrNotFound for a session not running.
+func extend(s *store.Session, by time.Duration) error {
+	if s.State != store.StateRunning {
+		return fmt.Errorf("session %q is %s: %w", s.SessionID, s.State, errdefs.ErrNotFound)
+	}
+	if s.Extended {
+		return fmt.Errorf("session %q was extended already: %w", s.SessionID, errdefs.ErrFailedPrecondition)
+	}
+	s.Extended = true
+	s.ExpiresAt = s.ExpiresAt.Add(by)
+	return nil
+}
+
+// adoptRecord turns the record of a warm container into sessionID's, as
+// new at now. errdefs.ErrFailedPrecondition if the container is not running.
+func adoptRecord(s *store.Session, sessionID, projectType string, now time.Time, idle time.Duration) error {
+	if s.State != store.StateRunning {
+		return fmt.Errorf("pooled %s is %s: %w", s.SessionID, s.State, errdefs.ErrFailedPrecondition)
+	}
+	s.SessionID, s.ProjectType = sessionID, projectType
+	s.CreatedAt, s.LastActiveAt, s.ExpiresAt = now, now, now.Add(idle)
+	return nil
+}
+
+// checkCapacity refuses a new session when n sessions (warm containers
+// included) already run and max is the most allowed (0: no limit).
+func checkCapacity(n, max int) error {
+	if max > 0 && n >= max {
+		return fmt.Errorf("%w: %d sessions, the most this server runs; try again later", ErrCapacity, n)
+	}
+	return nil
+}
+
+// reapCandidate is the reaper's first, lock-free look at a record: true
+// when it may have to go (its deadline passed, its task is not running, or
+// it was left half made long enough ago that no create is still at work).
+// The reaper looks again under the session's lock before acting.
+func reapCandidate(s store.Session, taskRunning bool, now time.Time) bool {
+	switch {
+	case s.State == store.StateRunning && taskRunning:
+		return now.After(s.ExpiresAt)
+	case s.State == store.StateCreating:
+		return now.Sub(s.CreatedAt) >= cleanupTimeout
+	}
+	return true
+}
+
+// reapReason names why a session (seen with its latest activity) goes:
+// "idle" when its deadline passed, else "gone" (its task is not running).
+// "" when it stays.
+// taskRunning is asked only when the deadline has not passed.
+func reapReason(s store.Session, now time.Time, taskRunning func() bool) string {
+	switch {
+	case now.After(s.ExpiresAt):
+		return "idle"
+	case !taskRunning():
+		return "gone"
+	}
+	return ""
+}
+
+// verdict is what reconciliation does with a record found at start.
+type verdict int
+
+const (
+	keep       verdict = iota
+	unfinished         // left creating or destroying, or a layer builder cut short
+	expired            // its deadline passed while the daemon was down
+	gone               // its container or task disappeared
+)
+
+// reconcileVerdict decides a record's fate at start; taskRunning is asked
+// only when the answer depends on it.
+func reconcileVerdict(s store.Session, now time.Time, taskRunning func() bool) verdict {
+	switch {
+	case s.State != store.StateRunning, KindOf(s.SessionID) == KindLayerBuilder:
+		// A dependency layer's builder cut short by the restart is of no further use.
+		return unfinished
+	case now.After(s.ExpiresAt):
+		return expired
+	case !taskRunning():
+		return gone
+	}
+	return keep
+}
+
+// runnerIdle reports whether a session last active at lastActive has been
+// idle long enough at now to lose its waiting runner.
+func runnerIdle(lastActive, now time.Time, idle time.Duration) bool {
+	return now.Sub(lastActive) >= idle
+}
+
+// execBounds fills in a run's timeout and output cap: the defaults when
+// unset, never more than the most allowed.
+func execBounds(req ExecRequest, def, most time.Duration, outputLimit int) ExecRequest {
+	if req.Timeout <= 0 {
+		req.Timeout = def
+	}
+	req.Timeout = min(req.Timeout, most)
+	if req.OutputLimit <= 0 || req.OutputLimit > outputLimit {
+		req.OutputLimit = outputLimit
+	}
+	return req
+}
+
+// installBound is an install's timeout: most when unset or larger.
+func installBound(asked, most time.Duration) time.Duration {
+	if asked <= 0 || asked > most {
+		return most
+	}
+	return asked
+}
+
+// layerKey names the dependency layer of an install of specs over pkg (a
+// package.json) by npm from the image of imageDigest. The order of specs
+// does not matter.
+func layerKey(pkg []byte, imageDigest, npm string, specs []string) string {
+	sorted := slices.Clone(specs)
+	slices.Sort(sorted)
+	h := sha256.New()
+	for _, part := range append([]string{string(pkg), imageDigest, npm}, sorted...) {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// buildsLayer reports whether a successful install in recordID should leave
+// a dependency layer: only clients' sessions do (warm containers install
+// nothing, and a builder is the layer's own install).
+func buildsLayer(recordID string) bool { return KindOf(recordID) == KindSession }

@@ -1,0 +1,237 @@
+package runtime
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/store"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func TestKindOf(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want Kind
+		name string
+	}{
+		{"my-session", KindSession, "session"},
+		{"~pool-0a1b", KindPool, "pool"},
+		{"~deps-abcdef", KindLayerBuilder, "layer-builder"},
+		{"pool-x", KindSession, "session"},
+		{"~other", KindSession, "session"},
+	} {
+		if got := KindOf(tc.id); got != tc.want || got.String() != tc.name {
+			t.Errorf("KindOf(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+	if buildsLayer("~pool-x") || buildsLayer("~deps-x") || !buildsLayer("s") {
+		t.Error("only clients' sessions build dependency layers")
+	}
+}
+
+func TestNewRecord(t *testing.T) {
+	lim := store.Limits{MemoryBytes: 1}
+	s := newRecord("s", "u", "img", "js", "/w", lim, t0, time.Minute)
+	if s.ContainerID != ContainerPrefix+"u" || s.State != store.StateCreating || !s.ExpiresAt.Equal(t0.Add(time.Minute)) ||
+		!s.CreatedAt.Equal(t0) || !s.LastActiveAt.Equal(t0) || s.Limits != lim || s.Workspace != "/w" || s.Image != "img" {
+		t.Fatalf("record %+v", s)
+	}
+	if p := newRecord(poolPrefix+"x", "u", "img", "", "/w", lim, t0, time.Minute); !p.ExpiresAt.Equal(poolNever) {
+		t.Fatalf("a warm container does not expire: %v", p.ExpiresAt)
+	}
+}
+
+func TestWithActivity(t *testing.T) {
+	base := store.Session{LastActiveAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+	extended := base
+	extended.ExpiresAt = t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name       string
+		s          store.Session
+		at         time.Time
+		wantActive time.Time
+		wantExpiry time.Time
+	}{
+		{"newer activity moves both", base, t0.Add(time.Minute), t0.Add(time.Minute), t0.Add(11 * time.Minute)},
+		{"older activity changes nothing", base, t0.Add(-time.Minute), t0, t0.Add(10 * time.Minute)},
+		{"same instant changes nothing", base, t0, t0, t0.Add(10 * time.Minute)},
+		{"an extension is not pulled in", extended, t0.Add(time.Minute), t0.Add(time.Minute), t0.Add(time.Hour)},
+	} {
+		got := withActivity(tc.s, tc.at, 10*time.Minute)
+		if !got.LastActiveAt.Equal(tc.wantActive) || !got.ExpiresAt.Equal(tc.wantExpiry) {
+			t.Errorf("%s: active %v expires %v", tc.name, got.LastActiveAt, got.ExpiresAt)
+		}
+	}
+}
+
+func TestExtend(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		s     store.Session
+		cause error
+	}{
+		{"first", store.Session{State: store.StateRunning, ExpiresAt: t0}, nil},
+		{"second", store.Session{State: store.StateRunning, ExpiresAt: t0, Extended: true}, errdefs.ErrFailedPrecondition},
+		{"not running", store.Session{State: store.StateDestroying, ExpiresAt: t0}, errdefs.ErrNotFound},
+	} {
+		s := tc.s
+		err := extend(&s, time.Hour)
+		if !errors.Is(err, tc.cause) || (tc.cause == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.cause)
+			continue
+		}
+		if err == nil && (!s.Extended || !s.ExpiresAt.Equal(t0.Add(time.Hour))) {
+			t.Errorf("%s: %+v", tc.name, s)
+		}
+	}
+}
+
+func TestAdoptRecord(t *testing.T) {
+	s := store.Session{SessionID: "~pool-1", State: store.StateRunning, ExpiresAt: poolNever}
+	if err := adoptRecord(&s, "mine", "ts", t0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if s.SessionID != "mine" || s.ProjectType != "ts" || !s.CreatedAt.Equal(t0) || !s.ExpiresAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("adopted %+v", s)
+	}
+	dead := store.Session{SessionID: "~pool-2", State: store.StateCreating}
+	if err := adoptRecord(&dead, "mine", "", t0, time.Minute); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("a warm container not running: %v", err)
+	}
+}
+
+func TestCheckCapacity(t *testing.T) {
+	for _, tc := range []struct {
+		n, max int
+		cause  error
+	}{
+		{0, 0, nil}, {100, 0, nil}, {0, 1, nil}, {1, 1, ErrCapacity}, {2, 1, ErrCapacity}, {2, 3, nil},
+	} {
+		err := checkCapacity(tc.n, tc.max)
+		if !errors.Is(err, tc.cause) || (tc.cause == nil) != (err == nil) {
+			t.Errorf("%d of %d: %v", tc.n, tc.max, err)
+		}
+		if err != nil && !errdefs.IsUnavailable(err) {
+			t.Errorf("capacity is unavailable: %v", err)
+		}
+	}
+}
+
+func TestReapCandidate(t *testing.T) {
+	running := store.Session{State: store.StateRunning, ExpiresAt: t0}
+	creating := store.Session{State: store.StateCreating, CreatedAt: t0}
+	destroying := store.Session{State: store.StateDestroying}
+	for _, tc := range []struct {
+		name        string
+		s           store.Session
+		taskRunning bool
+		now         time.Time
+		want        bool
+	}{
+		{"running, in time", running, true, t0, false},
+		{"running, past deadline", running, true, t0.Add(time.Nanosecond), true},
+		{"running record, task gone", running, false, t0.Add(-time.Hour), true},
+		{"being created now", creating, false, t0.Add(cleanupTimeout - time.Nanosecond), false},
+		{"left creating by a crash", creating, false, t0.Add(cleanupTimeout), true},
+		{"left destroying", destroying, false, t0, true},
+	} {
+		if got := reapCandidate(tc.s, tc.taskRunning, tc.now); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestReapReason(t *testing.T) {
+	s := store.Session{ExpiresAt: t0}
+	asked := false
+	if got := reapReason(s, t0.Add(time.Second), func() bool { asked = true; return true }); got != "idle" || asked {
+		t.Fatalf("expired: %q (task asked: %v)", got, asked)
+	}
+	if got := reapReason(s, t0, func() bool { return false }); got != "gone" {
+		t.Fatalf("task gone: %q", got)
+	}
+	if got := reapReason(s, t0, func() bool { return true }); got != "" {
+		t.Fatalf("in time and running: %q", got)
+	}
+}
+
+func TestReconcileVerdict(t *testing.T) {
+	running := store.Session{SessionID: "s", State: store.StateRunning, ExpiresAt: t0}
+	builder := running
+	builder.SessionID = layerBuilderPrefix + "k"
+	creating := running
+	creating.State = store.StateCreating
+	for _, tc := range []struct {
+		name        string
+		s           store.Session
+		now         time.Time
+		taskRunning bool
+		want        verdict
+	}{
+		{"kept", running, t0, true, keep},
+		{"expired while down", running, t0.Add(time.Second), true, expired},
+		{"container gone", running, t0, false, gone},
+		{"half made", creating, t0, true, unfinished},
+		{"layer builder cut short", builder, t0, true, unfinished},
+	} {
+		if got := reconcileVerdict(tc.s, tc.now, func() bool { return tc.taskRunning }); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRunnerIdle(t *testing.T) {
+	if runnerIdle(t0, t0.Add(time.Minute-1), time.Minute) || !runnerIdle(t0, t0.Add(time.Minute), time.Minute) ||
+		!runnerIdle(time.Time{}, t0, time.Minute) {
+		t.Fatal("a runner goes once its session is idle for RunnerIdle")
+	}
+}
+
+func TestExecBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		req         ExecRequest
+		wantTimeout time.Duration
+		wantOutput  int
+	}{
+		{"defaults", ExecRequest{}, 10 * time.Second, 1000},
+		{"asked within", ExecRequest{Timeout: 20 * time.Second, OutputLimit: 10}, 20 * time.Second, 10},
+		{"asked beyond", ExecRequest{Timeout: time.Hour, OutputLimit: 5000}, time.Minute, 1000},
+		{"negative", ExecRequest{Timeout: -1, OutputLimit: -1}, 10 * time.Second, 1000},
+	} {
+		got := execBounds(tc.req, 10*time.Second, time.Minute, 1000)
+		if got.Timeout != tc.wantTimeout || got.OutputLimit != tc.wantOutput {
+			t.Errorf("%s: %v %d", tc.name, got.Timeout, got.OutputLimit)
+		}
+	}
+	if installBound(0, time.Minute) != time.Minute || installBound(time.Hour, time.Minute) != time.Minute ||
+		installBound(time.Second, time.Minute) != time.Second {
+		t.Fatal("install timeout bounds")
+	}
+}
+
+func TestLayerKey(t *testing.T) {
+	pkg := []byte(`{"name":"x"}`)
+	k := layerKey(pkg, "sha256:a", "/npm", []string{"b@1", "a@2"})
+	if len(k) != 16 {
+		t.Fatalf("key %q", k)
+	}
+	if layerKey(pkg, "sha256:a", "/npm", []string{"a@2", "b@1"}) != k {
+		t.Fatal("the order of specs must not matter")
+	}
+	for name, other := range map[string]string{
+		"package.json": layerKey([]byte(`{"name":"y"}`), "sha256:a", "/npm", []string{"a@2", "b@1"}),
+		"image":        layerKey(pkg, "sha256:b", "/npm", []string{"a@2", "b@1"}),
+		"npm":          layerKey(pkg, "sha256:a", "/other/npm", []string{"a@2", "b@1"}),
+		"specs":        layerKey(pkg, "sha256:a", "/npm", []string{"a@2"}),
+		"boundaries":   layerKey(pkg, "sha256:a", "/npm", []string{"a@2b@1"}),
+	} {
+		if other == k {
+			t.Errorf("a different %s must give a different key", name)
+		}
+	}
+}
