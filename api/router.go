@@ -74,6 +74,8 @@ type Options struct {
 	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
 
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
+
+	Page http.Handler // the playground page at GET / and /assets/* (web.Handler()); nil: no page
 }
 
 // DefaultOptions are the limits used when none are configured.
@@ -133,6 +135,10 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"success": true, "status": "ok"}) })
 	r.GET("/readyz", h.ready)
 	r.GET("/metrics", gin.WrapH(m.handler()))
+	if opt.Page != nil {
+		r.GET("/", gin.WrapH(opt.Page))
+		r.GET("/assets/*file", gin.WrapH(opt.Page))
+	}
 
 	pg := r.Group("/api/playground")
 	pg.POST("/container", h.createContainer)
