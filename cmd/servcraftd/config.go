@@ -214,6 +214,7 @@ type config struct {
 	MinPreviewPort    int
 	PreviewTimeout    time.Duration
 	MaxPreviewBytes   byteSize
+	PlaygroundPage    bool
 
 	APIToken           string
 	APITokenFile       string
@@ -277,6 +278,7 @@ func defaultConfig() config {
 		MinPreviewPort:    1,
 		PreviewTimeout:    30 * time.Second,
 		MaxPreviewBytes:   100 << 20,
+		PlaygroundPage:    true,
 
 		CreateRate:         api.DefaultOptions.CreateRate,
 		ClientExecRate:     api.DefaultOptions.ClientExecRate,
@@ -341,6 +343,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.MinPreviewPort, "min-preview-port", c.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
 	fs.DurationVar(&c.PreviewTimeout, "preview-timeout", c.PreviewTimeout, "how long a previewed server may take to send headers")
 	fs.Var(&c.MaxPreviewBytes, "max-preview-bytes", "largest preview response body, a `size`")
+	fs.BoolVar(&c.PlaygroundPage, "playground-page", c.PlaygroundPage, "serve the playground page (web/) at / (false: the API only)")
 
 	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer `token` that every /api call, /metrics and the previews need (empty: no authentication); visible in ps, prefer --api-token-file")
 	fs.StringVar(&c.APITokenFile, "api-token-file", c.APITokenFile, "`file` holding the API token (surrounding white space is trimmed)")

@@ -27,6 +27,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/web"
 )
 
 func main() {
@@ -180,6 +181,9 @@ func run(ctx context.Context, cfg config) error {
 	opts.InstallRate = cfg.InstallRate
 	opts.MaxConcurrentExecs = cfg.MaxConcurrentExecs
 	opts.Metrics = mgr
+	if cfg.PlaygroundPage {
+		opts.Page = web.Handler()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
