@@ -380,7 +380,8 @@ function followLog(p: Process) {
         setPreview();
       }
     } else if (event === "exit") {
-      print(`[${data.command} ended: exit ${data.exitCode ?? "?"}]\n`, data.exitCode === 0 ? "info" : "err");
+      const how = stopped.has(data.id) ? "stopped" : "ended";
+      print(`[${data.command} ${how}: exit ${data.exitCode ?? "?"}]\n`, data.exitCode === 0 || how === "stopped" ? "info" : "err");
       if (project?.id === data.id) setProject(null);
     }
   }, abort.signal).catch((err) => {
@@ -388,8 +389,11 @@ function followLog(p: Process) {
   });
 }
 
+const stopped = new Set<string>(); // processes the user stopped: their exit is no failure
+
 async function stopProject() {
   if (!project) return;
+  stopped.add(project.id);
   try {
     await api.kill(sessionId, project.id);
     setProject(null);
