@@ -93,6 +93,10 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 			return
 		}
 		file := filepath.Join(artifacts, name+".png")
+		if err := os.MkdirAll(artifacts, 0o755); err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+			return
+		}
 		if err := os.WriteFile(file, png, 0o644); err != nil {
 			t.Logf("screenshot %s: %v", name, err)
 			return
@@ -341,17 +345,13 @@ func startDaemon(t *testing.T, env *runtimetest.Env) string {
 
 // artifactDir is where screenshots go: $SERVCRAFT_TEST_ARTIFACTS, else
 // .servcraft/test-artifacts/<test>-<time> in the repository (t.TempDir is
-// deleted when the test ends).
+// deleted when the test ends). It is made when the first screenshot is taken.
 func artifactDir(t *testing.T, repoRoot string) string {
 	dir := os.Getenv("SERVCRAFT_TEST_ARTIFACTS")
 	if dir == "" {
 		dir = filepath.Join(repoRoot, ".servcraft", "test-artifacts")
 	}
-	dir = filepath.Join(dir, t.Name()+"-"+time.Now().Format("20060102-150405"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return filepath.Join(dir, t.Name()+"-"+time.Now().Format("20060102-150405"))
 }
 
 func call(t *testing.T, base, method, path string, body any) (int, map[string]any) {

@@ -446,7 +446,7 @@ function setPreview() {
   if (!sessionId) return;
   const url = previewURL();
   const frame = $("preview") as HTMLIFrameElement;
-  frame.src = url + (url.includes("?") ? "&" : "?") + "_=" + Date.now();
+  frame.src = url; // setting src navigates again even when it is unchanged
   ($("preview-open") as HTMLAnchorElement).href = url;
 }
 
