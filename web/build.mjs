@@ -1,9 +1,13 @@
-// Builds the playground page into dist/: one script and one stylesheet with
+// Type-checks the page and builds it into dist/: one script and one stylesheet with
 // content hashes in their names (served as immutable) and index.html naming
 // them (served as no-cache). The Go package embeds dist/.
 import * as esbuild from "esbuild";
 import { readFile, writeFile, readdir, rm, mkdir } from "node:fs/promises";
 import path from "node:path";
+import { execFileSync } from "node:child_process";
+
+// esbuild strips types without checking them: tsc checks them first.
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "."], { stdio: "inherit" });
 
 const dist = "dist";
 await mkdir(dist, { recursive: true });

@@ -86,6 +86,8 @@ async function start(projectType: string) {
   store.session = id;
   store.openFile = "";
   await enter(id);
+  print(`Session ready (${projectType}). ▶ Run file runs the open file (Ctrl+Enter); ▶ npm start runs the project ` +
+    `in the background, shown in the preview. A package missing? Install it (an empty field installs package.json's).\n`, "info");
 }
 
 /** Attaches the page to an existing session: files, processes, terminal, preview. */
