@@ -20,7 +20,7 @@ image: deps ## build the offline Node 20 image archive and the TypeScript toolch
 	@scripts/build-image.sh >/dev/null
 	@scripts/build-toolchain.sh >/dev/null
 
-WEB_SOURCES := $(wildcard web/src/*) web/build.mjs
+WEB_SOURCES := $(wildcard web/src/*) web/build.mjs web/tsconfig.json
 
 web: web/dist/index.html ## build the playground page (npm ci, esbuild) into web/dist when its sources changed
 
