@@ -67,6 +67,14 @@ function setSync(state: "idle" | "pending" | "saving" | "saved" | "error", text 
 
 // ---- session ----
 
+/** Why a call failed, in words for the start panel. */
+function explain(err: unknown) {
+  if (err instanceof APIError && err.status === 401) {
+    return "this servcraftd requires an API token (--api-token); the page works with a daemon that runs without one.";
+  }
+  return (err as Error).message;
+}
+
 function newSessionId() {
   return `session-${Date.now()}-${Math.random().toString(36).slice(2, 13)}`;
 }
@@ -80,7 +88,7 @@ async function start(projectType: string) {
     info = await api.create(id, projectType);
   } catch (err) {
     setState("start");
-    $("overlay-error").textContent = `Could not create a session: ${(err as Error).message}`;
+    $("overlay-error").textContent = `Could not create a session: ${explain(err)}`;
     return;
   }
   store.session = id;
@@ -123,7 +131,7 @@ async function resume() {
       return;
     }
     setState("start");
-    $("overlay-error").textContent = `Could not reach the daemon: ${(err as Error).message}`;
+    $("overlay-error").textContent = `Could not reach the daemon: ${explain(err)}`;
     return;
   }
   await enter(id);
