@@ -10,18 +10,30 @@ LISTEN ?= 127.0.0.1:8080
 # staticcheck 2026.2.2, the first line that knows Go 1.26.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps containerd image build run test unit-test race-test lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
+.PHONY: all deps containerd image build run test unit-test race-test web lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
 
 all: build
 
-deps: ## install containerd, runc, tini, busybox-static, e2fsprogs when missing
+deps: ## install containerd, runc, tini, busybox-static, e2fsprogs, chromium (the page's test) when missing
 	@scripts/deps.sh
+	@scripts/deps-browser.sh
 
 image: deps ## build the offline Node 20 image archive and the TypeScript toolchain (cached)
 	@scripts/build-image.sh >/dev/null
 	@scripts/build-toolchain.sh >/dev/null
 
-build: ## build bin/servcraftd and bin/servcraft-image
+WEB_SOURCES := $(wildcard web/src/*) web/build.mjs web/tsconfig.json
+
+web: web/dist/index.html ## build the playground page (npm ci, esbuild) into web/dist when its sources changed
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "make web: npm not found on the host (Node.js 20 and npm build the page)" >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && node build.mjs
+
+build: web ## build bin/servcraftd (with the page) and bin/servcraft-image
 	$(GO) build -o bin/servcraftd ./cmd/servcraftd
 	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
 	$(GO) build -o bin/servcraft-bench ./cmd/servcraft-bench
@@ -31,7 +43,7 @@ run: deps image build ## start containerd if needed and serve on $(LISTEN)
 	exec bin/servcraftd --listen $(LISTEN) --state-dir $(STATE)/daemon \
 		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) --toolchain-dir $(TOOLCHAIN) $(ARGS)
 
-test: deps image ## every test: unit and integration, against a real containerd
+test: deps image web ## every test: unit and integration, against a real containerd
 	@addr=$$(scripts/containerd-address.sh) && \
 	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) SERVCRAFT_TEST_TOOLCHAIN=$(TOOLCHAIN) \
 		$(GO) test -count=1 -p 1 -timeout 20m ./...

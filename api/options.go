@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -46,6 +47,8 @@ type Options struct {
 	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
 
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
+
+	Page http.Handler // the playground page at GET / and /assets/* (web.Handler()); nil: no page
 }
 
 // DefaultOptions are the API's limits when none are configured. The

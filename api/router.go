@@ -70,6 +70,10 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"success": true, "status": "ok"}) })
 	r.GET("/readyz", h.ready)
 	r.GET("/metrics", gin.WrapH(m.handler()))
+	if opt.Page != nil {
+		r.GET("/", gin.WrapH(opt.Page))
+		r.GET("/assets/*file", gin.WrapH(opt.Page))
+	}
 
 	pg := r.Group("/api/playground")
 	pg.POST("/container", h.createContainer)

@@ -184,6 +184,7 @@ type config struct {
 	AllowNoSeccomp    bool
 	Registry          string
 	APITokenFile      string
+	PlaygroundPage    bool
 
 	Runtime runtime.Config
 	API     api.Options
@@ -200,6 +201,7 @@ func defaultConfig() config {
 		LogFormat:         "text",
 		Runtime:           runtime.DefaultConfig(),
 		API:               api.DefaultOptions(),
+		PlaygroundPage:    true,
 	}
 	c.CPUs = float64(c.Runtime.Limits.CPUQuota) / float64(c.Runtime.Limits.CPUPeriod)
 	return c
@@ -261,6 +263,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.MinPreviewPort, "min-preview-port", o.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
 	fs.DurationVar(&o.PreviewTimeout, "preview-timeout", o.PreviewTimeout, "how long a previewed server may take to send headers")
 	fs.Var(sizeOf(&o.MaxPreviewBytes), "max-preview-bytes", "largest preview response body, a `size`")
+	fs.BoolVar(&c.PlaygroundPage, "playground-page", c.PlaygroundPage, "serve the playground page (web/) at / (false: the API only)")
 
 	fs.StringVar(&o.APIToken, "api-token", o.APIToken, "bearer `token` that every /api call, /metrics and the previews need (empty: no authentication); visible in ps, prefer --api-token-file")
 	fs.StringVar(&c.APITokenFile, "api-token-file", c.APITokenFile, "`file` holding the API token (surrounding white space is trimmed)")
@@ -624,7 +627,7 @@ var settingGroups = []struct {
 	names []string
 }{
 	{"Config file", []string{"config"}},
-	{"API and access", []string{"listen", "api-token", "api-token-file", "cors-origins", "preview-public", "trusted-proxies",
+	{"API and access", []string{"listen", "playground-page", "api-token", "api-token-file", "cors-origins", "preview-public", "trusted-proxies",
 		"max-body", "max-command", "log-format"}},
 	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate"}},
 	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "runners", "runner-idle",

@@ -27,6 +27,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/web"
 )
 
 func main() {
@@ -116,6 +117,9 @@ func run(ctx context.Context, cfg config) error {
 	opts := cfg.API
 	opts.TypeScript = mgr.HasToolchain()
 	opts.Metrics = mgr
+	if cfg.PlaygroundPage {
+		opts.Page = web.Handler()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
