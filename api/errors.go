@@ -13,13 +13,6 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
-// errorBody is every error answer: error is a string the frontend prints.
-type errorBody struct {
-	Success bool   `json:"success"`
-	Error   string `json:"error"`
-	Code    string `json:"code"`
-}
-
 // errBodyTooLarge marks a request body over the limit.
 var errBodyTooLarge = errors.New("request body too large")
 
