@@ -69,10 +69,10 @@ func errorMiddleware(c *gin.Context) {
 	msg := err.Error()
 	switch {
 	case status == http.StatusInternalServerError:
-		slog.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
+		slog.Error("request failed", "requestId", requestID(c), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
 		msg = "internal error: " + msg
 	case status > 501:
-		slog.Warn("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
+		slog.Warn("request failed", "requestId", requestID(c), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
 	}
 	c.JSON(status, errorBody{Success: false, Error: msg, Code: code})
 }
