@@ -20,7 +20,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	goruntime "runtime"
@@ -37,6 +36,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
@@ -73,29 +73,11 @@ var atkClient = &http.Client{Timeout: 90 * time.Second}
 // retried after its Retry-After (a few times) unless noRetry.
 func atkDo(t *testing.T, base, method, path string, body []byte, noRetry bool) (int, http.Header, []byte) {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		var r io.Reader
-		if body != nil {
-			r = bytes.NewReader(body)
-		}
-		req, err := http.NewRequest(method, base+path, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := atkClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		data, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusTooManyRequests && !noRetry && attempt < 8 {
-			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			time.Sleep(time.Duration(max(secs, 1)) * time.Second)
-			continue
-		}
-		return resp.StatusCode, resp.Header, data
+	c := apitest.NewClient(t, base, atkClient, api.OpenAPIDocument())
+	if !noRetry {
+		c.RetryLimited = 8
 	}
+	return c.Do(method, path, body)
 }
 
 // atkCall is atkDo with a JSON body and a JSON answer.
@@ -1138,78 +1120,22 @@ func deepTree(n int) string {
 	return "[" + strings.Repeat(`{"name":"d","type":"folder","children":[`, n) + `{"name":"f","type":"file","content":"x"}` + strings.Repeat("]}", n) + "]"
 }
 
-var (
-	daemonBinOnce sync.Once
-	daemonBin     string
-	daemonBinErr  error
-)
-
 // startDaemon builds and starts the real servcraftd on a free loopback port
 // and returns its base URL; it is stopped (SIGTERM) at the end of the test.
 func startDaemon(t *testing.T, args ...string) string {
 	t.Helper()
-	env := runtimetest.Start(t, "servcraft-test-attack")
-	daemonBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "servcraftd-attack")
-		if err != nil {
-			daemonBinErr = err
-			return
-		}
-		daemonBin = filepath.Join(dir, "servcraftd")
-		cmd := exec.Command("go", "build", "-o", daemonBin, "./cmd/servcraftd")
-		cmd.Dir = env.RepoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			daemonBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if daemonBinErr != nil {
-		t.Fatal(daemonBinErr)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var log bytes.Buffer
-	cmd := exec.Command(daemonBin, append([]string{"--listen", addr, "--state-dir", t.TempDir(), "--containerd-address", env.Address,
-		"--namespace", "servcraft-test-attack", "--pull=false", "--image", env.Image.Ref, "--fallback-archive", env.Image.FallbackArchive,
-		"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath, "--workspace-size", "64MiB", "--destroy-on-shutdown",
-		"--registry", "http://127.0.0.1:9/"}, args...)...)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	const namespace = "servcraft-test-attack"
+	env := runtimetest.Start(t, namespace)
+	d := apitest.NewDaemon(t, apitest.Binary(t, env.RepoRoot), append(append(apitest.EnvArgs(env, namespace),
+		"--state-dir", t.TempDir(), "--workspace-size", "64MiB", "--destroy-on-shutdown", "--registry", "http://127.0.0.1:9/"), args...)...)
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		d.Stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("servcraftd log:\n%s", log.String())
+			t.Logf("servcraftd log:\n%s", d.Log())
 		}
 	})
-	base := "http://" + addr
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("servcraftd exited during start:\n%s", log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("servcraftd not ready:\n%s", log.String())
-	return ""
+	d.Start()
+	return d.URL
 }
 
 // slowHeaders sends a request's headers one byte per 100 ms and returns how

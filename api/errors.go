@@ -13,13 +13,6 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
-// errorBody is every error answer: error is a string the frontend prints.
-type errorBody struct {
-	Success bool   `json:"success"`
-	Error   string `json:"error"`
-	Code    string `json:"code"`
-}
-
 // errBodyTooLarge marks a request body over the limit.
 var errBodyTooLarge = errors.New("request body too large")
 
@@ -76,10 +69,10 @@ func errorMiddleware(c *gin.Context) {
 	msg := err.Error()
 	switch {
 	case status == http.StatusInternalServerError:
-		slog.Error("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
+		slog.Error("request failed", "requestId", requestID(c), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
 		msg = "internal error: " + msg
 	case status > 501:
-		slog.Warn("request failed", "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
+		slog.Warn("request failed", "requestId", requestID(c), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
 	}
 	c.JSON(status, errorBody{Success: false, Error: msg, Code: code})
 }

@@ -7,18 +7,6 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
-// FileNode is one node of the frontend's file tree, as /sync receives it.
-// Language and Expanded are the editor's and are ignored here.
-type FileNode struct {
-	Name     string     `json:"name"`
-	Type     string     `json:"type"` // "file" or "folder"
-	Content  string     `json:"content"`
-	Encoding string     `json:"encoding"` // "" (UTF-8 text) or "base64"
-	Language string     `json:"language"`
-	Children []FileNode `json:"children"`
-	Expanded bool       `json:"expanded"`
-}
-
 // Node types and encodings the frontend sends.
 const (
 	nodeFile      = "file"

@@ -9,24 +9,6 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
-type syncRequest struct {
-	SessionID string     `json:"sessionId"`
-	Files     []FileNode `json:"files"`
-	Mode      string     `json:"mode"`
-}
-
-type syncResponse struct {
-	Success bool  `json:"success"`
-	Written int   `json:"written"`
-	Deleted int   `json:"deleted"`
-	Bytes   int64 `json:"bytes"`
-}
-
-type filesResponse struct {
-	Success bool                 `json:"success"`
-	Files   []workspace.FileInfo `json:"files"`
-}
-
 func (h *handlers) sync(c *gin.Context) {
 	var req syncRequest
 	if !bindSession(c, &req) {
@@ -51,7 +33,7 @@ func (h *handlers) sync(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, syncResponse{Success: true, Written: res.Written, Deleted: res.Deleted, Bytes: res.Bytes})
+	c.JSON(http.StatusOK, newSyncResponse(res))
 }
 
 // files answers GET /files and GET /container?action=getFiles.
@@ -74,39 +56,7 @@ func (h *handlers) files(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if files == nil {
-		files = []workspace.FileInfo{}
-	}
-	c.JSON(http.StatusOK, filesResponse{Success: true, Files: files})
-}
-
-type installRequest struct {
-	SessionID string   `json:"sessionId"`
-	Packages  []string `json:"packages"`
-	TimeoutMs *int64   `json:"timeoutMs"`
-}
-
-type installResponse struct {
-	Success     bool              `json:"success"`
-	Output      string            `json:"output"`
-	Error       string            `json:"error"`
-	ExitCode    int               `json:"exitCode"`
-	TimedOut    bool              `json:"timedOut"`
-	Truncated   bool              `json:"truncated"`
-	Installed   []runtime.Package `json:"installed"`
-	DurationMs  int64             `json:"durationMs"`
-	CacheHits   int64             `json:"cacheHits"`
-	CacheMisses int64             `json:"cacheMisses"`
-	FromLayer   bool              `json:"fromLayer"` // the starter's dependencies were restored, npm did not run
-}
-
-// installError is an install the service could not complete: error is the
-// message the frontend prints; npm's own output rides along.
-type installError struct {
-	errorBody
-	Output   string   `json:"output"`
-	NpmError string   `json:"npmError"`
-	NotFound []string `json:"notFound,omitempty"`
+	c.JSON(http.StatusOK, newFilesResponse(files))
 }
 
 func (h *handlers) install(c *gin.Context) {
@@ -136,24 +86,8 @@ func (h *handlers) install(c *gin.Context) {
 			fail(c, err) // npm never ran
 			return
 		}
-		c.JSON(status, installError{errorBody: errorBody{Error: err.Error(), Code: code},
-			Output: res.Stdout, NpmError: res.Stderr, NotFound: res.NotFound})
+		c.JSON(status, newInstallError(err, code, res))
 		return
 	}
-	if res.Installed == nil {
-		res.Installed = []runtime.Package{}
-	}
-	c.JSON(http.StatusOK, installResponse{
-		Success:     res.ExitCode == 0,
-		Output:      res.Stdout,
-		Error:       res.Stderr,
-		ExitCode:    res.ExitCode,
-		TimedOut:    res.TimedOut,
-		Truncated:   res.Truncated,
-		Installed:   res.Installed,
-		DurationMs:  res.Duration.Milliseconds(),
-		CacheHits:   res.CacheHits,
-		CacheMisses: res.CacheMisses,
-		FromLayer:   res.FromLayer,
-	})
+	c.JSON(http.StatusOK, newInstallResponse(res))
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/servcraft/servcraftd/runtime"
-	"github.com/servcraft/servcraftd/store"
 )
 
 // bindSession decodes the JSON body into req, checks its sessionId and
@@ -34,10 +33,10 @@ func notFound(format string, args ...any) error {
 
 func (h *handlers) ready(c *gin.Context) {
 	if err := h.s.Ready(c.Request.Context()); err != nil {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"success": false, "ready": false, "error": err.Error(), "code": "not_ready"})
+		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "ready": true})
+	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true})
 }
 
 func (h *handlers) createContainer(c *gin.Context) {
@@ -59,22 +58,7 @@ func (h *handlers) createContainer(c *gin.Context) {
 	if created {
 		status = http.StatusCreated
 	}
-	c.JSON(status, h.containerResponse(s, !created))
-}
-
-func (h *handlers) containerResponse(s store.Session, existing bool) containerResponse {
-	return containerResponse{
-		Success:     true,
-		ContainerID: s.ContainerID,
-		ExposedPort: h.opt.ExposedPort,
-		ProjectType: s.ProjectType,
-		IsExtended:  s.Extended,
-		Existing:    existing,
-		Timeout:     h.opt.IdleTimeout.Milliseconds(),
-		CreatedAt:   s.CreatedAt,
-		ExpiresAt:   s.ExpiresAt,
-		Image:       s.Image,
-	}
+	c.JSON(status, newContainerResponse(s, !created, h.opt))
 }
 
 func (h *handlers) getContainer(c *gin.Context) {
@@ -94,27 +78,14 @@ func (h *handlers) getContainer(c *gin.Context) {
 	}
 	info, err := h.s.Get(c.Request.Context(), id)
 	if errdefs.IsNotFound(err) {
-		c.JSON(http.StatusNotFound, gin.H{"success": false, "exists": false, "error": err.Error(), "code": "not_found"})
+		c.JSON(http.StatusNotFound, containerMissing{errorBody: newErrorBody(err, "not_found"), Exists: false})
 		return
 	} else if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, containerInfoResponse{
-		Success:      true,
-		Exists:       true,
-		SessionID:    info.SessionID,
-		ContainerID:  info.ContainerID,
-		ProjectType:  info.ProjectType,
-		IsExtended:   info.Extended,
-		ExposedPort:  h.opt.ExposedPort,
-		CreatedAt:    info.CreatedAt,
-		LastAccessed: info.LastActiveAt,
-		ExpiresAt:    info.ExpiresAt,
-		Status:       info.Status,
-		Image:        info.Image,
-		Usage:        info.Usage,
-	})
+	c.JSON(http.StatusOK, newContainerInfoResponse(info, h.opt))
+
 }
 
 func (h *handlers) extendContainer(c *gin.Context) {
@@ -127,7 +98,7 @@ func (h *handlers) extendContainer(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, extendResponse{Success: true, IsExtended: s.Extended, ExpiresAt: s.ExpiresAt})
+	c.JSON(http.StatusOK, newExtendResponse(s))
 }
 
 func (h *handlers) deleteContainer(c *gin.Context) {
@@ -140,7 +111,7 @@ func (h *handlers) deleteContainer(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true})
+	c.JSON(http.StatusOK, successResponse{Success: true})
 }
 
 // timeout turns the optional timeoutMs into a duration: 0 means the default,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
@@ -97,6 +98,7 @@ func do(t *testing.T, h http.Handler, method, target, body string) (int, map[str
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	apitest.Check(t, openAPIDocument, req, rec.Code, rec.Header(), rec.Body.Bytes())
 	var out map[string]any
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
 		t.Fatalf("%s %s: body is not JSON: %q", method, target, rec.Body.String())

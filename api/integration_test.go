@@ -1,10 +1,6 @@
 package api_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -14,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
@@ -25,22 +22,18 @@ import (
 // installing from the registry the host's npm uses.
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	out, err := exec.Command("npm", "config", "get", "registry").Output()
-	if err != nil {
-		t.Fatalf("npm config get registry: %v", err)
-	}
-	upstream, err := url.Parse(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startServer(t, upstream, nil, nil)
+	return startServer(t, nil, nil, nil)
 }
 
-// startServer is newServer with a chosen registry upstream and hooks that
-// change the runtime's configuration and the API's options.
+// startServer is newServer with a chosen registry upstream (nil: the host
+// npm's, asked only once the environment is there, so -short needs no npm)
+// and hooks that change the runtime's configuration and the API's options.
 func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), tweakOpt func(*api.Options)) *httptest.Server {
 	t.Helper()
 	env := runtimetest.Start(t, "servcraft-test-api")
+	if upstream == nil {
+		upstream = npmRegistry(t)
+	}
 	state := t.TempDir()
 	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
 	if err != nil {
@@ -84,25 +77,29 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 	return srv
 }
 
-func call(t *testing.T, srv *httptest.Server, method, path string, body any) (int, map[string]any) {
+// npmRegistry is the registry the host's npm uses.
+func npmRegistry(t *testing.T) *url.URL {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
+	out, err := exec.Command("npm", "config", "get", "registry").Output()
+	if err != nil {
+		runtimetest.Unavailable(t, "npm config get registry: %v", err)
 	}
-	req, _ := http.NewRequest(method, srv.URL+path, r)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := srv.Client().Do(req)
+	upstream, err := url.Parse(strings.TrimSpace(string(out)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return resp.StatusCode, out
+	return upstream
+}
+
+// client calls srv; every answer is checked against the OpenAPI document.
+func client(t *testing.T, srv *httptest.Server) *apitest.Client {
+	t.Helper()
+	return apitest.NewClient(t, srv.URL, srv.Client(), api.OpenAPIDocument())
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	return client(t, srv).Call(method, path, body)
 }
 
 func TestPlaygroundContractEndToEnd(t *testing.T) {

@@ -18,16 +18,6 @@ type MetricsSource interface {
 	Stats() runtime.Stats
 }
 
-// operations are the routes whose latency /metrics reports as an operation.
-var operations = map[[2]string]string{
-	{http.MethodPost, "/api/playground/container"}:   "create",
-	{http.MethodDelete, "/api/playground/container"}: "destroy",
-	{http.MethodPost, "/api/playground/execute"}:     "execute",
-	{http.MethodPost, "/api/playground/shell"}:       "shell",
-	{http.MethodPost, "/api/playground/sync"}:        "sync",
-	{http.MethodPost, "/api/playground/install"}:     "install",
-}
-
 // latencyBuckets span a cached exec (a few ms) to a long install (minutes).
 var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
@@ -72,15 +62,15 @@ func newMetrics(src MetricsSource) *metrics {
 }
 
 // observe records one answered request.
-func (m *metrics) observe(method, route string, status int, d time.Duration) {
+func (m *metrics) observe(method, route, operation string, status int, d time.Duration) {
 	label := route
 	if label == "" {
 		label = "unmatched" // any path: keep the label set bounded
 	}
 	m.requests.WithLabelValues(label, method, strconv.Itoa(status)).Inc()
 	m.latency.WithLabelValues(label, method).Observe(d.Seconds())
-	if op, ok := operations[[2]string{method, route}]; ok && status >= 200 && status < 300 {
-		m.ops.WithLabelValues(op).Observe(d.Seconds())
+	if operation != "" && status >= 200 && status < 300 {
+		m.ops.WithLabelValues(operation).Observe(d.Seconds())
 	}
 }
 

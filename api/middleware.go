@@ -81,7 +81,7 @@ func observe(m *metrics) gin.HandlerFunc {
 		defer func() { // deferred: a proxied stream cut short panics through here
 			elapsed := time.Since(start)
 			route, status := c.FullPath(), c.Writer.Status()
-			m.observe(c.Request.Method, route, status, elapsed)
+			m.observe(c.Request.Method, route, c.GetString(operationKey), status, elapsed)
 			attrs := []any{"requestId", id, "method", c.Request.Method, "route", route, "status", status,
 				"durationMs", float64(elapsed.Microseconds()) / 1000, "client", c.ClientIP()}
 			if route == "" {
@@ -114,35 +114,16 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// routeOf is the route of the request, or its path when no route matched.
-func routeOf(c *gin.Context) string {
-	if r := c.FullPath(); r != "" {
-		return r
-	}
-	return c.Request.URL.Path
-}
-
-// isPreview reports whether route is a preview: a page for an iframe, proxied to the session.
-func isPreview(route string) bool {
-	return strings.HasPrefix(route, "/api/playground/preview/") || strings.HasPrefix(route, "/p/")
-}
-
-// auth requires the API token, when there is one, on /api/*, /metrics and
-// the previews (/p/* too), the previews only unless previewPublic. /healthz
-// and /readyz stay open. The token is compared in constant time (over its
-// SHA-256, so its length does not show either).
-func auth(token string, previewPublic bool) gin.HandlerFunc {
+// auth requires the API token, when there is one; it is attached to the
+// routes that need it (the API, /metrics, the previews unless they are public;
+// see routes.go). The token is compared in constant time (over its SHA-256,
+// so its length does not show either).
+func auth(token string) gin.HandlerFunc {
 	if token == "" {
 		return func(c *gin.Context) { c.Next() }
 	}
 	want := sha256.Sum256([]byte(token))
 	return func(c *gin.Context) {
-		route := routeOf(c)
-		protected := strings.HasPrefix(route, "/api/") || route == "/metrics" || strings.HasPrefix(route, "/p/")
-		if !protected || previewPublic && isPreview(route) {
-			c.Next()
-			return
-		}
 		got, ok := bearerToken(c.GetHeader("Authorization"))
 		sum := sha256.Sum256([]byte(got))
 		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {
@@ -185,11 +166,6 @@ func cors(origins []string, token string) gin.HandlerFunc {
 		allowed[strings.TrimSuffix(o, "/")] = o != "*"
 	}
 	return func(c *gin.Context) {
-		route := routeOf(c)
-		if !strings.HasPrefix(route, "/api/") || isPreview(route) {
-			c.Next()
-			return
-		}
 		origin := c.GetHeader("Origin")
 		ok := origin != "" && (any || allowed[origin])
 		h := c.Writer.Header()

@@ -71,7 +71,8 @@ func sessionEngine(opt Options, block chan struct{}, entered chan<- string) http
 	r := gin.New()
 	m := newMetrics(nil)
 	lim := newLimits(opt, m.rateLimited)
-	r.Use(observe(m), errorMiddleware, lim.middleware)
+	r.Use(observe(m), errorMiddleware)
+	a := access{opt: opt, lim: lim}
 	run := func(c *gin.Context) {
 		var req sessionRequest
 		if err := decode(c, &req); err != nil {
@@ -89,8 +90,9 @@ func sessionEngine(opt Options, block chan struct{}, entered chan<- string) http
 		}
 		c.JSON(http.StatusOK, gin.H{"success": true})
 	}
-	for _, p := range []string{"/api/playground/execute", "/api/playground/shell", "/api/playground/install", "/api/playground/sync"} {
-		r.POST(p, run)
+	for p, class := range map[string]routeClass{"/api/playground/execute": classRun, "/api/playground/shell": classRun,
+		"/api/playground/install": classInstall, "/api/playground/sync": classAPI} {
+		r.POST(p, append(a.chain(class), run)...)
 	}
 	r.GET("/metrics", gin.WrapH(m.handler()))
 	return r

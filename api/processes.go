@@ -46,8 +46,8 @@ func (h *handlers) startBackground(c *gin.Context, sessionID, command string) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "background": true, "pid": p.ID, "process": p,
-		"output": fmt.Sprintf("started %s in the background: %s", p.ID, command), "error": "", "exitCode": 0})
+	c.JSON(http.StatusOK, backgroundResponse{Success: true, Background: true, PID: p.ID, Process: newProcess(p),
+		Output: fmt.Sprintf("started %s in the background: %s", p.ID, command), Error: "", ExitCode: 0})
 }
 
 func (h *handlers) processes(c *gin.Context) {
@@ -61,7 +61,7 @@ func (h *handlers) processes(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "processes": list})
+	c.JSON(http.StatusOK, processesResponse{Success: true, Processes: newProcesses(list)})
 }
 
 func processID(c *gin.Context) (string, string, error) {
@@ -91,14 +91,14 @@ func (h *handlers) processLogs(c *gin.Context) {
 		return
 	}
 	if !stream {
-		c.JSON(http.StatusOK, gin.H{"success": true, "process": pl.Process, "output": string(pl.Output), "truncated": pl.Truncated})
+		c.JSON(http.StatusOK, processLogResponse{Success: true, Process: newProcess(pl.Process), Output: string(pl.Output), Truncated: pl.Truncated})
 		return
 	}
 	startStream(c)
-	sseEvent(c, "output", gin.H{"data": string(pl.Output), "truncated": pl.Truncated})
+	sseEvent(c, "output", outputEvent{Data: string(pl.Output), Truncated: &pl.Truncated})
 	if pl.Follow != nil { // nil when the process has already ended
 		for chunk := range pl.Follow {
-			sseEvent(c, "output", gin.H{"data": string(chunk)})
+			sseEvent(c, "output", outputEvent{Data: string(chunk)})
 		}
 	}
 	if c.Request.Context().Err() != nil {
@@ -113,7 +113,7 @@ func (h *handlers) processLogs(c *gin.Context) {
 			}
 		}
 	}
-	sseEvent(c, "exit", final)
+	sseEvent(c, "exit", newProcess(final))
 }
 
 func (h *handlers) killProcess(c *gin.Context) {
@@ -127,7 +127,7 @@ func (h *handlers) killProcess(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "process": p})
+	c.JSON(http.StatusOK, processResponse{Success: true, Process: newProcess(p)})
 }
 
 // streamRun runs req, sending stdout and stderr chunks as events as they
@@ -152,7 +152,7 @@ func (h *handlers) streamRun(c *gin.Context, sessionID string, req runtime.ExecR
 				startStream(c)
 				started = true
 			}
-			sseEvent(c, ch[0], gin.H{"data": ch[1]})
+			sseEvent(c, ch[0], outputEvent{Data: ch[1]})
 		case o := <-done:
 			for len(chunks) > 0 {
 				ch := <-chunks
@@ -160,7 +160,7 @@ func (h *handlers) streamRun(c *gin.Context, sessionID string, req runtime.ExecR
 					startStream(c)
 					started = true
 				}
-				sseEvent(c, ch[0], gin.H{"data": ch[1]})
+				sseEvent(c, ch[0], outputEvent{Data: ch[1]})
 			}
 			if o.err != nil && !started {
 				fail(c, o.err)
@@ -171,7 +171,7 @@ func (h *handlers) streamRun(c *gin.Context, sessionID string, req runtime.ExecR
 			}
 			if o.err != nil {
 				status, code := ToHTTP(o.err)
-				sseEvent(c, "error", gin.H{"success": false, "error": o.err.Error(), "code": code, "status": status})
+				sseEvent(c, "error", streamErrorEvent{errorBody: newErrorBody(o.err, code), Status: status})
 				return
 			}
 			sseEvent(c, "exit", newRunResponse(o.res))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -130,21 +129,11 @@ func (s *sessionSlots) release(id string) {
 	}
 }
 
-// runKind names the rate-limited routes: a create, or a run (execute, shell, install).
-func runKind(method, route string) string {
-	if method != http.MethodPost {
-		return ""
-	}
-	switch route {
-	case "/api/playground/container":
-		return "create"
-	case "/api/playground/execute", "/api/playground/shell":
-		return "exec"
-	case "/api/playground/install":
-		return "install"
-	}
-	return ""
-}
+// Kinds of run, for the per-session limits (routes.go says which route is which).
+const (
+	runExec    = "exec"    // execute and shell: ExecRate
+	runInstall = "install" // install: InstallRate
+)
 
 // limits are the request rate limits and the bound on concurrent runs. Per
 // client (address) they apply before the handler runs; per session they
@@ -176,38 +165,39 @@ func newLimits(opt Options, onLimited func(string)) *limits {
 // Context keys of the limits.
 const (
 	limitsKey = "servcraft.limits"  // *limits, on routes with per-session limits
-	kindKey   = "servcraft.runKind" // runKind of the route
+	kindKey   = "servcraft.runKind" // runExec or runInstall
 	slotKey   = "servcraft.slot"    // sessionId whose run slot this request holds
 )
 
-// middleware applies the per-client limits and frees the request's run slot when it ends.
-func (l *limits) middleware(c *gin.Context) {
-	kind := runKind(c.Request.Method, c.FullPath())
-	if kind == "" {
-		c.Next()
+// limitCreates applies the per-client rate of session creates.
+func (l *limits) limitCreates(c *gin.Context) {
+	client := clientKey(c.ClientIP())
+	if l.refuse(c, l.create.take(client, l.now()), "create",
+		"client %s: more than %s session creates", client, l.opt.CreateRate.human()) {
 		return
 	}
-	client := clientKey(c.ClientIP())
-	if kind == "create" {
-		if l.refuse(c, l.create.take(client, l.now()), "create",
-			"client %s: more than %s session creates", client, l.opt.CreateRate.human()) {
+	c.Next()
+}
+
+// limitRuns applies the per-client rate of runs (execute, shell, install),
+// readies the per-session limits of kind for setSession, and frees the
+// request's run slot when it ends.
+func (l *limits) limitRuns(kind string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		client := clientKey(c.ClientIP())
+		if l.refuse(c, l.clientRun.take(client, l.now()), "client_exec",
+			"client %s: more than %s runs (execute, shell, install)", client, l.opt.ClientExecRate.human()) {
 			return
 		}
+		c.Set(limitsKey, l)
+		c.Set(kindKey, kind)
+		defer func() {
+			if id := c.GetString(slotKey); id != "" {
+				l.slots.release(id)
+			}
+		}()
 		c.Next()
-		return
 	}
-	if l.refuse(c, l.clientRun.take(client, l.now()), "client_exec",
-		"client %s: more than %s runs (execute, shell, install)", client, l.opt.ClientExecRate.human()) {
-		return
-	}
-	c.Set(limitsKey, l)
-	c.Set(kindKey, kind)
-	defer func() {
-		if id := c.GetString(slotKey); id != "" {
-			l.slots.release(id)
-		}
-	}()
-	c.Next()
 }
 
 // admit applies the per-session limits of the request's route to session id
@@ -216,7 +206,7 @@ func (l *limits) admit(c *gin.Context, id string) bool {
 	if c.GetString(slotKey) != "" {
 		return true // admitted already
 	}
-	if c.GetString(kindKey) == "install" {
+	if c.GetString(kindKey) == runInstall {
 		if l.refuse(c, l.install.take(id, l.now()), "session_install", "session %q: more than %s installs", id, l.opt.InstallRate.human()) {
 			return false
 		}

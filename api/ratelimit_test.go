@@ -181,7 +181,8 @@ func TestConcurrentRunsPerSessionAreBounded(t *testing.T) {
 
 func TestSessionSlotsForgetIdleSessions(t *testing.T) {
 	s := sessionSlots{max: 2, n: map[string]int{}}
-	if !s.acquire("a") || !s.acquire("a") || s.acquire("a") {
+	first, second, third := s.acquire("a"), s.acquire("a"), s.acquire("a")
+	if !first || !second || third {
 		t.Fatal("acquire past max")
 	}
 	s.release("a")

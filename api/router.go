@@ -60,39 +60,17 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 			panic(rec)
 		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
-	}), cors(opt.CORSOrigins, opt.APIToken), errorMiddleware, auth(opt.APIToken, opt.PreviewPublic),
-		h.limitBody, lim.middleware)
-	r.NoRoute(func(c *gin.Context) { fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path)) })
-	r.NoMethod(func(c *gin.Context) {
+	}), errorMiddleware, h.limitBody)
+	a := access{opt: opt, lim: lim}
+	a.register(r, h.routes(m.handler()))
+	// Unmatched requests are treated as API calls: CORS (preflights are
+	// answered there), the token, then 404 or 405.
+	r.NoRoute(append(a.chain(classAPI), func(c *gin.Context) {
+		fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})...)
+	r.NoMethod(append(a.chain(classAPI), func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, errorBody{Error: "method not allowed", Code: "method_not_allowed"})
-	})
-
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"success": true, "status": "ok"}) })
-	r.GET("/readyz", h.ready)
-	r.GET("/metrics", gin.WrapH(m.handler()))
-	if opt.Page != nil {
-		r.GET("/", gin.WrapH(opt.Page))
-		r.GET("/assets/*file", gin.WrapH(opt.Page))
-	}
-
-	pg := r.Group("/api/playground")
-	pg.POST("/container", h.createContainer)
-	pg.GET("/container", h.getContainer)
-	pg.PATCH("/container", h.extendContainer)
-	pg.DELETE("/container", h.deleteContainer)
-	pg.POST("/execute", h.execute)
-	pg.POST("/shell", h.shell)
-	pg.POST("/sync", h.sync)
-	pg.GET("/files", h.files)
-	pg.POST("/install", h.install)
-	pg.GET("/terminal", h.terminal)
-	pg.GET("/processes", h.processes)
-	pg.GET("/processes/logs", h.processLogs)
-	pg.DELETE("/processes", h.killProcess)
-	pg.Any("/preview/:sessionId/*path", h.preview)
-	pg.Any("/preview/:sessionId", h.preview)
-	r.Any("/p/:sessionId/*path", h.preview)
-	r.Any("/p/:sessionId", h.preview)
+	})...)
 	return r
 }
 

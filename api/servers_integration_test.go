@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/api/apitest"
 )
 
 // serverJS is a small server with a health route, an echo, and a minimal
@@ -39,17 +42,8 @@ s.listen(3000, "127.0.0.1", () => console.log("listening on 3000"));
 
 func get(t *testing.T, url string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	status, header, body := apitest.NewClient(t, "", nil, api.OpenAPIDocument()).Do("GET", url, nil, hdr...)
+	return status, string(body), header
 }
 
 func waitStatus(t *testing.T, url string, want int) string {

@@ -10,19 +10,6 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// terminalMessage is a text frame of the terminal protocol. Binary frames
-// carry raw terminal bytes both ways; text frames carry these messages:
-// client→server {"type":"resize","cols":120,"rows":40} (also "input" with
-// data, for clients that cannot send binary), server→client
-// {"type":"exit","exitCode":0} just before the server closes.
-type terminalMessage struct {
-	Type     string `json:"type"`
-	Cols     uint32 `json:"cols,omitempty"`
-	Rows     uint32 `json:"rows,omitempty"`
-	Data     string `json:"data,omitempty"`
-	ExitCode *int   `json:"exitCode,omitempty"`
-}
-
 // terminal upgrades to a WebSocket bound to an interactive shell on a PTY in
 // the session. Closing the socket ends the shell and everything it started.
 func (h *handlers) terminal(c *gin.Context) {

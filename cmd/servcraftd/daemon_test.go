@@ -2,11 +2,8 @@ package main_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,67 +17,23 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 )
 
 const daemonNamespace = "servcraft-test-daemon"
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// daemonBinary builds servcraftd once per test run.
-func daemonBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "servcraftd-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "servcraftd")
-		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
-
-// daemon is one servcraftd process over a state folder that outlives it.
+// daemon is one servcraftd process over a state folder that outlives it;
+// args are added to the flags that point it at the test's containerd.
 type daemon struct {
 	t     *testing.T
 	env   *runtimetest.Env
 	state string
 	url   string
 	args  []string
-	cmd   *exec.Cmd
-	done  chan struct{} // closed when cmd has exited
-	log   *syncBuffer
-}
-
-// syncBuffer is the daemon's log, written by the process and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	proc  *apitest.Daemon
 }
 
 func newDaemon(t *testing.T, args ...string) *daemon {
@@ -93,94 +46,44 @@ func newDaemon(t *testing.T, args ...string) *daemon {
 		d.start()
 		d.stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.log.String())
+			t.Logf("daemon log:\n%s", d.log())
 		}
 	})
 	d.start()
 	return d
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func (d *daemon) start() {
-	t := d.t
-	t.Helper()
-	addr := freePort(t)
-	d.url = "http://" + addr
-	args := append([]string{
-		"--listen", addr, "--state-dir", d.state, "--containerd-address", d.env.Address,
-		"--namespace", daemonNamespace, "--pull=false", "--image", d.env.Image.Ref,
-		"--fallback-archive", d.env.Image.FallbackArchive, "--toolchain-dir", d.env.ToolchainDir,
-		"--init", d.env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--reap-interval", "200ms", "--pool-size", "0",
-	}, d.args...)
-	d.cmd = exec.Command(daemonBinary(t), args...)
-	if d.log == nil {
-		d.log = &syncBuffer{}
+	d.t.Helper()
+	if d.proc == nil {
+		d.proc = apitest.NewDaemon(d.t, daemonBinary(d.t))
 	}
-	fmt.Fprintf(d.log, "---- start %v\n", args)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	d.done = done
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(d.cmd)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(d.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("servcraftd exited during start:\n%s", d.log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("servcraftd did not become ready:\n%s", d.log.String())
+	d.proc.Args = append(append(apitest.EnvArgs(d.env, daemonNamespace), "--state-dir", d.state, "--workspace-size", "64MiB",
+		"--touch-interval", "50ms", "--reap-interval", "200ms", "--pool-size", "0"), d.args...)
+	d.proc.Start()
+	d.url = d.proc.URL
 }
 
 // stop signals the daemon and waits for it; it returns the exit code.
 func (d *daemon) stop(sig syscall.Signal) int {
-	if d.cmd == nil || d.cmd.Process == nil {
+	if d.proc == nil {
 		return -1
 	}
-	_ = d.cmd.Process.Signal(sig)
-	<-d.done
-	code := d.cmd.ProcessState.ExitCode()
-	d.cmd = nil
-	return code
+	return d.proc.Stop(sig)
 }
 
+// log is everything the daemon wrote, over all its starts.
+func (d *daemon) log() string {
+	if d.proc == nil {
+		return ""
+	}
+	return d.proc.Log()
+}
+
+// call is one JSON call; the answer is checked against the OpenAPI document.
 func (d *daemon) call(method, path string, body any) (int, map[string]any) {
 	d.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, d.url+path, r)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		d.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return resp.StatusCode, out
+	return apitest.NewClient(d.t, d.url, nil, api.OpenAPIDocument()).Call(method, path, body)
 }
 
 func (d *daemon) create(id string) map[string]any {
@@ -262,8 +165,8 @@ func TestKill9AndRestartKeepsSessions(t *testing.T) {
 	if status, killed := d.call("DELETE", "/api/playground/processes?sessionId="+ids[0]+"&id="+bgID, nil); status != 200 {
 		t.Fatalf("kill after restart: %d %v", status, killed)
 	}
-	if !strings.Contains(d.log.String(), "kept=2") {
-		t.Errorf("reconcile did not report both sessions kept:\n%s", d.log.String())
+	if !strings.Contains(d.log(), "kept=2") {
+		t.Errorf("reconcile did not report both sessions kept:\n%s", d.log())
 	}
 }
 
@@ -281,8 +184,8 @@ func TestSessionExpiredWhileDownIsDestroyedAtStart(t *testing.T) {
 	if d.containerExists(cid) {
 		t.Fatalf("container %s survives", cid)
 	}
-	if !strings.Contains(d.log.String(), "expired=[expire-me]") {
-		t.Errorf("reconcile did not report the expiry:\n%s", d.log.String())
+	if !strings.Contains(d.log(), "expired=[expire-me]") {
+		t.Errorf("reconcile did not report the expiry:\n%s", d.log())
 	}
 }
 
@@ -369,7 +272,7 @@ func TestGracefulShutdownKeepsOrDestroys(t *testing.T) {
 	info := d.create("graceful")
 	cid, _ := info["containerId"].(string)
 	if code := d.stop(syscall.SIGTERM); code != 0 {
-		t.Fatalf("SIGTERM exit code %d:\n%s", code, d.log.String())
+		t.Fatalf("SIGTERM exit code %d:\n%s", code, d.log())
 	}
 	if !d.containerExists(cid) {
 		t.Fatal("container destroyed by a plain shutdown")
@@ -420,7 +323,7 @@ func TestContainerdRestartUnderTheDaemon(t *testing.T) {
 		d.start()
 		d.stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.log.String())
+			t.Logf("daemon log:\n%s", d.log())
 		}
 	})
 	d.start()
@@ -454,4 +357,37 @@ func TestContainerdRestartUnderTheDaemon(t *testing.T) {
 	if status != 200 || sh["output"] != "still here\n" {
 		t.Fatalf("after containerd restart: %d %v", status, sh)
 	}
+}
+
+// syncBuffer is a log written by a process and read by the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// daemonBinary is servcraftd built once per test binary (this package is cmd/servcraftd of the repository).
+func daemonBinary(t *testing.T) string {
+	t.Helper()
+	return apitest.Binary(t, filepath.Join("..", ".."))
 }
