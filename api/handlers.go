@@ -32,14 +32,6 @@ func notFound(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errdefs.ErrNotFound)...)
 }
 
-func (h *handlers) ready(c *gin.Context) {
-	if err := h.s.Ready(c.Request.Context()); err != nil {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"success": false, "ready": false, "error": err.Error(), "code": "not_ready"})
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "ready": true})
-}
-
 func (h *handlers) createContainer(c *gin.Context) {
 	var req createRequest
 	if !bindSession(c, &req) {

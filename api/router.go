@@ -74,6 +74,11 @@ type Options struct {
 	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
 
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
+
+	// Node and cluster (cluster.go, node.go).
+	MaxSessions int                                            // reported by /status; 0 no limit
+	OnDrain     func(ctx context.Context, draining bool) error // pauses the warm pool, updates the node record
+	Cluster     ClusterOptions                                 // nil Placement: single host
 }
 
 // DefaultOptions are the limits used when none are configured.
@@ -102,8 +107,10 @@ var DefaultOptions = Options{
 }
 
 type handlers struct {
-	s   Sessions
-	opt Options
+	s       Sessions
+	opt     Options
+	node    *nodeState
+	cluster *cluster
 }
 
 // NewRouter returns the servcraftd HTTP handler.
@@ -115,7 +122,11 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		slog.Error("trusted proxies ignored: the client is the peer address", "err", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	h := &handlers{s: s, opt: opt}
+	h := &handlers{s: s, opt: opt, node: &nodeState{onDrain: opt.OnDrain, maxSessions: opt.MaxSessions, token: opt.APIToken != ""}}
+	h.cluster = newCluster(opt.Cluster, &h.node.draining, func(ctx context.Context, id string) bool {
+		_, err := s.Get(ctx, id)
+		return err == nil
+	})
 	m := newMetrics(opt.Metrics)
 	lim := newLimits(opt, m.rateLimited)
 	r.Use(observe(m), gin.CustomRecovery(func(c *gin.Context, rec any) {
@@ -124,7 +135,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
 	}), cors(opt.CORSOrigins, opt.APIToken), errorMiddleware, auth(opt.APIToken, opt.PreviewPublic),
-		h.limitBody, lim.middleware)
+		h.limitBody, h.cluster.middleware, lim.middleware)
 	r.NoRoute(func(c *gin.Context) { fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path)) })
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, errorBody{Error: "method not allowed", Code: "method_not_allowed"})
@@ -133,6 +144,9 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"success": true, "status": "ok"}) })
 	r.GET("/readyz", h.ready)
 	r.GET("/metrics", gin.WrapH(m.handler()))
+	r.GET("/status", h.status)
+	r.POST("/api/admin/drain", h.drain)
+	r.DELETE("/api/admin/drain", h.drain)
 
 	pg := r.Group("/api/playground")
 	pg.POST("/container", h.createContainer)
