@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -102,6 +103,7 @@ type Manager struct {
 	poolMu   sync.Mutex
 	pool     []string // record IDs of warm containers, oldest first
 	poolWake chan struct{}
+	poolHeld atomic.Bool // a draining node fills no pool (PausePool)
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup

@@ -121,10 +121,26 @@ func (m *Manager) keepPool() {
 }
 
 func (m *Manager) poolShort() bool {
+	if m.poolHeld.Load() {
+		return false
+	}
 	m.poolMu.Lock()
 	defer m.poolMu.Unlock()
 	return len(m.pool) < m.cfg.PoolSize
 }
+
+// PausePool stops (true) or resumes (false) filling the warm pool: a
+// draining node makes no new containers. The warm ones it has stay.
+func (m *Manager) PausePool(paused bool) {
+	m.poolHeld.Store(paused)
+	if !paused {
+		m.refillPool()
+	}
+}
+
+// IsInternal reports whether a stored record is the manager's own (a warm
+// container or a dependency-layer builder), not a client's session.
+func IsInternal(sessionID string) bool { return IsPooled(sessionID) || isLayerBuilder(sessionID) }
 
 // adoptPoolRecords makes the warm containers a restarted daemon finds in the
 // store (kept by Reconcile) available again.

@@ -225,6 +225,8 @@ type config struct {
 	ExecRate           api.Rate
 	InstallRate        api.Rate
 	MaxConcurrentExecs int
+
+	Cluster clusterConfig // cluster.go
 }
 
 func defaultConfig() config {
@@ -283,6 +285,7 @@ func defaultConfig() config {
 		ExecRate:           api.DefaultOptions.ExecRate,
 		InstallRate:        api.DefaultOptions.InstallRate,
 		MaxConcurrentExecs: api.DefaultOptions.MaxConcurrentExecs,
+		Cluster:            defaultClusterConfig(),
 	}
 }
 
@@ -352,6 +355,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*rateValue)(&c.ExecRate), "exec-rate", "execute and shell requests per session, a `rate`")
 	fs.Var((*rateValue)(&c.InstallRate), "install-rate", "install requests per session, a `rate`")
 	fs.IntVar(&c.MaxConcurrentExecs, "max-concurrent-execs", c.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
+	c.Cluster.register(fs)
 	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "JSON `file` of settings whose keys are flag names, e.g. {\"idle-timeout\": \"30m\"} (also SERVCRAFT_CONFIG)")
 }
 
@@ -367,6 +371,7 @@ Usage:
   servcraftd [flags]               serve the API
   servcraftd sessions ls [flags]   list the stored sessions (works while the daemon runs)
   servcraftd gc --yes [flags]      remove every session container, snapshot and workspace and the session database
+  servcraftd drain [--wait]        stop taking new sessions, keep serving the ones here (--undo: take them again)
 
 Every flag is also a key of the --config file (JSON, keys are flag names) and an environment
 variable SERVCRAFT_<NAME> (--idle-timeout is SERVCRAFT_IDLE_TIMEOUT). Flags win over the
@@ -394,6 +399,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if err := cfg.readTokenFile(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Cluster.load(); err != nil {
 		return cfg, err
 	}
 	if err := cfg.validate(); err != nil {
