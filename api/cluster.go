@@ -183,6 +183,7 @@ func (cl *cluster) create(c *gin.Context, id string, hopped bool) {
 	if found {
 		switch {
 		case owner.ID == self.ID:
+			c.Header("X-Servcraft-Node", self.ID)
 			c.Next()
 		case hopped:
 			unavailable(c, "owner_unavailable", fmt.Sprintf("session %s is being created on node %s: retry", id, owner.ID), time.Second)
@@ -274,6 +275,9 @@ func (cl *cluster) forward(c *gin.Context, node placement.Node) {
 		},
 	}
 	c.Header("X-Servcraft-Forwarded-To", node.ID)
+	// The owner bounds its answers (and lifts the bounds for streams and
+	// WebSockets); this end of the hop must not cut them shorter.
+	_ = setNoDeadlines(c)
 	proxy.ServeHTTP(c.Writer, c.Request)
 	c.Abort()
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -418,6 +419,30 @@ backend nodes
 		ws.CloseNow()
 	})
 
+	t.Run("install is forwarded", func(t *testing.T) {
+		// The registry is a closed loopback port: the owner's install proxy
+		// answers upstream_failed; what matters is that the owner answered.
+		status, out, hdr := call(t, "POST", other.url+pg+"/install", map[string]any{"sessionId": id, "packages": []string{"left-pad"}})
+		if hdr.Get("X-Servcraft-Forwarded-To") != owner[id] || status == 404 || out["code"] == "not_found" {
+			t.Fatalf("install via a non-owner: %d %v, forwarded to %q, want the owner %s", status, out, hdr.Get("X-Servcraft-Forwarded-To"), owner[id])
+		}
+	})
+	t.Run("hop cost", func(t *testing.T) {
+		median := func(url string) time.Duration {
+			var ds []time.Duration
+			for range 9 {
+				start := time.Now()
+				if status, out, _ := call(t, "POST", url+pg+"/execute", map[string]any{"sessionId": id, "code": "1"}); status != 200 {
+					t.Fatalf("execute via %s: %d %v", url, status, out)
+				}
+				ds = append(ds, time.Since(start))
+			}
+			slices.Sort(ds)
+			return ds[len(ds)/2]
+		}
+		direct, hop := median(byID[owner[id]].url), median(other.url)
+		t.Logf("execute: owner %s, through a non-owner %s (ratio %.2f)", direct, hop, float64(hop)/float64(direct))
+	})
 	t.Run("forged hop header refused", func(t *testing.T) {
 		status, out, _ := call(t, "POST", nodes[0].url+pg+"/execute", map[string]any{"sessionId": id, "code": "1"},
 			"X-Servcraft-Hop", "v1;n2;"+fmt.Sprint(time.Now().Unix())+";10.1.2.3;"+strings.Repeat("ab", 32))
