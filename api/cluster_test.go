@@ -220,6 +220,24 @@ func TestForwardToOwner(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "7" {
 		t.Fatalf("unreachable owner: %d Retry-After %q; want 503 and 7", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+	// A verified hop is served where it lands, never forwarded again (no loop),
+	// even for a session another node owns.
+	before = fa.calls.Load()
+	resp = post(a.URL+"/api/playground/execute", "192.0.2.3", `{"sessionId":"c1","code":"1"}`,
+		map[string]string{hopHeader: signHop(secret, "b", "192.0.2.9", "POST", "/api/playground/execute", time.Now())})
+	if resp.StatusCode != 200 || fa.calls.Load() == before || resp.Header.Get("X-Servcraft-Forwarded-To") != "" {
+		t.Fatalf("hopped request: %d, a calls +%d, forwarded to %q; want served on a", resp.StatusCode, fa.calls.Load()-before, resp.Header.Get("X-Servcraft-Forwarded-To"))
+	}
+	// An X-Session-ID that contradicts the query is refused before any forward.
+	before = fb.calls.Load()
+	req0, _ := http.NewRequest("GET", a.URL+"/api/playground/processes?sessionId=c1", nil)
+	req0.Header.Set(sessionIDHeader, "c0")
+	if r, err := http.DefaultClient.Do(req0); err != nil || r.StatusCode != 400 {
+		t.Fatalf("contradicting X-Session-ID: %v %v, want 400", r, err)
+	}
+	if fb.calls.Load() != before {
+		t.Fatal("a contradicting X-Session-ID reached the runtime")
+	}
 	// Delete on the owner releases the record.
 	req, _ := http.NewRequest("DELETE", a.URL+"/api/playground/container?sessionId=c0", nil)
 	dresp, err := http.DefaultClient.Do(req)
