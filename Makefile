@@ -14,9 +14,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
-deps: ## install containerd, runc, tini, busybox-static, e2fsprogs, chromium (the page's test) when missing
+deps: ## install containerd, runc, tini, busybox-static, e2fsprogs, chromium (the page's test), etcd-server and haproxy (the cluster test) when missing
 	@scripts/deps.sh
 	@scripts/deps-browser.sh
+	@scripts/deps-cluster.sh
 
 image: deps ## build the offline Node 20 image archive and the TypeScript toolchain (cached)
 	@scripts/build-image.sh >/dev/null

@@ -31,14 +31,6 @@ func notFound(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errdefs.ErrNotFound)...)
 }
 
-func (h *handlers) ready(c *gin.Context) {
-	if err := h.s.Ready(c.Request.Context()); err != nil {
-		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
-		return
-	}
-	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true})
-}
-
 func (h *handlers) createContainer(c *gin.Context) {
 	var req createRequest
 	if !bindSession(c, &req) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -49,6 +50,11 @@ type Options struct {
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
 
 	Page http.Handler // the playground page at GET / and /assets/* (web.Handler()); nil: no page
+
+	// Node and cluster (cluster.go, node.go).
+	MaxSessions int                                            // reported by /status; 0 no limit
+	OnDrain     func(ctx context.Context, draining bool) error // pauses the warm pool, updates the node record
+	Cluster     ClusterOptions                                 // nil Placement: single host
 }
 
 // DefaultOptions are the API's limits when none are configured. The

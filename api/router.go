@@ -39,8 +39,10 @@ type Sessions interface {
 }
 
 type handlers struct {
-	s   Sessions
-	opt Options
+	s       Sessions
+	opt     Options
+	node    *nodeState
+	cluster *cluster
 }
 
 // NewRouter returns the servcraftd HTTP handler.
@@ -52,7 +54,11 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		slog.Error("trusted proxies ignored: the client is the peer address", "err", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	h := &handlers{s: s, opt: opt}
+	h := &handlers{s: s, opt: opt, node: &nodeState{onDrain: opt.OnDrain, maxSessions: opt.MaxSessions, token: opt.APIToken != ""}}
+	h.cluster = newCluster(opt.Cluster, &h.node.draining, func(ctx context.Context, id string) bool {
+		_, err := s.Get(ctx, id)
+		return err == nil
+	})
 	m := newMetrics(opt.Metrics)
 	lim := newLimits(opt, m.rateLimited)
 	r.Use(observe(m), gin.CustomRecovery(func(c *gin.Context, rec any) {
@@ -61,7 +67,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
 	}), errorMiddleware, h.limitBody)
-	a := access{opt: opt, lim: lim}
+	a := access{opt: opt, lim: lim, cluster: h.cluster.middleware}
 	a.register(r, h.routes(m.handler()))
 	// Unmatched requests are treated as API calls: CORS (preflights are
 	// answered there), the token, then 404 or 405.

@@ -26,6 +26,8 @@ const (
 	// classPreview: a page for an iframe, proxied to the session; the token
 	// unless PreviewPublic, no API CORS (the answers are the session's own).
 	classPreview
+	// classAdmin: the node's own controls (drain); the token, no CORS.
+	classAdmin
 )
 
 // anyMethod registers a route for every method gin knows (a proxied preview).
@@ -50,6 +52,9 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 		{http.MethodGet, "/readyz", classOpen, "", h.ready},
 		{http.MethodGet, "/openapi.json", classOpen, "", serveOpenAPI},
 		{http.MethodGet, "/metrics", classMetrics, "", gin.WrapH(metricsHandler)},
+		{http.MethodGet, "/status", classOpen, "", h.status},
+		{http.MethodPost, "/api/admin/drain", classAdmin, "", h.drain},
+		{http.MethodDelete, "/api/admin/drain", classAdmin, "", h.drain},
 
 		{http.MethodPost, pg + "/container", classCreate, "create", h.createContainer},
 		{http.MethodGet, pg + "/container", classAPI, "", h.getContainer},
@@ -81,18 +86,22 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 
 // access is the middleware of each class of route.
 type access struct {
-	opt Options
-	lim *limits
+	opt     Options
+	lim     *limits
+	cluster gin.HandlerFunc // answers here or forwards to the session's owner (cluster.go)
 }
 
 // chain is the middleware a route of class gets, in order, before its handler.
 // Unmatched requests get the chain of classAPI: CORS, then the token.
 func (a access) chain(class routeClass) []gin.HandlerFunc {
-	api := []gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken), auth(a.opt.APIToken)}
+	// The cluster hop comes after the token and before the per-client limits,
+	// which so count each request once, on the node that serves it, by the
+	// real client.
+	api := []gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken), auth(a.opt.APIToken), a.cluster}
 	switch class {
 	case classOpen:
 		return nil
-	case classMetrics:
+	case classMetrics, classAdmin:
 		return []gin.HandlerFunc{auth(a.opt.APIToken)}
 	case classAPI:
 		return api
@@ -104,9 +113,9 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 		return append(api, a.lim.limitRuns(runInstall))
 	case classPreview:
 		if a.opt.PreviewPublic {
-			return nil
+			return []gin.HandlerFunc{a.cluster}
 		}
-		return []gin.HandlerFunc{auth(a.opt.APIToken)}
+		return []gin.HandlerFunc{auth(a.opt.APIToken), a.cluster}
 	}
 	panic("api: route class without rules") // a programming error: caught by every test that builds a router
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/store/placement"
 )
 
 // Requests.
@@ -106,6 +107,7 @@ type healthResponse struct {
 type readyResponse struct {
 	Success bool   `json:"success"`
 	Ready   bool   `json:"ready"`
+	State   string `json:"state,omitempty"` // draining or drained, with code "draining"
 	Error   string `json:"error,omitempty"`
 	Code    string `json:"code,omitempty"`
 }
@@ -382,4 +384,43 @@ func newInstallError(err error, code string, r runtime.InstallResult) installErr
 
 func newErrorBody(err error, code string) errorBody {
 	return errorBody{Success: false, Error: err.Error(), Code: code}
+}
+
+// statusResponse is GET /status: the node and, in cluster mode, its peers.
+type statusResponse struct {
+	Success  bool          `json:"success"`
+	NodeID   string        `json:"nodeId,omitempty"`
+	State    string        `json:"state"` // accepting, draining, drained
+	Sessions int           `json:"sessions"`
+	Pooled   int           `json:"pooled"`
+	Capacity int           `json:"capacity"`     // 0: no limit
+	Free     *int          `json:"capacityFree"` // null: no limit
+	Cluster  []clusterNode `json:"cluster,omitempty"`
+	Error    string        `json:"clusterError,omitempty"`
+}
+
+// clusterNode is one node's record as /status shows it.
+type clusterNode struct {
+	ID        string    `json:"id"`
+	Addr      string    `json:"addr"`
+	State     string    `json:"state"`
+	Capacity  int       `json:"capacity"`
+	Sessions  int       `json:"sessions"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+func toClusterNodes(nodes []placement.Node) []clusterNode {
+	out := make([]clusterNode, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, clusterNode{ID: n.ID, Addr: n.Addr, State: string(n.State), Capacity: n.Capacity,
+			Sessions: n.Sessions, UpdatedAt: n.UpdatedAt})
+	}
+	return out
+}
+
+// drainResponse answers POST and DELETE /api/admin/drain.
+type drainResponse struct {
+	Success  bool   `json:"success"`
+	State    string `json:"state"`
+	Sessions int    `json:"sessions"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/servcraft/servcraftd/snapshots/templates"
@@ -19,6 +20,7 @@ import (
 type warmPool struct {
 	size int
 	wake chan struct{} // asks the keeper to top the pool up
+	held atomic.Bool   // a draining node fills no pool (PausePool)
 
 	mu  sync.Mutex
 	ids []string
@@ -48,6 +50,9 @@ func (p *warmPool) push(id string) {
 
 // short reports whether the pool holds fewer than size.
 func (p *warmPool) short() bool {
+	if p.held.Load() {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.ids) < p.size
@@ -72,6 +77,19 @@ func (p *warmPool) refill() {
 	default:
 	}
 }
+
+// PausePool stops (true) or resumes (false) filling the warm pool: a
+// draining node makes no new containers. The warm ones it has stay.
+func (m *Manager) PausePool(paused bool) {
+	m.pool.held.Store(paused)
+	if !paused {
+		m.pool.refill()
+	}
+}
+
+// IsInternal reports whether a stored record is the manager's own (a warm
+// container or a dependency-layer builder), not a client's session.
+func IsInternal(recordID string) bool { return KindOf(recordID) != KindSession }
 
 // claimPooled hands a warm container to sessionID: one store transaction
 // renames its record, the starter project is written and the container's

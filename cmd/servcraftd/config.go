@@ -188,6 +188,8 @@ type config struct {
 
 	Runtime runtime.Config
 	API     api.Options
+
+	Cluster clusterConfig // cluster.go
 }
 
 func defaultConfig() config {
@@ -202,6 +204,7 @@ func defaultConfig() config {
 		Runtime:           runtime.DefaultConfig(),
 		API:               api.DefaultOptions(),
 		PlaygroundPage:    true,
+		Cluster:           defaultClusterConfig(),
 	}
 	c.CPUs = float64(c.Runtime.Limits.CPUQuota) / float64(c.Runtime.Limits.CPUPeriod)
 	return c
@@ -275,6 +278,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*rateValue)(&o.ExecRate), "exec-rate", "execute and shell requests per session, a `rate`")
 	fs.Var((*rateValue)(&o.InstallRate), "install-rate", "install requests per session, a `rate`")
 	fs.IntVar(&o.MaxConcurrentExecs, "max-concurrent-execs", o.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
+	c.Cluster.register(fs)
 	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "JSON `file` of settings whose keys are flag names, e.g. {\"idle-timeout\": \"30m\"} (also SERVCRAFT_CONFIG)")
 }
 
@@ -290,6 +294,7 @@ Usage:
   servcraftd [flags]               serve the API
   servcraftd sessions ls [flags]   list the stored sessions (works while the daemon runs)
   servcraftd gc --yes [flags]      remove every session container, snapshot and workspace and the session database
+  servcraftd drain [--wait]        stop taking new sessions, keep serving the ones here (--undo: take them again)
 
 Every flag is also a key of the --config file (JSON, keys are flag names) and an environment
 variable SERVCRAFT_<NAME> (--idle-timeout is SERVCRAFT_IDLE_TIMEOUT). Flags win over the
@@ -320,6 +325,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return cfg, err
 	}
 	if err := cfg.absPaths(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Cluster.load(); err != nil {
 		return cfg, err
 	}
 	if err := cfg.validate(); err != nil {
@@ -640,6 +648,8 @@ var settingGroups = []struct {
 	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path"}},
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
 		"allow-no-seccomp", "snapshotter", "namespace", "init", "node-path", "toolchain-dir"}},
+	{"Cluster (docs/cluster.md)", []string{"cluster-etcd", "cluster-secret-file", "node-id", "advertise-addr",
+		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/store/placement"
 	"github.com/servcraft/servcraftd/web"
 )
 
@@ -43,6 +44,8 @@ func main() {
 				os.Exit(1)
 			}
 			os.Exit(0)
+		case "drain":
+			os.Exit(drainCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		}
 	}
 	cfg, err := loadConfig(os.Args[1:], os.Getenv)
@@ -120,11 +123,26 @@ func run(ctx context.Context, cfg config) error {
 	if cfg.PlaygroundPage {
 		opts.Page = web.Handler()
 	}
+	opts.MaxSessions = cfg.Runtime.MaxSessions
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	var pl *placement.Placement
+	if cfg.Cluster.on() {
+		nodeID, err := resolveNodeID(state, cfg.Cluster.NodeID)
+		if err != nil {
+			return err
+		}
+		copts, p, leave, err := joinCluster(ctx, cfg.Cluster, nodeID, ln.Addr().String(), localSessions{db: db, mgr: mgr, maxSessions: cfg.Runtime.MaxSessions})
+		if err != nil {
+			return err
+		}
+		defer leave()
+		opts.Cluster, pl = copts, p
+	}
+	opts.OnDrain = drainHook(mgr, pl)
 	srv := &http.Server{
 		Handler:           api.NewRouter(mgr, opts),
 		ReadHeaderTimeout: 10 * time.Second,
