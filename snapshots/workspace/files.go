@@ -150,6 +150,9 @@ func mkdirAllOwned(root *os.Root, rel string) error {
 		err := root.Mkdir(p, 0o755)
 		if errors.Is(err, fs.ErrExist) {
 			st, serr := root.Stat(p)
+			if errors.Is(serr, fs.ErrNotExist) { // there a moment ago: something in the session swaps it
+				return fmt.Errorf("mkdir %q: the folder changed while writing: %w", p, errdefs.ErrConflict)
+			}
 			if serr != nil {
 				return fmt.Errorf("stat %q in workspace: %w", p, classify(serr))
 			}
@@ -157,6 +160,9 @@ func mkdirAllOwned(root *os.Root, rel string) error {
 				return fmt.Errorf("%q is not a folder: %w", p, errdefs.ErrInvalidArgument)
 			}
 			continue
+		}
+		if errors.Is(err, fs.ErrNotExist) { // a parent made or checked a moment ago is gone
+			return fmt.Errorf("mkdir %q: the folder changed while writing: %w", p, errdefs.ErrConflict)
 		}
 		if err != nil {
 			return fmt.Errorf("mkdir %q in workspace: %w", p, classify(err))
