@@ -349,7 +349,7 @@ mkdir -p node_modules/pkg; ln -s %[1]s node_modules/pkg/package.json; ln -s %[2]
 			}
 			if status == 200 {
 				var out struct {
-					Files []workspace.FileInfo `json:"files"`
+					Files []struct{ Path, Type, Content string } `json:"files"`
 				}
 				json.Unmarshal(body, &out)
 				for _, f := range out.Files {
@@ -403,7 +403,7 @@ func TestAttack06_FIFOAndSocketNeverOpened(t *testing.T) {
 			t.Errorf("GET %s read the socket: %s", target, body)
 		}
 		var out struct {
-			Files []workspace.FileInfo `json:"files"`
+			Files []struct{ Path, Type, Content string } `json:"files"`
 		}
 		json.Unmarshal(body, &out)
 		for _, f := range out.Files {

@@ -16,7 +16,7 @@ const (
 )
 
 // SyncLimits bound one /sync request. Zero fields take the value in
-// DefaultSyncLimits.
+// DefaultOptions.
 type SyncLimits struct {
 	MaxFiles      int   // files plus folders
 	MaxFileBytes  int64 // one file, decoded
@@ -24,17 +24,8 @@ type SyncLimits struct {
 	Path          workspace.PathLimits
 }
 
-// DefaultSyncLimits: 2000 nodes, 5 MiB a file, 10 MiB in all (the default
-// request body limit).
-var DefaultSyncLimits = SyncLimits{
-	MaxFiles:      2000,
-	MaxFileBytes:  5 << 20,
-	MaxTotalBytes: 10 << 20,
-	Path:          workspace.DefaultPathLimits,
-}
-
 func (l SyncLimits) withDefaults() SyncLimits {
-	d := DefaultSyncLimits
+	d := DefaultOptions().SyncLimits
 	if l.MaxFiles <= 0 {
 		l.MaxFiles = d.MaxFiles
 	}

@@ -108,7 +108,7 @@ func TestFileNodeJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &nodes); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := flattenTree(nodes, DefaultSyncLimits)
+	entries, err := flattenTree(nodes, DefaultOptions().SyncLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestSyncTreeRoundTrip(t *testing.T) {
 	entries, err := flattenTree([]FileNode{
 		folder("src", file("app.ts", "export const a = 1\n")),
 		{Name: "logo.png", Type: "file", Content: base64.StdEncoding.EncodeToString(png), Encoding: "base64"},
-	}, DefaultSyncLimits)
+	}, DefaultOptions().SyncLimits)
 	if err != nil {
 		t.Fatal(err)
 	}

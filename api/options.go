@@ -62,15 +62,16 @@ type Options struct {
 // defaults.
 func DefaultOptions() Options {
 	rt := runtime.DefaultConfig()
+	const maxBody = 10 << 20
 	return Options{
-		MaxBodyBytes:      10 << 20,
+		MaxBodyBytes:      maxBody,
 		MaxCommandBytes:   64 << 10,
 		MaxExecTimeout:    rt.MaxExecTimeout,
 		IdleTimeout:       rt.IdleTimeout,
 		ExposedPort:       3000,
 		NodePath:          rt.NodePath,
 		PathLimits:        workspace.DefaultPathLimits,
-		SyncLimits:        DefaultSyncLimits,
+		SyncLimits:        SyncLimits{MaxFiles: 2000, MaxFileBytes: 5 << 20, MaxTotalBytes: maxBody, Path: workspace.DefaultPathLimits},
 		ListLimits:        workspace.DefaultListLimits,
 		MaxPackages:       50,
 		MaxInstallTimeout: rt.InstallTimeout,

@@ -18,12 +18,12 @@ import (
 
 // Process is a background process of a session, as the API lists it.
 type Process struct {
-	ID        string     `json:"id"`
-	Command   string     `json:"command"`
-	StartedAt time.Time  `json:"startedAt"`
-	Running   bool       `json:"running"`
-	ExitCode  *int       `json:"exitCode"`
-	ExitedAt  *time.Time `json:"exitedAt,omitempty"`
+	ID        string
+	Command   string
+	StartedAt time.Time
+	Running   bool
+	ExitCode  *int
+	ExitedAt  *time.Time
 }
 
 // background is a live background process: its run, its log and who follows it.

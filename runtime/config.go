@@ -20,6 +20,7 @@ type Config struct {
 	MaxExecTimeout     time.Duration   // most a client may ask for
 	OutputLimit        int             // bytes of stdout and of stderr kept per run
 	TouchInterval      time.Duration   // how often activity is written to the store
+	ReapInterval       time.Duration   // how often expired sessions are looked for
 	Registry           *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
 	NpmPath            string          // npm inside the image
 	InstallTimeout     time.Duration   // longest npm install
@@ -62,6 +63,7 @@ func DefaultConfig() Config {
 		MaxExecTimeout:     60 * time.Second,
 		OutputLimit:        1 << 20,
 		TouchInterval:      5 * time.Second,
+		ReapInterval:       30 * time.Second,
 		NpmPath:            "/usr/local/bin/npm",
 		InstallTimeout:     120 * time.Second,
 		MaxSessions:        100,

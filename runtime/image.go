@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"archive/tar"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,11 +21,11 @@ import (
 
 // ImageConfig says which image sessions run and where it may come from.
 type ImageConfig struct {
-	Ref             string // preferred image, e.g. docker.io/library/node:20-alpine
-	Pull            bool   // pull Ref when it is missing
-	PullTimeout     time.Duration
-	FallbackRef     string // offline image used when Ref can be neither found nor pulled
-	FallbackArchive string // OCI archive that holds FallbackRef, imported when missing or changed
+	Ref             string        // preferred image, e.g. docker.io/library/node:20-alpine
+	Pull            bool          // pull Ref when it is missing
+	PullTimeout     time.Duration // longest pull of Ref (DefaultConfig holds the default)
+	FallbackRef     string        // offline image used when Ref can be neither found nor pulled
+	FallbackArchive string        // OCI archive that holds FallbackRef, imported when missing or changed
 	Snapshotter     string
 }
 
@@ -46,7 +45,7 @@ func ensureImage(ctx context.Context, client *containerd.Client, cfg ImageConfig
 	}
 	why := fmt.Sprintf("%s is not present and pulling is off", cfg.Ref)
 	if cfg.Pull {
-		pctx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.PullTimeout, time.Minute))
+		pctx, cancel := context.WithTimeout(ctx, cfg.PullTimeout)
 		img, err = client.Pull(pctx, cfg.Ref, containerd.WithPullUnpack, containerd.WithPullSnapshotter(cfg.Snapshotter))
 		cancel()
 		if err == nil {

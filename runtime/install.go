@@ -33,8 +33,8 @@ type InstallRequest struct {
 
 // Package is one top-level package and the version npm resolved.
 type Package struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
+	Name    string
+	Version string
 }
 
 // InstallResult is npm's run and what it installed.

@@ -9,9 +9,9 @@ import (
 // Start brings the manager into service, in this order: it reconciles the
 // store with containerd (errors are logged; what could not be cleaned up is
 // retried by the reaper), adopts the warm containers left in the store and
-// keeps the pool full, reaps every reapInterval, and writes activity to the
+// keeps the pool full, reaps every ReapInterval, and writes activity to the
 // store every TouchInterval. All of it runs until Close.
-func (m *Manager) Start(ctx context.Context, reapInterval time.Duration) error {
+func (m *Manager) Start(ctx context.Context) error {
 	rep, err := m.Reconcile(ctx)
 	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
 		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
@@ -29,7 +29,7 @@ func (m *Manager) Start(ctx context.Context, reapInterval time.Duration) error {
 		<-m.stop
 		cancel()
 	}()
-	go m.runReaper(reapCtx, reapInterval)
+	go m.runReaper(reapCtx, m.cfg.ReapInterval)
 	m.stopped.Add(1)
 	go m.flushLoop()
 	return nil

@@ -247,12 +247,12 @@ type Info struct {
 
 // Usage is what a session consumes now.
 type Usage struct {
-	MemoryBytes         uint64  `json:"memoryBytes"`
-	MemoryLimitBytes    uint64  `json:"memoryLimitBytes"`
-	CPUSeconds          float64 `json:"cpuSeconds"`
-	Pids                uint64  `json:"pids"`
-	WorkspaceBytes      int64   `json:"workspaceBytes"`
-	WorkspaceLimitBytes int64   `json:"workspaceLimitBytes"`
+	MemoryBytes         uint64
+	MemoryLimitBytes    uint64
+	CPUSeconds          float64
+	Pids                uint64
+	WorkspaceBytes      int64
+	WorkspaceLimitBytes int64
 }
 
 // Get returns the session of sessionID with live status and usage. It does

@@ -394,9 +394,9 @@ func TestCapacityLimitAndStats(t *testing.T) {
 }
 
 func TestWarmPool(t *testing.T) {
-	h := newHarness(t, func(c *runtime.Config) { c.PoolSize, c.MaxSessions = 2, 3 })
+	h := newHarness(t, func(c *runtime.Config) { c.PoolSize, c.MaxSessions, c.ReapInterval = 2, 3, time.Hour })
 	ctx := h.env.Context(t)
-	if err := h.m.Start(ctx, time.Hour); err != nil {
+	if err := h.m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitPooled := func(n int) {

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 )
 
@@ -282,65 +281,23 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 		until(`document.querySelector('#tree [data-path="src/app.ts"]') !== null`))
 }
 
-// startDaemon builds servcraftd and runs it on a loopback port against env's
-// containerd until the test ends; every session it made is destroyed then.
+// startDaemon runs servcraftd (built once by apitest) on a loopback port
+// against env's containerd until the test ends; every session it made is
+// destroyed then.
 func startDaemon(t *testing.T, env *runtimetest.Env) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "servcraftd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/servcraftd")
-	build.Dir = env.RepoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var log bytes.Buffer
-	cmd := exec.Command(bin, "--listen", addr, "--state-dir", t.TempDir(), "--containerd-address", env.Address,
-		"--namespace", testNamespace, "--pull=false", "--image", env.Image.Ref,
-		"--fallback-archive", env.Image.FallbackArchive, "--toolchain-dir", env.ToolchainDir, "--init", env.InitPath,
-		"--workspace-size", "256MiB", "--pool-size", "0", "--destroy-on-shutdown")
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	d := apitest.NewDaemon(t, apitest.Binary(t, env.RepoRoot), append(apitest.EnvArgs(env, testNamespace),
+		"--state-dir", t.TempDir(), "--workspace-size", "256MiB", "--pool-size", "0", "--destroy-on-shutdown")...)
+	d.Start()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("servcraftd did not stop within 60 s of SIGTERM")
+		if code := d.Stop(syscall.SIGTERM); code != 0 {
+			t.Errorf("servcraftd did not stop cleanly at SIGTERM: exit code %d", code)
 		}
 		if t.Failed() {
-			t.Logf("servcraftd log:\n%s", log.String())
+			t.Logf("servcraftd log:\n%s", d.Log())
 		}
 	})
-	base := "http://" + addr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("servcraftd exited during start:\n%s", log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("servcraftd not ready within 60 s")
-		}
-	}
+	return d.URL
 }
 
 // artifactDir is where screenshots go: $SERVCRAFT_TEST_ARTIFACTS, else

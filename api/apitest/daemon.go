@@ -58,8 +58,13 @@ func EnvArgs(env *runtimetest.Env, namespace string) []string {
 type Daemon struct {
 	t   testing.TB
 	bin string
-	// Args are servcraftd's flags; Start adds --listen on a free loopback port.
+	// Args are servcraftd's flags; Start adds --listen Addr.
 	Args []string
+	// Addr is the loopback address to listen on, kept over restarts (as a
+	// cluster's advertised address must be); empty: a free port at each start.
+	Addr string
+	// Env is added to the daemon's environment (SERVCRAFT_* settings).
+	Env []string
 	// URL is the base URL of the running daemon.
 	URL string
 
@@ -84,10 +89,14 @@ const readyTimeout = 60 * time.Second
 func (d *Daemon) Start() {
 	t := d.t
 	t.Helper()
-	addr := freeAddr(t)
+	addr := d.Addr
+	if addr == "" {
+		addr = freeAddr(t)
+	}
 	d.URL = "http://" + addr
 	args := append([]string{"--listen", addr}, d.Args...)
 	d.cmd = exec.Command(d.bin, args...)
+	d.cmd.Env = append(os.Environ(), d.Env...)
 	fmt.Fprintf(&d.log, "---- start %v\n", args)
 	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	if err := d.cmd.Start(); err != nil {
@@ -134,6 +143,28 @@ func (d *Daemon) Stop(sig syscall.Signal) int {
 	code := d.cmd.ProcessState.ExitCode()
 	d.cmd = nil
 	return code
+}
+
+// Kill ends the daemon with SIGKILL (no shutdown work at all) and waits for it.
+func (d *Daemon) Kill() { d.Stop(syscall.SIGKILL) }
+
+// StopAtCleanup stops the daemon with sig when the test ends and, if the test
+// failed, logs the end of its log.
+func (d *Daemon) StopAtCleanup(sig syscall.Signal) {
+	d.t.Cleanup(func() {
+		d.Stop(sig)
+		if d.t.Failed() {
+			d.t.Logf("servcraftd log (%s):\n%s", d.URL, Tail(d.Log(), 8000))
+		}
+	})
+}
+
+// Tail is the last n bytes of s.
+func Tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 func freeAddr(t testing.TB) string {

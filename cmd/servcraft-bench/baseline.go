@@ -9,6 +9,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/servcraft/servcraftd/runtime"
 )
 
 // bareContainer times a plain containerd create+start of the image (what a
@@ -47,5 +49,5 @@ func (b *bench) bareContainer(ctx context.Context, i int) (time.Duration, error)
 func (b *bench) ctrRun(ctx context.Context, dir string) (time.Duration, error) {
 	id := fmt.Sprintf("%s-ctr-%d", b.prefix, time.Now().UnixNano())
 	return timeCmd(ctx, "ctr", "--address", b.address, "-n", b.namespace, "run", "--rm",
-		"--mount", "type=bind,src="+dir+",dst=/bench,options=rbind:ro", b.image, id, "/usr/local/bin/node", "/bench/hello.js")
+		"--mount", "type=bind,src="+dir+",dst=/bench,options=rbind:ro", b.image, id, runtime.DefaultConfig().NodePath, "/bench/hello.js")
 }

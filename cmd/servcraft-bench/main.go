@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/servcraft/servcraftd/runtime"
 )
 
 type result struct {
@@ -48,7 +50,7 @@ func main() {
 	coldURL := flag.String("cold-url", "", "a second servcraftd without a warm pool, for cold creates (default: -url)")
 	address := flag.String("containerd-address", "", "containerd socket for the bare create+start and `ctr run --rm` baselines (empty: skip them)")
 	namespace := flag.String("namespace", "servcraft-bench", "containerd namespace for the baselines (one holding the image)")
-	image := flag.String("image", "localhost/servcraft/node:20", "image for the baselines")
+	image := flag.String("image", runtime.DefaultConfig().Image.FallbackRef, "image for the baselines")
 	n := flag.Int("n", 20, "runs per measurement")
 	quick := flag.Bool("quick", false, "few runs, for a smoke check (under a minute)")
 	install := flag.Bool("install", false, "also install fastify cold and cached (reaches the package registry)")

@@ -162,7 +162,8 @@ func joinCluster(ctx context.Context, cc clusterConfig, nodeID, listen string, l
 		addr = "http://" + listen
 	}
 	sessions, most := local.Capacity()
-	pcfg := placement.Config{Endpoints: cc.Etcd, Prefix: cc.Prefix, LeaseTTL: cc.LeaseTTL, DialTimeout: 5 * time.Second}
+	pcfg := placement.DefaultConfig()
+	pcfg.Endpoints, pcfg.Prefix, pcfg.LeaseTTL = cc.Etcd, cc.Prefix, cc.LeaseTTL
 	p, err := placement.Open(ctx, pcfg, placement.Node{ID: nodeID, Addr: strings.TrimSuffix(addr, "/"),
 		State: placement.Accepting, Capacity: most, Sessions: sessions})
 	if err != nil {

@@ -20,93 +20,16 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/store/placement/placementtest"
 )
 
-// daemonEnv makes the test binary run servcraftd's main with its arguments,
-// so the cluster test starts real daemon processes without a separate build.
-const daemonEnv = "SCD_TEST_RUN_DAEMON"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(daemonEnv) == "1" {
-		os.Args = append([]string{"servcraftd"}, os.Args[1:]...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// clusterNode is one servcraftd process of the test cluster.
+// clusterNode is one servcraftd process of the test cluster, on an address
+// fixed at its first start (it is advertised in etcd and in HAProxy's config).
 type clusterNode struct {
+	*apitest.Daemon
 	id, url string
-	args    []string
-	log     string
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-}
-
-func (n *clusterNode) start(t *testing.T) {
-	t.Helper()
-	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], n.args...)
-	cmd.Env = append(os.Environ(), daemonEnv+"=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", n.id, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	n.mu.Lock()
-	n.cmd, n.exited = cmd, exited
-	n.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-exited:
-			data, _ := os.ReadFile(n.log)
-			t.Fatalf("%s exited at start:\n%s", n.id, tail(data, 3000))
-		default:
-		}
-		if resp, err := http.Get(n.url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			data, _ := os.ReadFile(n.log)
-			t.Fatalf("%s not ready:\n%s", n.id, tail(data, 3000))
-		}
-		time.Sleep(100 * time.Millisecond) // polling the daemon's readiness
-	}
-}
-
-func (n *clusterNode) signal(sig syscall.Signal) {
-	n.mu.Lock()
-	cmd, exited := n.cmd, n.exited
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-	}
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }
 
 // call sends a JSON request and decodes the JSON answer.
@@ -168,8 +91,8 @@ func TestClusterBehindHAProxy(t *testing.T) {
 		port := placementtest.FreePort(t)
 		state := filepath.Join(dir, id)
 		os.MkdirAll(state, 0o755)
-		n := &clusterNode{id: id, url: fmt.Sprintf("http://127.0.0.1:%d", port), log: filepath.Join(dir, id+".log"),
-			args: []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--state-dir", state,
+		n := &clusterNode{id: id, url: fmt.Sprintf("http://127.0.0.1:%d", port),
+			Daemon: apitest.NewDaemon(t, apitest.Binary(t, filepath.Join("..", "..")), "--state-dir", state,
 				"--containerd-address", env.Address, "--namespace", ns, "--pull=false",
 				"--image", runtimetest.ImageRef, "--fallback-archive", env.Image.FallbackArchive,
 				"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath, "--destroy-on-shutdown",
@@ -177,22 +100,22 @@ func TestClusterBehindHAProxy(t *testing.T) {
 				"--max-concurrent-execs", "0", "--pool-size", "0", "--max-sessions", "40",
 				"--registry", "http://127.0.0.1:9", "--trusted-proxies", "127.0.0.1", "--shutdown-timeout", "10s",
 				"--node-id", id, "--cluster-etcd", etcd, "--cluster-secret-file", secret,
-				"--cluster-lease-ttl", "4s", "--cluster-sync-interval", "1s"}}
+				"--cluster-lease-ttl", "4s", "--cluster-sync-interval", "1s")}
+		n.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 		nodes = append(nodes, n)
 	}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
-		wg.Go(func() { n.start(t) })
+		wg.Go(n.Start)
 	}
 	wg.Wait()
 	t.Cleanup(func() {
 		for _, n := range nodes {
-			n.signal(syscall.SIGTERM) // --destroy-on-shutdown removes what is left
+			n.Stop(syscall.SIGTERM) // --destroy-on-shutdown removes what is left
 		}
 		if t.Failed() {
 			for _, n := range nodes {
-				data, _ := os.ReadFile(n.log)
-				t.Logf("%s log:\n%s", n.id, tail(data, 4000))
+				t.Logf("%s log:\n%s", n.id, apitest.Tail(n.Log(), 4000))
 			}
 		}
 	})
@@ -257,7 +180,7 @@ backend nodes
 	// Sessions created through every entry; the create answer names the owner.
 	owner := map[string]string{}
 	var ids []string
-	const sessions = 8
+	const sessions = 20
 	for i := range sessions {
 		id := fmt.Sprintf("session-%d-cl", i)
 		status, out, hdr := call(t, "POST", entries[i%len(entries)]+pg+"/container", map[string]any{"sessionId": id, "projectType": "js"})
@@ -519,7 +442,7 @@ backend nodes
 
 	t.Run("kill -9 of a node: 503 not 404, others unaffected, back on restart", func(t *testing.T) {
 		victim := byID[owner[ids[1]]]
-		victim.signal(syscall.SIGKILL)
+		victim.Kill()
 		var survivor *clusterNode
 		for _, n := range nodes {
 			if n != victim {
@@ -527,19 +450,27 @@ backend nodes
 				break
 			}
 		}
+		// The killed node's sessions first: all of them are asked before its
+		// lease (4 s) can end, however many sessions the live nodes hold.
 		for _, sid := range ids {
-			status, out, hdr := call(t, "POST", survivor.url+pg+"/execute", map[string]any{"sessionId": sid, "code": "console.log('alive')"})
-			if owner[sid] == victim.id {
-				if status != 503 || out["code"] != "owner_unavailable" || hdr.Get("Retry-After") == "" {
-					t.Fatalf("session %s of the killed node: %d %v, want 503 owner_unavailable with Retry-After", sid, status, out)
-				}
+			if owner[sid] != victim.id {
 				continue
 			}
+			status, out, hdr := call(t, "POST", survivor.url+pg+"/execute", map[string]any{"sessionId": sid, "code": "console.log('alive')"})
+			if status != 503 || out["code"] != "owner_unavailable" || hdr.Get("Retry-After") == "" {
+				t.Fatalf("session %s of the killed node: %d %v, want 503 owner_unavailable with Retry-After", sid, status, out)
+			}
+		}
+		for _, sid := range ids {
+			if owner[sid] == victim.id {
+				continue
+			}
+			status, out, _ := call(t, "POST", survivor.url+pg+"/execute", map[string]any{"sessionId": sid, "code": "console.log('alive')"})
 			if status != 200 || out["output"] != "alive\n" {
 				t.Fatalf("session %s of a live node: %d %v", sid, status, out)
 			}
 		}
-		victim.start(t)
+		victim.Start()
 		for _, sid := range ids {
 			if owner[sid] != victim.id {
 				continue

@@ -177,7 +177,6 @@ type config struct {
 	ContainerdAddress string
 	Namespace         string
 	CPUs              float64 // becomes Runtime.Limits.CPUQuota over its CPUPeriod
-	ReapInterval      time.Duration
 	DestroyOnShutdown bool
 	ShutdownTimeout   time.Duration
 	LogFormat         string
@@ -198,7 +197,6 @@ func defaultConfig() config {
 		StateDir:          "/var/lib/servcraftd",
 		ContainerdAddress: "/run/containerd/containerd.sock",
 		Namespace:         "servcraft",
-		ReapInterval:      30 * time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		LogFormat:         "text",
 		Runtime:           runtime.DefaultConfig(),
@@ -233,7 +231,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&lim.NoFile, "nofile", lim.NoFile, "open files per process (RLIMIT_NOFILE)")
 	fs.Var(sizeOf(&lim.FileBytes), "workspace-size", "quota of each session's /workspace volume, a `size`")
 	fs.DurationVar(&rt.IdleTimeout, "idle-timeout", rt.IdleTimeout, "a session idle this long is destroyed")
-	fs.DurationVar(&c.ReapInterval, "reap-interval", c.ReapInterval, "how often expired sessions are looked for")
+	fs.DurationVar(&rt.ReapInterval, "reap-interval", rt.ReapInterval, "how often expired sessions are looked for")
 	fs.BoolVar(&c.DestroyOnShutdown, "destroy-on-shutdown", c.DestroyOnShutdown, "destroy every session at SIGTERM/SIGINT (default: they keep running and are picked up at the next start)")
 	fs.DurationVar(&rt.Image.PullTimeout, "pull-timeout", rt.Image.PullTimeout, "how long pulling the session image may take")
 	fs.DurationVar(&rt.ExtendBy, "extend-by", rt.ExtendBy, "how far PATCH /container moves the deadline (once per session)")
@@ -538,7 +536,7 @@ func (c *config) validate() error {
 	check(c.Runtime.Limits.NoFile >= 64, "nofile: %d is below 64", c.Runtime.Limits.NoFile)
 	check(c.Runtime.Limits.FileBytes >= 8<<20, "workspace-size: %s is below 8MiB", formatBytes(int64(c.Runtime.Limits.FileBytes)))
 	check(c.Runtime.IdleTimeout >= time.Second, "idle-timeout: %v is below 1s", c.Runtime.IdleTimeout)
-	check(c.ReapInterval >= 100*time.Millisecond, "reap-interval: %v is below 100ms", c.ReapInterval)
+	check(c.Runtime.ReapInterval >= 100*time.Millisecond, "reap-interval: %v is below 100ms", c.Runtime.ReapInterval)
 	check(c.Runtime.Image.PullTimeout >= time.Second, "pull-timeout: %v is below 1s", c.Runtime.Image.PullTimeout)
 	check(c.Runtime.ExtendBy >= 0, "extend-by: %v is negative", c.Runtime.ExtendBy)
 	check(c.Runtime.ExecTimeout > 0, "exec-timeout: %v must be positive", c.Runtime.ExecTimeout)

@@ -1,14 +1,11 @@
 package main_test
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -357,33 +354,6 @@ func TestContainerdRestartUnderTheDaemon(t *testing.T) {
 	if status != 200 || sh["output"] != "still here\n" {
 		t.Fatalf("after containerd restart: %d %v", status, sh)
 	}
-}
-
-// syncBuffer is a log written by a process and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // daemonBinary is servcraftd built once per test binary (this package is cmd/servcraftd of the repository).

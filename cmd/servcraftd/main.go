@@ -113,7 +113,7 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer mgr.Close()
-	if err := mgr.Start(ctx, cfg.ReapInterval); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
 

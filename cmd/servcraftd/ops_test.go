@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/leases"
 
+	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/store"
@@ -25,14 +26,10 @@ const opsNamespace = "servcraft-test-ops"
 
 // opsDaemon is one servcraftd process for the operations tests.
 type opsDaemon struct {
+	*apitest.Daemon
 	t     *testing.T
-	env   *runtimetest.Env
-	state string
 	url   string
 	token string
-	cmd   *exec.Cmd
-	done  chan struct{}
-	log   *syncBuffer
 }
 
 func startOpsDaemon(t *testing.T, env *runtimetest.Env, state string, extra ...string) *opsDaemon {
@@ -42,46 +39,13 @@ func startOpsDaemon(t *testing.T, env *runtimetest.Env, state string, extra ...s
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
-	d := &opsDaemon{t: t, env: env, state: state, url: "http://" + addr, token: token, log: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"--listen", addr, "--state-dir", state, "--containerd-address", env.Address,
-		"--namespace", opsNamespace, "--pull=false", "--image", env.Image.Ref, "--fallback-archive", env.Image.FallbackArchive,
-		"--init", env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--api-token-file", tokenFile,
-		"--log-format", "json", "--pool-size", "0"}, extra...)
-	d.cmd = exec.Command(daemonBinary(t), args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.kill()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.log.String())
-		}
-	})
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-		if resp, err := http.Get(d.url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return d
-			}
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("servcraftd exited during start:\n%s", d.log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("servcraftd did not become ready:\n%s", d.log.String())
-	return nil
-}
-
-func (d *opsDaemon) kill() {
-	if d.cmd.ProcessState == nil {
-		_ = d.cmd.Process.Signal(syscall.SIGKILL)
-		<-d.done
-	}
+	args := append(append(apitest.EnvArgs(env, opsNamespace), "--state-dir", state, "--workspace-size", "64MiB",
+		"--touch-interval", "50ms", "--api-token-file", tokenFile, "--log-format", "json", "--pool-size", "0"), extra...)
+	d := &opsDaemon{Daemon: apitest.NewDaemon(t, daemonBinary(t), args...), t: t, token: token}
+	d.StopAtCleanup(syscall.SIGKILL)
+	d.Start()
+	d.url = d.URL
+	return d
 }
 
 // request sends an API call with the token (or without, if auth is false).
@@ -221,9 +185,9 @@ func TestSessionsLsAndGCAgainstARealDaemon(t *testing.T) {
 	if testing.Verbose() {
 		t.Logf("scrape excerpt:\n%s", grepServcraft(scrape))
 	}
-	if !strings.Contains(d.log.String(), `"msg":"request"`) || !strings.Contains(d.log.String(), `"requestId":"ops-test"`) ||
-		strings.Contains(d.log.String(), "console.log(6*7)") {
-		t.Errorf("request log lines wrong:\n%s", d.log.String())
+	if !strings.Contains(d.Log(), `"msg":"request"`) || !strings.Contains(d.Log(), `"requestId":"ops-test"`) ||
+		strings.Contains(d.Log(), "console.log(6*7)") {
+		t.Errorf("request log lines wrong:\n%s", d.Log())
 	}
 
 	// sessions ls reads the store while the daemon holds it.
@@ -258,7 +222,7 @@ func TestSessionsLsAndGCAgainstARealDaemon(t *testing.T) {
 	// The daemon dies without cleaning up; a stray rootfs snapshot joins what
 	// it left, held by a lease as a create cut short leaves one (without a
 	// lease or a container, containerd's own GC would take it).
-	d.kill()
+	d.Kill()
 	ctx := env.Context(t)
 	lease, err := env.Client.LeasesService().Create(ctx, leases.WithRandomID(), leases.WithExpiration(time.Hour))
 	if err != nil {

@@ -22,8 +22,8 @@ import (
 	"github.com/servcraft/servcraftd/runtime"
 )
 
-// ImageRef is the offline Node 20 image the tests run.
-const ImageRef = "localhost/servcraft/node:20"
+// ImageRef is the offline Node 20 image the tests run: the runtime's fallback.
+var ImageRef = runtime.DefaultConfig().Image.FallbackRef
 
 // Env is a containerd ready for integration tests.
 type Env struct {

@@ -25,19 +25,19 @@ const (
 // FileInfo is one entry of a workspace listing, in the shape the frontend's
 // flat file list reads.
 type FileInfo struct {
-	Name     string `json:"name"`
-	Type     string `json:"type"` // TypeFile or TypeFolder; links, FIFOs, sockets and devices are files
-	Path     string `json:"path"` // relative to the workspace root, no leading "/"
-	Content  string `json:"content"`
-	Language string `json:"language"`
-	Size     int64  `json:"size"`
+	Name     string
+	Type     string // TypeFile or TypeFolder; links, FIFOs, sockets and devices are files
+	Path     string // relative to the workspace root, no leading "/"
+	Content  string
+	Language string
+	Size     int64
 	// Truncated on a file: its content was left out (Content is empty, never
 	// a part) because the file is over ListLimits.MaxFileBytes, the listing's
 	// MaxTotalBytes was used up, or it grew while read. On a folder: its
 	// contents are not all listed, because of MaxDepth or MaxEntries, or
 	// because it changed while listed.
-	Truncated bool `json:"truncated"`
-	Binary    bool `json:"binary"` // a NUL byte in the first 8 KiB, or not UTF-8: no content
+	Truncated bool
+	Binary    bool // a NUL byte in the first 8 KiB, or not UTF-8: no content
 }
 
 // ListLimits bound a listing. Zero fields take the value in DefaultListLimits.

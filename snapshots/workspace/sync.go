@@ -24,9 +24,9 @@ type Entry struct {
 
 // SyncResult says what a Sync did.
 type SyncResult struct {
-	Written int   `json:"written"` // files written plus folders created
-	Deleted int   `json:"deleted"` // removals: a removed folder counts once, with all it held
-	Bytes   int64 `json:"bytes"`   // file bytes written
+	Written int   // files written plus folders created
+	Deleted int   // removals: a removed folder counts once, with all it held
+	Bytes   int64 // file bytes written
 }
 
 // syncPathLimits only catch malformed entries: the caller applies the
