@@ -466,15 +466,9 @@ func TestPreviewIndexAcrossLives(t *testing.T) {
 	if err := h.m.Start(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	// Stats counts a warm container while it is still being built: wait for a running one.
-	warm := func() bool {
-		list, _ := h.db.List()
-		return slices.ContainsFunc(list, func(s store.Session) bool {
-			return runtime.KindOf(s.SessionID) == runtime.KindPool && s.State == store.StateRunning
-		})
-	}
+	// Stats counts a warm container while it is still being built: wait for one the pool holds.
 	deadline := time.Now().Add(30 * time.Second)
-	for !warm() {
+	for runtime.WarmReady(h.m) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the pool never filled")
 		}
