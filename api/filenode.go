@@ -46,7 +46,9 @@ func (l SyncLimits) withDefaults() SyncLimits {
 // errdefs.ErrInvalidArgument naming the path: a bad name (empty, ".", "..",
 // holding "/", or anything workspace.CleanPath refuses), node_modules
 // anywhere (npm's, not the editor's), an unknown type or encoding, bad
-// base64, a file with children, a path given twice, or a limit passed.
+// base64, a file with children, a path given twice, or a limit passed. A
+// file whose content was withheld becomes a Keep entry: the workspace
+// keeps what it has there.
 func flattenTree(nodes []FileNode, lim SyncLimits) ([]workspace.Entry, error) {
 	f := flattener{lim: lim.withDefaults(), seen: make(map[string]bool)}
 	if err := f.walk(nodes, ""); err != nil {
@@ -99,6 +101,13 @@ func (f *flattener) walk(nodes []FileNode, parent string) error {
 			if len(n.Children) > 0 {
 				return invalid("file %q: a file has no children", p)
 			}
+			if n.Encoding != "" && n.Encoding != encodingB64 {
+				return invalid("file %q: encoding %q: want \"\" or \"base64\"", p, n.Encoding)
+			}
+			if withheld(n) {
+				f.out = append(f.out, workspace.Entry{Path: p, Keep: true})
+				continue
+			}
 			data, err := decodeContent(p, n)
 			if err != nil {
 				return err
@@ -118,16 +127,21 @@ func (f *flattener) walk(nodes []FileNode, parent string) error {
 	return nil
 }
 
+// withheld reports whether a file node carries no content to write: none
+// at all, or an empty one on a node marked binary or truncated (a listing's
+// entry echoed back). The workspace keeps what it has for such a file.
+func withheld(n *FileNode) bool {
+	return n.Content == nil || *n.Content == "" && (n.Binary || n.Truncated)
+}
+
+// decodeContent decodes the content of a node whose encoding is known good.
 func decodeContent(p string, n *FileNode) ([]byte, error) {
-	switch n.Encoding {
-	case "":
-		return []byte(n.Content), nil
-	case encodingB64:
-		data, err := base64.StdEncoding.DecodeString(n.Content)
-		if err != nil {
-			return nil, invalid("file %q: bad base64 content: %v", p, err)
-		}
-		return data, nil
+	if n.Encoding != encodingB64 {
+		return []byte(*n.Content), nil
 	}
-	return nil, invalid("file %q: encoding %q: want \"\" or \"base64\"", p, n.Encoding)
+	data, err := base64.StdEncoding.DecodeString(*n.Content)
+	if err != nil {
+		return nil, invalid("file %q: bad base64 content: %v", p, err)
+	}
+	return data, nil
 }

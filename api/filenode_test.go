@@ -15,7 +15,12 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
-func file(name, content string) FileNode { return FileNode{Name: name, Type: "file", Content: content} }
+func file(name, content string) FileNode {
+	return FileNode{Name: name, Type: "file", Content: &content}
+}
+
+// text is a node's content.
+func text(s string) *string { return &s }
 
 func folder(name string, children ...FileNode) FileNode {
 	return FileNode{Name: name, Type: "folder", Children: children}
@@ -36,8 +41,13 @@ func TestFlattenTree(t *testing.T) {
 		{name: "tree", nodes: []FileNode{
 			file("index.js", "x"),
 			folder("src", file("app.ts", "app"), folder("empty")),
-			{Name: "logo.png", Type: "file", Content: base64.StdEncoding.EncodeToString([]byte{0, 0xff}), Encoding: "base64"},
-			{Name: ".env", Type: "file", Content: "A=1", Language: "plaintext", Expanded: true},
+			{Name: "logo.png", Type: "file", Content: text(base64.StdEncoding.EncodeToString([]byte{0, 0xff})), Encoding: "base64"},
+			{Name: ".env", Type: "file", Content: text("A=1"), Language: "plaintext", Expanded: true},
+			{Name: "withheld.bin", Type: "file", Binary: true, Language: "plaintext"},
+			{Name: "withheld.txt", Type: "file"},
+			{Name: "echoed.bin", Type: "file", Content: text(""), Binary: true, Encoding: "base64"},
+			{Name: "big.txt", Type: "file", Content: text(""), Truncated: true},
+			{Name: "empty.txt", Type: "file", Content: text(""), Language: "plaintext"},
 		}, want: []workspace.Entry{
 			{Path: "index.js", Data: []byte("x")},
 			{Path: "src", Dir: true},
@@ -45,6 +55,11 @@ func TestFlattenTree(t *testing.T) {
 			{Path: "src/empty", Dir: true},
 			{Path: "logo.png", Data: []byte{0, 0xff}},
 			{Path: ".env", Data: []byte("A=1")},
+			{Path: "withheld.bin", Keep: true},
+			{Path: "withheld.txt", Keep: true},
+			{Path: "echoed.bin", Keep: true},
+			{Path: "big.txt", Keep: true},
+			{Path: "empty.txt", Data: []byte{}},
 		}},
 		{name: "limits just met", lim: small, nodes: []FileNode{
 			folder("a", folder("b", file("c", "0123456789"))), file("d", "01234"),
@@ -65,14 +80,14 @@ func TestFlattenTree(t *testing.T) {
 		{name: "bad type", nodes: []FileNode{{Name: "x", Type: "symlink"}}, cause: errdefs.ErrInvalidArgument, where: `"x"`},
 		{name: "no type", nodes: []FileNode{{Name: "x"}}, cause: errdefs.ErrInvalidArgument, where: `"x"`},
 		{name: "bad encoding", nodes: []FileNode{{Name: "x", Type: "file", Encoding: "utf16"}}, cause: errdefs.ErrInvalidArgument, where: `"x"`},
-		{name: "bad base64", nodes: []FileNode{folder("img", FileNode{Name: "a.png", Type: "file", Content: "!!!", Encoding: "base64"})}, cause: errdefs.ErrInvalidArgument, where: `"img/a.png"`},
+		{name: "bad base64", nodes: []FileNode{folder("img", FileNode{Name: "a.png", Type: "file", Content: text("!!!"), Encoding: "base64"})}, cause: errdefs.ErrInvalidArgument, where: `"img/a.png"`},
 		{name: "file with children", nodes: []FileNode{{Name: "x", Type: "file", Children: []FileNode{file("y", "")}}}, cause: errdefs.ErrInvalidArgument, where: `"x"`},
 		{name: "duplicate", nodes: []FileNode{folder("a", file("b", "1")), folder("a")}, cause: errdefs.ErrInvalidArgument, where: `"a"`},
 		{name: "duplicate file", nodes: []FileNode{folder("a", file("b", "1"), file("b", "2"))}, cause: errdefs.ErrInvalidArgument, where: `"a/b"`},
 		{name: "too many", lim: small, nodes: []FileNode{file("1", ""), file("2", ""), file("3", ""), file("4", ""), file("5", "")}, cause: errdefs.ErrInvalidArgument, where: `"5"`},
 		{name: "file too large", lim: small, nodes: []FileNode{folder("a", file("big", "01234567890"))}, cause: errdefs.ErrInvalidArgument, where: `"a/big"`},
 		{name: "decoded file too large", lim: small, nodes: []FileNode{{Name: "b", Type: "file", Encoding: "base64",
-			Content: base64.StdEncoding.EncodeToString(make([]byte, 11))}}, cause: errdefs.ErrInvalidArgument, where: `"b"`},
+			Content: text(base64.StdEncoding.EncodeToString(make([]byte, 11)))}}, cause: errdefs.ErrInvalidArgument, where: `"b"`},
 		{name: "total too large", lim: small, nodes: []FileNode{file("a", "0123456789"), file("b", "012345")}, cause: errdefs.ErrInvalidArgument, where: `"b"`},
 		{name: "too deep", lim: small, nodes: []FileNode{folder("a", folder("b", folder("c", file("d", ""))))}, cause: errdefs.ErrInvalidArgument, where: `"a/b/c/d"`},
 		{name: "name too long", lim: small, nodes: []FileNode{file(strings.Repeat("n", 21), "")}, cause: errdefs.ErrInvalidArgument, where: strings.Repeat("n", 21)},
@@ -133,7 +148,7 @@ func TestSyncTreeRoundTrip(t *testing.T) {
 	png := []byte{0x89, 'P', 'N', 'G', 0, 0, 0xff}
 	entries, err := flattenTree([]FileNode{
 		folder("src", file("app.ts", "export const a = 1\n")),
-		{Name: "logo.png", Type: "file", Content: base64.StdEncoding.EncodeToString(png), Encoding: "base64"},
+		{Name: "logo.png", Type: "file", Content: text(base64.StdEncoding.EncodeToString(png)), Encoding: "base64"},
 	}, DefaultOptions().SyncLimits)
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,12 @@ func (f *fakeSessions) DialSession(context.Context, string, int) (net.Conn, erro
 	f.calls.Add(1)
 	return nil, errdefs.ErrNotFound
 }
+func (f *fakeSessions) PreviewSession(id string) (string, error) {
+	if id == "ambiguous" {
+		return "", runtime.ErrAmbiguousPreview
+	}
+	return id, nil
+}
 func (f *fakeSessions) StartBackground(context.Context, string, string) (runtime.Process, error) {
 	f.calls.Add(1)
 	return runtime.Process{}, nil
@@ -260,6 +266,32 @@ func TestToHTTP(t *testing.T) {
 	} {
 		if got, _ := ToHTTP(fmt.Errorf("wrapped: %w", tc.cause)); got != tc.status {
 			t.Errorf("%v -> %d, want %d", tc.cause, got, tc.status)
+		}
+	}
+}
+
+func TestPreviewAddressPages(t *testing.T) {
+	f := &fakeSessions{}
+	h := NewRouter(f, Options{PreviewPublic: true})
+	for _, tc := range []struct {
+		target string
+		status int
+		title  string
+		dials  int64
+	}{
+		{"/p/ambiguous/", http.StatusNotFound, "Ambiguous preview address", 0},
+		{"/api/playground/preview/ambiguous", http.StatusNotFound, "Ambiguous preview address", 0},
+		{"/p/bad%20id/", http.StatusBadRequest, "Bad preview address", 0},
+		{"/p/t3ow5gbl26b/", http.StatusNotFound, "No such session", 1},
+	} {
+		before := f.calls.Load()
+		rec := send(h, "GET", tc.target, "")
+		body := rec.Body.String()
+		if rec.Code != tc.status || !strings.Contains(body, "<h1>"+tc.title+"</h1>") || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+			t.Errorf("%s: %d %s", tc.target, rec.Code, body)
+		}
+		if got := f.calls.Load() - before; got != tc.dials {
+			t.Errorf("%s: %d dials, want %d", tc.target, got, tc.dials)
 		}
 	}
 }

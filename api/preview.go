@@ -17,6 +17,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/runtime"
 )
 
 // previewPortHeader picks another in-session port than exposedPort, like ?port=.
@@ -26,9 +28,8 @@ const previewPortHeader = "X-Servcraft-Port"
 // 127.0.0.1:<port> inside the session's network namespace. WebSocket
 // upgrades pass through. Browsers see small HTML pages for the errors.
 func (h *handlers) preview(c *gin.Context) {
-	id := c.Param("sessionId")
-	if err := validSessionID(id); err != nil {
-		previewPage(c, http.StatusBadRequest, "Bad preview address", err.Error())
+	id, ok := h.previewSession(c, c.Param("sessionId"))
+	if !ok {
 		return
 	}
 	port := h.opt.ExposedPort
@@ -76,7 +77,8 @@ func (h *handlers) preview(c *gin.Context) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			switch {
 			case errdefs.IsNotFound(err):
-				previewPage(c, http.StatusNotFound, "No such session", "This playground session does not exist or has ended.")
+				previewPage(c, http.StatusNotFound, "No such session",
+					fmt.Sprintf("No live playground session is named %q or ends with \"-%s\": it does not exist or has ended.", id, runtime.ShortID(id)))
 			case errors.Is(err, syscall.ECONNREFUSED):
 				previewPage(c, http.StatusServiceUnavailable, "Service not ready",
 					fmt.Sprintf("Nothing listens on port %d in this session yet — refresh in a few seconds.", port))
@@ -98,6 +100,26 @@ func (h *handlers) preview(c *gin.Context) {
 		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(time.Hour))
 	}
 	rp.ServeHTTP(c.Writer, c.Request)
+}
+
+// previewSession finds the session a preview address names, the one way
+// every form of preview address does: a full sessionId, or the last
+// "-"-separated segment of exactly one live sessionId (runtime's
+// PreviewSession). On a bad or ambiguous id it answers with an HTML page and
+// returns false; an id no live session has comes back as it is, and the dial
+// into the session answers 404 "No such session".
+func (h *handlers) previewSession(c *gin.Context, id string) (string, bool) {
+	if err := validSessionID(id); err != nil {
+		previewPage(c, http.StatusBadRequest, "Bad preview address", err.Error())
+		return "", false
+	}
+	sessionID, err := h.s.PreviewSession(id)
+	if err != nil {
+		previewPage(c, http.StatusNotFound, "Ambiguous preview address",
+			fmt.Sprintf("More than one playground session ends with %q: open the preview by the full session id.", id))
+		return "", false
+	}
+	return sessionID, true
 }
 
 // errPreviewTooLarge cuts a preview response over MaxPreviewBytes.

@@ -29,6 +29,7 @@ type Sessions interface {
 	ListFiles(ctx context.Context, sessionID, sub string, lim workspace.ListLimits) ([]workspace.FileInfo, error)
 	Install(ctx context.Context, sessionID string, req runtime.InstallRequest) (runtime.InstallResult, error)
 	DialSession(ctx context.Context, sessionID string, port int) (net.Conn, error)
+	PreviewSession(id string) (sessionID string, err error)
 	StartBackground(ctx context.Context, sessionID, command string) (runtime.Process, error)
 	Processes(ctx context.Context, sessionID string) ([]runtime.Process, error)
 	Logs(ctx context.Context, sessionID, id string, follow bool) (runtime.ProcessLog, error)

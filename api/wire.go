@@ -55,15 +55,22 @@ type installRequest struct {
 }
 
 // FileNode is one node of the frontend's file tree, as /sync receives it.
-// Language and Expanded are the editor's and are ignored here.
+// A file without Content (the listing gave none: binary, over the size
+// limit, not a regular file) is left as it is in the workspace, and not
+// made when missing; so is one marked Binary or Truncated whose Content is
+// empty (an echoed listing). Language and Expanded are the editor's, and
+// the listing's path and size may be echoed too: all are ignored (names
+// make paths).
 type FileNode struct {
-	Name     string     `json:"name"`
-	Type     string     `json:"type"` // "file" or "folder"
-	Content  string     `json:"content"`
-	Encoding string     `json:"encoding"` // "" (UTF-8 text) or "base64"
-	Language string     `json:"language"`
-	Children []FileNode `json:"children"`
-	Expanded bool       `json:"expanded"`
+	Name      string     `json:"name"`
+	Type      string     `json:"type"` // "file" or "folder"
+	Content   *string    `json:"content"`
+	Encoding  string     `json:"encoding"` // "" (UTF-8 text) or "base64"
+	Language  string     `json:"language"`
+	Children  []FileNode `json:"children"`
+	Expanded  bool       `json:"expanded"`
+	Binary    bool       `json:"binary"`
+	Truncated bool       `json:"truncated"`
 }
 
 // terminalMessage is a text frame on the terminal WebSocket, both ways:
@@ -231,6 +238,7 @@ type syncResponse struct {
 	Written int   `json:"written"`
 	Deleted int   `json:"deleted"`
 	Bytes   int64 `json:"bytes"`
+	Kept    int   `json:"kept"` // files sent without content, left as they were
 }
 
 type filesResponse struct {
@@ -240,14 +248,14 @@ type filesResponse struct {
 
 // fileInfo is one entry of the frontend's flat file list.
 type fileInfo struct {
-	Name      string `json:"name"`
-	Type      string `json:"type"` // "file" or "folder"
-	Path      string `json:"path"` // relative to the workspace root, no leading "/"
-	Content   string `json:"content"`
-	Language  string `json:"language"`
-	Size      int64  `json:"size"`
-	Truncated bool   `json:"truncated"` // content left out (file) or entries left out (folder)
-	Binary    bool   `json:"binary"`    // not text: no content
+	Name      string  `json:"name"`
+	Type      string  `json:"type"`              // "file" or "folder"
+	Path      string  `json:"path"`              // relative to the workspace root, no leading "/"
+	Content   *string `json:"content,omitempty"` // a file's whole text; left out when not read (binary, truncated, not a regular file); "" on folders
+	Language  string  `json:"language"`
+	Size      int64   `json:"size"`
+	Truncated bool    `json:"truncated"` // content left out (file) or entries left out (folder)
+	Binary    bool    `json:"binary"`    // not text: no content
 }
 
 type installResponse struct {
@@ -346,14 +354,18 @@ func newProcesses(ps []runtime.Process) []process {
 }
 
 func newSyncResponse(r workspace.SyncResult) syncResponse {
-	return syncResponse{Success: true, Written: r.Written, Deleted: r.Deleted, Bytes: r.Bytes}
+	return syncResponse{Success: true, Written: r.Written, Deleted: r.Deleted, Bytes: r.Bytes, Kept: r.Kept}
 }
 
 func newFilesResponse(files []workspace.FileInfo) filesResponse {
 	out := make([]fileInfo, 0, len(files))
 	for _, f := range files {
-		out = append(out, fileInfo{Name: f.Name, Type: f.Type, Path: f.Path, Content: f.Content, Language: f.Language,
-			Size: f.Size, Truncated: f.Truncated, Binary: f.Binary})
+		fi := fileInfo{Name: f.Name, Type: f.Type, Path: f.Path, Language: f.Language,
+			Size: f.Size, Truncated: f.Truncated, Binary: f.Binary}
+		if f.HasContent || f.Type == workspace.TypeFolder {
+			fi.Content = &f.Content
+		}
+		out = append(out, fi)
 	}
 	return filesResponse{Success: true, Files: out}
 }

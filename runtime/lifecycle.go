@@ -8,15 +8,19 @@ import (
 
 // Start brings the manager into service, in this order: it reconciles the
 // store with containerd (errors are logged; what could not be cleaned up is
-// retried by the reaper), adopts the warm containers left in the store and
-// keeps the pool full, reaps every ReapInterval, and writes activity to the
-// store every TouchInterval. All of it runs until Close.
+// retried by the reaper), indexes the live sessions by preview id, adopts
+// the warm containers left in the store and keeps the pool full, reaps
+// every ReapInterval, and writes activity to the store every TouchInterval.
+// All of it runs until Close.
 func (m *Manager) Start(ctx context.Context) error {
 	rep, err := m.Reconcile(ctx)
 	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
 		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
 	if err != nil {
 		slog.Error("reconcile", "err", err)
+	}
+	if err := m.indexPreviews(); err != nil {
+		return err
 	}
 	if err := m.startPool(); err != nil {
 		return err

@@ -48,7 +48,8 @@ type Store interface {
 
 // Manager owns every session: its record, container, task and workspace.
 // Its state sits in small owners, each with its own mutex: live (cached
-// task handles), activity (touches and their flush), pool (warm
+// task handles), previews (live sessions by preview id), activity
+// (touches and their flush), pool (warm
 // containers), bg (background processes) and runners (pre-started Node
 // processes). Terminals are owned by whoever opened them.
 //
@@ -71,6 +72,7 @@ type Manager struct {
 	capMu sync.Mutex // held while counting sessions and reserving one
 
 	live     liveSessions
+	previews previewIndex
 	activity *activity
 	pool     *warmPool
 	bg       backgrounds
@@ -223,6 +225,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		return s, err
 	}
 	m.live.add(sessionID, &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath, fifoDir: m.fifoDir()})
+	m.previews.add(sessionID)
 	return s, nil
 }
 
@@ -337,6 +340,7 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	m.live.remove(s.SessionID)
+	m.previews.remove(s.SessionID)
 	m.bg.forget(s.SessionID)
 	if rn := m.runners.take(s.SessionID); rn != nil {
 		rn.stop()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -448,5 +449,60 @@ func TestWarmPool(t *testing.T) {
 	// A client can never name a pool record.
 	if _, err := h.m.Get(ctx, "~pool-x"); !errdefs.IsNotFound(err) {
 		t.Fatalf("get pool record: %v", err)
+	}
+}
+
+// The preview index follows a session adopted from the warm pool, is
+// rebuilt by a restarted daemon's Start, and forgets a reaped session.
+func TestPreviewIndexAcrossLives(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.PoolSize = 1; c.ReapInterval = time.Hour })
+	ctx := h.env.Context(t)
+	resolves := func(m *runtime.Manager, id, want string) {
+		t.Helper()
+		if got, err := m.PreviewSession(id); err != nil || got != want {
+			t.Fatalf("PreviewSession(%q) = %q, %v; want %q", id, got, err, want)
+		}
+	}
+	if err := h.m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Stats counts a warm container while it is still being built: wait for one the pool holds.
+	deadline := time.Now().Add(30 * time.Second)
+	for runtime.WarmReady(h.m) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool never filled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const id = "session-1796051266938-adopted"
+	if _, created, err := h.m.Create(ctx, id, "js"); err != nil || !created || h.m.Stats().Creates["pool"] != 1 {
+		t.Fatalf("create from the pool: %v %v %+v", created, err, h.m.Stats().Creates)
+	}
+	resolves(h.m, "adopted", id)
+
+	// A restarted daemon: a new manager over the same store and containerd.
+	if err := h.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := runtime.New(ctx, h.env.Client, h.db, h.vols, h.env.Config(h.state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolves(m2, "adopted", "adopted") // not indexed before Start
+	if err := m2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	resolves(m2, "adopted", id)
+
+	// Reaped when its deadline passed: the short id names nobody.
+	runtime.SetClock(m2, func() time.Time { return time.Now().Add(2 * time.Hour) })
+	reaped, err := m2.Reap(ctx)
+	if err != nil || !slices.Contains(reaped, id) {
+		t.Fatalf("reap: %v %v", reaped, err)
+	}
+	resolves(m2, "adopted", "adopted")
+	if _, err := m2.DialSession(ctx, "adopted", 3000); !errdefs.IsNotFound(err) {
+		t.Fatalf("dial a reaped session by its short id: %v", err)
 	}
 }

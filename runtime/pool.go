@@ -134,6 +134,7 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	if err != nil {
 		return s, fmt.Errorf("label adopted container %s: %w", s.ContainerID, err)
 	}
+	m.previews.add(sessionID)
 	return s, nil
 }
 

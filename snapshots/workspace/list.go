@@ -38,6 +38,12 @@ type FileInfo struct {
 	// because it changed while listed.
 	Truncated bool
 	Binary    bool // a NUL byte in the first 8 KiB, or not UTF-8: no content
+	// HasContent on a file: Content is the whole file (an empty file
+	// included). False for what was not read: binary, truncated, a link, a
+	// FIFO, a socket, a device, a file that could not be opened or changed
+	// under the listing; a client that writes the listing back must leave
+	// those alone rather than write an empty Content over them.
+	HasContent bool
 }
 
 // ListLimits bound a listing. Zero fields take the value in DefaultListLimits.
@@ -210,8 +216,12 @@ func (l *lister) walk(start string, startFi fs.FileInfo) error {
 // limits.
 func (l *lister) describe(d *os.Root, name, rel string, fi fs.FileInfo) FileInfo {
 	info := FileInfo{Name: name, Type: TypeFile, Path: rel, Language: Language(name), Size: fi.Size()}
-	if !fi.Mode().IsRegular() || fi.Size() == 0 {
+	if !fi.Mode().IsRegular() {
 		return info // links, FIFOs, sockets, devices: never opened
+	}
+	if fi.Size() == 0 {
+		info.HasContent = true
+		return info
 	}
 	limit := min(l.lim.MaxFileBytes, l.budget)
 	if fi.Size() > limit {
@@ -238,7 +248,7 @@ func (l *lister) describe(d *os.Root, name, rel string, fi fs.FileInfo) FileInfo
 	case isBinary(data):
 		info.Binary = true
 	default:
-		info.Content = string(data)
+		info.Content, info.HasContent = string(data), true
 	}
 	return info
 }

@@ -77,7 +77,7 @@ func TestListSkipsHidden(t *testing.T) {
 		t.Fatalf("paths %q, want %q", got, want)
 	}
 	m := byPath(files)
-	if f := m["src/app.ts"]; f != (FileInfo{Name: "app.ts", Type: TypeFile, Path: "src/app.ts", Content: "export {}", Language: "typescript", Size: 9}) {
+	if f := m["src/app.ts"]; f != (FileInfo{Name: "app.ts", Type: TypeFile, Path: "src/app.ts", Content: "export {}", Language: "typescript", Size: 9, HasContent: true}) {
 		t.Errorf("src/app.ts = %+v", f)
 	}
 	if f := m["src"]; f != (FileInfo{Name: "src", Type: TypeFolder, Path: "src"}) {
@@ -154,6 +154,9 @@ func TestListContent(t *testing.T) {
 			t.Errorf("%s not listed", tc.path)
 			continue
 		}
+		if read := !tc.truncated && !tc.binary; f.HasContent != read {
+			t.Errorf("%s: HasContent %v, want %v", tc.path, f.HasContent, read)
+		}
 		if f.Content != tc.content || f.Size != tc.size || f.Truncated != tc.truncated || f.Binary != tc.binary {
 			t.Errorf("%s = content %q size %d truncated %v binary %v; want %q %d %v %v", tc.path,
 				f.Content, f.Size, f.Truncated, f.Binary, tc.content, tc.size, tc.truncated, tc.binary)
@@ -219,8 +222,8 @@ func TestListSpecialFiles(t *testing.T) {
 		if f.Type != TypeFile {
 			t.Errorf("%s listed as %s", f.Path, f.Type)
 		}
-		if f.Path != "real.txt" && f.Content != "" {
-			t.Errorf("%s read: %q", f.Path, f.Content)
+		if f.Path != "real.txt" && (f.Content != "" || f.HasContent) {
+			t.Errorf("%s read: %q (HasContent %v)", f.Path, f.Content, f.HasContent)
 		}
 	}
 	// Each one named by sub: the same, alone.

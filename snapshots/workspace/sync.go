@@ -15,11 +15,15 @@ import (
 
 // Entry is one file or folder that Sync puts in the workspace. Path is
 // relative to the workspace root, elements joined by "/", and should have
-// passed CleanPath; Data is a file's content (ignored for folders).
+// passed CleanPath; Data is a file's content (ignored for folders). Keep
+// marks a file whose content the client does not have (it was listed
+// without): whatever stands at Path is left as it is, and nothing is made
+// where nothing is.
 type Entry struct {
 	Path string
 	Dir  bool
 	Data []byte
+	Keep bool
 }
 
 // SyncResult says what a Sync did.
@@ -27,6 +31,7 @@ type SyncResult struct {
 	Written int   // files written plus folders created
 	Deleted int   // removals: a removed folder counts once, with all it held
 	Bytes   int64 // file bytes written
+	Kept    int   // Keep entries, left as they were
 }
 
 // syncPathLimits only catch malformed entries: the caller applies the
@@ -40,6 +45,9 @@ var syncPathLimits = PathLimits{MaxDepth: 1024, MaxNameLen: 255, MaxPathLen: 1 <
 // the last wins. Without replace, a link, FIFO or folder where an entry
 // wants a file (or a file where it wants a folder) is an
 // errdefs.ErrInvalidArgument.
+//
+// A Keep entry writes nothing, clears nothing and, with replace, keeps
+// whatever stands at its path from being removed.
 //
 // With replace, Sync also makes the workspace match entries:
 //   - an entry whose path holds something of another kind (a folder where a
@@ -75,6 +83,10 @@ func Sync(dir string, entries []Entry, replace bool) (SyncResult, error) {
 	for i, e := range sorted {
 		if i+1 < len(sorted) && sorted[i+1].Path == e.Path {
 			continue // a later entry for the same path wins
+		}
+		if e.Keep {
+			res.Kept++
+			continue
 		}
 		if replace {
 			removed, err := clearOtherKind(root, e)

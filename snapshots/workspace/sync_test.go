@@ -292,3 +292,34 @@ func TestComparePaths(t *testing.T) {
 		t.Errorf("sorted %v, want %v", paths, want)
 	}
 }
+
+func TestSyncKeepLeavesFilesAlone(t *testing.T) {
+	needRoot(t)
+	bin := string([]byte{0, 1, 2, 0xff, 0xfe})
+	for _, replace := range []bool{false, true} {
+		ws := t.TempDir()
+		tree(t, ws, map[string]string{"logo.png": bin, "big.txt": "large", "lib/": "", "lib/inner.txt": "inner", "gone.txt": "x"})
+		res, err := Sync(ws, []Entry{
+			{Path: "logo.png", Keep: true},
+			{Path: "big.txt", Data: []byte("ignored")},
+			{Path: "big.txt", Keep: true}, // the last entry for a path wins
+			{Path: "lib", Keep: true},     // a folder where the tree says file: left as it is, contents too
+			{Path: "missing.bin", Keep: true},
+			{Path: "index.js", Data: []byte("new")},
+		}, replace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"logo.png": bin, "big.txt": "large", "lib/": "", "lib/inner.txt": "inner", "index.js": "new"}
+		wantRes := SyncResult{Written: 1, Bytes: 3, Kept: 4}
+		if replace {
+			wantRes.Deleted = 1 // gone.txt: not in the tree
+		} else {
+			want["gone.txt"] = "x"
+		}
+		if res != wantRes {
+			t.Errorf("replace=%v: result %+v, want %+v", replace, res, wantRes)
+		}
+		sameTree(t, "workspace", snapshot(t, ws), want)
+	}
+}

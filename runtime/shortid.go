@@ -1,0 +1,123 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/store"
+)
+
+// ShortID is the last "-"-separated segment of a sessionId: the frontend
+// opens /p/<ShortID> (for "session-1796051266938-t3ow5gbl26b", "t3ow5gbl26b").
+func ShortID(sessionID string) string {
+	return sessionID[strings.LastIndexByte(sessionID, '-')+1:]
+}
+
+// previewIndex knows the live client sessions by full ID and by ShortID, so
+// a preview address resolves without reading the store. It follows the
+// sessions' lives: a session enters when it runs (build, adoption of a warm
+// container, a restart's Start) and leaves when its teardown begins
+// (destroy, reap, reconcile). The manager's own records never enter.
+//
+// Lock order: mu is a leaf. It is never held while another lock is taken.
+type previewIndex struct {
+	mu    sync.Mutex
+	full  map[string]bool                // live sessionIds
+	short map[string]map[string]struct{} // ShortID -> the sessionIds ending with it
+}
+
+// add indexes a live session; records that are not a client's are ignored.
+func (p *previewIndex) add(sessionID string) {
+	if KindOf(sessionID) != KindSession {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.full == nil {
+		p.full, p.short = map[string]bool{}, map[string]map[string]struct{}{}
+	}
+	p.full[sessionID] = true
+	s := ShortID(sessionID)
+	if p.short[s] == nil {
+		p.short[s] = map[string]struct{}{}
+	}
+	p.short[s][sessionID] = struct{}{}
+}
+
+// remove forgets a session; unknown IDs are fine.
+func (p *previewIndex) remove(sessionID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.full[sessionID] {
+		return
+	}
+	delete(p.full, sessionID)
+	s := ShortID(sessionID)
+	delete(p.short[s], sessionID)
+	if len(p.short[s]) == 0 {
+		delete(p.short, s)
+	}
+}
+
+// reset makes the index hold exactly the running client sessions among records.
+func (p *previewIndex) reset(records []store.Session) {
+	p.mu.Lock()
+	p.full, p.short = nil, nil
+	p.mu.Unlock()
+	for _, s := range records {
+		if s.State == store.StateRunning {
+			p.add(s.SessionID)
+		}
+	}
+}
+
+// resolve returns the live session id names: itself when it is one, else the
+// live session whose ShortID it is when there is exactly one. n is 1 for a
+// full id, else how many live sessions end with id.
+func (p *previewIndex) resolve(id string) (sessionID string, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.full[id] {
+		return id, 1
+	}
+	matches := p.short[id]
+	for full := range matches {
+		sessionID = full
+	}
+	return sessionID, len(matches)
+}
+
+// ErrAmbiguousPreview is the cause when a short preview id ends more than
+// one live sessionId; it is an errdefs.ErrNotFound.
+var ErrAmbiguousPreview = fmt.Errorf("ambiguous short preview id: %w", errdefs.ErrNotFound)
+
+// PreviewSession finds the session a preview address names: a live
+// sessionId itself, or the last "-"-separated segment of exactly one live
+// sessionId (the frontend's /p/${sessionId.split('-').pop()}). A full id
+// always wins over a short one. An id the index does not know comes back
+// unchanged, for the call that uses it to find (or not find) in the store;
+// an id that ends several live sessionIds is ErrAmbiguousPreview. It reads
+// only memory: every preview request calls it.
+func (m *Manager) PreviewSession(id string) (string, error) {
+	sessionID, n := m.previews.resolve(id)
+	switch {
+	case n == 0:
+		return id, nil
+	case n > 1:
+		return "", fmt.Errorf("preview id %q ends %d live sessionIds: use the full sessionId: %w", id, n, ErrAmbiguousPreview)
+	}
+	return sessionID, nil
+}
+
+// indexPreviews rebuilds the preview index from the store, as at start.
+func (m *Manager) indexPreviews() error {
+	records, err := m.db.List()
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	m.previews.reset(records)
+	return nil
+}
