@@ -21,6 +21,8 @@ func (m *Manager) Start(ctx context.Context, reapInterval time.Duration) error {
 	if err := m.startPool(); err != nil {
 		return err
 	}
+	m.stopped.Add(1)
+	go m.keepStarterLayers()
 	// The reaper outlives the caller's context: Close ends it.
 	reapCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopped.Add(2)

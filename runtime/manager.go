@@ -77,7 +77,9 @@ type Manager struct {
 	runners  runners
 	counters counters
 
-	layerBuilds sync.Mutex // one dependency layer built at a time
+	layerBuilds sync.Mutex     // one dependency layer built at a time
+	layers      *layerCache    // nil: no dependency layers
+	starters    *starterLayers // nil: starters get no dependencies
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -93,9 +95,11 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if _, err := os.Stat(cfg.InitPath); err != nil {
 		return nil, fmt.Errorf("init binary: %w", err)
 	}
+	var layers *layerCache
 	if cfg.DepCacheDir != "" {
-		if err := os.MkdirAll(cfg.DepCacheDir, 0o755); err != nil {
-			return nil, fmt.Errorf("dependency layer folder: %w", err)
+		var err error
+		if layers, err = openLayerCache(cfg.DepCacheDir, cfg.DepCacheBytes, cfg.DepLayerMaxBytes); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.ToolchainDir != "" {
@@ -107,7 +111,14 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err != nil {
 		return nil, err
 	}
-	return newManager(client, db, vols, cfg, img), nil
+	m := newManager(client, db, vols, cfg, img)
+	if layers != nil {
+		m.layers = layers
+		if m.starters, err = newStarterLayers(string(img.Target().Digest), cfg.NpmPath); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // newManager wires a manager's state; it starts nothing.
@@ -188,9 +199,17 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, err
 	}
+	var lacks string // what of its starter project the session lacks
 	if projectType != "" {
 		if err := templates.Seed(dir, projectType); err != nil {
 			return s, err
+		}
+		lacks = m.seedStarterDeps(dir, m.starterKey(projectType), "")
+	} else if KindOf(sessionID) == KindPool && m.starters != nil {
+		// A warm container gets the dependencies every starter shares; its
+		// project type is only known when it is claimed.
+		if notice := m.seedStarterDeps(dir, m.starters.poolKey, ""); notice != "" {
+			slog.Debug("warm container without starter dependencies", "pool", sessionID, "notice", notice)
 		}
 	}
 	container, err := m.client.NewContainer(ctx, s.ContainerID,
@@ -198,7 +217,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
-		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir, m.cfg.DepCacheDir)...),
+		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
 		containerd.WithContainerLabels(sessionLabels(sessionID, id, projectType, now)),
 	)
 	if err != nil {
@@ -217,6 +236,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	}
 	s, err = m.db.Update(sessionID, func(r *store.Session) error {
 		r.State = store.StateRunning
+		r.DependenciesMissing = lacks
 		return nil
 	})
 	if err != nil {
@@ -224,6 +244,14 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	}
 	m.live.add(sessionID, &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath, fifoDir: m.fifoDir()})
 	return s, nil
+}
+
+// starterKey is the dependency layer of projectType's starter ("": none).
+func (m *Manager) starterKey(projectType string) string {
+	if m.starters == nil {
+		return ""
+	}
+	return m.starters.keys[projectType]
 }
 
 func sessionLabels(sessionID, uuid, projectType string, created time.Time) map[string]string {
