@@ -135,7 +135,11 @@ func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, 
 	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
 	if layer != "" && run.ExitCode == 0 && buildsLayer(sessionID) {
-		go m.buildLayer(layer, pkg, slices.Clone(req.Packages), false) // from a private session, never from this one's files
+		m.layerRuns.Add(1)
+		go func() { // from a private session, never from this one's files
+			defer m.layerRuns.Done()
+			m.buildLayer(layer, pkg, slices.Clone(req.Packages), false)
+		}()
 	}
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),
 		"duration", run.Duration, "cache_hits", res.CacheHits, "cache_misses", res.CacheMisses)

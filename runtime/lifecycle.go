@@ -41,6 +41,7 @@ func (m *Manager) Start(ctx context.Context, reapInterval time.Duration) error {
 func (m *Manager) Close() error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	m.stopped.Wait()
+	m.layerRuns.Wait() // a build in flight was cancelled; its builder is torn down
 	return m.activity.flush(m.db)
 }
 

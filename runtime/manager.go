@@ -78,6 +78,7 @@ type Manager struct {
 	counters counters
 
 	layerBuilds sync.Mutex     // one dependency layer built at a time
+	layerRuns   sync.WaitGroup // layer builds started by installs; Close waits for them
 	layers      *layerCache    // nil: no dependency layers
 	starters    *starterLayers // nil: starters get no dependencies
 
