@@ -200,19 +200,26 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, err
 	}
-	var lacks string // what of its starter project the session lacks
 	if projectType != "" {
 		if err := templates.Seed(dir, projectType); err != nil {
 			return s, err
 		}
-		lacks = m.seedStarterDeps(dir, m.starterKey(projectType), "")
-	} else if KindOf(sessionID) == KindPool && m.starters != nil {
-		// A warm container gets the dependencies every starter shares; its
-		// project type is only known when it is claimed.
-		if notice := m.seedStarterDeps(dir, m.starters.poolKey, ""); notice != "" {
-			slog.Debug("warm container without starter dependencies", "pool", sessionID, "notice", notice)
-		}
 	}
+	// The starter's dependencies are copied in while the container starts
+	// (no user code runs before the create answers); a failed build waits
+	// for the copy before it removes the workspace.
+	depsKey := m.starterKey(projectType)
+	if KindOf(sessionID) == KindPool && m.starters != nil {
+		depsKey = m.starters.poolKey // every starter's; the project type is only known when it is claimed
+	}
+	depsDone := make(chan string, 1)
+	go func() { depsDone <- m.seedStarterDeps(dir, depsKey, "") }()
+	lacks := sync.OnceValue(func() string { return <-depsDone }) // what of its starter project the session lacks
+	defer func() {
+		if retErr != nil {
+			lacks()
+		}
+	}()
 	container, err := m.client.NewContainer(ctx, s.ContainerID,
 		containerd.WithImage(m.image),
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
@@ -235,9 +242,14 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
 	}
+	missing := lacks()
+	if projectType == "" && missing != "" {
+		slog.Debug("warm container without starter dependencies", "record", sessionID, "notice", missing)
+		missing = ""
+	}
 	s, err = m.db.Update(sessionID, func(r *store.Session) error {
 		r.State = store.StateRunning
-		r.DependenciesMissing = lacks
+		r.DependenciesMissing = missing
 		return nil
 	})
 	if err != nil {
