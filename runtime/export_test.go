@@ -9,14 +9,15 @@ func SetClock(m *Manager, now func() time.Time) { m.setClock(now) }
 // WaitLayerBuilds waits for the dependency layer builds installs started.
 func WaitLayerBuilds(m *Manager) { m.layerRuns.Wait() }
 
-// WaitStarterLayers waits until every starter layer is built (true) or the
-// attempt failed (false).
+// WaitStarterLayers waits for the starter layers Start builds and the warm
+// containers completed with them, and reports whether all are built.
 func WaitStarterLayers(m *Manager) bool {
+	<-m.startersEnd
 	if m.starters == nil {
 		return false
 	}
-	for key, manifest := range m.starters.manifests {
-		if !m.buildLayer(key, manifest, nil, true) {
+	for key := range m.starters.manifests {
+		if !m.layerReady(key) {
 			return false
 		}
 	}

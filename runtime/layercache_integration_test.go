@@ -138,7 +138,9 @@ func TestStarterReadyAtCreate(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, pt := range []string{"js", "ts"} { // the first from the pool, the second cold
+	// Back to back: the first from the pool, the second cold (the refill takes longer).
+	var sessions []store.Session
+	for _, pt := range []string{"ts", "js"} {
 		start := time.Now()
 		s, _, err := h.m.Create(ctx, "starter-"+pt, pt)
 		took := time.Since(start)
@@ -146,13 +148,16 @@ func TestStarterReadyAtCreate(t *testing.T) {
 			t.Fatalf("%s create: %v, lacks %q", pt, err, s.DependenciesMissing)
 		}
 		t.Logf("%s create with the starter's dependencies: %v (creates so far %v)", pt, took, h.m.Stats().Creates)
-		out := h.sh(t, s, 30*time.Second, "timeout -s INT 8 npm start 2>&1 | grep -m1 -o 'Server listening at [^\"]*'; stat -c %u node_modules/fastify/package.json")
-		if !strings.Contains(out.Stdout, "Server listening at") || !strings.HasSuffix(out.Stdout, "1000\n") {
-			t.Fatalf("%s npm start: %q %q", pt, out.Stdout, out.Stderr)
-		}
+		sessions = append(sessions, s)
 	}
 	if st := h.m.Stats(); st.Creates["pool"] != 1 || st.Creates["ok"] != 1 {
 		t.Fatalf("creates %v, want one from the pool and one cold", st.Creates)
+	}
+	for _, s := range sessions {
+		out := h.sh(t, s, 30*time.Second, "timeout -s INT 8 npm start 2>&1 | grep -m1 -o 'Server listening at [^\"]*'; stat -c %u node_modules/fastify/package.json")
+		if !strings.Contains(out.Stdout, "Server listening at") || !strings.HasSuffix(out.Stdout, "1000\n") {
+			t.Fatalf("%s npm start: %q %q", s.ProjectType, out.Stdout, out.Stderr)
+		}
 	}
 
 	bare := newHarness(t, withDepCache(1<<30, 256<<20))

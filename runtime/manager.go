@@ -81,6 +81,7 @@ type Manager struct {
 	layerRuns   sync.WaitGroup // layer builds started by installs; Close waits for them
 	layers      *layerCache    // nil: no dependency layers
 	starters    *starterLayers // nil: starters get no dependencies
+	startersEnd chan struct{}  // closed when keepStarterLayers ends
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -125,7 +126,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{})}
+		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{}), startersEnd: make(chan struct{})}
 	m.setClock(time.Now)
 	m.activity = newActivity(m.now, cfg.IdleTimeout)
 	return m

@@ -161,6 +161,7 @@ func removeStarterDeps(dir string) error {
 // session lacks.
 func (m *Manager) keepStarterLayers() {
 	defer m.stopped.Done()
+	defer close(m.startersEnd)
 	if m.starters == nil || m.layers == nil || m.cfg.Registry == nil {
 		return
 	}
