@@ -31,6 +31,7 @@ type Config struct {
 	DepCacheDir        string          // host folder of dependency layers ("": none)
 	DepCacheBytes      int64           // budget of the dependency layers, bytes on disk; least recently used go first
 	DepLayerMaxBytes   int64           // largest dependency layer kept, bytes on disk
+	StarterDeps        bool            // build the starters' dependency layer at Start, so new sessions come with node_modules
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
 }
@@ -75,5 +76,6 @@ func DefaultConfig() Config {
 		BackgroundLogBytes: 256 << 10,
 		DepCacheBytes:      2 << 30,
 		DepLayerMaxBytes:   256 << 20,
+		StarterDeps:        true,
 	}
 }

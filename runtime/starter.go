@@ -157,12 +157,12 @@ func removeStarterDeps(dir string) error {
 // keepStarterLayers builds every starter layer that is missing, one after
 // the other, then completes the warm containers made before it was there;
 // it tries again every starterRetry until all are built or the manager
-// stops. Without a registry it does nothing: creates then say what the
-// session lacks.
+// stops. Without a registry (or with StarterDeps off) it does nothing:
+// creates then say what the session lacks.
 func (m *Manager) keepStarterLayers() {
 	defer m.stopped.Done()
 	defer close(m.startersEnd)
-	if m.starters == nil || m.layers == nil || m.cfg.Registry == nil {
+	if m.starters == nil || m.layers == nil || m.cfg.Registry == nil || !m.cfg.StarterDeps {
 		return
 	}
 	for {

@@ -255,6 +255,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var(sizeOf(&c.NpmCacheBytes), "npm-cache-size", "budget of the shared npm tarball cache, a `size` on disk; the least recently used tarballs are deleted past it")
 	fs.Var(sizeOf(&c.InstallBytes), "install-upstream-bytes", "most an install may read from the registry, a `size`; past it the proxy refuses it (npm prints why) and the install answers 429")
 	fs.Var(sizeOf(&rt.DepCacheBytes), "dep-cache-size", "budget of the dependency layers (a starter's or a repeated install's node_modules), a `size` on disk; the least recently used go first")
+	fs.BoolVar(&rt.StarterDeps, "starter-deps", rt.StarterDeps, "build the starter projects' dependency layer at start (through the registry, in the background), so new sessions come with node_modules")
 	fs.Var(sizeOf(&rt.DepLayerMaxBytes), "dep-layer-max-size", "largest dependency layer kept, a `size` on disk; a larger install is not cached")
 	fs.DurationVar(&rt.InstallTimeout, "install-timeout", rt.InstallTimeout, "longest npm install; past it the install is stopped (504)")
 	fs.IntVar(&o.MaxPackages, "max-packages", o.MaxPackages, "most packages in one install request")
@@ -651,7 +652,7 @@ var settingGroups = []struct {
 		"list-entries", "list-file-bytes", "max-processes", "process-log-bytes", "exposed-port", "min-preview-port",
 		"preview-timeout", "max-preview-bytes"}},
 	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path", "install-upstream-bytes",
-		"npm-cache-size", "dep-cache-size", "dep-layer-max-size"}},
+		"npm-cache-size", "dep-cache-size", "dep-layer-max-size", "starter-deps"}},
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
 		"allow-no-seccomp", "snapshotter", "namespace", "init", "node-path", "toolchain-dir"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},

@@ -47,7 +47,7 @@ func startOpsDaemon(t *testing.T, env *runtimetest.Env, state string, extra ...s
 	args := append([]string{"--listen", addr, "--state-dir", state, "--containerd-address", env.Address,
 		"--namespace", opsNamespace, "--pull=false", "--image", env.Image.Ref, "--fallback-archive", env.Image.FallbackArchive,
 		"--init", env.InitPath, "--workspace-size", "64MiB", "--touch-interval", "50ms", "--api-token-file", tokenFile,
-		"--log-format", "json", "--pool-size", "0"}, extra...)
+		"--log-format", "json", "--pool-size", "0", "--starter-deps=false"}, extra...)
 	d.cmd = exec.Command(daemonBinary(t), args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
