@@ -118,9 +118,9 @@ func TestLayerCacheBoundedPrivateAndClean(t *testing.T) {
 
 // A session's starter project is ready to run when the create answers: the
 // starter layer is built once (at start, here waited for), a cold create
-// copies it in, a warm container already holds it, and `npm start` works
-// with no registry on the way. Without a registry a create still works and
-// says what the session lacks.
+// copies it in, a warm container already holds it, and `npm start` and
+// `npm run dev` work with no registry on the way. Without a registry a
+// create still works and says what the session lacks.
 func TestStarterReadyAtCreate(t *testing.T) {
 	h := newHarness(t, withRegistry(t, hostRegistry(t)), withDepCache(1<<30, 256<<20),
 		func(c *runtime.Config) { c.PoolSize, c.MaxSessions = 1, 4 })
@@ -154,9 +154,11 @@ func TestStarterReadyAtCreate(t *testing.T) {
 		t.Fatalf("creates %v, want one from the pool and one cold", st.Creates)
 	}
 	for _, s := range sessions {
-		out := h.sh(t, s, 30*time.Second, "timeout -s INT 8 npm start 2>&1 | grep -m1 -o 'Server listening at [^\"]*'; stat -c %u node_modules/fastify/package.json")
-		if !strings.Contains(out.Stdout, "Server listening at") || !strings.HasSuffix(out.Stdout, "1000\n") {
-			t.Fatalf("%s npm start: %q %q", s.ProjectType, out.Stdout, out.Stderr)
+		for _, script := range []string{"start", "run dev"} {
+			out := h.sh(t, s, 30*time.Second, "timeout -s INT 8 npm "+script+" 2>&1 | grep -m1 -o 'Server listening at [^\"]*'; stat -c %u node_modules/fastify/package.json")
+			if !strings.Contains(out.Stdout, "Server listening at") || !strings.HasSuffix(out.Stdout, "1000\n") {
+				t.Fatalf("%s npm %s: %q %q", s.ProjectType, script, out.Stdout, out.Stderr)
+			}
 		}
 	}
 
