@@ -130,6 +130,10 @@ type containerResponse struct {
 	CreatedAt   time.Time `json:"createdAt"`
 	ExpiresAt   time.Time `json:"expiresAt"`
 	Image       string    `json:"image"`
+	// DependenciesReady: the starter's node_modules is there; Notice says
+	// what the session lacks when it is not.
+	DependenciesReady bool   `json:"dependenciesReady"`
+	Notice            string `json:"notice,omitempty"`
 }
 
 type containerInfoResponse struct {
@@ -299,6 +303,9 @@ func newContainerResponse(s store.Session, existing bool, opt Options) container
 		CreatedAt:   s.CreatedAt,
 		ExpiresAt:   s.ExpiresAt,
 		Image:       s.Image,
+
+		DependenciesReady: s.DependenciesMissing == "",
+		Notice:            s.DependenciesMissing,
 	}
 }
 

@@ -29,7 +29,10 @@ type Config struct {
 	Runners            bool            // keep a pre-started Node process per session for executes
 	RunnerIdle         time.Duration   // a session idle this long loses its waiting runner
 	NodePath           string          // node inside the image
-	DepCacheDir        string          // host folder of starter-project dependency layers ("": none)
+	DepCacheDir        string          // host folder of dependency layers ("": none)
+	DepCacheBytes      int64           // budget of the dependency layers, bytes on disk; least recently used go first
+	DepLayerMaxBytes   int64           // largest dependency layer kept, bytes on disk
+	StarterDeps        bool            // build the starters' dependency layer at Start, so new sessions come with node_modules
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
 }
@@ -73,5 +76,8 @@ func DefaultConfig() Config {
 		NodePath:           "/usr/local/bin/node",
 		MaxBackground:      8,
 		BackgroundLogBytes: 256 << 10,
+		DepCacheBytes:      2 << 30,
+		DepLayerMaxBytes:   256 << 20,
+		StarterDeps:        true,
 	}
 }

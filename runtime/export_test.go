@@ -12,3 +12,21 @@ func WarmReady(m *Manager) int {
 	defer m.pool.mu.Unlock()
 	return len(m.pool.ids)
 }
+
+// WaitLayerBuilds waits for the dependency layer builds installs started.
+func WaitLayerBuilds(m *Manager) { m.layerRuns.Wait() }
+
+// WaitStarterLayers waits for the starter layers Start builds and the warm
+// containers completed with them, and reports whether all are built.
+func WaitStarterLayers(m *Manager) bool {
+	<-m.startersEnd
+	if m.starters == nil {
+		return false
+	}
+	for key := range m.starters.manifests {
+		if !m.layerReady(key) {
+			return false
+		}
+	}
+	return true
+}

@@ -82,6 +82,11 @@ func (f fakeImage) Target() ocispec.Descriptor { return ocispec.Descriptor{Diges
 func TestDepLayerKey(t *testing.T) {
 	m, _, _ := unitManager(t, func(c *Config) { c.DepCacheDir = t.TempDir(); c.NpmPath = "/npm" })
 	m.image = fakeImage{digest: "sha256:abc"}
+	layers, err := openLayerCache(m.cfg.DepCacheDir, 1<<20, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.layers = layers
 	dir := t.TempDir()
 	s := store.Session{Workspace: dir}
 	if key, _ := m.depLayerKey(s, nil); key != "" {
@@ -95,7 +100,11 @@ func TestDepLayerKey(t *testing.T) {
 	if m.layerReady(key) {
 		t.Fatal("not built yet")
 	}
-	writeFiles(t, m.cfg.DepCacheDir, map[string]string{key + "/package-lock.json": "{}"})
+	tmp := t.TempDir()
+	writeFiles(t, tmp, map[string]string{"package-lock.json": "{}"})
+	if err := m.layers.add(key, tmp); err != nil {
+		t.Fatal(err)
+	}
 	if !m.layerReady(key) {
 		t.Fatal("built")
 	}
@@ -103,7 +112,7 @@ func TestDepLayerKey(t *testing.T) {
 	if key, _ := m.depLayerKey(s, []string{"a"}); key != "" {
 		t.Fatal("a lock file shapes the result: no layer")
 	}
-	m.cfg.DepCacheDir = ""
+	m.layers = nil
 	if key, _ := m.depLayerKey(store.Session{Workspace: t.TempDir()}, nil); key != "" {
 		t.Fatal("no layer folder: no layer")
 	}

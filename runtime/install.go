@@ -121,6 +121,10 @@ func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, 
 	case run.TimedOut:
 		m.counters.inc("installs", "timeout")
 		return res, fmt.Errorf("npm install ran longer than %v and was stopped: %w", timeout, context.DeadlineExceeded)
+	case run.ExitCode != 0 && rec.BudgetExceeded():
+		m.counters.inc("installs", "budget")
+		return res, fmt.Errorf("npm install read more than its budget from the registry (%s): %w",
+			strings.Join(res.UpstreamErrors, "; "), errdefs.ErrResourceExhausted)
 	case run.ExitCode != 0 && len(res.NotFound) > 0:
 		m.counters.inc("installs", "not_found")
 		return res, fmt.Errorf("not found in the registry: %s: %w", strings.Join(res.NotFound, ", "), errdefs.ErrNotFound)
@@ -131,7 +135,11 @@ func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, 
 	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
 	if layer != "" && run.ExitCode == 0 && buildsLayer(sessionID) {
-		go m.buildLayer(layer, pkg, slices.Clone(req.Packages)) // from a private session, never from this one's files
+		m.layerRuns.Add(1)
+		go func() { // from a private session, never from this one's files
+			defer m.layerRuns.Done()
+			m.buildLayer(layer, pkg, slices.Clone(req.Packages), false)
+		}()
 	}
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),
 		"duration", run.Duration, "cache_hits", res.CacheHits, "cache_misses", res.CacheMisses)

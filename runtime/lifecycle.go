@@ -25,6 +25,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.startPool(); err != nil {
 		return err
 	}
+	m.stopped.Add(1)
+	go m.keepStarterLayers()
 	// The reaper outlives the caller's context: Close ends it.
 	reapCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopped.Add(2)
@@ -43,6 +45,7 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) Close() error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	m.stopped.Wait()
+	m.layerRuns.Wait() // a build in flight was cancelled; its builder is torn down
 	return m.activity.flush(m.db)
 }
 

@@ -79,7 +79,11 @@ type Manager struct {
 	runners  runners
 	counters counters
 
-	layerBuilds sync.Mutex // one dependency layer built at a time
+	layerBuilds sync.Mutex     // one dependency layer built at a time
+	layerRuns   sync.WaitGroup // layer builds started by installs; Close waits for them
+	layers      *layerCache    // nil: no dependency layers
+	starters    *starterLayers // nil: starters get no dependencies
+	startersEnd chan struct{}  // closed when keepStarterLayers ends
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -95,9 +99,11 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if _, err := os.Stat(cfg.InitPath); err != nil {
 		return nil, fmt.Errorf("init binary: %w", err)
 	}
+	var layers *layerCache
 	if cfg.DepCacheDir != "" {
-		if err := os.MkdirAll(cfg.DepCacheDir, 0o755); err != nil {
-			return nil, fmt.Errorf("dependency layer folder: %w", err)
+		var err error
+		if layers, err = openLayerCache(cfg.DepCacheDir, cfg.DepCacheBytes, cfg.DepLayerMaxBytes); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.ToolchainDir != "" {
@@ -109,13 +115,20 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err != nil {
 		return nil, err
 	}
-	return newManager(client, db, vols, cfg, img), nil
+	m := newManager(client, db, vols, cfg, img)
+	if layers != nil {
+		m.layers = layers
+		if m.starters, err = newStarterLayers(string(img.Target().Digest), cfg.NpmPath); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{})}
+		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{}), startersEnd: make(chan struct{})}
 	m.setClock(time.Now)
 	m.activity = newActivity(m.now, cfg.IdleTimeout)
 	return m
@@ -195,12 +208,27 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 			return s, err
 		}
 	}
+	// The starter's dependencies are copied in while the container starts
+	// (no user code runs before the create answers); a failed build waits
+	// for the copy before it removes the workspace.
+	depsKey := m.starterKey(projectType)
+	if KindOf(sessionID) == KindPool && m.starters != nil {
+		depsKey = m.starters.poolKey // every starter's; the project type is only known when it is claimed
+	}
+	depsDone := make(chan string, 1)
+	go func() { depsDone <- m.seedStarterDeps(dir, depsKey, "") }()
+	lacks := sync.OnceValue(func() string { return <-depsDone }) // what of its starter project the session lacks
+	defer func() {
+		if retErr != nil {
+			lacks()
+		}
+	}()
 	container, err := m.client.NewContainer(ctx, s.ContainerID,
 		containerd.WithImage(m.image),
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
-		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir, m.cfg.DepCacheDir)...),
+		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
 		containerd.WithContainerLabels(sessionLabels(sessionID, id, projectType, now)),
 	)
 	if err != nil {
@@ -217,8 +245,14 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
 	}
+	missing := lacks()
+	if projectType == "" && missing != "" {
+		slog.Debug("warm container without starter dependencies", "record", sessionID, "notice", missing)
+		missing = ""
+	}
 	s, err = m.db.Update(sessionID, func(r *store.Session) error {
 		r.State = store.StateRunning
+		r.DependenciesMissing = missing
 		return nil
 	})
 	if err != nil {
@@ -227,6 +261,14 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	m.live.add(sessionID, &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath, fifoDir: m.fifoDir()})
 	m.previews.add(sessionID)
 	return s, nil
+}
+
+// starterKey is the dependency layer of projectType's starter ("": none).
+func (m *Manager) starterKey(projectType string) string {
+	if m.starters == nil {
+		return ""
+	}
+	return m.starters.keys[projectType]
 }
 
 func sessionLabels(sessionID, uuid, projectType string, created time.Time) map[string]string {

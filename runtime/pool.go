@@ -127,6 +127,14 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	if err := templates.Seed(s.Workspace, projectType); err != nil {
 		return s, err
 	}
+	if m.starters != nil {
+		// Normally already there: the warm container was made with them.
+		if lacks := m.seedStarterDeps(s.Workspace, m.starterKey(projectType), m.starters.poolKey); lacks != "" {
+			if s, err = m.db.Update(sessionID, func(r *store.Session) error { r.DependenciesMissing = lacks; return nil }); err != nil {
+				return s, err
+			}
+		}
+	}
 	c, err := m.client.LoadContainer(ctx, s.ContainerID)
 	if err == nil {
 		_, err = c.SetLabels(ctx, sessionLabels(sessionID, s.UUID, projectType, now))

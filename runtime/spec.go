@@ -44,14 +44,11 @@ type SpecLimits struct {
 // capabilities, no new privileges, read-only rootfs, a fresh network
 // namespace with only lo (from the default spec), resource limits, a reaping
 // init as PID 1, and the default seccomp profile applied last.
-func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, toolchainDir, depCacheDir string) []oci.SpecOpts {
+func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, toolchainDir string) []oci.SpecOpts {
 	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)
 	if toolchainDir != "" {
 		opts = append(opts, withReadOnlyBind(toolchainDir, ToolchainPath))
-	}
-	if depCacheDir != "" {
-		opts = append(opts, withReadOnlyBind(depCacheDir, DepCachePath))
 	}
 	return opts
 }
@@ -119,7 +116,8 @@ func withInit(hostInit string) oci.SpecOpts {
 }
 
 // withReadOnlyBind bind-mounts a shared host folder (the TypeScript
-// toolchain, the dependency layers) read-only at dest.
+// toolchain) read-only at dest. No dependency layer is ever mounted: a
+// session gets a copy of its own match only.
 func withReadOnlyBind(hostDir, dest string) oci.SpecOpts {
 	return oci.WithMounts([]specs.Mount{{
 		Destination: dest,

@@ -56,6 +56,9 @@ type Session struct {
 	LastActiveAt time.Time `json:"lastActiveAt"`
 	ExpiresAt    time.Time `json:"expiresAt"`
 	Processes    []Process `json:"processes,omitempty"`
+	// DependenciesMissing says what of its starter project's dependencies the
+	// session lacks, and what to do ("": nothing).
+	DependenciesMissing string `json:"dependenciesMissing,omitempty"`
 }
 
 // DB is the session database.

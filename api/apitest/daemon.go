@@ -46,11 +46,13 @@ func Binary(t testing.TB, root string) string {
 }
 
 // EnvArgs are the flags that point servcraftd at env's containerd (in
-// namespace), image, toolchain and init, without pulling.
+// namespace), image, toolchain and init, without pulling and without the
+// starter layer build at start.
 func EnvArgs(env *runtimetest.Env, namespace string) []string {
 	return []string{"--containerd-address", env.Address, "--namespace", namespace, "--pull=false",
 		"--image", env.Image.Ref, "--fallback-archive", env.Image.FallbackArchive,
-		"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath}
+		"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath,
+		"--starter-deps=false"} // no background layer build (a private session running npm) in every test
 }
 
 // Daemon is one servcraftd process; it can be stopped and started again

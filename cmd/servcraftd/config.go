@@ -20,6 +20,7 @@ import (
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/npmproxy"
 )
 
 // size is a flag value in bytes that accepts units (512MiB, 1GiB, 64k,
@@ -182,6 +183,8 @@ type config struct {
 	LogFormat         string
 	AllowNoSeccomp    bool
 	Registry          string
+	NpmCacheBytes     int64 // budget of the npm tarball cache
+	InstallBytes      int64 // most bytes one install may read from the registry
 	APITokenFile      string
 	PlaygroundPage    bool
 
@@ -203,6 +206,8 @@ func defaultConfig() config {
 		API:               api.DefaultOptions(),
 		PlaygroundPage:    true,
 		Cluster:           defaultClusterConfig(),
+		NpmCacheBytes:     npmproxy.DefaultCacheBytes,
+		InstallBytes:      npmproxy.DefaultInstallBytes,
 	}
 	c.CPUs = float64(c.Runtime.Limits.CPUQuota) / float64(c.Runtime.Limits.CPUPeriod)
 	return c
@@ -248,6 +253,11 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowNoSeccomp, "allow-no-seccomp", c.AllowNoSeccomp, "start even when the host cannot filter system calls (unsafe; for hosts that only run trusted code)")
 	fs.StringVar(&c.Registry, "registry", c.Registry, "upstream npm registry of the install proxy (empty: what the host's \"npm config get registry\" answers)")
 	fs.StringVar(&rt.NpmPath, "npm-path", rt.NpmPath, "npm inside the image")
+	fs.Var(sizeOf(&c.NpmCacheBytes), "npm-cache-size", "budget of the shared npm tarball cache, a `size` on disk; the least recently used tarballs are deleted past it")
+	fs.Var(sizeOf(&c.InstallBytes), "install-upstream-bytes", "most an install may read from the registry, a `size`; past it the proxy refuses it (npm prints why) and the install answers 429")
+	fs.Var(sizeOf(&rt.DepCacheBytes), "dep-cache-size", "budget of the dependency layers (a starter's or a repeated install's node_modules), a `size` on disk; the least recently used go first")
+	fs.BoolVar(&rt.StarterDeps, "starter-deps", rt.StarterDeps, "build the starter projects' dependency layer at start (through the registry, in the background), so new sessions come with node_modules")
+	fs.Var(sizeOf(&rt.DepLayerMaxBytes), "dep-layer-max-size", "largest dependency layer kept, a `size` on disk; a larger install is not cached")
 	fs.DurationVar(&rt.InstallTimeout, "install-timeout", rt.InstallTimeout, "longest npm install; past it the install is stopped (504)")
 	fs.IntVar(&o.MaxPackages, "max-packages", o.MaxPackages, "most packages in one install request")
 	fs.IntVar(&o.SyncLimits.MaxFiles, "max-sync-files", o.SyncLimits.MaxFiles, "most files and folders in one sync")
@@ -551,6 +561,10 @@ func (c *config) validate() error {
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format: %q is not text or json", c.LogFormat)
 	check(c.StateDir != "", "state-dir: empty")
 	check(c.Runtime.InstallTimeout >= time.Second, "install-timeout: %v is below 1s", c.Runtime.InstallTimeout)
+	check(c.InstallBytes >= 1<<20, "install-upstream-bytes: %s is below 1MiB", formatBytes(c.InstallBytes))
+	check(c.NpmCacheBytes >= npmproxy.DefaultMaxTarballBytes, "npm-cache-size: %s is below the largest tarball, %s", formatBytes(c.NpmCacheBytes), formatBytes(npmproxy.DefaultMaxTarballBytes))
+	check(c.Runtime.DepLayerMaxBytes >= 1<<20, "dep-layer-max-size: %s is below 1MiB", formatBytes(c.Runtime.DepLayerMaxBytes))
+	check(c.Runtime.DepCacheBytes >= c.Runtime.DepLayerMaxBytes, "dep-cache-size: %s is below dep-layer-max-size %s", formatBytes(c.Runtime.DepCacheBytes), formatBytes(c.Runtime.DepLayerMaxBytes))
 	check(c.API.MaxPackages >= 1 && c.API.MaxPackages <= 1000, "max-packages: %d is not within 1 to 1000", c.API.MaxPackages)
 	check(c.API.SyncLimits.MaxFiles >= 1, "max-sync-files: %d is below 1", c.API.SyncLimits.MaxFiles)
 	check(c.API.SyncLimits.MaxFileBytes >= 1 && c.API.SyncLimits.MaxFileBytes <= c.API.MaxBodyBytes, "max-file-size: %s must be within 1 byte and max-body", formatBytes(c.API.SyncLimits.MaxFileBytes))
@@ -643,7 +657,8 @@ var settingGroups = []struct {
 	{"Files, background processes, previews", []string{"max-path-depth", "max-sync-files", "max-file-size", "list-depth",
 		"list-entries", "list-file-bytes", "max-processes", "process-log-bytes", "exposed-port", "min-preview-port",
 		"preview-timeout", "max-preview-bytes"}},
-	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path"}},
+	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path", "install-upstream-bytes",
+		"npm-cache-size", "dep-cache-size", "dep-layer-max-size", "starter-deps"}},
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
 		"allow-no-seccomp", "snapshotter", "namespace", "init", "node-path", "toolchain-dir"}},
 	{"Cluster (docs/cluster.md)", []string{"cluster-etcd", "cluster-secret-file", "node-id", "advertise-addr",

@@ -198,7 +198,8 @@ func newRegistryProxy(ctx context.Context, cfg config, state string) (*npmproxy.
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("registry %q: not an http(s) URL", upstream)
 	}
-	p, err := npmproxy.New(npmproxy.Config{Upstream: u, CacheDir: filepath.Join(state, "npm-cache")})
+	p, err := npmproxy.New(npmproxy.Config{Upstream: u, CacheDir: filepath.Join(state, "npm-cache"),
+		CacheBytes: cfg.NpmCacheBytes, InstallBytes: cfg.InstallBytes})
 	if err != nil {
 		return nil, fmt.Errorf("registry proxy: %w", err)
 	}

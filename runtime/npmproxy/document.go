@@ -39,6 +39,9 @@ func (p *Proxy) document(ctx context.Context, name string, fresh bool, rec *Reco
 			return d, nil
 		}
 	}
+	if err := p.overBudget(rec); err != nil {
+		return nil, err
+	}
 	d, n, err := p.fetchDocument(ctx, name)
 	rec.bytesUp.Add(n)
 	if err != nil {

@@ -2,7 +2,9 @@ package npmproxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -58,6 +60,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // things are only answered (missing packages are recorded where found out).
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
+	if errors.Is(err, ErrInstallBudget) {
+		// npm prints the "error" of a JSON body after the status line.
+		body, _ := json.Marshal(map[string]string{"error": err.Error()})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+		return
+	}
 	if r.Context().Err() == nil { // the client is still there; its leaving is no failure of ours
 		switch status {
 		case http.StatusBadGateway:
@@ -72,6 +83,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // statusOf maps an error class to the status npm sees.
 func statusOf(err error) int {
 	switch {
+	case errors.Is(err, ErrInstallBudget):
+		return http.StatusForbidden // not retried by npm
 	case errdefs.IsInvalidArgument(err):
 		return http.StatusBadRequest
 	case errdefs.IsNotFound(err):
@@ -112,20 +125,30 @@ func (h *handler) serveTarball(w http.ResponseWriter, r *http.Request, name, fil
 	if err != nil {
 		return err
 	}
-	path := sum.path(h.p.cacheDir)
+	path, key := sum.path(h.p.cacheDir), tarballKey(sum, h.p.cacheDir)
 	f, err := os.Open(path)
 	switch {
 	case err == nil:
 		h.p.hits.Add(1)
 		h.rec.hits.Add(1)
+		h.p.used(key)
 	case errors.Is(err, fs.ErrNotExist):
+		if err := h.p.overBudget(h.rec); err != nil {
+			return err
+		}
 		h.p.misses.Add(1)
 		h.rec.misses.Add(1)
-		n, err := h.p.download(ctx, name, version, sum)
+		remaining := h.p.remaining(h.rec)
+		n, err := h.p.download(ctx, name, version, sum, remaining)
 		h.rec.bytesUp.Add(n)
+		if errdefs.IsResourceExhausted(err) && remaining < h.p.maxTarball { // the budget was the tighter limit
+			h.rec.budgetExceeded.Store(true)
+			return fmt.Errorf("%w (%d bytes): %s@%s does not fit in what is left of it", ErrInstallBudget, h.p.install, name, version)
+		}
 		if err != nil {
 			return err
 		}
+		h.p.cached(key)
 		if f, err = os.Open(path); err != nil {
 			return errorf(errdefs.ErrInternal, "%s@%s: open cached tarball: %v", name, version, err)
 		}

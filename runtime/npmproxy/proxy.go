@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime/lrubudget"
 )
 
 // Defaults for the zero fields of Config.
@@ -33,6 +35,8 @@ const (
 	DefaultTimeout         = 60 * time.Second
 	DefaultDocTTL          = 5 * time.Minute
 	DefaultDocCacheBytes   = 256 << 20
+	DefaultCacheBytes      = 2 << 30
+	DefaultInstallBytes    = 256 << 20
 )
 
 // maxRedirects bounds the same-host redirects an upstream may answer with.
@@ -51,6 +55,8 @@ type Config struct {
 	Timeout         time.Duration     // bound on each upstream request, body included
 	DocTTL          time.Duration     // how long a package document stays in memory
 	DocCacheBytes   int64             // bound on the memory held by remembered documents
+	CacheBytes      int64             // budget of the tarball cache, bytes on disk; least recently used go first
+	InstallBytes    int64             // most body bytes one install (one Handler) may read from upstream
 	Transport       http.RoundTripper // optional; a clone of http.DefaultTransport otherwise
 }
 
@@ -62,6 +68,8 @@ type Proxy struct {
 	cacheDir   string
 	maxDoc     int64
 	maxTarball int64
+	install    int64 // upstream bytes per handler
+	tarballs   *lrubudget.Index
 	timeout    time.Duration
 	client     *http.Client
 	docs       *docCache
@@ -88,6 +96,8 @@ func New(cfg Config) (*Proxy, error) {
 		cacheDir:   cfg.CacheDir,
 		maxDoc:     orDefault(cfg.MaxDocBytes, DefaultMaxDocBytes),
 		maxTarball: orDefault(cfg.MaxTarballBytes, DefaultMaxTarballBytes),
+		install:    orDefault(cfg.InstallBytes, DefaultInstallBytes),
+		tarballs:   lrubudget.New(orDefault(cfg.CacheBytes, DefaultCacheBytes)),
 		timeout:    orDefault(cfg.Timeout, DefaultTimeout),
 		docs:       newDocCache(orDefault(cfg.DocTTL, DefaultDocTTL), orDefault(cfg.DocCacheBytes, DefaultDocCacheBytes)),
 		token:      "npmproxy-base-" + randomHex(16),
@@ -99,12 +109,28 @@ func New(cfg Config) (*Proxy, error) {
 		tr = t
 	}
 	p.client = &http.Client{Transport: tr, CheckRedirect: p.checkRedirect}
-	if err := os.MkdirAll(p.tmpDir(), 0o755); err != nil {
+	if p.tarballs.Budget() < p.maxTarball {
+		return nil, fmt.Errorf("npm proxy cache budget %d is less than the largest tarball %d: %w",
+			p.tarballs.Budget(), p.maxTarball, errdefs.ErrInvalidArgument)
+	}
+	// Only the daemon reads the cache: no other host user may list or read it.
+	if err := os.MkdirAll(p.tmpDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("npm proxy cache dir %s: %w", cfg.CacheDir, err)
 	}
+	for _, dir := range []string{cfg.CacheDir, p.tmpDir()} {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("npm proxy cache dir %s: %w", dir, err)
+		}
+	}
 	removeStaleTemps(p.tmpDir(), time.Hour)
+	if err := p.indexTarballs(); err != nil {
+		return nil, fmt.Errorf("npm proxy cache dir %s: %w", cfg.CacheDir, err)
+	}
 	return p, nil
 }
+
+// CacheBytes is what the tarball cache takes on disk now, and its budget.
+func (p *Proxy) CacheBytes() (used, budget int64) { return p.tarballs.Used(), p.tarballs.Budget() }
 
 // Stats returns lifetime totals over all handlers: tarball cache hits and
 // misses, and body bytes read from upstream.

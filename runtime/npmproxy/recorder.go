@@ -19,7 +19,12 @@ type Recorder struct {
 	localErrors    []error
 
 	hits, misses, bytesUp, bytesServed atomic.Int64
+	budgetExceeded                     atomic.Bool
 }
+
+// BudgetExceeded reports whether a request was refused because the install
+// had read its budget of bytes from upstream (ErrInstallBudget).
+func (r *Recorder) BudgetExceeded() bool { return r.budgetExceeded.Load() }
 
 // NotFound returns the package names upstream answered 404 (or 410) for, once each.
 func (r *Recorder) NotFound() []string {

@@ -80,11 +80,13 @@ func (c checksum) path(cacheDir string) string {
 
 // download fetches name@version from the upstream's standard tarball path
 // into a temporary file while hashing it, and moves it into the cache only
-// if it matches sum. n is the number of body bytes read. Concurrent
+// if it matches sum. n is the number of body bytes read; past budget (or the
+// largest tarball) the download stops as ResourceExhausted. Concurrent
 // downloads of one tarball each rename a complete, verified file over the
 // same path, so readers always see a whole one.
-func (p *Proxy) download(ctx context.Context, name, version string, sum checksum) (n int64, retErr error) {
+func (p *Proxy) download(ctx context.Context, name, version string, sum checksum, budget int64) (n int64, retErr error) {
 	id := name + "@" + version
+	limit := min(p.maxTarball, budget)
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	resp, err := p.get(ctx, p.base+"/"+tarballPath(name, version), "*/*")
@@ -95,8 +97,8 @@ func (p *Proxy) download(ctx context.Context, name, version string, sum checksum
 	switch {
 	case resp.StatusCode != http.StatusOK:
 		return 0, errorf(errdefs.ErrUnavailable, "tarball %s: upstream answered %s", id, resp.Status)
-	case resp.ContentLength > p.maxTarball:
-		return 0, errorf(errdefs.ErrResourceExhausted, "tarball %s: %d bytes exceeds the limit of %d", id, resp.ContentLength, p.maxTarball)
+	case resp.ContentLength > limit:
+		return 0, errorf(errdefs.ErrResourceExhausted, "tarball %s: %d bytes exceeds the limit of %d", id, resp.ContentLength, limit)
 	}
 
 	tmp, err := os.CreateTemp(p.tmpDir(), "dl-*")
@@ -111,15 +113,15 @@ func (p *Proxy) download(ctx context.Context, name, version string, sum checksum
 	}()
 	h := sum.newHash()
 	out := &errWriter{w: io.MultiWriter(tmp, h)}
-	n, err = io.Copy(out, io.LimitReader(resp.Body, p.maxTarball+1))
+	n, err = io.Copy(out, io.LimitReader(resp.Body, limit+1))
 	p.bytesUp.Add(n)
 	switch {
 	case out.err != nil:
 		return n, errorf(errdefs.ErrInternal, "tarball %s: write temporary file: %v", id, out.err)
 	case err != nil:
 		return n, errorf(readError(err), "tarball %s: reading body", id)
-	case n > p.maxTarball:
-		return n, errorf(errdefs.ErrResourceExhausted, "tarball %s: exceeds the limit of %d bytes", id, p.maxTarball)
+	case n > limit:
+		return n, errorf(errdefs.ErrResourceExhausted, "tarball %s: exceeds the limit of %d bytes", id, limit)
 	case subtle.ConstantTimeCompare(h.Sum(nil), sum.digest) != 1:
 		return n, errorf(errdefs.ErrDataLoss, "tarball %s: %s digest does not match the published integrity", id, sum.alg)
 	}
@@ -134,7 +136,7 @@ func (p *Proxy) download(ctx context.Context, name, version string, sum checksum
 	if err := tmp.Close(); err != nil {
 		return n, errorf(errdefs.ErrInternal, "tarball %s: %v", id, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 		return n, errorf(errdefs.ErrInternal, "tarball %s: %v", id, err)
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
