@@ -186,3 +186,22 @@ func layerKey(pkg []byte, imageDigest, npm string, specs []string) string {
 // a dependency layer: only clients' sessions do (warm containers install
 // nothing, and a builder is the layer's own install).
 func buildsLayer(recordID string) bool { return KindOf(recordID) == KindSession }
+
+// endedBeyond is what goes of a session's ended background processes when
+// only the keep most recently ended stay.
+func endedBeyond(ended []Process, keep int) []Process {
+	if len(ended) <= keep {
+		return nil
+	}
+	sorted := slices.Clone(ended)
+	slices.SortFunc(sorted, func(a, b Process) int { return endTime(b).Compare(endTime(a)) })
+	return sorted[keep:]
+}
+
+// endTime is when p ended, or when it started if that is unknown.
+func endTime(p Process) time.Time {
+	if p.ExitedAt != nil {
+		return *p.ExitedAt
+	}
+	return p.StartedAt
+}

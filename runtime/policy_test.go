@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -232,6 +233,31 @@ func TestLayerKey(t *testing.T) {
 	} {
 		if other == k {
 			t.Errorf("a different %s must give a different key", name)
+		}
+	}
+}
+
+func TestEndedBeyond(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) *time.Time { x := t0.Add(time.Duration(s) * time.Second); return &x }
+	ended := []Process{
+		{ID: "a", ExitedAt: at(3)}, {ID: "b", ExitedAt: at(1)}, {ID: "c", ExitedAt: at(5)},
+		{ID: "d", StartedAt: t0.Add(2 * time.Second)}, {ID: "e", ExitedAt: at(4)},
+	}
+	for _, tc := range []struct {
+		keep int
+		want []string
+	}{
+		{keep: 5}, {keep: 9},
+		{keep: 3, want: []string{"d", "b"}},
+		{keep: 0, want: []string{"c", "e", "a", "d", "b"}},
+	} {
+		var got []string
+		for _, p := range endedBeyond(ended, tc.keep) {
+			got = append(got, p.ID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("keep %d: dropped %v, want %v", tc.keep, got, tc.want)
 		}
 	}
 }
