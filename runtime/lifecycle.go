@@ -14,7 +14,8 @@ import (
 func (m *Manager) Start(ctx context.Context, reapInterval time.Duration) error {
 	rep, err := m.Reconcile(ctx)
 	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
-		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
+		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes,
+		"stale_runs", rep.StaleRuns, "unfinished_layers", rep.LayerBuilds, "failed_cleanup", rep.FailedCleanup)
 	if err != nil {
 		slog.Error("reconcile", "err", err)
 	}

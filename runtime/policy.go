@@ -103,11 +103,17 @@ func reapCandidate(s store.Session, taskRunning bool, now time.Time) bool {
 }
 
 // reapReason names why a session (seen with its latest activity) goes:
-// "idle" when its deadline passed, else "gone" (its task is not running).
-// "" when it stays.
-// taskRunning is asked only when the deadline has not passed.
+// "unfinished" when it was left half destroyed, or half made for longer
+// than any create takes; "idle" when its deadline passed; else "gone" (its
+// task is not running). "" when it stays.
+// taskRunning is asked only when the answer depends on it.
 func reapReason(s store.Session, now time.Time, taskRunning func() bool) string {
 	switch {
+	case s.State == store.StateDestroying,
+		s.State == store.StateCreating && now.Sub(s.CreatedAt) >= cleanupTimeout:
+		return "unfinished"
+	case s.State == store.StateCreating:
+		return ""
 	case now.After(s.ExpiresAt):
 		return "idle"
 	case !taskRunning():

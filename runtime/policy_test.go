@@ -158,6 +158,19 @@ func TestReapReason(t *testing.T) {
 	if got := reapReason(s, t0, func() bool { return true }); got != "" {
 		t.Fatalf("in time and running: %q", got)
 	}
+	// Left half destroyed (a teardown that failed at start): it goes at
+	// the next reap, however far its deadline and whether its task runs.
+	far := store.Session{State: store.StateDestroying, ExpiresAt: t0.Add(time.Hour)}
+	if got := reapReason(far, t0, func() bool { return true }); got != "unfinished" {
+		t.Fatalf("destroying: %q", got)
+	}
+	creating := store.Session{State: store.StateCreating, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if got := reapReason(creating, t0.Add(time.Second), func() bool { return true }); got != "" {
+		t.Fatalf("a create at work: %q", got)
+	}
+	if got := reapReason(creating, t0.Add(cleanupTimeout), func() bool { return true }); got != "unfinished" {
+		t.Fatalf("left creating: %q", got)
+	}
 }
 
 func TestReconcileVerdict(t *testing.T) {
