@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
 // Start brings the manager into service, in this order: it reconciles the
@@ -43,6 +45,34 @@ func (m *Manager) Close() error {
 	return m.activity.flush(m.db)
 }
 
+// labelTimeout bounds one round of label writes.
+const labelTimeout = 10 * time.Second
+
+// labelActivity copies the stored activity of the sessions used since the
+// last round onto their containers' labels, so that a store rebuilt from
+// containerd finds every deadline within one TouchInterval.
+func (m *Manager) labelActivity() {
+	ids := m.activity.takeStale()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), labelTimeout)
+	defer cancel()
+	for _, id := range ids {
+		s, err := m.db.Get(id)
+		if err != nil {
+			continue // destroyed meanwhile
+		}
+		c, err := m.client.LoadContainer(ctx, s.ContainerID)
+		if err == nil {
+			_, err = c.SetLabels(ctx, activityLabels(s))
+		}
+		if err != nil && !errdefs.IsNotFound(err) {
+			slog.Warn("label session activity", "session", id, "container", s.ContainerID, "err", err)
+		}
+	}
+}
+
 func (m *Manager) flushLoop() {
 	defer m.stopped.Done()
 	t := time.NewTicker(m.cfg.TouchInterval)
@@ -54,7 +84,9 @@ func (m *Manager) flushLoop() {
 		case <-t.C:
 			if err := m.activity.flush(m.db); err != nil {
 				slog.Error("flush activity", "err", err)
+				continue
 			}
+			m.labelActivity()
 		}
 	}
 }

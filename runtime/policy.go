@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -210,4 +211,53 @@ func endTime(p Process) time.Time {
 		return *p.ExitedAt
 	}
 	return p.StartedAt
+}
+
+// activityLabels are the container labels of s's activity and deadline.
+func activityLabels(s store.Session) map[string]string {
+	return map[string]string{
+		LabelLastActive: s.LastActiveAt.UTC().Format(time.RFC3339Nano),
+		LabelExpiresAt:  s.ExpiresAt.UTC().Format(time.RFC3339Nano),
+		LabelExtended:   strconv.FormatBool(s.Extended),
+	}
+}
+
+// recordFromLabels rebuilds the record of a session container from its
+// labels (see sessionLabels), for `servcraftd store rebuild`. The deadline
+// is the expires-at label, written at most one TouchInterval after the
+// activity it reflects; a container labelled by a build without it gets
+// the last-active label (else the creation time) plus idle, and never a
+// deadline before now+idle when neither exists: a rebuild loses no session.
+// errdefs.ErrInvalidArgument when the labels cannot name a session.
+func recordFromLabels(containerID, image, workspaceDir string, labels map[string]string, limits store.Limits, now time.Time, idle time.Duration) (store.Session, error) {
+	sessionID, id := labels[LabelSession], labels[LabelUUID]
+	if sessionID == "" || id == "" || containerID != ContainerPrefix+id {
+		return store.Session{}, fmt.Errorf("container %s: labels name no session (session %q, uuid %q): %w",
+			containerID, sessionID, id, errdefs.ErrInvalidArgument)
+	}
+	stamp := func(key string) (time.Time, bool) {
+		t, err := time.Parse(time.RFC3339Nano, labels[key])
+		return t.UTC(), err == nil
+	}
+	created, ok := stamp(LabelCreatedAt)
+	if !ok {
+		created = now
+	}
+	s := newRecord(sessionID, id, image, labels[LabelProjectType], workspaceDir, limits, created, idle)
+	s.State = store.StateRunning
+	s.Extended = labels[LabelExtended] == "true"
+	if KindOf(sessionID) == KindPool {
+		return s, nil
+	}
+	last, ok := stamp(LabelLastActive)
+	if !ok {
+		last = now
+	}
+	s.LastActiveAt = last
+	if exp, ok := stamp(LabelExpiresAt); ok {
+		s.ExpiresAt = exp
+	} else {
+		s.ExpiresAt = last.Add(idle)
+	}
+	return s, nil
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -271,6 +272,47 @@ func TestEndedBeyond(t *testing.T) {
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("keep %d: dropped %v, want %v", tc.keep, got, tc.want)
+		}
+	}
+}
+
+func TestRecordFromLabels(t *testing.T) {
+	idle := 30 * time.Minute
+	now := t0.Add(time.Hour)
+	orig := newRecord("sess-1", "u-1", "img", "ts", "/w/u-1/mnt", store.Limits{MemoryBytes: 1}, t0, idle)
+	orig.State = store.StateRunning
+	orig = withActivity(orig, t0.Add(40*time.Minute), idle)
+	if err := extend(&orig, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, err := recordFromLabels(orig.ContainerID, "img", "/w/u-1/mnt", sessionLabels(orig), orig.Limits, now, idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ExpiresAt.Equal(orig.ExpiresAt) || !got.LastActiveAt.Equal(orig.LastActiveAt) || !got.CreatedAt.Equal(orig.CreatedAt) {
+		t.Fatalf("times: got %+v, want %+v", got, orig)
+	}
+	got.ExpiresAt, got.LastActiveAt, got.CreatedAt = orig.ExpiresAt, orig.LastActiveAt, orig.CreatedAt
+	if !reflect.DeepEqual(got, orig) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, orig)
+	}
+	// Labels of a build without the activity labels: deadline from now.
+	old := map[string]string{LabelSession: "s", LabelUUID: "u", LabelCreatedAt: t0.Format(time.RFC3339), LabelProjectType: "js"}
+	got, err = recordFromLabels(ContainerPrefix+"u", "img", "/w", old, store.Limits{}, now, idle)
+	if err != nil || !got.ExpiresAt.Equal(now.Add(idle)) || got.Extended || got.ProjectType != "js" {
+		t.Fatalf("old labels: %+v %v", got, err)
+	}
+	pool := map[string]string{LabelSession: poolPrefix + "x", LabelUUID: "p"}
+	if got, err := recordFromLabels(ContainerPrefix+"p", "img", "/w", pool, store.Limits{}, now, idle); err != nil || !got.ExpiresAt.Equal(poolNever) {
+		t.Fatalf("pool: %+v %v", got, err)
+	}
+	for name, labels := range map[string]map[string]string{
+		"no session": {LabelUUID: "u"},
+		"no uuid":    {LabelSession: "s"},
+		"other id":   {LabelSession: "s", LabelUUID: "v"},
+	} {
+		if _, err := recordFromLabels(ContainerPrefix+"u", "img", "/w", labels, store.Limits{}, now, idle); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
