@@ -44,6 +44,7 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("list sessions: %w", err)
 	}
+	unblockFIFOs(m.fifoDir())
 	containers, err := m.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelSession))
 	if err != nil {
 		return rep, fmt.Errorf("list containers: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/store"
 )
@@ -127,4 +129,24 @@ func (m *Manager) removeUnfinishedLayers() ([]string, error) {
 		removed = append(removed, filepath.Base(d))
 	}
 	return removed, errors.Join(errs...)
+}
+
+// unblockFIFOs opens and closes every FIFO under dir once, without
+// blocking (O_RDWR). An exec the last daemon was creating when it died has
+// its shim waiting to open the exec's stdio FIFOs, whose other end died
+// with the daemon; meanwhile the shim answers nothing else about the task,
+// and the session would look gone. The open lets it go on, the close gives
+// the process EOF on stdin and EPIPE on output, and killStaleRuns ends the
+// rest. FIFOs of processes still attached (kept background processes) lose
+// nothing: nothing is read from them.
+func unblockFIFOs(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeNamedPipe == 0 {
+			return nil
+		}
+		if fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err == nil {
+			_ = unix.Close(fd)
+		}
+		return nil
+	})
 }
