@@ -21,10 +21,11 @@ type activity struct {
 
 	mu      sync.Mutex
 	touched map[string]time.Time // not yet written to the store
+	stale   map[string]bool      // sessions whose container labels lag their record
 }
 
 func newActivity(now func() time.Time, idle time.Duration) *activity {
-	return &activity{now: now, idle: idle, touched: map[string]time.Time{}}
+	return &activity{now: now, idle: idle, touched: map[string]time.Time{}, stale: map[string]bool{}}
 }
 
 // touch records that sessionID was used now.
@@ -32,7 +33,28 @@ func (a *activity) touch(sessionID string) {
 	at := a.now().UTC()
 	a.mu.Lock()
 	a.touched[sessionID] = at
+	a.stale[sessionID] = true
 	a.mu.Unlock()
+}
+
+// relabel marks sessionID's container labels as behind its record (its
+// deadline changed).
+func (a *activity) relabel(sessionID string) {
+	a.mu.Lock()
+	a.stale[sessionID] = true
+	a.mu.Unlock()
+}
+
+// takeStale hands over the sessions whose labels lag their record.
+func (a *activity) takeStale() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.stale))
+	for id := range a.stale {
+		out = append(out, id)
+	}
+	a.stale = map[string]bool{}
+	return out
 }
 
 // last is sessionID's activity not yet written to the store, if any.
@@ -55,6 +77,7 @@ func (a *activity) view(s store.Session) store.Session {
 func (a *activity) forget(sessionID string) {
 	a.mu.Lock()
 	delete(a.touched, sessionID)
+	delete(a.stale, sessionID)
 	a.mu.Unlock()
 }
 

@@ -27,20 +27,34 @@ type Process struct {
 }
 
 // background is a live background process: its run, its log and who follows it.
+//
+// Its output is read only while someone may see it: once the process has
+// written a ring buffer's worth that nobody read, and nobody follows, Write
+// blocks, the pipe fills and the process blocks on its own writes, burning
+// no CPU, until a reader comes (Logs), a follower attaches, or the process
+// is ending (release).
 type background struct {
-	mu   sync.Mutex
-	info Process
-	log  *ringBuffer
-	run  *run
-	done chan struct{} // closed when the process has ended
-	subs map[chan []byte]struct{}
+	mu       sync.Mutex
+	resume   *sync.Cond // signalled when a reader or follower comes, or on release
+	info     Process
+	log      *ringBuffer
+	unread   int  // bytes written since the log was last read
+	released bool // the process is ending: never block its output again
+	run      *run
+	done     chan struct{} // closed when the process has ended
+	subs     map[chan []byte]struct{}
 }
 
-// Write appends output to the log and hands it to every follower.
+// Write appends output to the log and hands it to every follower. It
+// blocks while the log holds a full buffer nobody read and nobody follows.
 func (b *background) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for len(b.subs) == 0 && b.unread >= b.log.size && !b.released {
+		b.resume.Wait()
+	}
 	b.log.Write(p)
+	b.unread += len(p)
 	for ch := range b.subs {
 		select {
 		case ch <- append([]byte(nil), p...):
@@ -48,6 +62,22 @@ func (b *background) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// read marks the log as read: the process may write another buffer's worth.
+// b.mu must be held.
+func (b *background) read() {
+	b.unread = 0
+	b.resume.Broadcast()
+}
+
+// release lets output flow freely from now on: the process is ending, and
+// its pipes must drain for the end to complete.
+func (b *background) release() {
+	b.mu.Lock()
+	b.released = true
+	b.resume.Broadcast()
+	b.mu.Unlock()
 }
 
 func (b *background) snapshot() Process {
@@ -112,15 +142,38 @@ func (bs *backgrounds) list(sessionID string) []Process {
 	return out
 }
 
-// forget drops a session's processes (its task is going away with them).
+// forget drops a session's processes (its task is going away with them),
+// releasing their output so that nothing waits on a reader that never comes.
 func (bs *backgrounds) forget(sessionID string) {
 	bs.mu.Lock()
+	gone := bs.m[sessionID]
 	delete(bs.m, sessionID)
 	bs.mu.Unlock()
+	for _, b := range gone {
+		b.release()
+	}
+}
+
+// prune drops sessionID's ended processes, with their logs, beyond the keep
+// most recently ended.
+func (bs *backgrounds) prune(sessionID string, keep int) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	var ended []Process
+	for _, b := range bs.m[sessionID] {
+		if p := b.snapshot(); !p.Running {
+			ended = append(ended, p)
+		}
+	}
+	for _, p := range endedBeyond(ended, keep) {
+		delete(bs.m[sessionID], p.ID)
+	}
 }
 
 func newBackground(info Process, logBytes int) *background {
-	return &background{info: info, log: newRingBuffer(logBytes), done: make(chan struct{}), subs: map[chan []byte]struct{}{}}
+	b := &background{info: info, log: newRingBuffer(logBytes), done: make(chan struct{}), subs: map[chan []byte]struct{}{}}
+	b.resume = sync.NewCond(&b.mu)
+	return b
 }
 
 // StartBackground starts `sh -c command` in the session, detached: it keeps
@@ -161,6 +214,7 @@ func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *back
 	m.bg.add(sessionID, b)
 	go func() {
 		exit := <-b.run.statusC // the program ends, or Kill ends it
+		b.release()
 		st, err := b.run.finish(ctx, &exit)
 		if err != nil {
 			slog.Warn("background process cleanup", "session", sessionID, "process", b.info.ID, "err", err)
@@ -171,6 +225,7 @@ func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *back
 		b.info.Running, b.info.ExitCode, b.info.ExitedAt = false, &code, &now
 		b.mu.Unlock()
 		close(b.done)
+		m.bg.prune(sessionID, m.cfg.KeepEndedBackground)
 		_, err = m.db.Update(sessionID, func(s *store.Session) error {
 			s.Processes = slices.DeleteFunc(s.Processes, func(p store.Process) bool { return p.ID == b.info.ID })
 			return nil
@@ -236,6 +291,7 @@ func (m *Manager) Logs(ctx context.Context, sessionID, id string, follow bool) (
 	}
 	b.mu.Lock()
 	out, cut := b.log.Bytes()
+	b.read()
 	pl := ProcessLog{Process: b.info, Output: out, Truncated: cut}
 	if follow && b.info.Running {
 		ch := make(chan []byte, 64)

@@ -8,33 +8,34 @@ import (
 
 // Config is the manager's configuration.
 type Config struct {
-	Image              ImageConfig
-	Runtime            string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
-	InitPath           string // host path of a static init, bind-mounted as PID 1
-	ToolchainDir       string // host folder of the TypeScript toolchain ("" : none)
-	StateDir           string // FIFOs live here
-	Limits             SpecLimits
-	IdleTimeout        time.Duration
-	ExtendBy           time.Duration
-	ExecTimeout        time.Duration   // default per run
-	MaxExecTimeout     time.Duration   // most a client may ask for
-	OutputLimit        int             // bytes of stdout and of stderr kept per run
-	TouchInterval      time.Duration   // how often activity is written to the store
-	ReapInterval       time.Duration   // how often expired sessions are looked for
-	Registry           *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
-	NpmPath            string          // npm inside the image
-	InstallTimeout     time.Duration   // longest npm install
-	MaxSessions        int             // sessions at once (0: no limit)
-	PoolSize           int             // warm containers kept ready for new sessions
-	Runners            bool            // keep a pre-started Node process per session for executes
-	RunnerIdle         time.Duration   // a session idle this long loses its waiting runner
-	NodePath           string          // node inside the image
-	DepCacheDir        string          // host folder of dependency layers ("": none)
-	DepCacheBytes      int64           // budget of the dependency layers, bytes on disk; least recently used go first
-	DepLayerMaxBytes   int64           // largest dependency layer kept, bytes on disk
-	StarterDeps        bool            // build the starters' dependency layer at Start, so new sessions come with node_modules
-	MaxBackground      int             // running background processes per session
-	BackgroundLogBytes int             // output kept per background process
+	Image               ImageConfig
+	Runtime             string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
+	InitPath            string // host path of a static init, bind-mounted as PID 1
+	ToolchainDir        string // host folder of the TypeScript toolchain ("" : none)
+	StateDir            string // FIFOs live here
+	Limits              SpecLimits
+	IdleTimeout         time.Duration
+	ExtendBy            time.Duration
+	ExecTimeout         time.Duration   // default per run
+	MaxExecTimeout      time.Duration   // most a client may ask for
+	OutputLimit         int             // bytes of stdout and of stderr kept per run
+	TouchInterval       time.Duration   // how often activity is written to the store
+	ReapInterval        time.Duration   // how often expired sessions are looked for
+	Registry            *npmproxy.Proxy // npm registry proxy for installs (nil: installs unavailable)
+	NpmPath             string          // npm inside the image
+	InstallTimeout      time.Duration   // longest npm install
+	MaxSessions         int             // sessions at once (0: no limit)
+	PoolSize            int             // warm containers kept ready for new sessions
+	Runners             bool            // keep a pre-started Node process per session for executes
+	RunnerIdle          time.Duration   // a session idle this long loses its waiting runner
+	NodePath            string          // node inside the image
+	DepCacheDir         string          // host folder of dependency layers ("": none)
+	DepCacheBytes       int64           // budget of the dependency layers, bytes on disk; least recently used go first
+	DepLayerMaxBytes    int64           // largest dependency layer kept, bytes on disk
+	StarterDeps         bool            // build the starters' dependency layer at Start, so new sessions come with node_modules
+	MaxBackground       int             // running background processes per session
+	BackgroundLogBytes  int             // output kept per background process
+	KeepEndedBackground int             // ended background processes kept (with their logs) per session
 }
 
 // DefaultConfig is the runtime's production configuration: every default of
@@ -60,24 +61,25 @@ func DefaultConfig() Config {
 			NoFile:      4096,
 			FileBytes:   1 << 30, // also the workspace volume's quota
 		},
-		IdleTimeout:        30 * time.Minute,
-		ExtendBy:           10 * time.Minute,
-		ExecTimeout:        10 * time.Second,
-		MaxExecTimeout:     60 * time.Second,
-		OutputLimit:        1 << 20,
-		TouchInterval:      5 * time.Second,
-		ReapInterval:       30 * time.Second,
-		NpmPath:            "/usr/local/bin/npm",
-		InstallTimeout:     120 * time.Second,
-		MaxSessions:        100,
-		PoolSize:           2,
-		Runners:            true,
-		RunnerIdle:         5 * time.Minute,
-		NodePath:           "/usr/local/bin/node",
-		MaxBackground:      8,
-		BackgroundLogBytes: 256 << 10,
-		DepCacheBytes:      2 << 30,
-		DepLayerMaxBytes:   256 << 20,
-		StarterDeps:        true,
+		IdleTimeout:         30 * time.Minute,
+		ExtendBy:            10 * time.Minute,
+		ExecTimeout:         10 * time.Second,
+		MaxExecTimeout:      60 * time.Second,
+		OutputLimit:         1 << 20,
+		TouchInterval:       5 * time.Second,
+		ReapInterval:        30 * time.Second,
+		NpmPath:             "/usr/local/bin/npm",
+		InstallTimeout:      120 * time.Second,
+		MaxSessions:         100,
+		PoolSize:            2,
+		Runners:             true,
+		RunnerIdle:          5 * time.Minute,
+		NodePath:            "/usr/local/bin/node",
+		MaxBackground:       8,
+		BackgroundLogBytes:  256 << 10,
+		DepCacheBytes:       2 << 30,
+		DepLayerMaxBytes:    256 << 20,
+		StarterDeps:         true,
+		KeepEndedBackground: 16,
 	}
 }

@@ -217,7 +217,7 @@ func TestSmallPieces(t *testing.T) {
 	if p := userProcess(base); p.User.UID != SandboxUID || p.User.GID != SandboxUID || base.User.UID != 0 {
 		t.Fatal("runs as the sandbox user, the base unchanged")
 	}
-	labels := sessionLabels("s", "u", "js", t0)
+	labels := sessionLabels(store.Session{SessionID: "s", UUID: "u", ProjectType: "js", CreatedAt: t0})
 	if labels[LabelSession] != "s" || labels[LabelUUID] != "u" || labels[LabelProjectType] != "js" || labels[LabelCreatedAt] != "2026-01-02T03:04:05Z" {
 		t.Fatalf("labels %v", labels)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
 // Start brings the manager into service, in this order: it reconciles the
@@ -15,7 +17,8 @@ import (
 func (m *Manager) Start(ctx context.Context) error {
 	rep, err := m.Reconcile(ctx)
 	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
-		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes)
+		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes,
+		"stale_runs", rep.StaleRuns, "unfinished_layers", rep.LayerBuilds, "failed_cleanup", rep.FailedCleanup)
 	if err != nil {
 		slog.Error("reconcile", "err", err)
 	}
@@ -49,6 +52,34 @@ func (m *Manager) Close() error {
 	return m.activity.flush(m.db)
 }
 
+// labelTimeout bounds one round of label writes.
+const labelTimeout = 10 * time.Second
+
+// labelActivity copies the stored activity of the sessions used since the
+// last round onto their containers' labels, so that a store rebuilt from
+// containerd finds every deadline within one TouchInterval.
+func (m *Manager) labelActivity() {
+	ids := m.activity.takeStale()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), labelTimeout)
+	defer cancel()
+	for _, id := range ids {
+		s, err := m.db.Get(id)
+		if err != nil {
+			continue // destroyed meanwhile
+		}
+		c, err := m.client.LoadContainer(ctx, s.ContainerID)
+		if err == nil {
+			_, err = c.SetLabels(ctx, activityLabels(s))
+		}
+		if err != nil && !errdefs.IsNotFound(err) {
+			slog.Warn("label session activity", "session", id, "container", s.ContainerID, "err", err)
+		}
+	}
+}
+
 func (m *Manager) flushLoop() {
 	defer m.stopped.Done()
 	t := time.NewTicker(m.cfg.TouchInterval)
@@ -60,7 +91,9 @@ func (m *Manager) flushLoop() {
 		case <-t.C:
 			if err := m.activity.flush(m.db); err != nil {
 				slog.Error("flush activity", "err", err)
+				continue
 			}
+			m.labelActivity()
 		}
 	}
 }

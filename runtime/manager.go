@@ -31,6 +31,12 @@ const (
 	LabelUUID        = "servcraft.uuid"
 	LabelCreatedAt   = "servcraft.created-at"
 	LabelProjectType = "servcraft.project-type"
+	// The session's activity, as the store had it at the last flush (at
+	// most one TouchInterval behind it): what `servcraftd store rebuild`
+	// restores deadlines from.
+	LabelLastActive = "servcraft.last-active-at"
+	LabelExpiresAt  = "servcraft.expires-at"
+	LabelExtended   = "servcraft.extended"
 	// ContainerPrefix starts every session container's ID.
 	ContainerPrefix = "servcraft-playground-"
 )
@@ -229,7 +235,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
 		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
-		containerd.WithContainerLabels(sessionLabels(sessionID, id, projectType, now)),
+		containerd.WithContainerLabels(sessionLabels(s)),
 	)
 	if err != nil {
 		return s, fmt.Errorf("create container %s: %w", s.ContainerID, err)
@@ -271,13 +277,14 @@ func (m *Manager) starterKey(projectType string) string {
 	return m.starters.keys[projectType]
 }
 
-func sessionLabels(sessionID, uuid, projectType string, created time.Time) map[string]string {
-	return map[string]string{
-		LabelSession:     sessionID,
-		LabelUUID:        uuid,
-		LabelCreatedAt:   created.Format(time.RFC3339),
-		LabelProjectType: projectType,
-	}
+// sessionLabels are the labels of s's container: who it is and its activity.
+func sessionLabels(s store.Session) map[string]string {
+	labels := activityLabels(s)
+	labels[LabelSession] = s.SessionID
+	labels[LabelUUID] = s.UUID
+	labels[LabelCreatedAt] = s.CreatedAt.UTC().Format(time.RFC3339)
+	labels[LabelProjectType] = s.ProjectType
+	return labels
 }
 
 // HasToolchain reports whether sessions can run TypeScript.
@@ -328,7 +335,11 @@ func (m *Manager) Extend(ctx context.Context, sessionID string) (store.Session, 
 	if err := m.activity.flush(m.db); err != nil {
 		return store.Session{}, err
 	}
-	return m.db.Update(sessionID, func(s *store.Session) error { return extend(s, m.cfg.ExtendBy) })
+	s, err := m.db.Update(sessionID, func(s *store.Session) error { return extend(s, m.cfg.ExtendBy) })
+	if err == nil {
+		m.activity.relabel(sessionID)
+	}
+	return s, err
 }
 
 // Destroy removes the session and everything it had; errdefs.ErrNotFound if unknown.

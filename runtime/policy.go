@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -103,11 +104,17 @@ func reapCandidate(s store.Session, taskRunning bool, now time.Time) bool {
 }
 
 // reapReason names why a session (seen with its latest activity) goes:
-// "idle" when its deadline passed, else "gone" (its task is not running).
-// "" when it stays.
-// taskRunning is asked only when the deadline has not passed.
+// "unfinished" when it was left half destroyed, or half made for longer
+// than any create takes; "idle" when its deadline passed; else "gone" (its
+// task is not running). "" when it stays.
+// taskRunning is asked only when the answer depends on it.
 func reapReason(s store.Session, now time.Time, taskRunning func() bool) string {
 	switch {
+	case s.State == store.StateDestroying,
+		s.State == store.StateCreating && now.Sub(s.CreatedAt) >= cleanupTimeout:
+		return "unfinished"
+	case s.State == store.StateCreating:
+		return ""
 	case now.After(s.ExpiresAt):
 		return "idle"
 	case !taskRunning():
@@ -186,3 +193,71 @@ func layerKey(pkg []byte, imageDigest, npm string, specs []string) string {
 // a dependency layer: only clients' sessions do (warm containers install
 // nothing, and a builder is the layer's own install).
 func buildsLayer(recordID string) bool { return KindOf(recordID) == KindSession }
+
+// endedBeyond is what goes of a session's ended background processes when
+// only the keep most recently ended stay.
+func endedBeyond(ended []Process, keep int) []Process {
+	if len(ended) <= keep {
+		return nil
+	}
+	sorted := slices.Clone(ended)
+	slices.SortFunc(sorted, func(a, b Process) int { return endTime(b).Compare(endTime(a)) })
+	return sorted[keep:]
+}
+
+// endTime is when p ended, or when it started if that is unknown.
+func endTime(p Process) time.Time {
+	if p.ExitedAt != nil {
+		return *p.ExitedAt
+	}
+	return p.StartedAt
+}
+
+// activityLabels are the container labels of s's activity and deadline.
+func activityLabels(s store.Session) map[string]string {
+	return map[string]string{
+		LabelLastActive: s.LastActiveAt.UTC().Format(time.RFC3339Nano),
+		LabelExpiresAt:  s.ExpiresAt.UTC().Format(time.RFC3339Nano),
+		LabelExtended:   strconv.FormatBool(s.Extended),
+	}
+}
+
+// recordFromLabels rebuilds the record of a session container from its
+// labels (see sessionLabels), for `servcraftd store rebuild`. The deadline
+// is the expires-at label, written at most one TouchInterval after the
+// activity it reflects; a container labelled by a build without it gets
+// the last-active label (else the creation time) plus idle, and never a
+// deadline before now+idle when neither exists: a rebuild loses no session.
+// errdefs.ErrInvalidArgument when the labels cannot name a session.
+func recordFromLabels(containerID, image, workspaceDir string, labels map[string]string, limits store.Limits, now time.Time, idle time.Duration) (store.Session, error) {
+	sessionID, id := labels[LabelSession], labels[LabelUUID]
+	if sessionID == "" || id == "" || containerID != ContainerPrefix+id {
+		return store.Session{}, fmt.Errorf("container %s: labels name no session (session %q, uuid %q): %w",
+			containerID, sessionID, id, errdefs.ErrInvalidArgument)
+	}
+	stamp := func(key string) (time.Time, bool) {
+		t, err := time.Parse(time.RFC3339Nano, labels[key])
+		return t.UTC(), err == nil
+	}
+	created, ok := stamp(LabelCreatedAt)
+	if !ok {
+		created = now
+	}
+	s := newRecord(sessionID, id, image, labels[LabelProjectType], workspaceDir, limits, created, idle)
+	s.State = store.StateRunning
+	s.Extended = labels[LabelExtended] == "true"
+	if KindOf(sessionID) == KindPool {
+		return s, nil
+	}
+	last, ok := stamp(LabelLastActive)
+	if !ok {
+		last = now
+	}
+	s.LastActiveAt = last
+	if exp, ok := stamp(LabelExpiresAt); ok {
+		s.ExpiresAt = exp
+	} else {
+		s.ExpiresAt = last.Add(idle)
+	}
+	return s, nil
+}

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"errors"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -157,6 +159,19 @@ func TestReapReason(t *testing.T) {
 	if got := reapReason(s, t0, func() bool { return true }); got != "" {
 		t.Fatalf("in time and running: %q", got)
 	}
+	// Left half destroyed (a teardown that failed at start): it goes at
+	// the next reap, however far its deadline and whether its task runs.
+	far := store.Session{State: store.StateDestroying, ExpiresAt: t0.Add(time.Hour)}
+	if got := reapReason(far, t0, func() bool { return true }); got != "unfinished" {
+		t.Fatalf("destroying: %q", got)
+	}
+	creating := store.Session{State: store.StateCreating, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if got := reapReason(creating, t0.Add(time.Second), func() bool { return true }); got != "" {
+		t.Fatalf("a create at work: %q", got)
+	}
+	if got := reapReason(creating, t0.Add(cleanupTimeout), func() bool { return true }); got != "unfinished" {
+		t.Fatalf("left creating: %q", got)
+	}
 }
 
 func TestReconcileVerdict(t *testing.T) {
@@ -232,6 +247,72 @@ func TestLayerKey(t *testing.T) {
 	} {
 		if other == k {
 			t.Errorf("a different %s must give a different key", name)
+		}
+	}
+}
+
+func TestEndedBeyond(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) *time.Time { x := t0.Add(time.Duration(s) * time.Second); return &x }
+	ended := []Process{
+		{ID: "a", ExitedAt: at(3)}, {ID: "b", ExitedAt: at(1)}, {ID: "c", ExitedAt: at(5)},
+		{ID: "d", StartedAt: t0.Add(2 * time.Second)}, {ID: "e", ExitedAt: at(4)},
+	}
+	for _, tc := range []struct {
+		keep int
+		want []string
+	}{
+		{keep: 5}, {keep: 9},
+		{keep: 3, want: []string{"d", "b"}},
+		{keep: 0, want: []string{"c", "e", "a", "d", "b"}},
+	} {
+		var got []string
+		for _, p := range endedBeyond(ended, tc.keep) {
+			got = append(got, p.ID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("keep %d: dropped %v, want %v", tc.keep, got, tc.want)
+		}
+	}
+}
+
+func TestRecordFromLabels(t *testing.T) {
+	idle := 30 * time.Minute
+	now := t0.Add(time.Hour)
+	orig := newRecord("sess-1", "u-1", "img", "ts", "/w/u-1/mnt", store.Limits{MemoryBytes: 1}, t0, idle)
+	orig.State = store.StateRunning
+	orig = withActivity(orig, t0.Add(40*time.Minute), idle)
+	if err := extend(&orig, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, err := recordFromLabels(orig.ContainerID, "img", "/w/u-1/mnt", sessionLabels(orig), orig.Limits, now, idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ExpiresAt.Equal(orig.ExpiresAt) || !got.LastActiveAt.Equal(orig.LastActiveAt) || !got.CreatedAt.Equal(orig.CreatedAt) {
+		t.Fatalf("times: got %+v, want %+v", got, orig)
+	}
+	got.ExpiresAt, got.LastActiveAt, got.CreatedAt = orig.ExpiresAt, orig.LastActiveAt, orig.CreatedAt
+	if !reflect.DeepEqual(got, orig) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, orig)
+	}
+	// Labels of a build without the activity labels: deadline from now.
+	old := map[string]string{LabelSession: "s", LabelUUID: "u", LabelCreatedAt: t0.Format(time.RFC3339), LabelProjectType: "js"}
+	got, err = recordFromLabels(ContainerPrefix+"u", "img", "/w", old, store.Limits{}, now, idle)
+	if err != nil || !got.ExpiresAt.Equal(now.Add(idle)) || got.Extended || got.ProjectType != "js" {
+		t.Fatalf("old labels: %+v %v", got, err)
+	}
+	pool := map[string]string{LabelSession: poolPrefix + "x", LabelUUID: "p"}
+	if got, err := recordFromLabels(ContainerPrefix+"p", "img", "/w", pool, store.Limits{}, now, idle); err != nil || !got.ExpiresAt.Equal(poolNever) {
+		t.Fatalf("pool: %+v %v", got, err)
+	}
+	for name, labels := range map[string]map[string]string{
+		"no session": {LabelUUID: "u"},
+		"no uuid":    {LabelSession: "s"},
+		"other id":   {LabelSession: "s", LabelUUID: "v"},
+	} {
+		if _, err := recordFromLabels(ContainerPrefix+"u", "img", "/w", labels, store.Limits{}, now, idle); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

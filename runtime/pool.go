@@ -137,7 +137,7 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	}
 	c, err := m.client.LoadContainer(ctx, s.ContainerID)
 	if err == nil {
-		_, err = c.SetLabels(ctx, sessionLabels(sessionID, s.UUID, projectType, now))
+		_, err = c.SetLabels(ctx, sessionLabels(s))
 	}
 	if err != nil {
 		return s, fmt.Errorf("label adopted container %s: %w", s.ContainerID, err)

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/store"
 )
 
 // ReconcileReport says what a reconciliation found and did.
@@ -20,13 +22,19 @@ type ReconcileReport struct {
 	Gone          []string // sessions whose container or task had disappeared
 	Orphans       []string // labelled containers without a record
 	StrayVolumes  []string // workspace volumes without a record
-	FailedCleanup []string // sessions that could not be cleaned up (retried at the next reap)
+	FailedCleanup []string // sessions that could not be cleaned up (retried at every reap)
+	StaleRuns     []string // runs of the last daemon killed (session/run)
+	LayerBuilds   []string // dependency layers whose build was cut short, removed
 }
 
 // Reconcile brings the store and containerd into agreement, as at start:
-// running sessions keep their deadlines; expired, half-made, half-destroyed
-// and vanished sessions are torn down; labelled containers and workspace
-// volumes that no record owns are removed.
+// the runs the last daemon had in flight are killed (a kept session's
+// background processes excepted: they are adopted again); running sessions
+// keep their deadlines; expired, half-made, half-destroyed and vanished
+// sessions are torn down, each retried with a fresh context until it
+// succeeds or teardownAttempts are spent (the reaper then goes on trying);
+// labelled containers and workspace volumes that no record owns, and
+// half-built dependency layers, are removed.
 func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if err := m.activity.flush(m.db); err != nil {
@@ -36,6 +44,7 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("list sessions: %w", err)
 	}
+	unblockFIFOs(m.fifoDir())
 	containers, err := m.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelSession))
 	if err != nil {
 		return rep, fmt.Errorf("list containers: %w", err)
@@ -60,10 +69,23 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			rep.Kept = append(rep.Kept, s.SessionID)
 			owned[s.UUID] = true
 		}
+		if c := byID[s.ContainerID]; c != nil {
+			var keepRuns []store.Process
+			if bucket == nil {
+				keepRuns = s.Processes
+			}
+			ended, err := m.killStaleRuns(ctx, c, keepRuns)
+			for _, r := range ended {
+				rep.StaleRuns = append(rep.StaleRuns, s.SessionID+"/"+r)
+			}
+			if err != nil {
+				slog.Error("reconcile: kill the last daemon's runs", "session", s.SessionID, "container", s.ContainerID, "err", err)
+			}
+		}
 		delete(byID, s.ContainerID)
 		if bucket != nil {
 			*bucket = append(*bucket, s.SessionID)
-			if err := m.teardown(ctx, s); err != nil {
+			if err := m.teardownRetrying(ctx, s); err != nil {
 				slog.Error("reconcile: tear down", "session", s.SessionID, "container", s.ContainerID, "err", err)
 				rep.FailedCleanup = append(rep.FailedCleanup, s.SessionID)
 				owned[s.UUID] = true
@@ -72,6 +94,11 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		unlock()
 	}
 	var errs []error
+	layers, err := m.removeUnfinishedLayers()
+	rep.LayerBuilds = layers
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for id, c := range byID {
 		rep.Orphans = append(rep.Orphans, id)
 		if err := m.removeContainer(ctx, id); err != nil {

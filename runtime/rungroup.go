@@ -171,3 +171,19 @@ func oomKills(containerCgroup string) int64 {
 	}
 	return -1
 }
+
+// runGroupNames lists the run cgroups below containerCgroup: one per run
+// (exec, shell, install, background process, runner) not yet released.
+func runGroupNames(containerCgroup string) ([]string, error) {
+	entries, err := os.ReadDir(runGroupDir(containerCgroup, ""))
+	if err != nil {
+		return nil, fmt.Errorf("list run cgroups of %s: %w", containerCgroup, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}

@@ -10,5 +10,7 @@
 // Every operation is one transaction, and values are copied out before it ends.
 // Fields added to Session later are optional in its JSON (absent means zero),
 // so they need no migration; a change of meaning does.
+// Open checks a file before bbolt maps it (Check, check.go): a damaged file
+// is refused with ErrDamaged, a newer schema with ErrNewerSchema, never a crash.
 // The store imports none of servcraftd's other packages.
 package store

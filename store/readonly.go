@@ -58,31 +58,43 @@ var errCommittedMeanwhile = errors.New("a transaction committed during the copy"
 // testHookMidCopy, when set by a test, runs halfway through a copy.
 var testHookMidCopy func()
 
-// listReadOnly opens path read-only and lists it; berrors.ErrTimeout when
-// another process holds the file's lock.
+// listReadOnly checks path's layout, then opens it read-only and lists it
+// on a guarded goroutine (see guarded): a damaged file is an error wrapping
+// ErrDamaged, never a crash. berrors.ErrTimeout when another process holds
+// the file's lock.
 func listReadOnly(path string) ([]Session, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockWait})
+	st, err := os.Stat(path)
 	if err != nil {
+		return nil, fmt.Errorf("session database: %w", err)
+	}
+	if err := checkLayout(path, st.Size()); err != nil {
+		return nil, fmt.Errorf("session database %s: %w", path, err)
+	}
+	var list []Session
+	err = guarded(path, func() error {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockWait})
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		v, err := readVersion(tx)
-		if err != nil {
 			return err
+		} else if err != nil {
+			return fmt.Errorf("open store %s read-only: %w: %v", path, ErrDamaged, err)
 		}
-		if v != SchemaVersion() {
-			return fmt.Errorf("database schema %d, this build reads %d: %w", v, SchemaVersion(), errdefs.ErrFailedPrecondition)
-		}
-		return nil
+		defer db.Close()
+		return db.View(func(tx *bolt.Tx) error {
+			if err := walk(path, tx); err != nil {
+				return err
+			}
+			if v, _ := readVersion(tx); v != SchemaVersion() {
+				return fmt.Errorf("store %s: database schema %d, this build reads %d: %w", path, v, SchemaVersion(), errdefs.ErrFailedPrecondition)
+			}
+			b, err := sessionsBucket(tx)
+			if err != nil {
+				return err
+			}
+			list, err = listBucket(b)
+			return err
+		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", path, err)
-	}
-	return (&DB{db: db}).List()
+	return list, err
 }
 
 // listCopy lists a copy of path taken while no transaction committed.

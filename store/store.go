@@ -66,10 +66,15 @@ type DB struct {
 	db *bolt.DB
 }
 
-// Open opens (creating if needed) the database at path and migrates it to SchemaVersion.
+// Open opens (creating if needed) the database at path and migrates it to
+// SchemaVersion. A file that fails Check is refused (ErrDamaged,
+// ErrNewerSchema) before bbolt maps it.
 func Open(path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create store folder: %w", err)
+	}
+	if err := Check(path); err != nil {
+		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
@@ -192,14 +197,22 @@ func (d *DB) List() ([]Session, error) {
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var s Session
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fmt.Errorf("decode session %q: %w", k, err)
-			}
-			out = append(out, s)
-			return nil
-		})
+		out, err = listBucket(b)
+		return err
+	})
+	return out, err
+}
+
+// listBucket decodes every record of the sessions bucket b, ordered by sessionId.
+func listBucket(b *bolt.Bucket) ([]Session, error) {
+	var out []Session
+	err := b.ForEach(func(k, v []byte) error {
+		var s Session
+		if err := json.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("decode session %q: %w", k, err)
+		}
+		out = append(out, s)
+		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].SessionID < out[j].SessionID })
 	return out, err

@@ -271,6 +271,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep a pre-started Node process per active session, so execute skips process start")
 	fs.DurationVar(&rt.RunnerIdle, "runner-idle", rt.RunnerIdle, "a session idle this long gives its pre-started Node process back")
 	fs.Var(sizeOf(&rt.BackgroundLogBytes), "process-log-bytes", "output kept per background process (a ring buffer), a `size`")
+	fs.IntVar(&rt.KeepEndedBackground, "keep-ended-processes", rt.KeepEndedBackground, "ended background processes kept per session, with their logs; older ones are dropped")
 	fs.IntVar(&o.MinPreviewPort, "min-preview-port", o.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
 	fs.DurationVar(&o.PreviewTimeout, "preview-timeout", o.PreviewTimeout, "how long a previewed server may take to send headers")
 	fs.Var(sizeOf(&o.MaxPreviewBytes), "max-preview-bytes", "largest preview response body, a `size`")
@@ -574,6 +575,7 @@ func (c *config) validate() error {
 	check(c.Runtime.PoolSize >= 0 && c.Runtime.PoolSize < c.Runtime.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.Runtime.PoolSize)
 	check(c.Runtime.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.Runtime.RunnerIdle)
 	check(c.Runtime.MaxBackground >= 1 && c.Runtime.MaxBackground <= 256, "max-processes: %d is not within 1 to 256", c.Runtime.MaxBackground)
+	check(c.Runtime.KeepEndedBackground >= 0 && c.Runtime.KeepEndedBackground <= 1024, "keep-ended-processes: %d is not within 0 to 1024", c.Runtime.KeepEndedBackground)
 	check(c.Runtime.BackgroundLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", formatBytes(int64(c.Runtime.BackgroundLogBytes)))
 	check(c.API.MinPreviewPort >= 1 && c.API.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", c.API.MinPreviewPort)
 	check(c.API.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", c.API.PreviewTimeout)
@@ -655,7 +657,7 @@ var settingGroups = []struct {
 	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",
 		"max-exec-timeout", "output-limit"}},
 	{"Files, background processes, previews", []string{"max-path-depth", "max-sync-files", "max-file-size", "list-depth",
-		"list-entries", "list-file-bytes", "max-processes", "process-log-bytes", "exposed-port", "min-preview-port",
+		"list-entries", "list-file-bytes", "max-processes", "process-log-bytes", "keep-ended-processes", "exposed-port", "min-preview-port",
 		"preview-timeout", "max-preview-bytes"}},
 	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path", "install-upstream-bytes",
 		"npm-cache-size", "dep-cache-size", "dep-layer-max-size", "starter-deps"}},

@@ -38,6 +38,8 @@ func main() {
 			os.Exit(sessionsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		case "gc":
 			os.Exit(gcCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		case "store":
+			os.Exit(storeCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		case "config-doc": // hidden: writes docs/configuration.md (make config-doc)
 			if err := writeConfigDoc(os.Stdout); err != nil {
 				fmt.Fprintln(os.Stderr, "servcraftd config-doc:", err)
@@ -61,8 +63,34 @@ func main() {
 	defer stop()
 	if err := run(ctx, cfg); err != nil {
 		slog.Error("servcraftd stopped", "err", err)
+		if code, advice := storeRefusal(err); code != 0 {
+			fmt.Fprintf(os.Stderr, "servcraftd: %v\n%s\n", err, advice)
+			os.Exit(code)
+		}
 		os.Exit(1)
 	}
+}
+
+// Exit codes of a daemon that refuses its session database (0 and 1 are
+// success and any other failure, 2 a bad configuration).
+const (
+	exitStoreDamaged = 3 // damaged: `servcraftd store rebuild` replaces it
+	exitStoreNewer   = 4 // written by a newer servcraftd: run that build
+)
+
+// storeRefusal is the exit code and advice for an error that refuses the
+// session database; 0 for any other error.
+func storeRefusal(err error) (int, string) {
+	switch {
+	case errors.Is(err, store.ErrDamaged):
+		return exitStoreDamaged, "The session database is damaged; the running sessions are intact in containerd. " +
+			"Run `servcraftd store rebuild` (same --state-dir, --containerd-address and --namespace) to rebuild it " +
+			"from them, then start servcraftd again (docs/operations.md, Recovery)."
+	case errors.Is(err, store.ErrNewerSchema):
+		return exitStoreNewer, "The session database was written by a newer servcraftd: run that build, or rebuild " +
+			"the database with `servcraftd store rebuild` (docs/operations.md, Recovery)."
+	}
+	return 0, ""
 }
 
 func setupLogging(format string) {

@@ -83,6 +83,10 @@ func sessionsCommand(args []string, getenv func(string) string, stdout, stderr i
 	list, err := store.ListFile(filepath.Join(cfg.StateDir, dbFileName))
 	if err != nil {
 		fmt.Fprintln(stderr, "servcraftd sessions ls:", err)
+		if code, advice := storeRefusal(err); code != 0 {
+			fmt.Fprintln(stderr, advice)
+			return code
+		}
 		return 1
 	}
 	if *asJSON {
@@ -213,6 +217,86 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "servcraftd gc: nothing was removed; run again with --yes to remove the above")
 		return 1
 	}
+	return 0
+}
+
+// rebuildTimeout bounds a whole store rebuild.
+const rebuildTimeout = 5 * time.Minute
+
+// storeCommand is `servcraftd store rebuild`: it moves the session database
+// aside (kept as servcraftd.db.damaged-<unix time>) and writes a new one
+// from what containerd and the workspaces hold: one record per labelled
+// session container (runtime.RebuildStore). It refuses while a daemon runs.
+func storeCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	const synopsis = "Usage: servcraftd store rebuild [--state-dir DIR] [--containerd-address SOCK] [--namespace NS]\n\n" +
+		"Rebuilds the session database from the session containers' labels and the workspace volumes, after\n" +
+		"the database was damaged or lost. Stop the daemon first. The old file is kept beside the new one as\n" +
+		dbFileName + ".damaged-<unix time>. Deadlines come back within one --touch-interval."
+	if len(args) == 0 || args[0] != "rebuild" {
+		fmt.Fprintln(stderr, synopsis)
+		return 2
+	}
+	cfg := defaultConfig()
+	fs := subcommandFlags("servcraftd store rebuild", synopsis, stderr, &cfg, "state-dir", "containerd-address", "namespace",
+		"idle-timeout", "workspace-size")
+	if code := parseSubcommand(fs, args[1:], getenv, stderr); code != nil {
+		return *code
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "servcraftd store rebuild:", err)
+		return 1
+	}
+	if err := cfg.absPaths(); err != nil {
+		return fail(err)
+	}
+	dbPath := filepath.Join(cfg.StateDir, dbFileName)
+	unlock, err := lockDatabase(dbPath)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, rebuildTimeout)
+	defer cancel()
+	client, err := containerd.New(cfg.ContainerdAddress, containerd.WithDefaultNamespace(cfg.Namespace),
+		containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return fail(fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err))
+	}
+	defer client.Close()
+	if _, err := client.Version(ctx); err != nil {
+		return fail(fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err))
+	}
+	vols, err := workspace.NewVolumes(filepath.Join(cfg.StateDir, "workspaces"), int64(cfg.Runtime.Limits.FileBytes))
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := os.Stat(dbPath); err == nil {
+		aside := fmt.Sprintf("%s.damaged-%d", dbPath, time.Now().Unix())
+		if err := os.Rename(dbPath, aside); err != nil {
+			return fail(fmt.Errorf("move the old database aside: %w", err))
+		}
+		fmt.Fprintf(stdout, "moved %s to %s\n", dbPath, aside)
+	}
+	db, err := store.Open(dbPath)
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := runtime.RebuildStore(ctx, client, db, vols, cfg.Runtime.IdleTimeout)
+	for _, id := range rep.Restored {
+		fmt.Fprintf(stdout, "restored session %q\n", id)
+	}
+	for _, id := range rep.Skipped {
+		fmt.Fprintf(stdout, "skipped container %s (labels name no session, or its record exists)\n", id)
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(stdout, "rebuilt %s: %d sessions\n", dbPath, len(rep.Restored))
 	return 0
 }
 

@@ -12,7 +12,8 @@ import (
 
 // AssertNoLeaks checks that nothing of a destroyed session remains: no
 // container, task, rootfs snapshot or lease in containerd, no mount in the
-// host's mount table, and no workspace on disk under workspaces.
+// host's mount table, no loop device backed by its workspace image, and no
+// workspace on disk under workspaces.
 func (e *Env) AssertNoLeaks(t testing.TB, containerID, uuid, workspaces string) {
 	t.Helper()
 	ctx := e.Context(t)
@@ -41,6 +42,12 @@ func (e *Env) AssertNoLeaks(t testing.TB, containerID, uuid, workspaces string) 
 	for _, line := range strings.Split(string(mounts), "\n") {
 		if strings.Contains(line, uuid) || strings.Contains(line, containerID) {
 			t.Errorf("leak: mount %s", line)
+		}
+	}
+	backing, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range backing {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), uuid) {
+			t.Errorf("leak: loop device %s backed by %s", filepath.Base(filepath.Dir(filepath.Dir(f))), strings.TrimSpace(string(b)))
 		}
 	}
 	if _, err := os.Stat(filepath.Join(workspaces, uuid)); !os.IsNotExist(err) {

@@ -1,0 +1,152 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/store"
+)
+
+// What a start does with what the last daemon left behind: the runs it had
+// in flight are killed (a restarted daemon holds no handle on them, so
+// nothing would ever end them), teardowns that fail are retried with a fresh
+// context, and half-built dependency layers are removed.
+
+// Teardown retries at start: a teardown that fails is tried again with a
+// fresh context after a growing pause, at most teardownAttempts times per
+// start; what still fails is left to the reaper, which retries at every reap.
+const (
+	teardownAttempts = 4
+	teardownBackoff  = 500 * time.Millisecond
+)
+
+// killStaleRuns ends every run of container c that no handle of this daemon
+// owns: all of them, except the background processes in keep, which are
+// adopted again (restoreBackground). Their run cgroups say which runs there
+// are; each is killed, its exec process deleted and its cgroup removed.
+// It returns the runs it ended.
+func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, keep []store.Process) ([]string, error) {
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("spec of %s: %w", c.ID(), err)
+	}
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return nil, nil
+	}
+	names, err := runGroupNames(spec.Linux.CgroupsPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // no task, no cgroup: nothing runs
+	} else if err != nil {
+		return nil, err
+	}
+	kept := map[string]bool{}
+	for _, p := range keep {
+		kept[p.ID] = true
+	}
+	task, terr := c.Task(ctx, nil)
+	var ended []string
+	var errs []error
+	for _, name := range names {
+		if kept[name] {
+			continue
+		}
+		if err := existingRunGroup(spec.Linux.CgroupsPath, name).remove(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if terr == nil {
+			if p, err := task.LoadProcess(ctx, name, nil); err == nil {
+				deleteProcess(ctx, p)
+			}
+		}
+		ended = append(ended, name)
+	}
+	return ended, errors.Join(errs...)
+}
+
+// teardownRetrying tears s down, trying again with a fresh context (each
+// teardown makes its own) after a growing pause, teardownAttempts times at most.
+func (m *Manager) teardownRetrying(ctx context.Context, s store.Session) error {
+	var err error
+	pause := teardownBackoff
+	for attempt := 1; attempt <= teardownAttempts; attempt++ {
+		if err = m.teardown(ctx, s); err == nil {
+			return nil
+		}
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		slog.Warn("tear down failed, retrying", "session", s.SessionID, "container", s.ContainerID, "attempt", attempt, "err", err)
+		if attempt == teardownAttempts {
+			break
+		}
+		select {
+		case <-time.After(pause):
+		case <-m.stop:
+			return err
+		}
+		pause *= 2
+		if cur, gerr := m.db.Get(s.SessionID); gerr == nil {
+			s = cur // teardown moved it to destroying
+		} else if errdefs.IsNotFound(gerr) {
+			return nil
+		}
+	}
+	return err
+}
+
+// unfinishedLayerPattern matches a dependency layer being copied into the
+// cache (buildLayer's temporary folder); a crash leaves it behind.
+const unfinishedLayerPattern = ".build-*"
+
+// removeUnfinishedLayers removes the dependency layers whose build a crash
+// cut short: they were never renamed into place, so nothing uses them.
+func (m *Manager) removeUnfinishedLayers() ([]string, error) {
+	if m.cfg.DepCacheDir == "" {
+		return nil, nil
+	}
+	dirs, err := filepath.Glob(filepath.Join(m.cfg.DepCacheDir, unfinishedLayerPattern))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("remove unfinished layer %s: %w", d, err))
+			continue
+		}
+		removed = append(removed, filepath.Base(d))
+	}
+	return removed, errors.Join(errs...)
+}
+
+// unblockFIFOs opens and closes every FIFO under dir once, without
+// blocking (O_RDWR). An exec the last daemon was creating when it died has
+// its shim waiting to open the exec's stdio FIFOs, whose other end died
+// with the daemon; meanwhile the shim answers nothing else about the task,
+// and the session would look gone. The open lets it go on, the close gives
+// the process EOF on stdin and EPIPE on output, and killStaleRuns ends the
+// rest. FIFOs of processes still attached (kept background processes) lose
+// nothing: nothing is read from them.
+func unblockFIFOs(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeNamedPipe == 0 {
+			return nil
+		}
+		if fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err == nil {
+			_ = unix.Close(fd)
+		}
+		return nil
+	})
+}
