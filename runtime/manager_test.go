@@ -290,19 +290,22 @@ func TestStatsByKind(t *testing.T) {
 func TestDropIdleRunnersKeepsActiveOnes(t *testing.T) {
 	m, db, clock := unitManager(t)
 	running(t, m, db, "r")
-	rn := &runner{}
-	if !m.runners.put("r", rn) || m.runners.put("r", &runner{}) {
-		t.Fatal("one waiting runner per session")
+	ready := make(chan struct{})
+	close(ready)
+	rn := &runner{session: "r", ready: ready}
+	key := runnerKey("r", scriptJS)
+	if !m.runners.put(key, rn) || m.runners.put(key, &runner{session: "r", ready: ready}) {
+		t.Fatal("one waiting runner per session and kind")
 	}
 	clock.add(4 * time.Minute)
 	m.dropIdleRunners() // idle 4 of 5 minutes, from the store
 	m.Touch("r")
 	clock.add(4 * time.Minute)
 	m.dropIdleRunners() // active 4 minutes ago, pending in memory
-	if got := m.runners.take("r"); got != rn {
+	if got := m.runners.take(key); got != rn {
 		t.Fatal("an active session keeps its runner")
 	}
-	if m.runners.remove("r", rn) {
+	if m.runners.remove(key, rn) {
 		t.Fatal("a runner taken meanwhile is not removed twice")
 	}
 }
