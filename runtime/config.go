@@ -25,6 +25,7 @@ type Config struct {
 	InstallTimeout     time.Duration   // longest npm install
 	MaxSessions        int             // sessions at once (0: no limit)
 	PoolSize           int             // warm containers kept ready for new sessions
+	PoolParallel       int             // warm containers built at once while the pool refills
 	Runners            bool            // keep a pre-started Node process per session for executes
 	RunnerIdle         time.Duration   // a session idle this long loses its waiting runner
 	NodePath           string          // node inside the image
@@ -66,6 +67,7 @@ func DefaultConfig() Config {
 		InstallTimeout:     120 * time.Second,
 		MaxSessions:        100,
 		PoolSize:           2,
+		PoolParallel:       2,
 		Runners:            true,
 		RunnerIdle:         5 * time.Minute,
 		NodePath:           "/usr/local/bin/node",

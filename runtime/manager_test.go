@@ -427,3 +427,40 @@ func TestRunnerExitedWhileWaiting(t *testing.T) {
 		t.Fatal("the status stays for finish to read")
 	}
 }
+
+func TestPoolFillsInParallelUpToTheBound(t *testing.T) {
+	p := newWarmPool(5)
+	started, release := make(chan struct{}, 10), make(chan struct{})
+	var mu sync.Mutex
+	builds := 0
+	build := func(context.Context) error {
+		mu.Lock()
+		builds++
+		mu.Unlock()
+		started <- struct{}{}
+		<-release
+		p.push(randomHex(4))
+		return nil
+	}
+	fill := func(want int) {
+		t.Helper()
+		done := make(chan error)
+		go func() { done <- p.fill(context.Background(), 3, build) }()
+		for range want {
+			<-started // all want builds run at once: none is released yet
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		release = make(chan struct{})
+	}
+	fill(3)
+	fill(2)
+	if builds != 5 || p.short() {
+		t.Fatalf("%d builds, short %v; want 5 and a full pool", builds, p.short())
+	}
+	if err := p.fill(context.Background(), 3, func(context.Context) error { return errors.New("no") }); err != nil {
+		t.Fatalf("a full pool builds nothing: %v", err)
+	}
+}
