@@ -112,9 +112,8 @@ func TestWarmRunsBehaveLikeColdOnes(t *testing.T) {
 	}
 }
 
-// TestWarmTypeScriptBehavesLikeCold does the same for TypeScript: a fresh
-// `node --import <tsx loader> <file>` against a runner with the loader in place.
-func TestWarmTypeScriptBehavesLikeCold(t *testing.T) {
+// tsSession is a session holding the TypeScript suite's programs.
+func tsSession(t *testing.T) (*harness, store.Session) {
 	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.OutputLimit = 64 << 10 })
 	if h.env.ToolchainDir == "" {
 		t.Skip("no TypeScript toolchain (SERVCRAFT_TEST_TOOLCHAIN)")
@@ -142,12 +141,22 @@ func TestWarmTypeScriptBehavesLikeCold(t *testing.T) {
 		"ts/fork.ts":          `require("child_process").fork("/workspace/child.ts").on("exit", (c: number) => console.log("forked", c))`,
 		"ts/loop.ts":          `setInterval((): void => {}, 1000)`,
 	})
-	cold := func(file string) []string { return []string{"/usr/local/bin/node", "--import", runtime.TSLoader, file} }
-	compareWarmCold(t, h, s, cold, []warmCase{
+	return h, s
+}
+
+func tsCold(file string) []string {
+	return []string{"/usr/local/bin/node", "--import", runtime.TSLoader, file}
+}
+
+// TestWarmTypeScriptBehavesLikeCold does the same for TypeScript: a fresh
+// `node --import <tsx loader> <file>` against a runner with the loader in
+// place, for module systems and tsconfig paths (split from the test below
+// so each fits the test context on a loaded host).
+func TestWarmTypeScriptBehavesLikeCold(t *testing.T) {
+	h, s := tsSession(t)
+	compareWarmCold(t, h, s, tsCold, []warmCase{
 		{"ts/hello.ts", "", 0}, {"ts/main.ts", "", 0}, {"ts/paths.ts", "", 0}, {"ts/mod.mts", "", 0},
-		{"ts/cjs.cts", "", 0}, {"ts/esm/main.ts", "", 0}, {"ts/view.tsx", "", 0}, {"ts/throw.ts", "", 0},
-		{"ts/syntax.ts", "", 0}, {"ts/exit.ts", "", 0}, {"ts/exitcode.ts", "", 0}, {"ts/reject.ts", "", 0},
-		{"ts/stdin.ts", "abc\ndef", 0}, {"ts/fork.ts", "", 0}, {"ts/loop.ts", "", 700 * time.Millisecond},
+		{"ts/cjs.cts", "", 0}, {"ts/esm/main.ts", "", 0}, {"ts/view.tsx", "", 0},
 	})
 	// tsx reads tsconfig.json when it starts: a runner started before an edit
 	// is not used for the run after it, which sees the new paths as a cold one.
@@ -159,4 +168,15 @@ func TestWarmTypeScriptBehavesLikeCold(t *testing.T) {
 	if err != nil || res.Stdout != "paths 43\n" {
 		t.Fatalf("after a tsconfig edit: %+v %v", res, err)
 	}
+}
+
+// TestWarmTypeScriptErrorsExitsAndStdin: errors and their positions, exit
+// codes, stdin, child processes and timeouts, cold and warm alike.
+func TestWarmTypeScriptErrorsExitsAndStdin(t *testing.T) {
+	h, s := tsSession(t)
+	compareWarmCold(t, h, s, tsCold, []warmCase{
+		{"ts/throw.ts", "", 0}, {"ts/syntax.ts", "", 0}, {"ts/exit.ts", "", 0}, {"ts/exitcode.ts", "", 0},
+		{"ts/reject.ts", "", 0}, {"ts/stdin.ts", "abc\ndef", 0}, {"ts/fork.ts", "", 0},
+		{"ts/loop.ts", "", 700 * time.Millisecond},
+	})
 }
