@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -141,12 +140,9 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin)}
-	if tsEndings[path.Ext(filename)] {
-		run.Args = []string{h.opt.NodePath, "--import", runtime.TSLoader, runtime.WorkspacePath + "/" + filename}
-	} else {
-		run.Script = filename // as `node <file>`, on a pre-started runner when one waits
-	}
+	// As `node <file>` (TypeScript: `node --import <tsx loader> <file>`), on a
+	// pre-started runner when one waits.
+	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin), Script: filename}
 	if wantsStream(c) {
 		h.streamRun(c, req.SessionID, run)
 		return

@@ -36,6 +36,7 @@ type Config struct {
 	MaxBackground       int             // running background processes per session
 	BackgroundLogBytes  int             // output kept per background process
 	KeepEndedBackground int             // ended background processes kept (with their logs) per session
+	PoolParallel        int             // warm containers built at once while the pool refills
 }
 
 // DefaultConfig is the runtime's production configuration: every default of
@@ -81,5 +82,6 @@ func DefaultConfig() Config {
 		DepLayerMaxBytes:    256 << 20,
 		StarterDeps:         true,
 		KeepEndedBackground: 16,
+		PoolParallel:        2,
 	}
 }

@@ -22,8 +22,9 @@ import (
 // the container; callers build it from validated input, never from raw text.
 type ExecRequest struct {
 	Args []string
-	// Script, instead of Args, names a workspace JavaScript file to run as
-	// `node <file>` (on a pre-started runner when one waits).
+	// Script, instead of Args, names a workspace file to run as
+	// `node <file>`, or for TypeScript (.ts, .mts, .cts, .tsx) as
+	// `node --import <tsx loader> <file>` (on a pre-started runner when one waits).
 	Script      string
 	Env         []string // added to the container's environment
 	Stdin       []byte

@@ -395,7 +395,7 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 	m.live.remove(s.SessionID)
 	m.previews.remove(s.SessionID)
 	m.bg.forget(s.SessionID)
-	if rn := m.runners.take(s.SessionID); rn != nil {
+	for _, rn := range m.runners.takeSession(s.SessionID) {
 		rn.stop()
 	}
 	if s.State != store.StateDestroying {
@@ -444,9 +444,9 @@ func (m *Manager) removeContainer(ctx context.Context, containerID string) error
 func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (ExecResult, error) {
 	req = execBounds(req, m.cfg.ExecTimeout, m.cfg.MaxExecTimeout, m.cfg.OutputLimit)
 	var res ExecResult
-	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) (err error) {
+	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
 		if req.Script != "" {
-			res, err = m.runScript(ctx, sessionID, l, req)
+			res, err = m.runScript(ctx, sessionID, s.Workspace, l, req)
 		} else {
 			res, err = l.exec(ctx, req)
 		}

@@ -290,19 +290,22 @@ func TestStatsByKind(t *testing.T) {
 func TestDropIdleRunnersKeepsActiveOnes(t *testing.T) {
 	m, db, clock := unitManager(t)
 	running(t, m, db, "r")
-	rn := &runner{}
-	if !m.runners.put("r", rn) || m.runners.put("r", &runner{}) {
-		t.Fatal("one waiting runner per session")
+	ready := make(chan struct{})
+	close(ready)
+	rn := &runner{session: "r", ready: ready}
+	key := runnerKey("r", scriptJS)
+	if !m.runners.put(key, rn) || m.runners.put(key, &runner{session: "r", ready: ready}) {
+		t.Fatal("one waiting runner per session and kind")
 	}
 	clock.add(4 * time.Minute)
 	m.dropIdleRunners() // idle 4 of 5 minutes, from the store
 	m.Touch("r")
 	clock.add(4 * time.Minute)
 	m.dropIdleRunners() // active 4 minutes ago, pending in memory
-	if got := m.runners.take("r"); got != rn {
+	if got := m.runners.take(key); got != rn {
 		t.Fatal("an active session keeps its runner")
 	}
-	if m.runners.remove("r", rn) {
+	if m.runners.remove(key, rn) {
 		t.Fatal("a runner taken meanwhile is not removed twice")
 	}
 }
@@ -422,5 +425,42 @@ func TestRunnerExitedWhileWaiting(t *testing.T) {
 	}
 	if s := <-rn.r.statusC; s.ExitCode() != 0 {
 		t.Fatal("the status stays for finish to read")
+	}
+}
+
+func TestPoolFillsInParallelUpToTheBound(t *testing.T) {
+	p := newWarmPool(5)
+	started, release := make(chan struct{}, 10), make(chan struct{})
+	var mu sync.Mutex
+	builds := 0
+	build := func(context.Context) error {
+		mu.Lock()
+		builds++
+		mu.Unlock()
+		started <- struct{}{}
+		<-release
+		p.push(randomHex(4))
+		return nil
+	}
+	fill := func(want int) {
+		t.Helper()
+		done := make(chan error)
+		go func() { done <- p.fill(context.Background(), 3, build) }()
+		for range want {
+			<-started // all want builds run at once: none is released yet
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		release = make(chan struct{})
+	}
+	fill(3)
+	fill(2)
+	if builds != 5 || p.short() {
+		t.Fatalf("%d builds, short %v; want 5 and a full pool", builds, p.short())
+	}
+	if err := p.fill(context.Background(), 3, func(context.Context) error { return errors.New("no") }); err != nil {
+		t.Fatalf("a full pool builds nothing: %v", err)
 	}
 }

@@ -146,23 +146,17 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	return s, nil
 }
 
-// keepPool fills the pool to PoolSize, one container at a time, whenever it
-// is woken, until the manager stops. Warm containers count against capacity.
+// keepPool fills the pool to PoolSize whenever it is woken, until the
+// manager stops, building up to PoolParallel containers at once so a steady
+// stream of creates stays on the pool. Warm containers count against capacity.
 func (m *Manager) keepPool() {
 	defer m.stopped.Done()
 	ctx := context.Background()
 	for {
 		for m.pool.short() {
-			id := poolPrefix + randomHex(8)
-			start := time.Now()
-			if _, err := m.build(ctx, id, ""); err != nil {
-				if !errors.Is(err, ErrCapacity) {
-					slog.Error("warm a container", "err", err)
-				}
+			if m.pool.fill(ctx, m.cfg.PoolParallel, m.warmOne) != nil {
 				break
 			}
-			m.pool.push(id)
-			slog.Debug("warm container ready", "pool", id, "took", time.Since(start))
 		}
 		select {
 		case <-m.stop:
@@ -171,6 +165,41 @@ func (m *Manager) keepPool() {
 		case <-time.After(time.Minute): // retry after failures
 		}
 	}
+}
+
+// warmOne builds one warm container and adds it to the pool.
+func (m *Manager) warmOne(ctx context.Context) error {
+	id := poolPrefix + randomHex(8)
+	start := time.Now()
+	if _, err := m.build(ctx, id, ""); err != nil {
+		if !errors.Is(err, ErrCapacity) {
+			slog.Error("warm a container", "err", err)
+		}
+		return err
+	}
+	m.pool.push(id)
+	slog.Debug("warm container ready", "pool", id, "took", time.Since(start))
+	return nil
+}
+
+// fill runs build for as many containers as the pool lacks, at most parallel
+// at once, and returns the first error.
+func (p *warmPool) fill(ctx context.Context, parallel int, build func(context.Context) error) error {
+	p.mu.Lock()
+	n := p.size - len(p.ids)
+	p.mu.Unlock()
+	n = min(n, max(parallel, 1))
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- build(ctx) }()
+	}
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // startPool adopts the warm containers the store holds (after Reconcile

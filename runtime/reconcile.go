@@ -189,14 +189,15 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 // No lock is held while activity and the store are read.
 func (m *Manager) dropIdleRunners() {
 	now := m.now()
-	for sessionID, r := range m.runners.all() {
+	for key, r := range m.runners.all() {
+		sessionID := r.session
 		at, ok := m.activity.last(sessionID)
 		if !ok {
 			if s, err := m.db.Get(sessionID); err == nil {
 				at = s.LastActiveAt
 			}
 		}
-		if runnerIdle(at, now, m.cfg.RunnerIdle) && m.runners.remove(sessionID, r) {
+		if runnerIdle(at, now, m.cfg.RunnerIdle) && m.runners.remove(key, r) {
 			r.stop()
 		}
 	}

@@ -3,38 +3,112 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"os"
+	"path"
+	"path/filepath"
 	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"golang.org/x/sys/unix"
 )
 
-// runnerJS is a Node process started ahead of a request. It blocks reading
-// one line from stdin (a file name, byte by byte, so the rest of stdin stays
-// the program's), then makes itself look like `node <file>` and runs it as
-// the main module. Every run still gets its own fresh process: this one.
-const runnerJS = `const fs=require("fs");const c=[];const b=Buffer.alloc(1);` +
-	`for(;;){let n;try{n=fs.readSync(0,b,0,1,null)}catch(e){if(e.code==="EAGAIN")continue;throw e}` +
-	`if(n===0)process.exit(0);if(b[0]===10)break;c.push(b[0])}` +
-	`process.argv.splice(1,process.argv.length,Buffer.from(c).toString());` +
-	`process.execArgv.length=0;delete process._eval;const M=require("module");` +
-	// -e defines require, module, exports, __filename and __dirname as globals; a file run by node has none.
-	`for(const k of ["require","module","exports","__filename","__dirname"])delete globalThis[k];M.runMain();`
+// runnerSource is the program of a Node process started ahead of a request.
+// It blocks reading one line from stdin (a file name, byte by byte, so the
+// rest of stdin stays the program's), then makes itself look like
+// `node <execArgv> <file>` and runs it as the main module. Every run still
+// gets its own fresh process: this one.
+func runnerSource(execArgv []string) string {
+	keep, _ := json.Marshal(append([]string{}, execArgv...)) // [] rather than null
+	return `const fs=require("fs");const c=[];const b=Buffer.alloc(1);` +
+		`for(;;){let n;try{n=fs.readSync(0,b,0,1,null)}catch(e){if(e.code==="EAGAIN")continue;throw e}` +
+		`if(n===0)process.exit(0);if(b[0]===10)break;c.push(b[0])}` +
+		`process.argv.splice(1,process.argv.length,Buffer.from(c).toString());` +
+		`process.execArgv.splice(0,process.execArgv.length,...` + string(keep) + `);delete process._eval;const M=require("module");` +
+		// -e defines require, module, exports, __filename and __dirname as globals; a file run by node has none.
+		`for(const k of ["require","module","exports","__filename","__dirname"])delete globalThis[k];M.runMain();`
+}
 
-// runner is a pre-started Node process of a session, waiting for a file.
+// scriptKind is how a workspace file is run: plain node, or node with the
+// tsx loader imported first. Each kind has its own waiting runner.
+type scriptKind string
+
+const (
+	scriptJS scriptKind = "js"
+	scriptTS scriptKind = "ts"
+)
+
+// tsEndings are the file endings run with the tsx loader.
+var tsEndings = map[string]bool{".ts": true, ".mts": true, ".cts": true, ".tsx": true}
+
+func kindOfScript(file string) scriptKind {
+	if tsEndings[path.Ext(file)] {
+		return scriptTS
+	}
+	return scriptJS
+}
+
+// execArgv is what node is started with before the file, cold or warm.
+func (k scriptKind) execArgv() []string {
+	if k == scriptTS {
+		return []string{"--import", TSLoader}
+	}
+	return nil
+}
+
+// coldArgs is the argv of a run of file without a runner.
+func (k scriptKind) coldArgs(nodePath, file string) []string {
+	return append(append([]string{nodePath}, k.execArgv()...), file)
+}
+
+// runnerArgs is the argv of a waiting runner of this kind.
+func (k scriptKind) runnerArgs(nodePath string) []string {
+	return append(append([]string{nodePath}, k.execArgv()...), "-e", runnerSource(k.execArgv()))
+}
+
+// runnerKey is where the runner of kind waits for sessionID.
+func runnerKey(sessionID string, kind scriptKind) string { return sessionID + "/" + string(kind) }
+
+// runner is a pre-started Node process of a session, waiting for a file. It
+// is listed as soon as its start begins; ready closes when the start ended,
+// with r, stdin and out set if it succeeded.
 type runner struct {
+	session string
+	ready   chan struct{}
 	r       *run
 	stdin   *io.PipeWriter
 	out     *runOutput
 	started time.Time
+	// config is the stamp of the workspace's tsconfig.json when a
+	// TypeScript runner started: tsx reads it once, at start.
+	config string
 }
 
-// runners holds at most one waiting runner per session.
+// tsconfigStamp identifies the workspace's tsconfig.json as it is now
+// (inode, size, modification time; "" when there is none). A TypeScript
+// runner whose stamp differs read an older one and is not used.
+func tsconfigStamp(workspace string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(workspace, "tsconfig.json"), &st); err != nil {
+		return ""
+	}
+	return fmt.Sprint(st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano())
+}
+
+// stamp is the part of the workspace a runner of kind read when it started.
+func (k scriptKind) stamp(workspace string) string {
+	if k == scriptTS {
+		return tsconfigStamp(workspace)
+	}
+	return ""
+}
+
+// runners holds at most one waiting (or starting) runner per session and kind.
 //
 // Lock order: mu is a leaf. It is never held while another lock is taken,
 // the store is called or a runner is stopped.
@@ -43,42 +117,56 @@ type runners struct {
 	m  map[string]*runner
 }
 
-func (rs *runners) take(sessionID string) *runner {
+func (rs *runners) take(key string) *runner {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	r := rs.m[sessionID]
-	delete(rs.m, sessionID)
+	r := rs.m[key]
+	delete(rs.m, key)
 	return r
 }
 
-func (rs *runners) put(sessionID string, r *runner) bool {
+// takeSession takes every runner of sessionID.
+func (rs *runners) takeSession(sessionID string) []*runner {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	var out []*runner
+	for key, r := range rs.m {
+		if r.session == sessionID {
+			out = append(out, r)
+			delete(rs.m, key)
+		}
+	}
+	return out
+}
+
+func (rs *runners) put(key string, r *runner) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.m == nil {
 		rs.m = map[string]*runner{}
 	}
-	if rs.m[sessionID] != nil {
+	if rs.m[key] != nil {
 		return false
 	}
-	rs.m[sessionID] = r
+	rs.m[key] = r
 	return true
 }
 
-// all is a copy of the waiting runners by session.
+// all is a copy of the waiting runners by key.
 func (rs *runners) all() map[string]*runner {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	return maps.Clone(rs.m)
 }
 
-// remove takes r out if it still waits for sessionID, and reports whether it did.
-func (rs *runners) remove(sessionID string, r *runner) bool {
+// remove takes r out if it still waits under key, and reports whether it did.
+func (rs *runners) remove(key string, r *runner) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.m[sessionID] != r {
+	if rs.m[key] != r {
 		return false
 	}
-	delete(rs.m, sessionID)
+	delete(rs.m, key)
 	return true
 }
 
@@ -113,49 +201,73 @@ func closedStatus(st containerd.ExitStatus) <-chan containerd.ExitStatus {
 	return c
 }
 
-// stop ends a runner that will not be used.
+// stop ends a runner that will not be used, once its start has ended.
 func (r *runner) stop() {
-	_ = r.stdin.Close() // EOF before a file name: it exits 0
-	go func() { _, _ = r.r.finish(context.Background(), nil) }()
-}
-
-// prestart starts a runner for the session in the background, if it has none.
-func (m *Manager) prestart(sessionID string, l *liveSession) {
-	if !m.cfg.Runners {
-		return
-	}
 	go func() {
-		ctx := context.Background()
-		stdinR, stdinW := io.Pipe()
-		out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
-		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: []string{m.cfg.NodePath, "-e", runnerJS},
-			stdin: stdinR, stdout: out.stdout, stderr: out.stderr})
-		if err != nil {
-			slog.Debug("prestart runner", "session", sessionID, "err", err)
+		<-r.ready
+		if r.r == nil {
 			return
 		}
-		rn := &runner{r: r, stdin: stdinW, out: out, started: time.Now()}
-		if !m.runners.put(sessionID, rn) {
-			rn.stop()
-		}
+		_ = r.stdin.Close() // EOF before a file name: it exits 0
+		_, _ = r.r.finish(context.Background(), nil)
 	}()
 }
 
-// runScript runs a workspace JavaScript file as `node <file>` would: on the
-// session's waiting runner when there is one (no process start on the
-// request's path), else cold. Either way the next runner is started after.
-func (m *Manager) runScript(ctx context.Context, sessionID string, l *liveSession, req ExecRequest) (ExecResult, error) {
+// prestart starts a runner of kind for the session in the background, if it
+// has none. It is listed at once, so a request that comes while it starts
+// waits for it rather than starting a second Node beside it.
+func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
+	if !m.cfg.Runners {
+		return
+	}
+	key := runnerKey(sessionID, kind)
+	rn := &runner{session: sessionID, ready: make(chan struct{}), config: kind.stamp(workspace)}
+	if !m.runners.put(key, rn) {
+		return
+	}
+	go func() {
+		defer close(rn.ready)
+		ctx := context.Background()
+		stdinR, stdinW := io.Pipe()
+		out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
+		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(m.cfg.NodePath),
+			stdin: stdinR, stdout: out.stdout, stderr: out.stderr})
+		if err != nil {
+			slog.Debug("prestart runner", "session", sessionID, "kind", kind, "err", err)
+			m.runners.remove(key, rn)
+			return
+		}
+		rn.r, rn.stdin, rn.out, rn.started = r, stdinW, out, time.Now()
+	}()
+}
+
+// runScript runs a workspace file as `node <file>` (with the tsx loader for
+// TypeScript) would: on the session's runner of that kind when there is one,
+// waiting for it if it is still starting (never a second cold Node beside a
+// warm one on its way), else cold. The next runner starts as soon as this
+// one is in hand, so it boots while this run runs.
+func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l *liveSession, req ExecRequest) (ExecResult, error) {
 	file := WorkspacePath + "/" + req.Script
-	rn := m.runners.take(sessionID)
-	defer m.prestart(sessionID, l)
-	if rn != nil && (rn.out.stdout.limit != req.OutputLimit || rn.exited()) {
-		rn.stop()
-		rn = nil
+	kind := kindOfScript(req.Script)
+	rn := m.runners.take(runnerKey(sessionID, kind))
+	if rn != nil {
+		select {
+		case <-rn.ready:
+		case <-ctx.Done():
+			rn.stop()
+			return ExecResult{}, fmt.Errorf("wait for runner: %w", ctx.Err())
+		}
+		if rn.r == nil || rn.out.stdout.limit != req.OutputLimit || rn.config != kind.stamp(workspace) || rn.exited() {
+			rn.stop()
+			rn = nil
+		}
 	}
 	if rn == nil {
-		req.Args = []string{m.cfg.NodePath, file}
+		defer m.prestart(sessionID, workspace, kind, l)
+		req.Args = kind.coldArgs(m.cfg.NodePath, file)
 		return l.exec(ctx, req)
 	}
+	m.prestart(sessionID, workspace, kind, l)
 	rn.out.stream(req.OnOutput)
 	rn.r.started = time.Now()
 	go func() {

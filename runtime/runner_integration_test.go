@@ -6,7 +6,72 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/store"
 )
+
+// warmCase is one program run cold and warm.
+type warmCase struct {
+	script, stdin string
+	timeout       time.Duration
+}
+
+// compareWarmCold runs every case as a fresh process (coldArgs) and on the
+// session's runner, and compares what they did. Runners start as soon as
+// one is taken and a request waits for one still starting, so after the
+// first script run every run must be warm: none may go cold.
+func compareWarmCold(t *testing.T, h *harness, s store.Session, coldArgs func(file string) []string, cases []warmCase) {
+	t.Helper()
+	ctx := h.env.Context(t)
+	runWarm := func(tc warmCase) runtime.ExecResult {
+		t.Helper()
+		res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: tc.script, Stdin: []byte(tc.stdin), Timeout: tc.timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Warm {
+			t.Fatalf("%s ran cold with a runner on its way", tc.script)
+		}
+		return res
+	}
+	// The first run of a kind is cold and starts its runner.
+	if _, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: cases[0].script}); err != nil {
+		t.Fatal(err)
+	}
+	withoutStack := func(s string) string {
+		var keep []string
+		for _, l := range strings.Split(s, "\n") {
+			if !strings.HasPrefix(l, "    at ") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	for _, tc := range cases {
+		if tc.timeout == 0 {
+			tc.timeout = time.Minute // a loaded host can take seconds to start a cold tsx
+		}
+		cold, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{
+			Args: coldArgs("/workspace/" + tc.script), Stdin: []byte(tc.stdin), Timeout: tc.timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		warm := runWarm(tc)
+		if cold.ExitCode != warm.ExitCode || cold.Stdout != warm.Stdout || cold.TimedOut != warm.TimedOut ||
+			cold.Truncated != warm.Truncated || withoutStack(cold.Stderr) != withoutStack(warm.Stderr) {
+			t.Errorf("%s differs:\ncold %+v\nwarm %+v", tc.script, cold, warm)
+		}
+		t.Logf("%s: exit %d, cold %v, warm %v", tc.script, cold.ExitCode, cold.Duration, warm.Duration)
+	}
+}
+
+func writeFiles(t *testing.T, h *harness, s store.Session, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		if err := h.m.WriteFile(h.env.Context(t), s.SessionID, name, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // TestWarmRunsBehaveLikeColdOnes runs the same programs as a fresh
 // `node <file>` and on a pre-started runner and compares what they did.
@@ -14,7 +79,7 @@ func TestWarmRunsBehaveLikeColdOnes(t *testing.T) {
 	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.OutputLimit = 64 << 10 })
 	s := h.session(t, "")
 	ctx := h.env.Context(t)
-	files := map[string]string{
+	writeFiles(t, h, s, map[string]string{
 		"child.js":         `console.log("child", JSON.stringify(process.execArgv), process.argv.length)`,
 		"esm/package.json": `{"type":"module"}`,
 		"esm/lib.js":       `export const v = 7;`,
@@ -31,65 +96,87 @@ func TestWarmRunsBehaveLikeColdOnes(t *testing.T) {
 		"p/loop.js":        `setInterval(() => {}, 1000)`,
 		"p/spam.js":        `for (;;) require("fs").writeSync(1, "x".repeat(4096))`,
 		"p/exitcode.js":    `process.exitCode = 5`,
-	}
-	for name, content := range files {
-		if err := h.m.WriteFile(ctx, s.SessionID, name, []byte(content)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	runWarm := func(script string, stdin string, timeout time.Duration) runtime.ExecResult {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: script, Stdin: []byte(stdin), Timeout: timeout})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Warm {
-				return res
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no warm runner for %s", script)
-			}
-			time.Sleep(200 * time.Millisecond) // the next runner starts after each run
-		}
-	}
-	withoutStack := func(s string) string {
-		var keep []string
-		for _, l := range strings.Split(s, "\n") {
-			if !strings.HasPrefix(l, "    at ") {
-				keep = append(keep, l)
-			}
-		}
-		return strings.Join(keep, "\n")
-	}
-	for _, tc := range []struct {
-		script, stdin string
-		timeout       time.Duration
-	}{
+	})
+	compareWarmCold(t, h, s, func(file string) []string { return []string{"/usr/local/bin/node", file} }, []warmCase{
 		{"p/hello.js", "", 0}, {"p/main.js", "", 0}, {"p/exit.js", "", 0}, {"p/throw.js", "", 0},
 		{"p/reject.js", "", 0}, {"p/mod.mjs", "", 0}, {"esm/main.js", "", 0}, {"p/stdin.js", "abc\ndef", 0},
 		{"p/env.js", "", 0}, {"p/fork.js", "", 0}, {"p/exitcode.js", "", 0},
 		{"p/loop.js", "", 700 * time.Millisecond}, {"p/spam.js", "", 0},
-	} {
-		cold, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{
-			Args: []string{"/usr/local/bin/node", "/workspace/" + tc.script}, Stdin: []byte(tc.stdin), Timeout: tc.timeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		warm := runWarm(tc.script, tc.stdin, tc.timeout)
-		if cold.ExitCode != warm.ExitCode || cold.Stdout != warm.Stdout || cold.TimedOut != warm.TimedOut ||
-			cold.Truncated != warm.Truncated || withoutStack(cold.Stderr) != withoutStack(warm.Stderr) {
-			t.Errorf("%s differs:\ncold %+v\nwarm %+v", tc.script, cold, warm)
-		}
-		t.Logf("%s: exit %d, cold %v, warm %v", tc.script, cold.ExitCode, cold.Duration, warm.Duration)
-	}
+	})
 	// A runner killed by user code while it waits is not mistaken for a run.
-	runWarm("p/hello.js", "", 0)
 	time.Sleep(time.Second)
 	h.exec(t, s, 0, "/bin/sh", "-c", "killall node")
 	res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "p/hello.js"})
 	if err != nil || res.Stdout != "hi\n" || res.ExitCode != 0 {
 		t.Fatalf("after the runner was killed: %+v %v", res, err)
 	}
+}
+
+// tsSession is a session holding the TypeScript suite's programs.
+func tsSession(t *testing.T) (*harness, store.Session) {
+	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.OutputLimit = 64 << 10 })
+	if h.env.ToolchainDir == "" {
+		t.Skip("no TypeScript toolchain (SERVCRAFT_TEST_TOOLCHAIN)")
+	}
+	s := h.session(t, "")
+	writeFiles(t, h, s, map[string]string{
+		"tsconfig.json":       `{"compilerOptions":{"baseUrl":".","paths":{"@lib/*":["ts/lib/*"]}}}`,
+		"child.ts":            `const n: number = process.argv.length; console.log("child", JSON.stringify(process.execArgv), n)`,
+		"ts/lib/x.ts":         `export const x: number = 42;`,
+		"ts/hello.ts":         `const greeting: string = "hi"; console.log(greeting)`,
+		"ts/main.ts":          `console.log(require.main === module, __filename, process.argv.slice(1).join(","), process.cwd(), JSON.stringify(process.execArgv), typeof process._eval)`,
+		"ts/paths.ts":         `import { x } from "@lib/x"; console.log("paths", x)`,
+		"ts/mod.mts":          `const u: string = import.meta.url; console.log(u, typeof require, process.argv[1])`,
+		"ts/cjs.cts":          `const p = require("path"); console.log(p.basename(__filename), typeof module)`,
+		"ts/esm/package.json": `{"type":"module"}`,
+		"ts/esm/lib.ts":       `export const v: number = 7;`,
+		"ts/esm/main.ts":      `import { v } from "./lib.js"; console.log("esm", v, import.meta.url, typeof require);`,
+		"ts/view.tsx":         `const h = (t: string, p: unknown, ...c: unknown[]) => ({ t, c }); const React = { createElement: h }; console.log(JSON.stringify(<b>x</b>))`,
+		"ts/throw.ts":         "interface A { a: number }\nconst a: A = { a: 1 };\nconsole.log(\"before\", a.a);\n  throw new Error(\"boom\")",
+		"ts/syntax.ts":        "const x: number = ;\n",
+		"ts/exit.ts":          `console.log("bye"); process.exit(3)`,
+		"ts/exitcode.ts":      `process.exitCode = 5`,
+		"ts/reject.ts":        `Promise.reject(new Error("nope"))`,
+		"ts/stdin.ts":         `let s: string = ""; process.stdin.on("data", (d: Buffer) => s += d).on("end", () => console.log(s.toUpperCase()))`,
+		"ts/fork.ts":          `require("child_process").fork("/workspace/child.ts").on("exit", (c: number) => console.log("forked", c))`,
+		"ts/loop.ts":          `setInterval((): void => {}, 1000)`,
+	})
+	return h, s
+}
+
+func tsCold(file string) []string {
+	return []string{"/usr/local/bin/node", "--import", runtime.TSLoader, file}
+}
+
+// TestWarmTypeScriptBehavesLikeCold does the same for TypeScript: a fresh
+// `node --import <tsx loader> <file>` against a runner with the loader in
+// place, for module systems and tsconfig paths (split from the test below
+// so each fits the test context on a loaded host).
+func TestWarmTypeScriptBehavesLikeCold(t *testing.T) {
+	h, s := tsSession(t)
+	compareWarmCold(t, h, s, tsCold, []warmCase{
+		{"ts/hello.ts", "", 0}, {"ts/main.ts", "", 0}, {"ts/paths.ts", "", 0}, {"ts/mod.mts", "", 0},
+		{"ts/cjs.cts", "", 0}, {"ts/esm/main.ts", "", 0}, {"ts/view.tsx", "", 0},
+	})
+	// tsx reads tsconfig.json when it starts: a runner started before an edit
+	// is not used for the run after it, which sees the new paths as a cold one.
+	writeFiles(t, h, s, map[string]string{
+		"tsconfig.json": `{"compilerOptions":{"baseUrl":".","paths":{"@lib/*":["ts/lib2/*"]}}}`,
+		"ts/lib2/x.ts":  `export const x: number = 43;`,
+	})
+	res, err := h.m.Exec(h.env.Context(t), s.SessionID, runtime.ExecRequest{Script: "ts/paths.ts"})
+	if err != nil || res.Stdout != "paths 43\n" {
+		t.Fatalf("after a tsconfig edit: %+v %v", res, err)
+	}
+}
+
+// TestWarmTypeScriptErrorsExitsAndStdin: errors and their positions, exit
+// codes, stdin, child processes and timeouts, cold and warm alike.
+func TestWarmTypeScriptErrorsExitsAndStdin(t *testing.T) {
+	h, s := tsSession(t)
+	compareWarmCold(t, h, s, tsCold, []warmCase{
+		{"ts/throw.ts", "", 0}, {"ts/syntax.ts", "", 0}, {"ts/exit.ts", "", 0}, {"ts/exitcode.ts", "", 0},
+		{"ts/reject.ts", "", 0}, {"ts/stdin.ts", "abc\ndef", 0}, {"ts/fork.ts", "", 0},
+		{"ts/loop.ts", "", 700 * time.Millisecond},
+	})
 }

@@ -80,6 +80,9 @@ func main() {
 		_ = enc.Encode(results)
 		return
 	}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("load average: %s", la)
+	}
 	fmt.Printf("%-44s %5s %10s %10s  %s\n", "measurement", "runs", "median", "p95", "ratio to baseline (medians)")
 	for _, r := range results {
 		ratio := ""
@@ -184,6 +187,54 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		add(stats("ctr run --rm node hello.js (container per run)", ctrRun, bareHello, "node hello.js"))
 	}
 	add(stats("shell `true` over HTTP", shell, bareE0, "node -e 0"))
+
+	// What clients do: the next execute sent the moment the answer arrives
+	// (JS and TypeScript), and one sent half a second after the last.
+	// Each timed call pairs with a bare `node hello.js` run just before it.
+	clientRows := []struct {
+		name, file string
+		pause      time.Duration
+	}{
+		{"execute hello.js, back to back", "index.js", 0},
+		{"execute hello.ts, back to back", "index.ts", 0},
+		{"execute hello.js, spaced 0.5 s", "index.js", 500 * time.Millisecond},
+	}
+	for _, row := range clientRows {
+		var bare, runs []time.Duration
+		for range b.n {
+			d, err := timeCmd(ctx, b.node, helloFile)
+			if err != nil {
+				return nil, fmt.Errorf("baseline node hello.js: %w", err)
+			}
+			bare = append(bare, d)
+			time.Sleep(row.pause) // not timed
+			d, err = b.call(ctx, b.url, "POST", "/api/playground/execute", map[string]any{"sessionId": session, "code": hello, "filename": row.file}, 200)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", row.name, err)
+			}
+			runs = append(runs, d)
+		}
+		add(stats(row.name, runs, bare, "node hello.js"))
+	}
+
+	// A burst of creates a second apart: the pool must keep up.
+	if b.url != b.coldURL {
+		var burst, bare []time.Duration
+		for i := range 10 {
+			d, err := timeCmd(ctx, b.node, "-e", "0")
+			if err != nil {
+				return nil, fmt.Errorf("baseline node -e 0: %w", err)
+			}
+			bare = append(bare, d)
+			time.Sleep(time.Second - d) // one create a second; not timed
+			d, err = b.create(ctx, b.url, fmt.Sprintf("burst-%d", i))
+			if err != nil {
+				return nil, err
+			}
+			burst = append(burst, d)
+		}
+		add(stats("10 creates 1 s apart (pool)", burst, bare, "node -e 0"))
+	}
 
 	// The daemon's own cost per request: HTTP alone, then HTTP + store + containerd round trips.
 	var health, info []time.Duration

@@ -268,6 +268,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&rt.MaxBackground, "max-processes", rt.MaxBackground, "running background processes per session")
 	fs.IntVar(&rt.MaxSessions, "max-sessions", rt.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
 	fs.IntVar(&rt.PoolSize, "pool-size", rt.PoolSize, "warm containers kept ready for new sessions (0: none)")
+	fs.IntVar(&rt.PoolParallel, "pool-parallel", rt.PoolParallel, "warm containers built at once while the pool refills")
 	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep a pre-started Node process per active session, so execute skips process start")
 	fs.DurationVar(&rt.RunnerIdle, "runner-idle", rt.RunnerIdle, "a session idle this long gives its pre-started Node process back")
 	fs.Var(sizeOf(&rt.BackgroundLogBytes), "process-log-bytes", "output kept per background process (a ring buffer), a `size`")
@@ -573,6 +574,7 @@ func (c *config) validate() error {
 	check(c.API.ListLimits.MaxEntries >= 1, "list-entries: %d is below 1", c.API.ListLimits.MaxEntries)
 	check(c.Runtime.MaxSessions >= 1, "max-sessions: %d is below 1", c.Runtime.MaxSessions)
 	check(c.Runtime.PoolSize >= 0 && c.Runtime.PoolSize < c.Runtime.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.Runtime.PoolSize)
+	check(c.Runtime.PoolParallel >= 1 && c.Runtime.PoolParallel <= 16, "pool-parallel: %d is not within 1 and 16", c.Runtime.PoolParallel)
 	check(c.Runtime.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.Runtime.RunnerIdle)
 	check(c.Runtime.MaxBackground >= 1 && c.Runtime.MaxBackground <= 256, "max-processes: %d is not within 1 to 256", c.Runtime.MaxBackground)
 	check(c.Runtime.KeepEndedBackground >= 0 && c.Runtime.KeepEndedBackground <= 1024, "keep-ended-processes: %d is not within 0 to 1024", c.Runtime.KeepEndedBackground)
@@ -652,7 +654,7 @@ var settingGroups = []struct {
 	{"API and access", []string{"listen", "playground-page", "api-token", "api-token-file", "cors-origins", "preview-public", "trusted-proxies",
 		"max-body", "max-command", "log-format"}},
 	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate"}},
-	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "runners", "runner-idle",
+	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "pool-parallel", "runners", "runner-idle",
 		"destroy-on-shutdown", "shutdown-timeout", "touch-interval"}},
 	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",
 		"max-exec-timeout", "output-limit"}},
