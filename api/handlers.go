@@ -32,11 +32,20 @@ func notFound(format string, args ...any) error {
 }
 
 func (h *handlers) ready(c *gin.Context) {
+	var dsk *runtime.DiskStatus
+	if h.opt.Disk != nil {
+		st, err := h.opt.Disk.DiskStatus()
+		if err != nil {
+			c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
+			return
+		}
+		dsk = &st
+	}
 	if err := h.s.Ready(c.Request.Context()); err != nil {
-		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
+		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready", Disk: dsk})
 		return
 	}
-	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true})
+	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true, Disk: dsk})
 }
 
 func (h *handlers) createContainer(c *gin.Context) {

@@ -108,6 +108,10 @@ type readyResponse struct {
 	Ready   bool   `json:"ready"`
 	Error   string `json:"error,omitempty"`
 	Code    string `json:"code,omitempty"`
+	// Disk is the state filesystem's room against the reserve. A low disk
+	// leaves the daemon ready: its sessions keep working, only new ones
+	// are refused (507), and Disk.Low says so.
+	Disk *runtime.DiskStatus `json:"disk,omitempty"`
 }
 
 type containerResponse struct {

@@ -31,6 +31,7 @@ type Config struct {
 	DepCacheDir        string          // host folder of starter-project dependency layers ("": none)
 	MaxBackground      int             // running background processes per session
 	BackgroundLogBytes int             // output kept per background process
+	DiskReserve        int64           // bytes of the state filesystem a create never takes (for the store, caches, logs)
 }
 
 // DefaultConfig is the runtime's production configuration: every default of
@@ -71,5 +72,6 @@ func DefaultConfig() Config {
 		NodePath:           "/usr/local/bin/node",
 		MaxBackground:      8,
 		BackgroundLogBytes: 256 << 10,
+		DiskReserve:        1 << 30,
 	}
 }
