@@ -182,6 +182,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	LogFormat         string
 	AllowNoSeccomp    bool
+	RequireDiskFit    bool
 	Registry          string
 	APITokenFile      string
 	PlaygroundPage    bool
@@ -256,6 +257,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var(sizeOf(&o.ListLimits.MaxFileBytes), "list-file-bytes", "largest file whose content /files returns, a `size`")
 	fs.IntVar(&rt.MaxBackground, "max-processes", rt.MaxBackground, "running background processes per session")
 	fs.IntVar(&rt.MaxSessions, "max-sessions", rt.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
+	fs.Var(sizeOf(&rt.DiskReserve), "disk-reserve", "free `size` the state filesystem keeps: a create that would cut into it answers 507 host_disk_full")
+	fs.BoolVar(&c.RequireDiskFit, "require-disk-fit", c.RequireDiskFit, "refuse to start when max-sessions × workspace-size, the caches' budgets and disk-reserve do not fit the state filesystem (default: a warning)")
 	fs.IntVar(&rt.PoolSize, "pool-size", rt.PoolSize, "warm containers kept ready for new sessions (0: none)")
 	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep a pre-started Node process per active session, so execute skips process start")
 	fs.DurationVar(&rt.RunnerIdle, "runner-idle", rt.RunnerIdle, "a session idle this long gives its pre-started Node process back")
@@ -641,6 +644,7 @@ var settingGroups = []struct {
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
 		"allow-no-seccomp", "snapshotter", "namespace", "init", "node-path", "toolchain-dir"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},
+	{"State disk", []string{"disk-reserve", "require-disk-fit"}},
 }
 
 // configDocHeader starts docs/configuration.md.
