@@ -89,7 +89,6 @@ type Manager struct {
 // manager ready for calls; Start brings its background work into service.
 // It gives vols the reserve cfg.DiskReserve.
 func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Manager, error) {
-	vols.SetReserve(cfg.DiskReserve)
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
 	}
@@ -110,6 +109,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err != nil {
 		return nil, err
 	}
+	vols.SetReserve(cfg.DiskReserve)
 	return newManager(client, db, vols, cfg, img), nil
 }
 
