@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
@@ -26,6 +27,9 @@ func ToHTTP(err error) (int, string) {
 	case errors.Is(err, workspace.ErrFull):
 		// The session's own quota, used up by its own files: the client's to fix.
 		return http.StatusRequestEntityTooLarge, "workspace_full"
+	case errors.Is(err, disk.ErrHostFull):
+		// The host's own disk, short of room for a new session: no client can fix it by retrying soon.
+		return http.StatusInsufficientStorage, "host_disk_full"
 	case errors.Is(err, errRateLimited):
 		return http.StatusTooManyRequests, "rate_limited"
 	case errdefs.IsUnauthorized(err):

@@ -16,6 +16,7 @@ import (
 
 	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -261,6 +262,7 @@ func TestToHTTP(t *testing.T) {
 		{errdefs.ErrUnavailable, 503},
 		{errBodyTooLarge, 413},
 		{fmt.Errorf("%w: %w", workspace.ErrFull, errdefs.ErrResourceExhausted), 413},
+		{disk.ErrHostFull, 507},
 		{fmt.Errorf("boom"), 500},
 	} {
 		if got, _ := ToHTTP(fmt.Errorf("wrapped: %w", tc.cause)); got != tc.status {

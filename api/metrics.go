@@ -18,6 +18,11 @@ type MetricsSource interface {
 	Stats() runtime.Stats
 }
 
+// DiskSource reads the state filesystem's room against the reserve.
+type DiskSource interface {
+	DiskStatus() (runtime.DiskStatus, error)
+}
+
 // latencyBuckets span a cached exec (a few ms) to a long install (minutes).
 var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
@@ -31,7 +36,7 @@ type metrics struct {
 	limited  *prometheus.CounterVec   // limit
 }
 
-func newMetrics(src MetricsSource) *metrics {
+func newMetrics(src MetricsSource, dsk DiskSource) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -57,6 +62,9 @@ func newMetrics(src MetricsSource) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src != nil {
 		m.reg.MustRegister(runtimeCollector{src})
+	}
+	if dsk != nil {
+		m.reg.MustRegister(diskCollector{dsk})
 	}
 	return m
 }
@@ -124,4 +132,40 @@ func (r runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCacheHits, prometheus.CounterValue, float64(s.CacheHits))
 	ch <- prometheus.MustNewConstMetric(descCacheMisses, prometheus.CounterValue, float64(s.CacheMisses))
 	ch <- prometheus.MustNewConstMetric(descCacheBytes, prometheus.CounterValue, float64(s.CacheBytes))
+}
+
+// diskCollector reads the state filesystem's room at each scrape.
+type diskCollector struct{ src DiskSource }
+
+var (
+	descDiskFree = prometheus.NewDesc("servcraft_state_disk_free_bytes",
+		"Bytes free on the state filesystem (workspaces, store, caches).", nil, nil)
+	descDiskTotal = prometheus.NewDesc("servcraft_state_disk_total_bytes",
+		"Size of the state filesystem.", nil, nil)
+	descDiskReserve = prometheus.NewDesc("servcraft_state_disk_reserve_bytes",
+		"Bytes of the state filesystem a session create never takes (--disk-reserve): the watermark.", nil, nil)
+	descDiskLow = prometheus.NewDesc("servcraft_state_disk_low",
+		"1 when free bytes are short of the reserve plus one workspace: new sessions answer 507 host_disk_full.", nil, nil)
+)
+
+func (diskCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDiskFree, descDiskTotal, descDiskReserve, descDiskLow} {
+		ch <- d
+	}
+}
+
+func (d diskCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := d.src.DiskStatus()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descDiskFree, err)
+		return
+	}
+	low := 0.0
+	if st.Low {
+		low = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descDiskFree, prometheus.GaugeValue, float64(st.FreeBytes))
+	ch <- prometheus.MustNewConstMetric(descDiskTotal, prometheus.GaugeValue, float64(st.TotalBytes))
+	ch <- prometheus.MustNewConstMetric(descDiskReserve, prometheus.GaugeValue, float64(st.ReserveBytes))
+	ch <- prometheus.MustNewConstMetric(descDiskLow, prometheus.GaugeValue, low)
 }

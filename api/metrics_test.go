@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,5 +134,44 @@ func TestMetricsWithoutRuntimeSource(t *testing.T) {
 	}
 	if strings.Contains(body, "servcraft_sessions_active") {
 		t.Error("runtime metrics without a source")
+	}
+}
+
+// fakeDisk reports a fixed state filesystem.
+type fakeDisk struct {
+	st  runtime.DiskStatus
+	err error
+}
+
+func (f fakeDisk) DiskStatus() (runtime.DiskStatus, error) { return f.st, f.err }
+
+func TestDiskRoomInReadyzAndMetrics(t *testing.T) {
+	opt := DefaultOptions()
+	opt.Disk = fakeDisk{st: runtime.DiskStatus{TotalBytes: 8 << 30, FreeBytes: 1 << 30, ReserveBytes: 1 << 30, WorkspaceBytes: 1 << 30, Low: true}}
+	h := NewRouter(&fakeSessions{}, opt)
+	rec := send(h, "GET", "/readyz", "")
+	var body readyResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	// A low disk refuses new sessions, never the ones running: still ready.
+	if rec.Code != 200 || !body.Ready || body.Disk == nil || !body.Disk.Low || body.Disk.FreeBytes != 1<<30 || body.Disk.ReserveBytes != 1<<30 {
+		t.Fatalf("/readyz = %d %s", rec.Code, rec.Body)
+	}
+	scrape := send(h, "GET", "/metrics", "").Body.String()
+	for series, want := range map[string]float64{
+		"servcraft_state_disk_free_bytes":    1 << 30,
+		"servcraft_state_disk_total_bytes":   8 << 30,
+		"servcraft_state_disk_reserve_bytes": 1 << 30,
+		"servcraft_state_disk_low":           1,
+	} {
+		if got := metricValue(t, scrape, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	// The state filesystem unreadable (unmounted, gone): not ready.
+	opt.Disk = fakeDisk{err: errors.New("statfs: no such file or directory")}
+	if rec := send(NewRouter(&fakeSessions{}, opt), "GET", "/readyz", ""); rec.Code != 503 {
+		t.Fatalf("/readyz with no state filesystem = %d %s", rec.Code, rec.Body)
 	}
 }

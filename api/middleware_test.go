@@ -69,7 +69,7 @@ func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
 func sessionEngine(opt Options, block chan struct{}, entered chan<- string) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	m := newMetrics(nil)
+	m := newMetrics(nil, nil)
 	lim := newLimits(opt, m.rateLimited)
 	r.Use(observe(m), errorMiddleware)
 	a := access{opt: opt, lim: lim}

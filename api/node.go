@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/gin-gonic/gin"
 
+	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/store/placement"
 )
 
@@ -45,16 +46,25 @@ func (h *handlers) state() placement.State {
 // other nodes' forwards: a load balancer that stops sending it new requests
 // loses nothing.
 func (h *handlers) ready(c *gin.Context) {
+	var dsk *runtime.DiskStatus
+	if h.opt.Disk != nil {
+		st, err := h.opt.Disk.DiskStatus()
+		if err != nil {
+			c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
+			return
+		}
+		dsk = &st
+	}
 	if err := h.s.Ready(c.Request.Context()); err != nil {
-		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
+		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready", Disk: dsk})
 		return
 	}
 	if st := h.state(); st != placement.Accepting {
-		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, State: string(st),
+		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, State: string(st), Disk: dsk,
 			Error: "node is " + string(st) + ": it takes no new sessions", Code: "draining"})
 		return
 	}
-	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true})
+	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true, Disk: dsk})
 }
 
 func (h *handlers) status(c *gin.Context) {

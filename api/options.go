@@ -48,6 +48,7 @@ type Options struct {
 	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
 
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
+	Disk    DiskSource    // the state filesystem's room, for /readyz and /metrics; nil: not reported
 
 	Page http.Handler // the playground page at GET / and /assets/* (web.Handler()); nil: no page
 

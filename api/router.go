@@ -60,7 +60,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		_, err := s.Get(ctx, id)
 		return err == nil
 	})
-	m := newMetrics(opt.Metrics)
+	m := newMetrics(opt.Metrics, opt.Disk)
 	lim := newLimits(opt, m.rateLimited)
 	r.Use(observe(m), gin.CustomRecovery(func(c *gin.Context, rec any) {
 		if rec == http.ErrAbortHandler { // a proxied stream cut short: drop the connection

@@ -117,6 +117,10 @@ type readyResponse struct {
 	State   string `json:"state,omitempty"` // draining or drained, with code "draining"
 	Error   string `json:"error,omitempty"`
 	Code    string `json:"code,omitempty"`
+	// Disk is the state filesystem's room against the reserve. A low disk
+	// leaves the daemon ready: its sessions keep working, only new ones
+	// are refused (507), and Disk.Low says so.
+	Disk *runtime.DiskStatus `json:"disk,omitempty"`
 }
 
 type containerResponse struct {

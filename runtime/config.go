@@ -37,6 +37,7 @@ type Config struct {
 	BackgroundLogBytes  int             // output kept per background process
 	KeepEndedBackground int             // ended background processes kept (with their logs) per session
 	PoolParallel        int             // warm containers built at once while the pool refills
+	DiskReserve         int64           // bytes of the state filesystem a create never takes (for the store, caches, logs)
 }
 
 // DefaultConfig is the runtime's production configuration: every default of
@@ -83,5 +84,6 @@ func DefaultConfig() Config {
 		StarterDeps:         true,
 		KeepEndedBackground: 16,
 		PoolParallel:        2,
+		DiskReserve:         1 << 30,
 	}
 }

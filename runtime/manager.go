@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/servcraft/servcraftd/snapshots"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
@@ -98,6 +99,7 @@ type Manager struct {
 
 // New checks the image (pulling or importing it if needed) and returns a
 // manager ready for calls; Start brings its background work into service.
+// It gives vols the reserve cfg.DiskReserve.
 func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
@@ -121,6 +123,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err != nil {
 		return nil, err
 	}
+	vols.SetReserve(cfg.DiskReserve)
 	m := newManager(client, db, vols, cfg, img)
 	if layers != nil {
 		m.layers = layers
@@ -176,8 +179,11 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		return s, true, nil
 	}
 	s, err := m.build(ctx, sessionID, projectType)
-	if errors.Is(err, ErrCapacity) {
+	switch {
+	case errors.Is(err, ErrCapacity):
 		outcome = "capacity"
+	case errors.Is(err, disk.ErrHostFull):
+		outcome = "host_disk_full"
 	}
 	if err != nil {
 		return s, false, err

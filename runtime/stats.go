@@ -9,7 +9,7 @@ import (
 type Stats struct {
 	Active      int               // sessions in the store
 	Pooled      int               // warm containers waiting for a session
-	Creates     map[string]uint64 // by outcome: ok, pool, existing, error, capacity
+	Creates     map[string]uint64 // by outcome: ok, pool, existing, error, capacity, host_disk_full
 	Destroys    map[string]uint64 // by outcome: ok, error
 	Reaps       map[string]uint64 // by reason: idle, gone, error
 	ExecResults map[string]uint64 // ok, nonzero, timeout, oom, truncated, error

@@ -182,6 +182,7 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	LogFormat         string
 	AllowNoSeccomp    bool
+	RequireDiskFit    bool
 	Registry          string
 	NpmCacheBytes     int64 // budget of the npm tarball cache
 	InstallBytes      int64 // most bytes one install may read from the registry
@@ -267,6 +268,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var(sizeOf(&o.ListLimits.MaxFileBytes), "list-file-bytes", "largest file whose content /files returns, a `size`")
 	fs.IntVar(&rt.MaxBackground, "max-processes", rt.MaxBackground, "running background processes per session")
 	fs.IntVar(&rt.MaxSessions, "max-sessions", rt.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
+	fs.Var(sizeOf(&rt.DiskReserve), "disk-reserve", "free `size` the state filesystem keeps: a create that would cut into it answers 507 host_disk_full")
+	fs.BoolVar(&c.RequireDiskFit, "require-disk-fit", c.RequireDiskFit, "refuse to start when max-sessions × workspace-size, the caches' budgets and disk-reserve do not fit the state filesystem (default: a warning)")
 	fs.IntVar(&rt.PoolSize, "pool-size", rt.PoolSize, "warm containers kept ready for new sessions (0: none)")
 	fs.IntVar(&rt.PoolParallel, "pool-parallel", rt.PoolParallel, "warm containers built at once while the pool refills")
 	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep a pre-started Node process per active session, so execute skips process start")
@@ -668,6 +671,7 @@ var settingGroups = []struct {
 	{"Cluster (docs/cluster.md)", []string{"cluster-etcd", "cluster-secret-file", "node-id", "advertise-addr",
 		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},
+	{"State disk", []string{"disk-reserve", "require-disk-fit"}},
 }
 
 // configDocHeader starts docs/configuration.md.

@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -360,4 +362,20 @@ func TestContainerdRestartUnderTheDaemon(t *testing.T) {
 func daemonBinary(t *testing.T) string {
 	t.Helper()
 	return apitest.Binary(t, filepath.Join("..", ".."))
+}
+
+// TestRequireDiskFitRefusesToStart: a plan the state filesystem cannot hold
+// is a refusal naming it with --require-disk-fit, a warning without.
+func TestRequireDiskFitRefusesToStart(t *testing.T) {
+	env := runtimetest.Start(t, daemonNamespace)
+	args := append(apitest.EnvArgs(env, daemonNamespace), "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+		"--workspace-size", "1TiB", "--max-sessions", "1000", "--pool-size", "0", "--require-disk-fit")
+	ctx, cancel := context.WithTimeout(env.Context(t), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, daemonBinary(t), args...).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(string(out), "disk plan (--require-disk-fit)") || !strings.Contains(string(out), "workspaces (--max-sessions 1000") {
+		t.Fatalf("start with a plan that does not fit: %v\n%s", err, out)
+	}
 }

@@ -130,6 +130,13 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	vols.SetReserve(cfg.Runtime.DiskReserve)
+	if err := runtime.CheckDisk(cfg.Runtime, vols); err != nil {
+		if cfg.RequireDiskFit {
+			return fmt.Errorf("disk plan (--require-disk-fit): %w", err)
+		}
+		slog.Warn("disk plan: not every session can have its workspace; creates past the room answer 507 host_disk_full (--require-disk-fit refuses to start)", "err", err)
+	}
 	registry, err := newRegistryProxy(ctx, cfg, state)
 	if err != nil {
 		return err
@@ -148,6 +155,7 @@ func run(ctx context.Context, cfg config) error {
 	opts := cfg.API
 	opts.TypeScript = mgr.HasToolchain()
 	opts.Metrics = mgr
+	opts.Disk = mgr
 	if cfg.PlaygroundPage {
 		opts.Page = web.Handler()
 	}

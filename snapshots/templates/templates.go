@@ -62,16 +62,19 @@ func Files(projectType string) ([]File, error) {
 }
 
 // Seed writes the starter project of projectType into the workspace folder
-// dir. An unknown project type is errdefs.ErrInvalidArgument (and ErrNotFound).
+// dir and flushes it to the volume's disk. An unknown project type is errdefs.ErrInvalidArgument (and ErrNotFound).
 func Seed(dir, projectType string) error {
 	files, err := Files(projectType)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	for _, f := range files {
-		if err := workspace.WriteFile(dir, f.Path, f.Data, 0o644); err != nil {
-			return fmt.Errorf("seed %s project: %w", projectType, err)
-		}
+	entries := make([]workspace.Entry, len(files))
+	for i, f := range files {
+		entries[i] = workspace.Entry{Path: f.Path, Data: f.Data}
+	}
+	// One Sync: the files reach the disk with one flush, before the create answers.
+	if _, err := workspace.Sync(dir, entries, false); err != nil {
+		return fmt.Errorf("seed %s project: %w", projectType, err)
 	}
 	return nil
 }

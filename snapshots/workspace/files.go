@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // PathLimits bound the names a client may give inside a workspace.
@@ -65,13 +66,52 @@ func CleanPath(p string, lim PathLimits) (string, error) {
 }
 
 // WriteFile writes data to rel (already checked by CleanPath) inside the
-// workspace folder dir, making parent folders as needed. Every step is
-// resolved inside dir by os.Root, so no link planted by user code leads out of
-// it. The data goes to a new file that then replaces rel in one rename: a
-// failed write (a full workspace) leaves the old file intact, and a link or
-// FIFO swapped in meanwhile is replaced, never written through. Only regular
-// files are replaced; whatever is created is owned by Owner.
-func WriteFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
+// workspace folder dir, making parent folders as needed, and returns once
+// it is on the volume's disk. Every step is resolved inside dir by os.Root,
+// so no link planted by user code leads out of it. The data goes to a new
+// file that then replaces rel in one rename: a failed write (a full
+// workspace) leaves the old file intact, and a link or FIFO swapped in
+// meanwhile is replaced, never written through. Only regular files are
+// replaced; whatever is created is owned by Owner.
+func WriteFile(dir, rel string, data []byte, perm fs.FileMode) error {
+	fl, err := openFlusher(dir)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(dir, rel, data, perm); err != nil {
+		fl.close()
+		return err
+	}
+	return fl.flush()
+}
+
+// flusher holds the workspace's filesystem open from before a change until
+// it is flushed, so the flush reports every write-back error in between.
+type flusher struct{ f *os.File }
+
+func openFlusher(dir string) (flusher, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return flusher{}, fmt.Errorf("open workspace: %w", err)
+	}
+	return flusher{f}, nil
+}
+
+// flush writes what the filesystem holds in memory to its disk (syncfs:
+// one flush however many files changed), and reports whether all of it
+// got there since the flusher was opened.
+func (fl flusher) flush() error {
+	defer fl.close()
+	if err := unix.Syncfs(int(fl.f.Fd())); err != nil {
+		return fmt.Errorf("flush workspace to disk: %w", classify(err))
+	}
+	return nil
+}
+
+func (fl flusher) close() { _ = fl.f.Close() }
+
+// writeFile is WriteFile without the flush.
+func writeFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open workspace: %w", err)

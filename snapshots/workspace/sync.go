@@ -64,7 +64,8 @@ var syncPathLimits = PathLimits{MaxDepth: 1024, MaxNameLen: 255, MaxPathLen: 1 <
 // through os.Root handles, and one that is swapped for something else while
 // Sync walks it is left alone. On a failure Sync stops writing and returns
 // what it did so far together with the error; a failure to delete one name
-// does not stop the deletion of others.
+// does not stop the deletion of others. Sync returns success only once what
+// it wrote is on the volume's disk.
 func Sync(dir string, entries []Entry, replace bool) (SyncResult, error) {
 	var res SyncResult
 	for _, e := range entries {
@@ -72,6 +73,21 @@ func Sync(dir string, entries []Entry, replace bool) (SyncResult, error) {
 			return res, err
 		}
 	}
+	fl, err := openFlusher(dir)
+	if err != nil {
+		return res, err
+	}
+	res, err = syncEntries(dir, entries, replace)
+	if err != nil {
+		fl.close()
+		return res, err
+	}
+	return res, fl.flush()
+}
+
+// syncEntries is Sync without the checks and the flush.
+func syncEntries(dir string, entries []Entry, replace bool) (SyncResult, error) {
+	var res SyncResult
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return res, fmt.Errorf("open workspace: %w", err)
@@ -106,7 +122,7 @@ func Sync(dir string, entries []Entry, replace bool) (SyncResult, error) {
 			}
 			continue
 		}
-		if err := WriteFile(dir, e.Path, e.Data, 0o644); err != nil {
+		if err := writeFile(dir, e.Path, e.Data, 0o644); err != nil {
 			return res, err
 		}
 		res.Written++

@@ -1,7 +1,9 @@
-// Package workspace manages per-session workspace volumes: a sparse ext4
-// image, loop-mounted on the host with nosuid and nodev, whose size is a hard
-// quota that code inside the container cannot exceed, and safe host-side
-// access to the files in it.
+// Package workspace manages per-session workspace volumes: an ext4 image
+// whose every block is allocated on the host when it is made (so a full host
+// disk can never fail a write the session was told succeeded),
+// loop-mounted with nosuid and nodev, whose size is a hard quota that code
+// inside the container cannot exceed; and safe host-side access to the
+// files in it.
 package workspace
 
 import (
@@ -13,8 +15,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
 // Owner is the uid and gid that own the workspace: the container's "node" user.
@@ -22,8 +27,11 @@ const Owner = 1000
 
 // Volumes creates and removes workspace volumes under one root folder.
 type Volumes struct {
-	root string
-	size int64
+	root    string
+	size    int64
+	reserve int64 // bytes the root's filesystem keeps free: a create that would cut into them is refused
+
+	allocMu sync.Mutex // held from checking the room to allocating it, so two creates never take the same bytes
 }
 
 // NewVolumes returns a manager of volumes of size bytes under root.
@@ -36,6 +44,17 @@ func NewVolumes(root string, size int64) (*Volumes, error) {
 	}
 	return &Volumes{root: root, size: size}, nil
 }
+
+// SetReserve makes creates keep bytes free on the filesystem that holds the
+// volumes (for the session database, caches and logs): a create that would
+// leave less is refused with disk.ErrHostFull. Call it before any Create.
+func (v *Volumes) SetReserve(bytes int64) { v.reserve = bytes }
+
+// Reserve is what SetReserve set.
+func (v *Volumes) Reserve() int64 { return v.reserve }
+
+// Root is the folder the volumes live in.
+func (v *Volumes) Root() string { return v.root }
 
 // Size is the quota of every volume, in bytes.
 func (v *Volumes) Size() int64 { return v.size }
@@ -65,12 +84,12 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	if err != nil {
 		return "", fmt.Errorf("create workspace image %s: %w", id, err)
 	}
-	err = f.Truncate(v.size)
+	err = v.allocate(f, id)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("size workspace image %s: %w", id, err)
+		return "", err
 	}
 	owner := strconv.Itoa(Owner)
 	// No reserved blocks, no journal (the data is a scratch copy; speed wins), root dir owned by node.
@@ -85,10 +104,73 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	if err := run(ctx, "mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noatime", img, dir); err != nil {
 		return "", fmt.Errorf("mount workspace %s: %w", id, err)
 	}
+	if err := noDiscard(dir); err != nil {
+		return "", fmt.Errorf("workspace %s: %w", id, err)
+	}
 	if err := os.Remove(filepath.Join(dir, "lost+found")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("tidy workspace %s: %w", id, err)
 	}
 	return dir, nil
+}
+
+// allocate gives the image f every block of its size now, with fallocate,
+// if the filesystem keeps its reserve after that; otherwise the error wraps
+// disk.ErrHostFull. A sparse image would take its blocks only when the
+// session writes, and a host disk filled meanwhile would turn that write
+// into lost data (EIO in the loop device, after the session was told it
+// succeeded); an allocated one never needs another host block.
+func (v *Volumes) allocate(f *os.File, id string) error {
+	v.allocMu.Lock()
+	defer v.allocMu.Unlock()
+	sp, err := disk.Stat(v.root)
+	if err != nil {
+		return fmt.Errorf("workspace %s: %w", id, err)
+	}
+	if sp.Free-v.size < v.reserve {
+		return fmt.Errorf("no room for a new workspace: it takes %s, the state filesystem has %s free and keeps %s in reserve (--disk-reserve): %w",
+			disk.Format(v.size), disk.Format(sp.Free), disk.Format(v.reserve), disk.ErrHostFull)
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, v.size)
+	switch {
+	case errors.Is(err, unix.ENOSPC):
+		return fmt.Errorf("no room for a new workspace of %s on the state filesystem: %w", disk.Format(v.size), disk.ErrHostFull)
+	case errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("reserve workspace image %s: the state filesystem cannot allocate space ahead (fallocate); use ext4 or xfs: %w", id, err)
+	case err != nil:
+		return fmt.Errorf("reserve workspace image %s: %w", id, err)
+	}
+	return nil
+}
+
+// noDiscard turns discard off on the loop device mounted at dir: a trim of
+// the volume (the host's fstrim timer trims every mounted filesystem) would
+// punch holes in the image and hand its reserved blocks back to the host.
+func noDiscard(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("stat mount: %w", err)
+	}
+	p := fmt.Sprintf("/sys/dev/block/%d:%d/queue/discard_max_bytes", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("turn off discard: %w", err)
+	}
+	return nil
+}
+
+// Allocated is the bytes the volume images take on the host now.
+func (v *Volumes) Allocated() (int64, error) {
+	ids, err := v.List()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, id := range ids {
+		var st unix.Stat_t
+		if err := unix.Stat(v.imagePath(id), &st); err == nil {
+			total += st.Blocks * 512
+		}
+	}
+	return total, nil
 }
 
 // Remove unmounts and deletes the volume of id. Removing a volume that does

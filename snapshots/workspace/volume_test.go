@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
 func TestVolumeQuotaAndRemove(t *testing.T) {
@@ -35,6 +38,19 @@ func TestVolumeQuotaAndRemove(t *testing.T) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil || st.Uid != Owner {
 		t.Fatalf("root owned by %d: %v", st.Uid, err)
+	}
+	// Every block of the image is the volume's from the start, and a trim cannot hand them back.
+	if err := syscall.Stat(v.imagePath("vol1"), &st); err != nil || st.Blocks*512 < 16<<20 {
+		t.Fatalf("image holds %d bytes on the host, want all 16 MiB allocated: %v", st.Blocks*512, err)
+	}
+	if out, err := exec.Command("fstrim", dir).CombinedOutput(); err == nil {
+		t.Errorf("fstrim of a workspace succeeded: %s", out)
+	}
+	if err := syscall.Stat(v.imagePath("vol1"), &st); err != nil || st.Blocks*512 < 16<<20 {
+		t.Fatalf("after fstrim the image holds %d bytes: %v", st.Blocks*512, err)
+	}
+	if n, err := v.Allocated(); err != nil || n < 16<<20 {
+		t.Fatalf("Allocated = %d, %v", n, err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("fresh volume holds %v", entries)
@@ -78,5 +94,91 @@ func TestVolumeQuotaAndRemove(t *testing.T) {
 	}
 	if err := v.Remove(ctx, "vol1"); err != nil {
 		t.Fatalf("removing twice: %v", err)
+	}
+}
+
+func TestVolumeCreateKeepsReserve(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mkfs.ext4 missing")
+		}
+		t.Skip("mkfs.ext4 missing")
+	}
+	root := t.TempDir()
+	v, err := NewVolumes(root, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := disk.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reserve as large as all the free space: no volume fits beside it.
+	v.SetReserve(sp.Free)
+	ctx := context.Background()
+	_, err = v.Create(ctx, "over")
+	if !errors.Is(err, disk.ErrHostFull) || !strings.Contains(err.Error(), "--disk-reserve") {
+		t.Fatalf("create over the reserve: %v", err)
+	}
+	if strings.Contains(err.Error(), "mkfs") || strings.Contains(err.Error(), root) {
+		t.Errorf("refusal shows internals: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "over")); !os.IsNotExist(err) {
+		t.Fatalf("refused create left its folder: %v", err)
+	}
+	v.SetReserve(0)
+	if _, err := v.Create(ctx, "fits"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Remove(ctx, "fits"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkVolumeCreate is the cost of making (allocating, formatting,
+// mounting) and removing one 1 GiB workspace, the default size.
+func BenchmarkVolumeCreate(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root to mount")
+	}
+	v, err := NewVolumes(b.TempDir(), 1<<30)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		id := "b" + strconv.Itoa(i)
+		if _, err := v.Create(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := v.Remove(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkSyncFlush is the cost of a small Sync, flush included.
+func BenchmarkSyncFlush(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root to mount")
+	}
+	v, err := NewVolumes(b.TempDir(), 64<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	dir, err := v.Create(ctx, "s")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = v.Remove(ctx, "s") })
+	entries := []Entry{{Path: "index.js", Data: make([]byte, 4<<10)}, {Path: "src/app.js", Data: make([]byte, 16<<10)}}
+	for b.Loop() {
+		if _, err := Sync(dir, entries, false); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
