@@ -1206,6 +1206,7 @@ func TestAttack21_PreviewTerminalAndServerLimits(t *testing.T) {
 			r, err := http.NewRequest("POST", base+"/api/playground/execute", io.MultiReader(strings.NewReader(`{"sessionId":"x","code":"`), io.LimitReader(zeroReader{'a'}, 64<<20)))
 			if r != nil {
 				r.ContentLength = -1
+				r.Header.Set("Content-Type", "application/json")
 			}
 			return r, err
 		}},

@@ -70,7 +70,7 @@ func TestRouteSession(t *testing.T) {
 					t.Errorf("body not given back whole: %d bytes of %d", len(body), len(tc.body))
 				}
 			})
-			req := httptest.NewRequest(tc.method, tc.target, strings.NewReader(tc.body))
+			req := newRequest(tc.method, tc.target, strings.NewReader(tc.body))
 			if tc.header != "" {
 				req.Header.Set(sessionIDHeader, tc.header)
 			}

@@ -44,7 +44,7 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		r := fuzzRoutes[int(route)%len(fuzzRoutes)]
 		h := NewRouter(&fakeSessions{}, opt)
-		req := httptest.NewRequest(r.method, r.path, strings.NewReader(string(body)))
+		req := newRequest(r.method, r.path, strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

@@ -49,7 +49,9 @@ func (h *handlers) createContainer(c *gin.Context) {
 	if created {
 		status = http.StatusCreated
 	}
-	c.JSON(status, newContainerResponse(s, !created, h.opt))
+	res := newContainerResponse(s, !created, h.opt)
+	res.PreviewURL = h.previewURL(req.SessionID)
+	c.JSON(status, res)
 }
 
 func (h *handlers) getContainer(c *gin.Context) {
@@ -75,7 +77,9 @@ func (h *handlers) getContainer(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, newContainerInfoResponse(info, h.opt))
+	res := newContainerInfoResponse(info, h.opt)
+	res.PreviewURL = h.previewURL(id)
+	c.JSON(http.StatusOK, res)
 
 }
 

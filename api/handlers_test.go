@@ -101,7 +101,7 @@ func (f *fakeSessions) Ready(context.Context) error { return nil }
 
 func do(t *testing.T, h http.Handler, method, target, body string) (int, map[string]any) {
 	t.Helper()
-	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req := newRequest(method, target, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -198,7 +198,7 @@ func TestOverLargeBodyWithoutContentLength(t *testing.T) {
 	opt := DefaultOptions()
 	opt.MaxBodyBytes = 1 << 10
 	f := &fakeSessions{}
-	req := httptest.NewRequest("POST", "/api/playground/execute",
+	req := newRequest("POST", "/api/playground/execute",
 		strings.NewReader(`{"sessionId":"a","code":"`+strings.Repeat("x", 4<<10)+`"}`))
 	req.ContentLength = -1
 	rec := httptest.NewRecorder()

@@ -30,6 +30,22 @@ func newServer(t *testing.T) *httptest.Server {
 // and hooks that change the runtime's configuration and the API's options.
 func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), tweakOpt func(*api.Options)) *httptest.Server {
 	t.Helper()
+	m := startManager(t, upstream, tweak)
+	opt := api.DefaultOptions()
+	opt.TypeScript = m.HasToolchain()
+	if tweakOpt != nil {
+		tweakOpt(&opt)
+	}
+	srv := httptest.NewServer(api.NewRouter(m, opt))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// startManager is the runtime under startServer's router, for tests that
+// put several routers over the same sessions; its sessions are destroyed
+// when the test ends.
+func startManager(t *testing.T, upstream *url.URL, tweak func(*runtime.Config)) *runtime.Manager {
+	t.Helper()
 	env := runtimetest.Start(t, "servcraft-test-api")
 	if upstream == nil {
 		upstream = npmRegistry(t)
@@ -57,14 +73,7 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt := api.DefaultOptions()
-	opt.TypeScript = m.HasToolchain()
-	if tweakOpt != nil {
-		tweakOpt(&opt)
-	}
-	srv := httptest.NewServer(api.NewRouter(m, opt))
 	t.Cleanup(func() {
-		srv.Close()
 		list, _ := db.List()
 		for _, s := range list {
 			if err := m.Destroy(env.Context(t), s.SessionID); err != nil {
@@ -74,7 +83,7 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 		m.Close()
 		db.Close()
 	})
-	return srv
+	return m
 }
 
 // npmRegistry is the registry the host's npm uses.

@@ -41,7 +41,7 @@ func newMetrics(src MetricsSource, dsk DiskSource) *metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "servcraft_http_requests_total",
-			Help: "HTTP requests answered, by route (unmatched: no route), method and status.",
+			Help: "HTTP requests answered, by route (unmatched: no route), method (GET ... OPTIONS, else other) and status.",
 		}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "servcraft_http_request_duration_seconds",
@@ -55,7 +55,7 @@ func newMetrics(src MetricsSource, dsk DiskSource) *metrics {
 		}, []string{"operation"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "servcraft_rate_limited_total",
-			Help: "Requests refused with 429 by a limit: create, client_exec, session_exec, session_install, concurrency.",
+			Help: "Requests refused with 429 by a limit: create, client_exec, session_exec, session_install, concurrency, lookup, terminal_open, terminals.",
 		}, []string{"limit"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.ops, m.limited,

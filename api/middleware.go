@@ -81,8 +81,9 @@ func observe(m *metrics) gin.HandlerFunc {
 		defer func() { // deferred: a proxied stream cut short panics through here
 			elapsed := time.Since(start)
 			route, status := c.FullPath(), c.Writer.Status()
-			m.observe(c.Request.Method, route, c.GetString(operationKey), status, elapsed)
-			attrs := []any{"requestId", id, "method", c.Request.Method, "route", route, "status", status,
+			method := methodLabel(c.Request.Method)
+			m.observe(method, route, c.GetString(operationKey), status, elapsed)
+			attrs := []any{"requestId", id, "method", method, "route", route, "status", status,
 				"durationMs", float64(elapsed.Microseconds()) / 1000, "client", c.ClientIP()}
 			if route == "" {
 				attrs = append(attrs, "path", truncate(c.Request.URL.Path, 200))

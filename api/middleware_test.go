@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +16,7 @@ import (
 
 // send runs one request through h and returns the recorder.
 func send(h http.Handler, method, target, body string, header ...string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req := newRequest(method, target, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -333,4 +334,16 @@ func TestDeepestSyncTreeFitsTheJSONDepth(t *testing.T) {
 			t.Errorf("path depth %d: %d %s", depth, rec.Code, rec.Body)
 		}
 	}
+}
+
+// newRequest is httptest.NewRequest as a JSON client sends it: addressed to
+// localhost, a Host the daemon answers by default (httptest's example.com
+// is not), with Content-Type: application/json when there is a body.
+func newRequest(method, target string, body io.Reader) *http.Request {
+	r := httptest.NewRequest(method, target, body)
+	r.Host = "localhost"
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	return r
 }

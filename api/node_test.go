@@ -25,7 +25,7 @@ func TestDrainSingleHost(t *testing.T) {
 	opt.OnDrain = func(_ context.Context, on bool) error { calls = append(calls, on); return nil }
 	h := NewRouter(f, opt)
 	req := func(method, target, remote, body string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest(method, target, strings.NewReader(body))
+		r := newRequest(method, target, strings.NewReader(body))
 		r.RemoteAddr = remote
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)

@@ -129,7 +129,7 @@ func TestHandlerAnswersFitTheOpenAPIDocument(t *testing.T) {
 		{guarded, "GET", "/api/nope", "", nil},
 		{guarded, "GET", "/openapi.json", "", nil},
 	} {
-		req := httptest.NewRequest(tc.method, tc.target, strings.NewReader(tc.body))
+		req := newRequest(tc.method, tc.target, strings.NewReader(tc.body))
 		req.Header.Set("Content-Type", "application/json")
 		for i := 0; i+1 < len(tc.header); i += 2 {
 			req.Header.Set(tc.header[i], tc.header[i+1])
@@ -146,7 +146,7 @@ func TestOpenAPICheckCatchesAWrongAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := httptest.NewRequest("POST", "/api/playground/execute", nil)
+	req := newRequest("POST", "/api/playground/execute", nil)
 	hdr := http.Header{"Content-Type": {"application/json"}}
 	if err := v.Check(req, 200, hdr, []byte(`{"success":true,"output":5}`)); err == nil {
 		t.Error("an execute answer with output:5 and no exitCode passed")
@@ -154,7 +154,7 @@ func TestOpenAPICheckCatchesAWrongAnswer(t *testing.T) {
 	if err := v.Check(req, 400, hdr, []byte(`{"success":false,"error":{"m":"x"},"code":"invalid_argument"}`)); err == nil {
 		t.Error("an error body whose error is an object passed")
 	}
-	if err := v.Check(httptest.NewRequest("GET", "/healthz/extra", nil), 200, hdr, []byte(`{"success":true}`)); err == nil {
+	if err := v.Check(newRequest("GET", "/healthz/extra", nil), 200, hdr, []byte(`{"success":true}`)); err == nil {
 		t.Error("a 200 from an undocumented path passed")
 	}
 }

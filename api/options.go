@@ -40,12 +40,24 @@ type Options struct {
 	CORSOrigins    []string // browser origins allowed on /api/* and the terminal, e.g. https://app.example.com; "*" any (only without APIToken)
 	TrustedProxies []string // proxies whose X-Forwarded-For names the client (IPs or CIDRs); none by default
 
+	// Origins (DESIGN §9, docs/security.md).
+	ListenAddr        string        // the daemon's listen address: its host is an allowed Host
+	AllowedHosts      []string      // more Host names the daemon answers (localhost, 127.0.0.1, ::1 always); "*" any
+	PreviewDomain     string        // host-form previews at {port}-{sessionId}.<domain> (ParsePreviewDomain); "" path form only
+	PreviewKey        []byte        // signs preview links (the daemon keeps it in its state folder)
+	PreviewLinkTTL    time.Duration // how long a preview link in previewUrl may be opened
+	PreviewCookieTTL  time.Duration // how long the cookie a link turns into lets the browser in
+	NoBrowserDefenses bool          // test switch: no Host, Origin and form-type checks, no path-preview sandbox
+
 	// Limits per client address and per session (a zero Rate is no limit).
 	CreateRate         Rate // session creates per client
 	ClientExecRate     Rate // execute, shell and install per client
 	ExecRate           Rate // execute and shell per session
 	InstallRate        Rate // install per session
 	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
+	LookupRate         Rate // session lookups (GET container, files) per client
+	MaxTerminals       int  // terminals open at once per session; 0 no limit
+	TerminalRate       Rate // terminal opens per session
 
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
 	Disk    DiskSource    // the state filesystem's room, for /readyz and /metrics; nil: not reported
@@ -86,6 +98,12 @@ func DefaultOptions() Options {
 		ExecRate:           Rate{Events: 10, Per: time.Second, Burst: 20},
 		InstallRate:        Rate{Events: 6, Per: time.Minute, Burst: 3},
 		MaxConcurrentExecs: 4,
+		LookupRate:         Rate{Events: 20, Per: time.Second, Burst: 60},
+		MaxTerminals:       4,
+		TerminalRate:       Rate{Events: 10, Per: time.Minute, Burst: 8},
+
+		PreviewLinkTTL:   10 * time.Minute,
+		PreviewCookieTTL: 12 * time.Hour,
 	}
 }
 

@@ -25,7 +25,7 @@ func TestPageOption(t *testing.T) {
 		{DefaultOptions(), "/assets/main-X.js", 404, "", "page off"},
 	} {
 		rec := httptest.NewRecorder()
-		NewRouter(&fakeSessions{}, tc.opt).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		NewRouter(&fakeSessions{}, tc.opt).ServeHTTP(rec, newRequest(http.MethodGet, tc.path, nil))
 		if rec.Code != tc.status || tc.body != "" && rec.Body.String() != tc.body {
 			t.Errorf("%s: GET %s: %d %q, want %d %q", tc.reason, tc.path, rec.Code, rec.Body, tc.status, tc.body)
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,26 +28,27 @@ const previewPortHeader = "X-Servcraft-Port"
 // preview proxies any request to a server the user runs in the session, on
 // 127.0.0.1:<port> inside the session's network namespace. WebSocket
 // upgrades pass through. Browsers see small HTML pages for the errors.
+// Nothing of the API's reaches the user's server (stripForPreview); a
+// path-form preview, which shares the API's origin, is defused (defuse).
 func (h *handlers) preview(c *gin.Context) {
-	id, ok := h.previewSession(c, c.Param("sessionId"))
-	if !ok {
+	id, port, host, err := h.previewTarget(c)
+	if errors.Is(err, runtime.ErrAmbiguousPreview) {
+		previewPage(c, http.StatusNotFound, "Ambiguous preview address", err.Error())
 		return
 	}
-	port := h.opt.ExposedPort
-	q := c.Request.URL.Query()
-	if p := c.GetHeader(previewPortHeader); p != "" || q.Get("port") != "" {
-		if p == "" {
-			p = q.Get("port")
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < h.opt.MinPreviewPort || n > 65535 {
-			previewPage(c, http.StatusBadRequest, "Bad preview port",
-				fmt.Sprintf("port %q: want a number from %d to 65535", p, h.opt.MinPreviewPort))
-			return
-		}
-		port = n
-		q.Del("port")
+	if err != nil {
+		previewPage(c, http.StatusBadRequest, "Bad preview address", err.Error())
+		return
 	}
+	sandboxed := !host && !h.opt.NoBrowserDefenses
+	if sandboxed && c.GetHeader("Service-Worker") != "" {
+		previewPage(c, http.StatusForbidden, "No service workers here",
+			"A path-form preview shares the API's origin and cannot register a service worker; use the preview domain.")
+		return
+	}
+	q := c.Request.URL.Query()
+	q.Del("port")
+	q.Del(previewLinkParam)
 	path := c.Param("path")
 	if path == "" {
 		path = "/"
@@ -56,7 +58,7 @@ func (h *handlers) preview(c *gin.Context) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = target
 			pr.Out.Host = target.Host
-			pr.Out.Header.Del(previewPortHeader)
+			stripForPreview(pr.Out.Header, !host)
 			pr.SetXForwarded()
 		},
 		Transport: &http.Transport{
@@ -71,6 +73,9 @@ func (h *handlers) preview(c *gin.Context) {
 		ModifyResponse: func(resp *http.Response) error {
 			if resp.StatusCode != http.StatusSwitchingProtocols {
 				resp.Body = &limitedBody{ReadCloser: resp.Body, left: h.opt.MaxPreviewBytes}
+			}
+			if sandboxed {
+				defuse(resp.Header)
 			}
 			return nil
 		},
@@ -102,24 +107,69 @@ func (h *handlers) preview(c *gin.Context) {
 	rp.ServeHTTP(c.Writer, c.Request)
 }
 
-// previewSession finds the session a preview address names, the one way
-// every form of preview address does: a full sessionId, or the last
-// "-"-separated segment of exactly one live sessionId (runtime's
-// PreviewSession). On a bad or ambiguous id it answers with an HTML page and
-// returns false; an id no live session has comes back as it is, and the dial
-// into the session answers 404 "No such session".
-func (h *handlers) previewSession(c *gin.Context, id string) (string, bool) {
+// previewSession is the session a preview request names, the one way every
+// form of preview address does (host-form requests are rewritten to the path
+// form): a full sessionId, or the last "-"-separated segment of exactly one
+// live sessionId (runtime's PreviewSession). An ambiguous segment is
+// runtime.ErrAmbiguousPreview; an id no live session has comes back as it
+// is, and the dial into the session answers 404 "No such session".
+func (h *handlers) previewSession(c *gin.Context) (string, error) {
+	id := c.Param("sessionId")
 	if err := validSessionID(id); err != nil {
-		previewPage(c, http.StatusBadRequest, "Bad preview address", err.Error())
-		return "", false
+		return "", err
 	}
 	sessionID, err := h.s.PreviewSession(id)
 	if err != nil {
-		previewPage(c, http.StatusNotFound, "Ambiguous preview address",
-			fmt.Sprintf("More than one playground session ends with %q: open the preview by the full session id.", id))
-		return "", false
+		return "", fmt.Errorf("more than one playground session ends with %q: open the preview by the full session id: %w", id, err)
 	}
-	return sessionID, true
+	return sessionID, nil
+}
+
+// stripForPreview removes what the API's client sent for the API from a
+// request to the user's server: its credentials (Authorization,
+// Proxy-Authorization, the preview cookies) and every X-Servcraft-* header.
+// In path form every cookie is the API origin's, so none goes. Hop-by-hop
+// headers (RFC 9110 §7.6.1: Connection and those it names, Keep-Alive, TE,
+// Transfer-Encoding, Upgrade but for a WebSocket, Proxy-Connection) are
+// removed by httputil.ReverseProxy.
+func stripForPreview(hd http.Header, pathForm bool) {
+	hd.Del("Authorization")
+	hd.Del("Proxy-Authorization")
+	for name := range hd {
+		if strings.HasPrefix(name, "X-Servcraft-") {
+			delete(hd, name)
+		}
+	}
+	if pathForm {
+		hd.Del("Cookie")
+		return
+	}
+	var kept []string
+	for _, line := range hd.Values("Cookie") {
+		for _, part := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name != "" && !strings.HasPrefix(name, previewCookieName) {
+				kept = append(kept, strings.TrimSpace(part))
+			}
+		}
+	}
+	hd.Del("Cookie")
+	if len(kept) > 0 {
+		hd.Set("Cookie", strings.Join(kept, "; "))
+	}
+}
+
+// pathPreviewCSP runs a path-form preview in an opaque origin: scripts,
+// forms and popups work, but the page cannot reach the API origin's
+// cookies, storage or service workers.
+const pathPreviewCSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads allow-pointer-lock allow-presentation"
+
+// defuse makes a path-form preview's answer harmless to the API's origin.
+func defuse(hd http.Header) {
+	hd.Add("Content-Security-Policy", pathPreviewCSP)
+	hd.Del("Service-Worker-Allowed")
+	hd.Del("Set-Cookie")
+	hd.Del("Clear-Site-Data")
 }
 
 // errPreviewTooLarge cuts a preview response over MaxPreviewBytes.

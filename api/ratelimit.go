@@ -143,7 +143,10 @@ type limits struct {
 	clientRun *keyedLimiters // executes, shells and installs per client
 	exec      *keyedLimiters // executes and shells per session
 	install   *keyedLimiters // installs per session
+	lookup    *keyedLimiters // session lookups per client
+	termOpen  *keyedLimiters // terminal opens per session
 	slots     sessionSlots
+	terminals sessionSlots // terminals open per session
 	opt       Options
 	onLimited func(limit string) // counts refusals for /metrics
 	now       func() time.Time
@@ -155,7 +158,10 @@ func newLimits(opt Options, onLimited func(string)) *limits {
 		clientRun: newKeyedLimiters(opt.ClientExecRate, maxLimiterKeys),
 		exec:      newKeyedLimiters(opt.ExecRate, maxLimiterKeys),
 		install:   newKeyedLimiters(opt.InstallRate, maxLimiterKeys),
+		lookup:    newKeyedLimiters(opt.LookupRate, maxLimiterKeys),
+		termOpen:  newKeyedLimiters(opt.TerminalRate, maxLimiterKeys),
 		slots:     sessionSlots{max: opt.MaxConcurrentExecs, n: map[string]int{}},
+		terminals: sessionSlots{max: opt.MaxTerminals, n: map[string]int{}},
 		opt:       opt,
 		onLimited: onLimited,
 		now:       time.Now,
@@ -176,6 +182,37 @@ func (l *limits) limitCreates(c *gin.Context) {
 		"client %s: more than %s session creates", client, l.opt.CreateRate.human()) {
 		return
 	}
+	c.Next()
+}
+
+// limitLookups applies the per-client rate of session lookups (GET
+// container, files), which bounds how fast a client can guess sessionIds.
+func (l *limits) limitLookups(c *gin.Context) {
+	client := clientKey(c.ClientIP())
+	if l.refuse(c, l.lookup.take(client, l.now()), "lookup",
+		"client %s: more than %s session lookups", client, l.opt.LookupRate.human()) {
+		return
+	}
+	c.Next()
+}
+
+// limitTerminals applies the per-session rate of terminal opens and holds
+// one of the session's MaxTerminals slots while the terminal is open. A
+// request without a valid sessionId is left to the handler to refuse.
+func (l *limits) limitTerminals(c *gin.Context) {
+	id := c.Query("sessionId")
+	if validSessionID(id) != nil {
+		c.Next()
+		return
+	}
+	if l.refuse(c, l.termOpen.take(id, l.now()), "terminal_open", "session %q: more than %s terminal opens", id, l.opt.TerminalRate.human()) {
+		return
+	}
+	if !l.terminals.acquire(id) {
+		l.refuse(c, time.Second, "terminals", "session %q: %d terminals open already", id, l.opt.MaxTerminals)
+		return
+	}
+	defer l.terminals.release(id)
 	c.Next()
 }
 

@@ -16,7 +16,7 @@ import (
 
 // from sends one request as the client at ip.
 func from(h http.Handler, ip, method, target, body string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req := newRequest(method, target, strings.NewReader(body))
 	req.RemoteAddr = ip + ":40000"
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
@@ -300,7 +300,7 @@ func TestHandlersApplySessionLimits(t *testing.T) {
 // X-Forwarded-For names the client only when the peer is a trusted proxy.
 func TestClientAddressAndTrustedProxies(t *testing.T) {
 	create := func(h http.Handler, xff string) int {
-		req := httptest.NewRequest("POST", "/api/playground/container", strings.NewReader(`{"sessionId":"a"}`))
+		req := newRequest("POST", "/api/playground/container", strings.NewReader(`{"sessionId":"a"}`))
 		req.RemoteAddr = "192.0.2.50:40000"
 		req.Header.Set("X-Forwarded-For", xff)
 		rec := httptest.NewRecorder()

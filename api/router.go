@@ -48,6 +48,11 @@ type handlers struct {
 
 // NewRouter returns the servcraftd HTTP handler.
 func NewRouter(s Sessions, opt Options) http.Handler {
+	domain, err := ParsePreviewDomain(opt.PreviewDomain)
+	if err != nil {
+		slog.Error("preview domain ignored: previews are in path form only", "err", err)
+		opt.PreviewDomain, domain = "", PreviewDomain{}
+	}
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -62,13 +67,17 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	})
 	m := newMetrics(opt.Metrics, opt.Disk)
 	lim := newLimits(opt, m.rateLimited)
-	r.Use(observe(m), gin.CustomRecovery(func(c *gin.Context, rec any) {
+	global := []gin.HandlerFunc{refuseUnknownMethods, observe(m)}
+	if !opt.NoBrowserDefenses {
+		global = append(global, checkHost(newHostPolicy(opt)))
+	}
+	r.Use(append(global, gin.CustomRecovery(func(c *gin.Context, rec any) {
 		if rec == http.ErrAbortHandler { // a proxied stream cut short: drop the connection
 			panic(rec)
 		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
-	}), errorMiddleware, h.limitBody)
-	a := access{opt: opt, lim: lim, cluster: h.cluster.middleware}
+	}), errorMiddleware, h.limitBody)...)
+	a := access{opt: opt, lim: lim, cluster: h.cluster.middleware, preview: h.previewAccess}
 	a.register(r, h.routes(m.handler()))
 	// Unmatched requests are treated as API calls: CORS (preflights are
 	// answered there), the token, then 404 or 405.
@@ -78,7 +87,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	r.NoMethod(append(a.chain(classAPI), func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, errorBody{Error: "method not allowed", Code: "method_not_allowed"})
 	})...)
-	return r
+	return previewHosts(domain, r)
 }
 
 // limitBody caps every request body at MaxBodyBytes, and the nesting of its

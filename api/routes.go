@@ -28,6 +28,10 @@ const (
 	classPreview
 	// classAdmin: the node's own controls (drain); the token, no CORS.
 	classAdmin
+	// classLookup: classAPI reading one session (GET container, files); lookups per client are limited.
+	classLookup
+	// classTerminal: classAPI for the terminal; terminals per session at once and their opens are limited.
+	classTerminal
 )
 
 // anyMethod registers a route for every method gin knows (a proxied preview).
@@ -57,15 +61,15 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 		{http.MethodDelete, "/api/admin/drain", classAdmin, "", h.drain},
 
 		{http.MethodPost, pg + "/container", classCreate, "create", h.createContainer},
-		{http.MethodGet, pg + "/container", classAPI, "", h.getContainer},
+		{http.MethodGet, pg + "/container", classLookup, "", h.getContainer},
 		{http.MethodPatch, pg + "/container", classAPI, "", h.extendContainer},
 		{http.MethodDelete, pg + "/container", classAPI, "destroy", h.deleteContainer},
 		{http.MethodPost, pg + "/execute", classRun, "execute", h.execute},
 		{http.MethodPost, pg + "/shell", classRun, "shell", h.shell},
 		{http.MethodPost, pg + "/sync", classAPI, "sync", h.sync},
-		{http.MethodGet, pg + "/files", classAPI, "", h.files},
+		{http.MethodGet, pg + "/files", classLookup, "", h.files},
 		{http.MethodPost, pg + "/install", classInstall, "install", h.install},
-		{http.MethodGet, pg + "/terminal", classAPI, "", h.terminal},
+		{http.MethodGet, pg + "/terminal", classTerminal, "", h.terminal},
 		{http.MethodGet, pg + "/processes", classAPI, "", h.processes},
 		{http.MethodGet, pg + "/processes/logs", classAPI, "", h.processLogs},
 		{http.MethodDelete, pg + "/processes", classAPI, "", h.killProcess},
@@ -89,6 +93,7 @@ type access struct {
 	opt     Options
 	lim     *limits
 	cluster gin.HandlerFunc // answers here or forwards to the session's owner (cluster.go)
+	preview gin.HandlerFunc // the token, a preview link or its cookie (previewlink.go)
 }
 
 // chain is the middleware a route of class gets, in order, before its handler.
@@ -97,7 +102,11 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 	// The cluster hop comes after the token and before the per-client limits,
 	// which so count each request once, on the node that serves it, by the
 	// real client.
-	api := []gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken), auth(a.opt.APIToken), a.cluster}
+	api := []gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken)}
+	if !a.opt.NoBrowserDefenses { // a foreign page's request, and a form's body, never reach the API
+		api = append(api, checkOrigin(newOriginPolicy(a.opt.CORSOrigins, a.opt.APIToken)), refuseForms)
+	}
+	api = append(api, auth(a.opt.APIToken), a.cluster)
 	switch class {
 	case classOpen:
 		return nil
@@ -105,6 +114,10 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 		return []gin.HandlerFunc{auth(a.opt.APIToken)}
 	case classAPI:
 		return api
+	case classLookup:
+		return append(api, a.lim.limitLookups)
+	case classTerminal:
+		return append(api, a.lim.limitTerminals)
 	case classCreate:
 		return append(api, a.lim.limitCreates)
 	case classRun:
@@ -112,10 +125,7 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 	case classInstall:
 		return append(api, a.lim.limitRuns(runInstall))
 	case classPreview:
-		if a.opt.PreviewPublic {
-			return []gin.HandlerFunc{a.cluster}
-		}
-		return []gin.HandlerFunc{auth(a.opt.APIToken), a.cluster}
+		return []gin.HandlerFunc{a.preview, a.cluster}
 	}
 	panic("api: route class without rules") // a programming error: caught by every test that builds a router
 }

@@ -31,8 +31,10 @@ func (h *handlers) terminal(c *gin.Context) {
 	}
 	defer term.Close()
 	_ = setNoDeadlines(c)
-	// Same-origin only unless CORS origins are configured: a foreign page must not drive a shell.
-	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{OriginPatterns: h.opt.CORSOrigins})
+	// Same origin (the Host, which the allow-list checked) or a listed one
+	// only: a foreign page must not drive a shell.
+	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{
+		OriginPatterns: wsOriginPatterns(h.opt.CORSOrigins), InsecureSkipVerify: h.opt.NoBrowserDefenses})
 	if err != nil {
 		return // Accept has answered the client
 	}

@@ -127,6 +127,7 @@ type containerResponse struct {
 	Success     bool      `json:"success"`
 	ContainerID string    `json:"containerId"`
 	ExposedPort int       `json:"exposedPort"`
+	PreviewURL  string    `json:"previewUrl"` // the exposed port's preview: host form, else /p/{id}/; with a link when previews need the token
 	ProjectType string    `json:"projectType"`
 	IsExtended  bool      `json:"isExtended"`
 	Existing    bool      `json:"existing"`
@@ -148,6 +149,7 @@ type containerInfoResponse struct {
 	ProjectType  string    `json:"projectType"`
 	IsExtended   bool      `json:"isExtended"`
 	ExposedPort  int       `json:"exposedPort"`
+	PreviewURL   string    `json:"previewUrl"` // as in containerResponse
 	CreatedAt    time.Time `json:"createdAt"`
 	LastAccessed time.Time `json:"lastAccessed"`
 	ExpiresAt    time.Time `json:"expiresAt"`

@@ -285,11 +285,19 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.APITokenFile, "api-token-file", c.APITokenFile, "`file` holding the API token (surrounding white space is trimmed)")
 	fs.Var((*stringList)(&o.CORSOrigins), "cors-origins", "comma-separated browser `origins` allowed to call /api and open the terminal, e.g. https://app.example.com (\"*\": any, only without a token)")
 	fs.BoolVar(&o.PreviewPublic, "preview-public", o.PreviewPublic, "serve the previews (/p/..., /api/playground/preview/...) without the API token, for iframes")
+	fs.Var((*stringList)(&o.AllowedHosts), "allowed-hosts", "comma-separated host `names` the daemon answers besides the listen address, localhost, 127.0.0.1, [::1] and the preview domain; others get 421 (DNS rebinding); \"*\": any")
+	fs.StringVar(&o.PreviewDomain, "preview-domain", o.PreviewDomain, "serve each preview on its own origin {port}-{sessionId}.`domain` (needs wildcard DNS and TLS; docs/security.md); http://name:port for local tests; empty: path-form previews only")
+	fs.DurationVar(&o.PreviewLinkTTL, "preview-link-ttl", o.PreviewLinkTTL, "how long a signed preview link in previewUrl may be opened (with an API token, without --preview-public)")
+	fs.DurationVar(&o.PreviewCookieTTL, "preview-cookie-ttl", o.PreviewCookieTTL, "how long the cookie a preview link turns into lets the browser into that preview")
+	fs.BoolVar(&o.NoBrowserDefenses, "insecure-no-browser-defenses", o.NoBrowserDefenses, "UNSAFE, for tests that show the attacks: no Host allow-list, no Origin or form Content-Type checks, no sandbox on path-form previews")
 	fs.Var((*stringList)(&o.TrustedProxies), "trusted-proxies", "comma-separated IPs or CIDRs of reverse `proxies` whose X-Forwarded-For names the client (empty: the peer address is the client)")
 	fs.Var((*rateValue)(&o.CreateRate), "create-rate", "session creates per client address, a `rate` RATE/UNIT:BURST (UNIT s, m or h; 0: no limit)")
 	fs.Var((*rateValue)(&o.ClientExecRate), "client-exec-rate", "execute, shell and install requests per client address, a `rate`")
 	fs.Var((*rateValue)(&o.ExecRate), "exec-rate", "execute and shell requests per session, a `rate`")
 	fs.Var((*rateValue)(&o.InstallRate), "install-rate", "install requests per session, a `rate`")
+	fs.Var((*rateValue)(&o.LookupRate), "lookup-rate", "session lookups (GET container, files) per client address, a `rate`")
+	fs.IntVar(&o.MaxTerminals, "max-terminals", o.MaxTerminals, "terminals open at once per session; more answer 429 (0: no limit)")
+	fs.Var((*rateValue)(&o.TerminalRate), "terminal-rate", "terminal opens per session, a `rate`")
 	fs.IntVar(&o.MaxConcurrentExecs, "max-concurrent-execs", o.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
 	c.Cluster.register(fs)
 	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "JSON `file` of settings whose keys are flag names, e.g. {\"idle-timeout\": \"30m\"} (also SERVCRAFT_CONFIG)")
@@ -601,6 +609,11 @@ func (c *config) validate() error {
 		_, _, cidrErr := net.ParseCIDR(p)
 		check(cidrErr == nil || net.ParseIP(p) != nil, "trusted-proxies: %q is not an IP or CIDR", p)
 	}
+	_, domainErr := api.ParsePreviewDomain(c.API.PreviewDomain)
+	check(domainErr == nil, "preview-domain: %v", domainErr)
+	check(c.API.PreviewLinkTTL >= 10*time.Second, "preview-link-ttl: %v is below 10s", c.API.PreviewLinkTTL)
+	check(c.API.PreviewCookieTTL >= time.Minute, "preview-cookie-ttl: %v is below 1m", c.API.PreviewCookieTTL)
+	check(c.API.MaxTerminals >= 0 && c.API.MaxTerminals <= 1000, "max-terminals: %d is not within 0 to 1000", c.API.MaxTerminals)
 	check(c.API.MaxConcurrentExecs >= 0 && c.API.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", c.API.MaxConcurrentExecs)
 	return errors.Join(errs...)
 }
@@ -622,6 +635,7 @@ func (c *config) derive() {
 	c.API.MaxExecTimeout = c.Runtime.MaxExecTimeout
 	c.API.MaxInstallTimeout = c.Runtime.InstallTimeout
 	c.API.NodePath = c.Runtime.NodePath
+	c.API.ListenAddr = c.Listen
 	// A sync is one request body; every path obeys max-path-depth.
 	c.API.SyncLimits.MaxTotalBytes = c.API.MaxBodyBytes
 	c.API.SyncLimits.Path = c.API.PathLimits
@@ -654,9 +668,12 @@ var settingGroups = []struct {
 	names []string
 }{
 	{"Config file", []string{"config"}},
-	{"API and access", []string{"listen", "playground-page", "api-token", "api-token-file", "cors-origins", "preview-public", "trusted-proxies",
+	{"API and access", []string{"listen", "playground-page", "api-token", "api-token-file", "cors-origins", "allowed-hosts", "trusted-proxies",
 		"max-body", "max-command", "log-format"}},
-	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate"}},
+	{"Previews and origins (docs/security.md)", []string{"preview-domain", "preview-public", "preview-link-ttl", "preview-cookie-ttl",
+		"insecure-no-browser-defenses"}},
+	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate",
+		"lookup-rate", "max-terminals", "terminal-rate"}},
 	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "pool-parallel", "runners", "runner-idle",
 		"destroy-on-shutdown", "shutdown-timeout", "touch-interval"}},
 	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",

@@ -5,6 +5,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -160,11 +163,15 @@ func run(ctx context.Context, cfg config) error {
 		opts.Page = web.Handler()
 	}
 	opts.MaxSessions = cfg.Runtime.MaxSessions
+	if opts.PreviewKey, err = previewKey(state, cfg.Cluster.secret); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	opts.ListenAddr = ln.Addr().String()
 	var pl *placement.Placement
 	if cfg.Cluster.on() {
 		nodeID, err := resolveNodeID(state, cfg.Cluster.NodeID)
@@ -247,4 +254,35 @@ func newRegistryProxy(ctx context.Context, cfg config, state string) (*npmproxy.
 func loopback(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
+}
+
+// previewKeyFile holds the key that signs preview links, in the state folder.
+const previewKeyFile = "preview.key"
+
+// previewKey is the key preview links are signed with: in cluster mode one
+// derived from the cluster secret (every node verifies every node's links),
+// else 32 random bytes kept in the state folder (made on first start, 0600),
+// so links outlive a restart.
+func previewKey(state string, clusterSecret []byte) ([]byte, error) {
+	if len(clusterSecret) > 0 {
+		m := hmac.New(sha256.New, clusterSecret)
+		m.Write([]byte("servcraftd preview links"))
+		return m.Sum(nil), nil
+	}
+	file := filepath.Join(state, previewKeyFile)
+	key, err := os.ReadFile(file)
+	if err == nil && len(key) == 32 {
+		return key, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read preview key: %w", err)
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("make preview key: %w", err)
+	}
+	if err := os.WriteFile(file, key, 0o600); err != nil {
+		return nil, fmt.Errorf("write preview key: %w", err)
+	}
+	return key, nil
 }

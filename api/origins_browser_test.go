@@ -1,0 +1,249 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// attackerServer is the user's server of the attacking session: every page
+// it serves is the same script-bearing page, sw.js a service worker that
+// claims the whole origin.
+const attackerServer = `require("http").createServer((req, res) => {
+  if (req.url.startsWith("/sw.js")) {
+    res.writeHead(200, {"Content-Type": "text/javascript", "Service-Worker-Allowed": "/"});
+    return res.end("self.addEventListener('fetch', () => {});");
+  }
+  res.writeHead(200, {"Content-Type": "text/html", "Set-Cookie": "app=1; Path=/"});
+  res.end("<!doctype html><title>attacker</title><p>attacker</p><script>if (parent !== self) parent.postMessage('loaded', '*');</script>");
+}).listen(3000, "127.0.0.1", () => console.log("listening"));
+`
+
+// TestBrowserOriginAttacks drives a real headless Chromium against routers
+// over one real runtime: one with the browser defenses switched off (each
+// attack works), one with them on and a preview domain (each fails), and one
+// with a token and preview links.
+func TestBrowserOriginAttacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped in -short mode")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		runtimetest.Unavailable(t, "%s missing (scripts/deps-browser.sh installs Debian's chromium)", chromiumPath)
+	}
+	upstream, _ := url.Parse("http://127.0.0.1:9/") // nothing here installs from a registry
+	m := startManager(t, upstream, nil)
+	router := func(tweak func(*api.Options, string)) *httptest.Server {
+		srv := httptest.NewUnstartedServer(nil)
+		opt := api.DefaultOptions()
+		opt.TypeScript = m.HasToolchain()
+		opt.ListenAddr = srv.Listener.Addr().String()
+		tweak(&opt, srv.Listener.Addr().String())
+		srv.Config.Handler = api.NewRouter(m, opt)
+		srv.Start()
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	off := router(func(o *api.Options, _ string) { o.NoBrowserDefenses = true })
+	on := router(func(o *api.Options, addr string) { o.PreviewDomain = "http://preview.test:" + port(addr) })
+	token := atkToken(t)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	linked := router(func(o *api.Options, addr string) {
+		o.PreviewDomain = "http://preview.test:" + port(addr)
+		o.APIToken, o.PreviewKey, o.PreviewLinkTTL = token, key, 4*time.Second
+	})
+
+	atkCreate(t, on, "attacker")
+	atkCreate(t, on, "victim")
+	atkShell(t, on, "attacker", "cat > server.js <<'EOF'\n"+attackerServer+"EOF")
+	if status, res := atkCall(t, on, "POST", "/api/playground/shell", map[string]any{"sessionId": "attacker", "command": "node server.js", "background": true}); status != 200 {
+		t.Fatalf("start the attacker's server: %d %v", status, res)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if resp, err := http.Get(on.URL + "/p/attacker/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attacker's server did not come up")
+		}
+		time.Sleep(200 * time.Millisecond) // polling the server's readiness
+	}
+	victimHas := func(file string) bool {
+		return strings.TrimSpace(atkShell(t, on, "victim", "test -e "+file+" && echo yes || echo no")) == "yes"
+	}
+	// evil is a foreign site: a page with a text/plain form, whose body is JSON.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		if r.URL.Path == "/top" { // a page on the preview domain's site that frames a preview
+			fmt.Fprint(w, `<!doctype html><iframe id="f"></iframe><script>window.msgs=[];addEventListener("message",e=>msgs.push(e.data))</script>`)
+			return
+		}
+		target, file := r.URL.Query().Get("target"), r.URL.Query().Get("file")
+		fmt.Fprintf(w, `<!doctype html><form id="f" method="POST" enctype="text/plain" action="%s/api/playground/shell">`+
+			`<input name='{"sessionId":"victim","command":"touch %s","x":"' value='"}'></form><script>f.submit()</script>`, target, file)
+	}))
+	t.Cleanup(evil.Close)
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath), chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun, chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("host-resolver-rules", "MAP *.preview.test 127.0.0.1"), chromedp.UserDataDir(t.TempDir()))
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	var mu sync.Mutex
+	statuses := map[string]int64{} // response status by URL, of every frame of the page
+	if err := chromedp.Listen(browser, func(ev any) {
+		if e, ok := ev.(*network.EventResponseReceived); ok {
+			mu.Lock()
+			statuses[e.Response.URL] = e.Response.Status
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	eval := func(what, js string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+		defer cancel()
+		out, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return out
+	}
+
+	for _, tc := range []struct {
+		name   string
+		srv    *httptest.Server
+		attack bool // the attacks work
+	}{{"off", off, true}, {"on", on, false}} {
+		t.Logf("defenses %s", tc.name)
+		run("open the API origin", chromedp.Navigate(tc.srv.URL+"/healthz"))
+		eval("API origin storage", `localStorage.setItem("api", "secret"); document.cookie = "apicookie=1; path=/"; "ok"`)
+		run("open the attacker's path preview", chromedp.Navigate(tc.srv.URL+"/p/attacker/"))
+
+		sw := eval("register a service worker", `(async () => { try { await navigator.serviceWorker.register("/p/attacker/sw.js", {scope: "/"}); return "registered" } catch (e) { return "refused: " + e } })()`)
+		if got := sw == "registered"; got != tc.attack {
+			t.Errorf("%s: service worker from a path preview: %s", tc.name, sw)
+		}
+		storage := eval("read the API's storage", `(() => { try { return String(localStorage.getItem("api")) + " " + document.cookie } catch (e) { return "refused: " + e } })()`)
+		if got := strings.HasPrefix(storage, "secret"); got != tc.attack {
+			t.Errorf("%s: the path preview read the API origin's storage: %s", tc.name, storage)
+		}
+		file := "pwned-fetch-" + tc.name
+		eval("fetch the API", fmt.Sprintf(`fetch("%s/api/playground/shell", {method: "POST", mode: "no-cors", credentials: "include", body: JSON.stringify({sessionId: "victim", command: "touch %s"})}).then(() => "sent", e => "error " + e)`, tc.srv.URL, file))
+		if got := victimHas(file); got != tc.attack {
+			t.Errorf("%s: a preview page's fetch ran a command in another session: %v", tc.name, got)
+		}
+		ws := eval("open the terminal", fmt.Sprintf(`new Promise(r => { const ws = new WebSocket("%s/api/playground/terminal?sessionId=victim"); ws.onopen = () => { ws.close(); r("open") }; ws.onerror = () => r("refused") })`,
+			strings.Replace(tc.srv.URL, "http", "ws", 1)))
+		if got := ws == "open"; got != tc.attack {
+			t.Errorf("%s: a preview page opened another session's terminal: %s", tc.name, ws)
+		}
+		file = "pwned-form-" + tc.name
+		run("a foreign page's form POST", chromedp.Navigate(evil.URL+"/form?target="+tc.srv.URL+"&file="+file),
+			chromedp.Poll[chromedp.Void](`location.pathname === "/api/playground/shell" && document.readyState === "complete"`))
+		if got := victimHas(file); got != tc.attack {
+			t.Errorf("%s: a foreign page's form POST ran a command: %v", tc.name, got)
+		}
+	}
+
+	// Host form: the preview's own origin, with cookies and storage of its
+	// own, none of the API's, and no way to read the API.
+	host := "http://3000-attacker.preview.test:" + port(strings.TrimPrefix(on.URL, "http://"))
+	run("open the host-form preview", chromedp.Navigate(host+"/"))
+	var seen struct{ Cookie, Own, API, Fetch string }
+	raw := eval("host-form storage", fmt.Sprintf(`(async () => {
+		document.cookie = "own=1; path=/"; localStorage.setItem("own", "1");
+		let f; try { f = await (await fetch("%s/api/playground/container?sessionId=victim", {credentials: "include"})).text() } catch (e) { f = "blocked" }
+		return JSON.stringify({cookie: document.cookie, own: localStorage.getItem("own"), api: String(localStorage.getItem("api")), fetch: f}) })()`, on.URL))
+	if err := json.Unmarshal([]byte(raw), &seen); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(seen.Cookie, "own=1") || !strings.Contains(seen.Cookie, "app=1") || strings.Contains(seen.Cookie, "apicookie") ||
+		seen.Own != "1" || seen.API != "null" || seen.Fetch != "blocked" {
+		t.Errorf("host-form preview: %+v, want its own cookies and storage, none of the API's, the API unreadable", seen)
+	}
+
+	// A signed link in an iframe: let in, then expired.
+	status, info := atkCallToken(t, linked.URL, token, "/api/playground/container?sessionId=attacker")
+	link, _ := info["previewUrl"].(string)
+	if status != 200 || !strings.Contains(link, "3000-attacker.preview.test") || !strings.Contains(link, "servcraft_link=") {
+		t.Fatalf("previewUrl with a token: %d %v", status, info)
+	}
+	top := "http://top.preview.test:" + port(strings.TrimPrefix(evil.URL, "http://")) + "/top"
+	run("the link in an iframe", chromedp.Navigate(top),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.getElementById("f").src = %q; undefined`, link)),
+		chromedp.Poll[chromedp.Void](`msgs.includes("loaded")`))
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for deadline := time.Now().Add(10 * time.Second); ; { // the link's 4s run out
+		req, _ := http.NewRequest("GET", linked.URL+link[strings.Index(link[len("http://"):], "/")+len("http://"):], nil)
+		req.Host = "3000-attacker.preview.test"
+		resp, err := noFollow.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusForbidden {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the preview link did not expire")
+		}
+		time.Sleep(250 * time.Millisecond) // polling the link's expiry
+	}
+	run("reload the framing page", chromedp.Navigate(top))
+	eval("the expired link in an iframe", fmt.Sprintf(`new Promise(r => { const f = document.getElementById("f"); f.onload = () => r("loaded"); f.src = %q })`, link))
+	mu.Lock()
+	got := statuses[link]
+	mu.Unlock()
+	if got != http.StatusForbidden {
+		t.Errorf("the expired link in an iframe answered %d, want 403", got)
+	}
+}
+
+// atkCallToken is a GET with the API token.
+func atkCallToken(t *testing.T, base, token, path string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }

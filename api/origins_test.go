@@ -1,0 +1,460 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// echoSessions is fakeSessions whose sessions all serve upstream: every
+// preview reaches it, whatever the session and port.
+type echoSessions struct {
+	fakeSessions
+	upstream string // host:port
+	mu       sync.Mutex
+	last     http.Header
+	lastPort int
+	lastPath string
+}
+
+func (e *echoSessions) DialSession(ctx context.Context, _ string, port int) (net.Conn, error) {
+	e.mu.Lock()
+	e.lastPort = port
+	e.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", e.upstream)
+}
+
+// newEchoSessions starts the user's server of every session: it records
+// what it was sent and answers with a cookie and a service-worker scope.
+func newEchoSessions(t *testing.T) *echoSessions {
+	e := &echoSessions{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.last, e.lastPath = r.Header.Clone(), r.URL.RequestURI()
+		e.mu.Unlock()
+		w.Header().Set("Set-Cookie", "app=1; Path=/")
+		w.Header().Set("Service-Worker-Allowed", "/")
+		fmt.Fprint(w, "hello from the session")
+	}))
+	t.Cleanup(srv.Close)
+	e.upstream = strings.TrimPrefix(srv.URL, "http://")
+	return e
+}
+
+func (e *echoSessions) seen() (http.Header, int, string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last, e.lastPort, e.lastPath
+}
+
+func TestPreviewForwardsNothingOfTheAPIs(t *testing.T) {
+	e := newEchoSessions(t)
+	opt := DefaultOptions()
+	opt.APIToken = testToken
+	opt.PreviewDomain = "http://preview.test:8080"
+	h := NewRouter(e, opt)
+	creds := []string{"Authorization", "Bearer " + testToken, "Proxy-Authorization", "Basic eDp5",
+		"Cookie", "servcraft_preview_3000=x; app=1", "X-Servcraft-Port", "3000", "X-Servcraft-Anything", "y",
+		"Connection", "X-Private", "X-Private", "secret", "Keep-Alive", "timeout=5"}
+
+	rec := send(h, "GET", "/p/abc/x", "", creds...)
+	if rec.Code != 200 || rec.Body.String() != "hello from the session" {
+		t.Fatalf("path preview: %d %q", rec.Code, rec.Body)
+	}
+	got, _, _ := e.seen()
+	for _, name := range []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Servcraft-Port", "X-Servcraft-Anything", "X-Private", "Keep-Alive"} {
+		if v := got.Get(name); v != "" {
+			t.Errorf("path form: the user's server got %s: %q", name, v)
+		}
+	}
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.HasPrefix(csp, "sandbox ") || strings.Contains(csp, "allow-same-origin") {
+		t.Errorf("path form: CSP %q, want a sandbox without allow-same-origin", csp)
+	}
+	if rec.Header().Get("Set-Cookie") != "" || rec.Header().Get("Service-Worker-Allowed") != "" {
+		t.Errorf("path form passed Set-Cookie or Service-Worker-Allowed: %v", rec.Header())
+	}
+
+	req := newRequest("GET", "/x?y=1", nil)
+	req.Host = "3000-abc.preview.test:8080"
+	for i := 0; i+1 < len(creds); i += 2 {
+		req.Header.Set(creds[i], creds[i+1])
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(closeNotifier{rec}, req)
+	if rec.Code != 200 {
+		t.Fatalf("host preview: %d %q", rec.Code, rec.Body)
+	}
+	got, port, path := e.seen()
+	if got.Get("Authorization") != "" || got.Get("Proxy-Authorization") != "" || got.Get("X-Servcraft-Anything") != "" {
+		t.Errorf("host form forwarded credentials: %v", got)
+	}
+	if c := got.Get("Cookie"); c != "app=1" {
+		t.Errorf("host form: Cookie %q, want the app's own and not the preview's", c)
+	}
+	if port != 3000 || path != "/x?y=1" {
+		t.Errorf("host form reached port %d path %q, want 3000 /x?y=1", port, path)
+	}
+	if rec.Header().Get("Set-Cookie") == "" || rec.Header().Get("Content-Security-Policy") != "" {
+		t.Errorf("host form is its own origin: its cookies pass and it is not sandboxed: %v", rec.Header())
+	}
+}
+
+func TestPreviewHostShape(t *testing.T) {
+	d, err := ParsePreviewDomain("preview.example.com")
+	if err != nil || d.Scheme != "https" || d.Host != "preview.example.com" {
+		t.Fatalf("parse: %+v %v", d, err)
+	}
+	for _, bad := range []string{"ftp://x.example", "127.0.0.1", "localhost", "https://x.example/path"} {
+		if _, err := ParsePreviewDomain(bad); err == nil {
+			t.Errorf("ParsePreviewDomain(%q) accepted", bad)
+		}
+	}
+	for host, want := range map[string]string{
+		"3000-abc.preview.example.com":                             "abc:3000",
+		"8080-my-app-1.preview.example.com":                        "my-app-1:8080",
+		"3000-ABC.Preview.Example.com:443":                         "abc:3000", // DNS is case-insensitive: the id is read lower-case
+		"3000-abc-.preview.example.com":                            "",
+		"03000-abc.preview.example.com":                            "",
+		"99999-abc.preview.example.com":                            "",
+		"3000-a.b.preview.example.com":                             "",
+		"3000-abc.preview.example.com.evil":                        "-",
+		"preview.example.com":                                      "",
+		"api.example.com":                                          "-",
+		"3000-abc_d.preview.example.com":                           "",
+		"3000-" + strings.Repeat("a", 58) + ".preview.example.com": "",
+	} {
+		ph, ok, ours := d.parse(host)
+		got := "-"
+		if ours {
+			got = ""
+		}
+		if ok {
+			got = fmt.Sprintf("%s:%d", ph.id, ph.port)
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", host, got, want)
+		}
+	}
+	if !hostFormID("my-app-1") || hostFormID("MyApp") || hostFormID("a.b") || hostFormID("a_b") {
+		t.Error("hostFormID")
+	}
+	opt := DefaultOptions()
+	opt.PreviewDomain = "preview.example.com"
+	h := &handlers{opt: opt}
+	if u := h.previewURL("abc"); u != "https://3000-abc.preview.example.com/" {
+		t.Errorf("previewURL host form: %s", u)
+	}
+	if u := h.previewURL("MyApp"); u != "/p/MyApp/" {
+		t.Errorf("previewURL of an id a host name cannot hold: %s", u)
+	}
+}
+
+// hostOnPreviewDomain: nothing of the API answers on a preview origin.
+func TestPreviewHostServesOnlyThePreview(t *testing.T) {
+	e := newEchoSessions(t)
+	opt := DefaultOptions()
+	opt.PreviewDomain = "preview.test"
+	h := NewRouter(e, opt)
+	req := newRequest("POST", "/api/playground/shell", strings.NewReader(`{"sessionId":"victim","command":"id"}`))
+	req.Host = "3000-abc.preview.test"
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(closeNotifier{rec}, req)
+	if _, _, path := e.seen(); rec.Code != 200 || path != "/api/playground/shell" {
+		t.Errorf("the preview host's /api went to %q (%d), want the session's own server", path, rec.Code)
+	}
+	req = newRequest("GET", "/", nil)
+	req.Host = "nope.preview.test"
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 404 {
+		t.Errorf("a preview-domain host of no preview: %d", rec.Code)
+	}
+}
+
+func TestPathPreviewRefusesServiceWorkers(t *testing.T) {
+	e := newEchoSessions(t)
+	for _, off := range []bool{false, true} {
+		opt := DefaultOptions()
+		opt.NoBrowserDefenses = off
+		rec := send(NewRouter(e, opt), "GET", "/p/abc/sw.js", "", "Service-Worker", "script")
+		if want := map[bool]int{false: 403, true: 200}[off]; rec.Code != want {
+			t.Errorf("defenses off=%v: sw.js answered %d, want %d", off, rec.Code, want)
+		}
+	}
+}
+
+func TestHostAllowList(t *testing.T) {
+	opt := DefaultOptions()
+	opt.ListenAddr = "10.0.0.5:8080"
+	opt.AllowedHosts = []string{"api.example.com"}
+	opt.PreviewDomain = "preview.example.com"
+	opt.Cluster.Secret = []byte("0123456789abcdef0123")
+	h := NewRouter(&fakeSessions{}, opt)
+	for host, want := range map[string]int{
+		"localhost:8080": 200, "127.0.0.1:8080": 200, "[::1]:8080": 200, "10.0.0.5:8080": 200,
+		"api.example.com": 200, "API.example.com:443": 200, "preview.example.com": 404, // the preview domain's apex is no preview
+		"rebind.evil.example": 421, "10.0.0.6:8080": 421, "": 200, // HTTP/1.0 without Host: a health check "example.com": 421, "api.example.com.evil": 421,
+	} {
+		req := newRequest("GET", "/healthz", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Host %s: %d, want %d", host, rec.Code, want)
+		}
+	}
+	// A request another node forwarded keeps its client's Host, checked there.
+	req := newRequest("GET", "/healthz", nil)
+	req.Host = "other-name.example"
+	req.Header.Set(hopHeader, signHop(opt.Cluster.Secret, "n1", "192.0.2.1", "GET", "/healthz", time.Now()))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("a verified hop's Host: %d", rec.Code)
+	}
+	req.Header.Set(hopHeader, signHop([]byte("wrong-secret-0123456"), "n1", "192.0.2.1", "GET", "/healthz", time.Now()))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 421 {
+		t.Errorf("a forged hop's Host: %d", rec.Code)
+	}
+
+	opt = DefaultOptions()
+	opt.ListenAddr = "0.0.0.0:8080"
+	h = NewRouter(&fakeSessions{}, opt)
+	for host, want := range map[string]int{"192.0.2.7:8080": 200, "rebind.evil.example:8080": 421} {
+		req := newRequest("GET", "/healthz", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("listening on every address, Host %s: %d, want %d", host, rec.Code, want)
+		}
+	}
+	opt.NoBrowserDefenses = true
+	req = newRequest("GET", "/healthz", nil)
+	req.Host = "rebind.evil.example"
+	rec = httptest.NewRecorder()
+	NewRouter(&fakeSessions{}, opt).ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("defenses off: a foreign Host answered %d", rec.Code)
+	}
+}
+
+func TestBrowserBorneAPICallsAreRefused(t *testing.T) {
+	const app = "https://app.example.com"
+	body := `{"sessionId":"a","command":"id"}`
+	cases := []struct {
+		name   string
+		header []string
+		want   int
+	}{
+		{"json, no origin", nil, 200},
+		{"json, own origin", []string{"Origin", "http://localhost"}, 200},
+		{"json, listed origin", []string{"Origin", app}, 200},
+		{"text/plain", []string{"Content-Type", "text/plain"}, 415},
+		{"text/plain;charset", []string{"Content-Type", "text/plain;charset=UTF-8"}, 415},
+		{"urlencoded", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415},
+		{"multipart", []string{"Content-Type", "multipart/form-data; boundary=x"}, 415},
+		{"no type", []string{"Content-Type", ""}, 415},
+		{"foreign origin", []string{"Origin", "https://evil.example"}, 403},
+		{"sandboxed preview", []string{"Origin", "null"}, 403},
+		{"cross-site, no origin", []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"cross-site, listed", []string{"Sec-Fetch-Site", "cross-site", "Origin", app}, 200},
+	}
+	for _, off := range []bool{false, true} {
+		opt := DefaultOptions()
+		opt.CORSOrigins = []string{app}
+		opt.NoBrowserDefenses = off
+		h := NewRouter(&fakeSessions{}, opt)
+		for _, tc := range cases {
+			rec := send(h, "POST", "/api/playground/shell", body, tc.header...)
+			want := tc.want
+			if off {
+				want = 200
+			}
+			if rec.Code != want {
+				t.Errorf("defenses off=%v, %s: %d %s, want %d", off, tc.name, rec.Code, rec.Body, want)
+			}
+		}
+	}
+	// A bodiless DELETE needs no type.
+	opt := DefaultOptions()
+	if rec := send(NewRouter(&fakeSessions{}, opt), "DELETE", "/api/playground/container?sessionId=a", "", "Content-Type", ""); rec.Code == 415 {
+		t.Errorf("bodiless DELETE: 415")
+	}
+}
+
+func TestPreviewLinks(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	now := time.Now()
+	tok := signPreviewLink(key, "abc", 3000, now.Add(time.Minute))
+	if _, ok := verifyPreviewLink(key, tok, "abc", 3000, now); !ok {
+		t.Fatal("a fresh link does not verify")
+	}
+	for name, ok := range map[string]bool{
+		"other session": func() bool { _, ok := verifyPreviewLink(key, tok, "abd", 3000, now); return ok }(),
+		"other port":    func() bool { _, ok := verifyPreviewLink(key, tok, "abc", 3001, now); return ok }(),
+		"expired":       func() bool { _, ok := verifyPreviewLink(key, tok, "abc", 3000, now.Add(time.Minute)); return ok }(),
+		"other key":     func() bool { _, ok := verifyPreviewLink([]byte("x"), tok, "abc", 3000, now); return ok }(),
+		"tampered": func() bool {
+			_, sig, _ := strings.Cut(tok, ".")
+			later := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("abc\n3000\n%d", now.Add(time.Hour).Unix())))
+			_, ok := verifyPreviewLink(key, later+"."+sig, "abc", 3000, now)
+			return ok
+		}(),
+	} {
+		if ok {
+			t.Errorf("%s: verified", name)
+		}
+	}
+
+	e := newEchoSessions(t)
+	opt := DefaultOptions()
+	opt.APIToken = testToken
+	opt.PreviewKey = key
+	h := NewRouter(e, opt)
+	hh := &handlers{opt: opt}
+	link := hh.previewURL("abc")
+	if !strings.HasPrefix(link, "/p/abc/?servcraft_link=") {
+		t.Fatalf("previewUrl with a token: %s", link)
+	}
+	if rec := send(h, "GET", "/p/abc/", ""); rec.Code != 401 {
+		t.Errorf("no link, no token: %d", rec.Code)
+	}
+	rec := send(h, "GET", link, "")
+	ck := rec.Result().Cookies()
+	if rec.Code != 303 || rec.Header().Get("Location") != "/p/abc/" || len(ck) != 1 || ck[0].Path != "/p/abc/" || !ck[0].HttpOnly {
+		t.Fatalf("link exchange: %d %v %v", rec.Code, rec.Header(), ck)
+	}
+	if rec := send(h, "GET", "/p/abc/", "", "Cookie", ck[0].Name+"="+ck[0].Value); rec.Code != 200 {
+		t.Errorf("with the cookie: %d", rec.Code)
+	}
+	if rec := send(h, "GET", "/p/abd/", "", "Cookie", ck[0].Name+"="+ck[0].Value); rec.Code != 401 {
+		t.Errorf("the cookie on another session: %d", rec.Code)
+	}
+	expired := "/p/abc/?servcraft_link=" + url.QueryEscape(signPreviewLink(key, "abc", 3000, now.Add(-time.Second)))
+	if rec := send(h, "GET", expired, ""); rec.Code != 403 {
+		t.Errorf("expired link: %d", rec.Code)
+	}
+	if rec := send(h, "GET", "/p/abc/", "", "Authorization", "Bearer "+testToken); rec.Code != 200 {
+		t.Errorf("the token still works: %d", rec.Code)
+	}
+}
+
+func TestRandomMethodsLeaveMetricsFlat(t *testing.T) {
+	opt := DefaultOptions()
+	h := NewRouter(&fakeSessions{}, opt)
+	scrape := func() int { return strings.Count(send(h, "GET", "/metrics", "").Body.String(), "\n") }
+	scrape() // the scrape's own series appear
+	before := scrape()
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	heapBefore := ms.HeapAlloc
+	const letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for i := range 10000 {
+		m := make([]byte, 20+rand.IntN(200))
+		for j := range m {
+			m[j] = letters[rand.IntN(len(letters))]
+		}
+		if rec := send(h, string(m), "/api/playground/container", ""); rec.Code != 501 {
+			t.Fatalf("request %d with method %.20s…: %d", i, m, rec.Code)
+		}
+	}
+	after := scrape()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if after != before {
+		t.Errorf("/metrics grew from %d to %d lines over 10,000 random methods", before, after)
+	}
+	if grew := int64(ms.HeapAlloc) - int64(heapBefore); grew > 4<<20 {
+		t.Errorf("heap grew %d bytes over 10,000 random methods", grew)
+	}
+	if methodLabel("PROPFIND") != "other" || methodLabel("GET") != "GET" {
+		t.Error("methodLabel")
+	}
+}
+
+func TestLookupFloodIsLimited(t *testing.T) {
+	opt := DefaultOptions()
+	opt.LookupRate = Rate{Events: 1, Per: time.Minute, Burst: 5}
+	h := NewRouter(&fakeSessions{}, opt)
+	codes := map[int]int{}
+	for i := range 20 {
+		codes[send(h, "GET", fmt.Sprintf("/api/playground/container?sessionId=guess%d", i), "").Code]++
+	}
+	if codes[404] != 5 || codes[429] != 15 {
+		t.Errorf("20 lookups at 5 a burst: %v", codes)
+	}
+	if rec := send(h, "GET", "/api/playground/files?sessionId=x", ""); rec.Code != 429 {
+		t.Errorf("files after the flood: %d", rec.Code)
+	}
+}
+
+func TestTerminalsPerSessionAreCapped(t *testing.T) {
+	opt := DefaultOptions()
+	opt.MaxTerminals = 4
+	opt.TerminalRate = Rate{Events: 100, Per: time.Second, Burst: 100}
+	l := newLimits(opt, nil)
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(errorMiddleware)
+	open, release := make(chan struct{}, 8), make(chan struct{})
+	r.GET("/t", l.limitTerminals, func(c *gin.Context) { open <- struct{}{}; <-release; c.Status(200) })
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(srv.URL + "/t?sessionId=a")
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-open
+	}
+	resp, err := http.Get(srv.URL + "/t?sessionId=a")
+	if err != nil || resp.StatusCode != 429 {
+		t.Fatalf("the 5th terminal: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	go func() {
+		resp, err := http.Get(srv.URL + "/t?sessionId=b")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-open // another session's terminal is not held back
+	close(release)
+	wg.Wait()
+
+	opt.TerminalRate = Rate{Events: 1, Per: time.Minute, Burst: 2}
+	l = newLimits(opt, nil)
+	codes := []int{}
+	for range 3 {
+		rec := httptest.NewRecorder()
+		c, _ := gin.CreateTestContext(rec)
+		c.Request = newRequest("GET", "/t?sessionId=a", nil)
+		l.limitTerminals(c)
+		codes = append(codes, map[bool]int{true: 429, false: 200}[c.IsAborted()])
+	}
+	if fmt.Sprint(codes) != "[200 200 429]" {
+		t.Errorf("terminal opens at 2 a burst: %v", codes)
+	}
+}
