@@ -696,6 +696,7 @@ func TestAttack15_EndlessOutput(t *testing.T) {
 	body := mustJSON(runs[0].body)
 	req, _ := http.NewRequest("POST", srv.URL+"/api/playground/execute", bytes.NewReader(body))
 	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Content-Type", "application/json") // a JSON call, as every client sends it (a body without a type is 415)
 	resp, err := atkClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
