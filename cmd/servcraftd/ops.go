@@ -147,22 +147,11 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 	}
 	state := cfg.StateDir
 	dbPath := filepath.Join(state, dbFileName)
-	unlock, err := lockDatabase(dbPath)
+	ctx, client, done, err := offline(cfg, dbPath, gcTimeout)
 	if err != nil {
 		return fail(err)
 	}
-	defer unlock()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, gcTimeout)
-	defer cancel()
-	client, err := containerd.New(cfg.ContainerdAddress, containerd.WithDefaultNamespace(cfg.Namespace),
-		containerd.WithTimeout(10*time.Second))
-	if err != nil {
-		return fail(fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err))
-	}
-	defer client.Close()
+	defer done()
 	var vols *workspace.Volumes
 	wsRoot := filepath.Join(state, "workspaces")
 	if _, err := os.Stat(wsRoot); err == nil {
@@ -250,21 +239,11 @@ func storeCommand(args []string, getenv func(string) string, stdout, stderr io.W
 		return fail(err)
 	}
 	dbPath := filepath.Join(cfg.StateDir, dbFileName)
-	unlock, err := lockDatabase(dbPath)
+	ctx, client, done, err := offline(cfg, dbPath, rebuildTimeout)
 	if err != nil {
 		return fail(err)
 	}
-	defer unlock()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, rebuildTimeout)
-	defer cancel()
-	client, err := containerd.New(cfg.ContainerdAddress, containerd.WithDefaultNamespace(cfg.Namespace),
-		containerd.WithTimeout(10*time.Second))
-	if err != nil {
-		return fail(fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err))
-	}
-	defer client.Close()
+	defer done()
 	if _, err := client.Version(ctx); err != nil {
 		return fail(fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err))
 	}
@@ -298,6 +277,28 @@ func storeCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	}
 	fmt.Fprintf(stdout, "rebuilt %s: %d sessions\n", dbPath, len(rep.Restored))
 	return 0
+}
+
+// offline prepares a command that works on the state while no daemon runs:
+// it locks the session database at dbPath (refused while a daemon holds it),
+// gives a context that ends at SIGINT/SIGTERM or after timeout, and connects
+// to containerd. done undoes all of it.
+func offline(cfg config, dbPath string, timeout time.Duration) (context.Context, *containerd.Client, func(), error) {
+	unlock, err := lockDatabase(dbPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	client, err := containerd.New(cfg.ContainerdAddress, containerd.WithDefaultNamespace(cfg.Namespace),
+		containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		cancel()
+		stop()
+		unlock()
+		return nil, nil, nil, fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
+	}
+	return ctx, client, func() { client.Close(); cancel(); stop(); unlock() }, nil
 }
 
 // lockDatabase takes the session database's lock (bbolt's flock) so that no
