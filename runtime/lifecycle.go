@@ -70,6 +70,9 @@ func (m *Manager) labelActivity() {
 		if err != nil {
 			continue // destroyed meanwhile
 		}
+		// The view holds a touch that came after this round's flush: its
+		// stale mark was taken above, so this is the round to label it.
+		s = m.activity.view(s)
 		c, err := m.client.LoadContainer(ctx, s.ContainerID)
 		if err == nil {
 			_, err = c.SetLabels(ctx, activityLabels(s))
