@@ -28,6 +28,7 @@ type Config struct {
 	PoolSize            int             // warm containers kept ready for new sessions
 	Runners             bool            // keep a pre-started Node process per session for executes
 	RunnerIdle          time.Duration   // a session idle this long loses its waiting runner
+	RunnerBootCPUs      float64         // CPU quota, in CPUs, that all pre-started runners boot on together (0: each boots on its session's; cgroup v1 only)
 	NodePath            string          // node inside the image
 	DepCacheDir         string          // host folder of dependency layers ("": none)
 	DepCacheBytes       int64           // budget of the dependency layers, bytes on disk; least recently used go first
@@ -76,6 +77,7 @@ func DefaultConfig() Config {
 		PoolSize:            2,
 		Runners:             true,
 		RunnerIdle:          5 * time.Minute,
+		RunnerBootCPUs:      1,
 		NodePath:            "/usr/local/bin/node",
 		MaxBackground:       8,
 		BackgroundLogBytes:  256 << 10,

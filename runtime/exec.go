@@ -87,6 +87,9 @@ type runSpec struct {
 	args, env      []string
 	stdin          io.Reader // nil: none
 	stdout, stderr io.Writer
+	// placed, when set, is called once the process is in its run cgroup
+	// and before the gate opens (a runner moves to the boot CPU cgroup).
+	placed func(pid uint32) error
 }
 
 // start execs spec's args behind the gate, moves the process into a new run
@@ -135,6 +138,12 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 	if err := group.add(p.Pid()); err != nil {
 		_ = p.Kill(cleanupCtx, unix.SIGKILL)
 		return nil, err
+	}
+	if spec.placed != nil {
+		if err := spec.placed(p.Pid()); err != nil {
+			_ = p.Kill(cleanupCtx, unix.SIGKILL)
+			return nil, err
+		}
 	}
 	// Open the gate, hand over stdin, and close it so the program sees EOF.
 	go func() {

@@ -30,3 +30,20 @@ func WaitStarterLayers(m *Manager) bool {
 	}
 	return true
 }
+
+// WaitRunner waits until sessionID's runner for files like script has
+// started, and returns its process id (false: none is on its way).
+func WaitRunner(m *Manager, sessionID, script string) (uint32, bool) {
+	rn := m.runners.all()[runnerKey(sessionID, kindOfScript(script))]
+	if rn == nil {
+		return 0, false
+	}
+	<-rn.ready
+	if rn.r == nil {
+		return 0, false
+	}
+	return rn.r.p.Pid(), true
+}
+
+// BootCgroup is the CPU cgroup folder runners boot in ("" when they boot in their session's).
+func BootCgroup(m *Manager) string { return m.boot.dir }

@@ -84,6 +84,7 @@ type Manager struct {
 	pool     *warmPool
 	bg       backgrounds
 	runners  runners
+	boot     *bootCPU
 	counters counters
 
 	layerBuilds sync.Mutex     // one dependency layer built at a time
@@ -137,7 +138,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		pool: newWarmPool(cfg.PoolSize), stop: make(chan struct{}), startersEnd: make(chan struct{})}
+		pool: newWarmPool(cfg.PoolSize), boot: newBootCPU(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), stop: make(chan struct{}), startersEnd: make(chan struct{})}
 	m.setClock(time.Now)
 	m.activity = newActivity(m.now, cfg.IdleTimeout)
 	return m

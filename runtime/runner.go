@@ -23,16 +23,29 @@ import (
 // rest of stdin stays the program's), then makes itself look like
 // `node <execArgv> <file>` and runs it as the main module. Every run still
 // gets its own fresh process: this one.
-func runnerSource(execArgv []string) string {
+func runnerSource(execArgv []string, warm string) string {
 	keep, _ := json.Marshal(append([]string{}, execArgv...)) // [] rather than null
-	return `const fs=require("fs");const c=[];const b=Buffer.alloc(1);` +
+	wait := `const fs=require("fs");const c=[];const b=Buffer.alloc(1);` +
 		`for(;;){let n;try{n=fs.readSync(0,b,0,1,null)}catch(e){if(e.code==="EAGAIN")continue;throw e}` +
 		`if(n===0)process.exit(0);if(b[0]===10)break;c.push(b[0])}` +
 		`process.argv.splice(1,process.argv.length,Buffer.from(c).toString());` +
 		`process.execArgv.splice(0,process.execArgv.length,...` + string(keep) + `);delete process._eval;const M=require("module");` +
 		// -e defines require, module, exports, __filename and __dirname as globals; a file run by node has none.
 		`for(const k of ["require","module","exports","__filename","__dirname"])delete globalThis[k];M.runMain();`
+	if warm == "" {
+		return wait
+	}
+	// Import a file of the kind first, so the loader's first transform (and
+	// its compiler service) is behind us; then wait as above, from a fresh
+	// macrotask, so what the program throws is an uncaught exception as in
+	// a cold run. A toolchain without the file only loses the head start.
+	w, _ := json.Marshal(warm)
+	return `import(` + string(w) + `).catch(()=>{}).then(()=>setImmediate(()=>{` + wait + `}))`
 }
+
+// tsWarmFile is a TypeScript file of the toolchain (scripts/build-toolchain.sh)
+// that a TypeScript runner imports while it waits.
+const tsWarmFile = ToolchainPath + "/warm.ts"
 
 // scriptKind is how a workspace file is run: plain node, or node with the
 // tsx loader imported first. Each kind has its own waiting runner.
@@ -68,7 +81,11 @@ func (k scriptKind) coldArgs(nodePath, file string) []string {
 
 // runnerArgs is the argv of a waiting runner of this kind.
 func (k scriptKind) runnerArgs(nodePath string) []string {
-	return append(append([]string{nodePath}, k.execArgv()...), "-e", runnerSource(k.execArgv()))
+	warm := ""
+	if k == scriptTS {
+		warm = tsWarmFile
+	}
+	return append(append([]string{nodePath}, k.execArgv()...), "-e", runnerSource(k.execArgv(), warm))
 }
 
 // runnerKey is where the runner of kind waits for sessionID.
@@ -215,7 +232,8 @@ func (r *runner) stop() {
 
 // prestart starts a runner of kind for the session in the background, if it
 // has none. It is listed at once, so a request that comes while it starts
-// waits for it rather than starting a second Node beside it.
+// waits for it rather than starting a second Node beside it. It boots on
+// the boot CPU quota where there is one (see bootCPU).
 func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
 	if !m.cfg.Runners {
 		return
@@ -225,13 +243,17 @@ func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *live
 	if !m.runners.put(key, rn) {
 		return
 	}
+	var placed func(uint32) error
+	if m.boot.enabled() {
+		placed = func(pid uint32) error { return m.boot.enter(l.cgroup, pid) }
+	}
 	go func() {
 		defer close(rn.ready)
 		ctx := context.Background()
 		stdinR, stdinW := io.Pipe()
 		out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
 		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(m.cfg.NodePath),
-			stdin: stdinR, stdout: out.stdout, stderr: out.stderr})
+			stdin: stdinR, stdout: out.stdout, stderr: out.stderr, placed: placed})
 		if err != nil {
 			slog.Debug("prestart runner", "session", sessionID, "kind", kind, "err", err)
 			m.runners.remove(key, rn)
@@ -241,11 +263,28 @@ func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *live
 	}()
 }
 
+// usable reports whether a runner whose start has ended can take a run of
+// req now, and hands it the session's CPU quota if it booted on the boot
+// quota.
+func (m *Manager) usable(rn *runner, l *liveSession, kind scriptKind, workspace string, req ExecRequest) bool {
+	if rn.r == nil || rn.out.stdout.limit != req.OutputLimit || rn.config != kind.stamp(workspace) || rn.exited() {
+		return false
+	}
+	if m.boot.enabled() {
+		if err := m.boot.leave(l.cgroup, rn.r.group); err != nil {
+			slog.Warn("hand runner to its session", "session", rn.session, "err", err)
+			return false
+		}
+	}
+	return true
+}
+
 // runScript runs a workspace file as `node <file>` (with the tsx loader for
 // TypeScript) would: on the session's runner of that kind when there is one,
 // waiting for it if it is still starting (never a second cold Node beside a
-// warm one on its way), else cold. The next runner starts as soon as this
-// one is in hand, so it boots while this run runs.
+// warm one on its way), else cold. With a boot CPU quota the next runner
+// starts as soon as this one is in hand, so it boots while this run runs
+// without taking the run's CPU; without one it starts after the run.
 func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l *liveSession, req ExecRequest) (ExecResult, error) {
 	file := WorkspacePath + "/" + req.Script
 	kind := kindOfScript(req.Script)
@@ -257,7 +296,7 @@ func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l 
 			rn.stop()
 			return ExecResult{}, fmt.Errorf("wait for runner: %w", ctx.Err())
 		}
-		if rn.r == nil || rn.out.stdout.limit != req.OutputLimit || rn.config != kind.stamp(workspace) || rn.exited() {
+		if !m.usable(rn, l, kind, workspace, req) {
 			rn.stop()
 			rn = nil
 		}
@@ -267,7 +306,7 @@ func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l 
 		req.Args = kind.coldArgs(m.cfg.NodePath, file)
 		return l.exec(ctx, req)
 	}
-	m.prestart(sessionID, workspace, kind, l)
+	defer m.prestart(sessionID, workspace, kind, l)
 	rn.out.stream(req.OnOutput)
 	rn.r.started = time.Now()
 	go func() {

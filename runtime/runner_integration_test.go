@@ -1,6 +1,10 @@
 package runtime_test
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +183,49 @@ func TestWarmTypeScriptErrorsExitsAndStdin(t *testing.T) {
 		{"ts/reject.ts", "", 0}, {"ts/stdin.ts", "abc\ndef", 0}, {"ts/fork.ts", "", 0},
 		{"ts/loop.ts", "", 700 * time.Millisecond},
 	})
+}
+
+// TestRunnersBootOnTheirOwnQuota: a waiting runner sits in the boot CPU
+// cgroup with the configured quota (cgroup v1), and the run it serves is
+// back on its session's quota before any of the file's code runs.
+func TestRunnersBootOnTheirOwnQuota(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.RunnerBootCPUs = 0.75 })
+	s := h.session(t, "")
+	ctx := h.env.Context(t)
+	// The program prints the CPU cgroup it runs in.
+	writeFiles(t, h, s, map[string]string{"cg.js": `const l = require("fs").readFileSync("/proc/self/cgroup", "utf8").split("\n").find(l => /:(cpu|cpu,cpuacct|):/.test(l)); console.log(l.slice(l.lastIndexOf(":") + 1))`})
+	first, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "cg.js"})
+	if err != nil || first.ExitCode != 0 || first.Warm {
+		t.Fatalf("first run: %+v %v", first, err)
+	}
+	pid, ok := runtime.WaitRunner(h.m, s.SessionID, "cg.js")
+	if !ok {
+		t.Fatal("no runner after the first run")
+	}
+	boot := runtime.BootCgroup(h.m)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		// cgroup v2: one hierarchy, so runners boot in their session.
+		if boot != "" {
+			t.Fatalf("a boot cgroup %s on cgroup v2", boot)
+		}
+	} else {
+		if boot == "" {
+			t.Fatal("no boot cgroup on cgroup v1")
+		}
+		procs, err := os.ReadFile(filepath.Join(boot, "cgroup.procs"))
+		if err != nil || !slices.Contains(strings.Fields(string(procs)), strconv.Itoa(int(pid))) {
+			t.Fatalf("runner %d not in %s: %q %v", pid, boot, procs, err)
+		}
+		quota, err := os.ReadFile(filepath.Join(boot, "cpu.cfs_quota_us"))
+		if err != nil || strings.TrimSpace(string(quota)) != "75000" {
+			t.Fatalf("boot quota %q %v, want 75000 (0.75 CPU)", quota, err)
+		}
+	}
+	warm, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "cg.js"})
+	if err != nil || !warm.Warm || warm.Stdout != first.Stdout {
+		t.Fatalf("the warm run is not in the cold run's CPU cgroup:\ncold %+v\nwarm %+v %v", first, warm, err)
+	}
+	if strings.Contains(warm.Stdout, "runner-boot") {
+		t.Fatalf("a run on the boot quota: %q", warm.Stdout)
+	}
 }
