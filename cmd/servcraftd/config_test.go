@@ -70,6 +70,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{[]string{"--memory", "-5"}, nil, "memory"},
 		{[]string{"--memory", "1MiB"}, nil, "memory"},
 		{[]string{"--cpus", "0"}, nil, "cpus"},
+		{[]string{"--runner-boot-cpus", "-1"}, nil, "runner-boot-cpus"},
+		{[]string{"--runner-boot-cpus", "0.001"}, nil, "runner-boot-cpus"},
 		{[]string{"--idle-timeout", "soon"}, nil, "idle-timeout"},
 		{[]string{"--exec-timeout", "30s", "--max-exec-timeout", "10s"}, nil, "max-exec-timeout"},
 		{[]string{"--log-format", "xml"}, nil, "log-format"},
