@@ -198,6 +198,7 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		{"execute hello.js, back to back", "index.js", 0},
 		{"execute hello.ts, back to back", "index.ts", 0},
 		{"execute hello.js, spaced 0.5 s", "index.js", 500 * time.Millisecond},
+		{"execute hello.ts, spaced 0.5 s", "index.ts", 500 * time.Millisecond},
 	}
 	for _, row := range clientRows {
 		var bare, runs []time.Duration
@@ -293,6 +294,12 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	out = append(out, tp...)
+
+	mem, err := b.runnerMemory(ctx, b.namespace)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, mem...)
 
 	if b.densityN > 0 {
 		dn, err := b.density(ctx, b.densityN, b.coldNamespace)
