@@ -33,6 +33,7 @@ type result struct {
 
 type bench struct {
 	url, coldURL       string
+	noRunnersURL       string
 	client             *http.Client
 	prefix             string
 	node               string
@@ -48,6 +49,7 @@ type bench struct {
 func main() {
 	url := flag.String("url", "http://127.0.0.1:8080", "servcraftd base URL (loopback); its warm pool serves the pooled creates")
 	coldURL := flag.String("cold-url", "", "a second servcraftd without a warm pool, for cold creates (default: -url)")
+	noRunnersURL := flag.String("no-runners-url", "", "a servcraftd started with --runners=false, for throughput without runners (empty: skip those rows)")
 	address := flag.String("containerd-address", "", "containerd socket for the bare create+start and `ctr run --rm` baselines (empty: skip them)")
 	namespace := flag.String("namespace", "servcraft-bench", "containerd namespace for the baselines (one holding the image)")
 	image := flag.String("image", runtime.DefaultConfig().Image.FallbackRef, "image for the baselines")
@@ -65,7 +67,7 @@ func main() {
 	if *coldURL == "" {
 		*coldURL = *url
 	}
-	b := &bench{url: strings.TrimRight(*url, "/"), coldURL: strings.TrimRight(*coldURL, "/"),
+	b := &bench{url: strings.TrimRight(*url, "/"), coldURL: strings.TrimRight(*coldURL, "/"), noRunnersURL: strings.TrimRight(*noRunnersURL, "/"),
 		client: &http.Client{Timeout: 5 * time.Minute}, prefix: fmt.Sprintf("bench-%d", time.Now().UnixNano()),
 		node: *node, n: *n, quick: *quick, install: *install,
 		address: *address, namespace: *namespace, image: *image, densityN: *densityN, coldNamespace: *coldNamespace}
@@ -423,20 +425,27 @@ func (b *bench) callJSON(ctx context.Context, base, path string, body, out any) 
 }
 
 // throughput runs hello.js executions with 1, 4 and 16 concurrent clients over
-// up to 16 sessions, against the host's own parallel `node hello.js`.
+// up to 16 sessions, against the host's own parallel `node hello.js`, with
+// runners and (given -no-runners-url) without.
 func (b *bench) throughput(ctx context.Context, helloFile string) ([]result, error) {
 	levels := []int{1, 4, 16}
 	perLevel := 48
 	if b.quick {
 		levels, perLevel = []int{1, 4}, 8
 	}
-	sessions := []string{}
-	for i := range levels[len(levels)-1] {
-		name := fmt.Sprintf("tp-%d", i)
-		if _, err := b.create(ctx, b.coldURL, name); err != nil {
-			return nil, err
+	bases := []string{b.coldURL}
+	if b.noRunnersURL != "" {
+		bases = append(bases, b.noRunnersURL)
+	}
+	sessions := map[string][]string{}
+	for _, base := range bases {
+		for i := range levels[len(levels)-1] {
+			name := fmt.Sprintf("tp-%d", i)
+			if _, err := b.create(ctx, base, name); err != nil {
+				return nil, err
+			}
+			sessions[base] = append(sessions[base], b.prefix+"-"+name)
 		}
-		sessions = append(sessions, b.prefix+"-"+name)
 	}
 	var out []result
 	for _, c := range levels {
@@ -444,16 +453,21 @@ func (b *bench) throughput(ctx context.Context, helloFile string) ([]result, err
 		if err != nil {
 			return nil, err
 		}
-		api, err := parallel(c, perLevel, func(i int) error {
-			_, err := b.call(ctx, b.coldURL, "POST", "/api/playground/execute", map[string]any{"sessionId": sessions[i%c], "code": hello}, 200)
-			return err
-		})
-		if err != nil {
-			return nil, err
+		out = append(out, result{Name: fmt.Sprintf("host node hello.js, %d parallel", c), Runs: perLevel, MedianMs: host, P95Ms: host, Unit: "/s"})
+		for _, base := range bases {
+			api, err := parallel(c, perLevel, func(i int) error {
+				_, err := b.call(ctx, base, "POST", "/api/playground/execute", map[string]any{"sessionId": sessions[base][i%c], "code": hello}, 200)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			name := fmt.Sprintf("executions over HTTP, %d clients", c)
+			if base == b.noRunnersURL {
+				name += ", runners off"
+			}
+			out = append(out, result{Name: name, Runs: perLevel, MedianMs: api, P95Ms: api, Unit: "/s", Baseline: "host ceiling", Ratio: api / host})
 		}
-		out = append(out, result{Name: fmt.Sprintf("host node hello.js, %d parallel", c), Runs: perLevel, MedianMs: host, P95Ms: host, Unit: "/s"},
-			result{Name: fmt.Sprintf("executions over HTTP, %d clients", c), Runs: perLevel, MedianMs: api, P95Ms: api, Unit: "/s",
-				Baseline: "host ceiling", Ratio: api / host})
 	}
 	return out, nil
 }
