@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start two private servcraftd on loopback (one with a warm pool, one
-# without), run the benchmark against them, stop them.
+# Start three private servcraftd on loopback (one with a warm pool, one
+# without, one without runners), run the benchmark against them, stop them.
 #   scripts/bench.sh [servcraft-bench flags, e.g. --quick, --json, --install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ STATE="${SERVCRAFT_STATE:-$PWD/.servcraft}"
 ADDR="$(scripts/containerd-address.sh)"
 POOL_LISTEN="${BENCH_LISTEN:-127.0.0.1:18181}"
 COLD_LISTEN="${BENCH_COLD_LISTEN:-127.0.0.1:18182}"
+NORUN_LISTEN="${BENCH_NORUNNERS_LISTEN:-127.0.0.1:18183}"
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait 2>/dev/null || true' EXIT
 
@@ -24,7 +25,8 @@ start() { # name listen extra-flags...
 }
 start pool "$POOL_LISTEN" --pool-size 4
 start cold "$COLD_LISTEN" --pool-size 0 --max-sessions 1000
-for listen in "$POOL_LISTEN" "$COLD_LISTEN"; do
+start norunners "$NORUN_LISTEN" --pool-size 0 --runners=false
+for listen in "$POOL_LISTEN" "$COLD_LISTEN" "$NORUN_LISTEN"; do
 	for _ in $(seq 150); do
 		curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break
 		sleep 0.2
@@ -32,5 +34,5 @@ for listen in "$POOL_LISTEN" "$COLD_LISTEN"; do
 	curl -fsS "http://$listen/readyz" >/dev/null || { tail -20 "$STATE"/bench-*/servcraftd.log >&2; exit 1; }
 done
 sleep 2 # the pool fills
-bin/servcraft-bench --url "http://$POOL_LISTEN" --cold-url "http://$COLD_LISTEN" \
+bin/servcraft-bench --url "http://$POOL_LISTEN" --cold-url "http://$COLD_LISTEN" --no-runners-url "http://$NORUN_LISTEN" \
 	--containerd-address "$ADDR" --namespace servcraft-bench-pool "$@"
