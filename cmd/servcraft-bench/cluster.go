@@ -15,6 +15,10 @@ import (
 // warm execute and their difference is the hop, not a Node start-up.
 const clusterSpacing = 500 * time.Millisecond
 
+// clusterMinRounds keeps the ratio of two medians from resting on 5 calls a
+// side in a --quick run (20 calls, about 15 s).
+const clusterMinRounds = 10
+
 // clusterHop times execute of hello.js sent to a session's owner and the same
 // execute sent to another node of the cluster, which forwards it (one signed
 // hop), alternately in the same process, so drift hits both alike.
@@ -67,7 +71,7 @@ func (b *bench) clusterHop(ctx context.Context) (_ []result, err error) {
 	// Pairs in alternating order (owner first, then the peer first), so
 	// neither side always follows the other.
 	var direct, hop []time.Duration
-	for i := range b.n {
+	for i := range max(b.n, clusterMinRounds) {
 		for _, viaPeer := range []bool{i%2 == 1, i%2 == 0} {
 			time.Sleep(clusterSpacing) // not timed
 			d, err := timeExecute(viaPeer)
