@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start three private servcraftd on loopback (one with a warm pool, one
-# without, one without runners), run the benchmark against them, stop them.
+# without, one without runners) and, when etcd is installed, a private etcd
+# with two cluster-mode servcraftd (the hop row), run the benchmark against
+# them, stop them.
 #   scripts/bench.sh [servcraft-bench flags, e.g. --quick, --json, --install]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +11,20 @@ ADDR="$(scripts/containerd-address.sh)"
 POOL_LISTEN="${BENCH_LISTEN:-127.0.0.1:18181}"
 COLD_LISTEN="${BENCH_COLD_LISTEN:-127.0.0.1:18182}"
 NORUN_LISTEN="${BENCH_NORUNNERS_LISTEN:-127.0.0.1:18183}"
+# Cluster row: etcd client and peer ports, then the owner node's and the
+# other node's, from this loopback port on (four in a row).
+CLUSTER_PORT="${BENCH_CLUSTER_PORT:-18185}"
 pids=()
-trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait 2>/dev/null || true' EXIT
+etcd_pid=
+stop() { # the daemons first: they leave etcd on their way out
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [[ -n $etcd_pid ]]; then
+		kill -TERM "$etcd_pid" 2>/dev/null || true
+		wait "$etcd_pid" 2>/dev/null || true
+	fi
+}
+trap stop EXIT
 
 start() { # name listen extra-flags...
 	local name=$1 listen=$2
@@ -26,7 +40,48 @@ start() { # name listen extra-flags...
 start pool "$POOL_LISTEN" --pool-size 4
 start cold "$COLD_LISTEN" --pool-size 0 --max-sessions 1000
 start norunners "$NORUN_LISTEN" --pool-size 0 --runners=false
-for listen in "$POOL_LISTEN" "$COLD_LISTEN" "$NORUN_LISTEN"; do
+listens=("$POOL_LISTEN" "$COLD_LISTEN" "$NORUN_LISTEN")
+
+cluster_args=()
+if command -v etcd >/dev/null 2>&1; then
+	etcd_client="http://127.0.0.1:$CLUSTER_PORT" etcd_peer="http://127.0.0.1:$((CLUSTER_PORT + 1))"
+	owner_listen="127.0.0.1:$((CLUSTER_PORT + 2))" peer_listen="127.0.0.1:$((CLUSTER_PORT + 3))"
+	for port in $(seq "$CLUSTER_PORT" $((CLUSTER_PORT + 3))); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "bench: 127.0.0.1:$port is taken; pick four free ports with BENCH_CLUSTER_PORT" >&2
+			exit 1
+		fi
+	done
+	rm -rf "$STATE/bench-etcd"
+	mkdir -p "$STATE/bench-etcd"
+	etcd --name bench --data-dir "$STATE/bench-etcd/data" \
+		--listen-client-urls "$etcd_client" --advertise-client-urls "$etcd_client" \
+		--listen-peer-urls "$etcd_peer" --initial-advertise-peer-urls "$etcd_peer" \
+		--initial-cluster "bench=$etcd_peer" --initial-cluster-state new \
+		>"$STATE/bench-etcd/etcd.log" 2>&1 &
+	etcd_pid=$!
+	for _ in $(seq 100); do
+		curl -fsS "$etcd_client/health" >/dev/null 2>&1 && break
+		kill -0 "$etcd_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	curl -fsS "$etcd_client/health" >/dev/null || { tail -20 "$STATE/bench-etcd/etcd.log" >&2; exit 1; }
+	secret="$STATE/bench-cluster-secret"
+	(umask 077 && head -c 32 /dev/urandom | base64 >"$secret")
+	cluster_flags=(--pool-size 0 --cluster-etcd "$etcd_client" --cluster-secret-file "$secret")
+	start owner "$owner_listen" --node-id bench-owner "${cluster_flags[@]}"
+	start peer "$peer_listen" --node-id bench-peer "${cluster_flags[@]}"
+	listens+=("$owner_listen" "$peer_listen")
+	cluster_args=(--cluster-owner-url "http://$owner_listen" --cluster-peer-url "http://$peer_listen")
+elif [[ ${CI:-} == true ]]; then
+	echo "bench: etcd not installed (make deps installs it); CI runs the cluster row" >&2
+	exit 1
+else
+	echo "bench: etcd not installed (scripts/deps-cluster.sh installs Debian's etcd-server):" \
+		"skipping the row \"execute hello.js via a non-owner node (one hop)\"" >&2
+fi
+
+for listen in "${listens[@]}"; do
 	for _ in $(seq 150); do
 		curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break
 		sleep 0.2
@@ -35,4 +90,4 @@ for listen in "$POOL_LISTEN" "$COLD_LISTEN" "$NORUN_LISTEN"; do
 done
 sleep 2 # the pool fills
 bin/servcraft-bench --url "http://$POOL_LISTEN" --cold-url "http://$COLD_LISTEN" --no-runners-url "http://$NORUN_LISTEN" \
-	--containerd-address "$ADDR" --namespace servcraft-bench-pool "$@"
+	--containerd-address "$ADDR" --namespace servcraft-bench-pool "${cluster_args[@]}" "$@"

@@ -43,6 +43,8 @@ type bench struct {
 	image              string
 	densityN           int
 	coldNamespace      string
+	clusterOwnerURL    string      // cluster.go: a cluster node and the session's owner
+	clusterPeerURL     string      // another node of the same cluster
 	created            [][2]string // base URL, sessionId
 }
 
@@ -60,9 +62,15 @@ func main() {
 	densityN := flag.Int("density", 0, "also create this many idle sessions and report host memory per session (needs root)")
 	coldNamespace := flag.String("cold-namespace", "servcraft-bench-cold", "containerd namespace of the -cold-url daemon, for -density")
 	node := flag.String("node", "node", "host node binary for the baselines")
+	clusterOwner := flag.String("cluster-owner-url", "", "a cluster-mode servcraftd (loopback) to hold a session: with -cluster-peer-url, times the hop of a non-owner node")
+	clusterPeer := flag.String("cluster-peer-url", "", "another node of the same cluster, through which the owner's session is executed")
 	flag.Parse()
 	if *quick {
 		*n = 5
+	}
+	if (*clusterOwner == "") != (*clusterPeer == "") {
+		fmt.Fprintln(os.Stderr, "servcraft-bench: -cluster-owner-url and -cluster-peer-url go together")
+		os.Exit(2)
 	}
 	if *coldURL == "" {
 		*coldURL = *url
@@ -70,7 +78,8 @@ func main() {
 	b := &bench{url: strings.TrimRight(*url, "/"), coldURL: strings.TrimRight(*coldURL, "/"), noRunnersURL: strings.TrimRight(*noRunnersURL, "/"),
 		client: &http.Client{Timeout: 5 * time.Minute}, prefix: fmt.Sprintf("bench-%d", time.Now().UnixNano()),
 		node: *node, n: *n, quick: *quick, install: *install,
-		address: *address, namespace: *namespace, image: *image, densityN: *densityN, coldNamespace: *coldNamespace}
+		address: *address, namespace: *namespace, image: *image, densityN: *densityN, coldNamespace: *coldNamespace,
+		clusterOwnerURL: strings.TrimRight(*clusterOwner, "/"), clusterPeerURL: strings.TrimRight(*clusterPeer, "/")}
 	results, err := b.run(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "servcraft-bench:", err)
@@ -302,6 +311,14 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	out = append(out, mem...)
+
+	if b.clusterOwnerURL != "" {
+		cl, err := b.clusterHop(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cl...)
+	}
 
 	if b.densityN > 0 {
 		dn, err := b.density(ctx, b.densityN, b.coldNamespace)
