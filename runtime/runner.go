@@ -68,6 +68,9 @@ func (k scriptKind) coldArgs(nodePath, file string) []string {
 
 // runnerArgs is the argv of a waiting runner of this kind.
 func (k scriptKind) runnerArgs(nodePath string) []string {
+	if k == shellKind {
+		return shellRunnerArgs
+	}
 	return append(append([]string{nodePath}, k.execArgv()...), "-e", runnerSource(k.execArgv()))
 }
 
