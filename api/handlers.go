@@ -183,7 +183,8 @@ func (h *handlers) shell(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	run := runtime.ExecRequest{Args: []string{"/bin/sh", "-c", req.Command}, Timeout: timeout, Stdin: []byte(req.Stdin)}
+	// As `/bin/sh -c <command>`, on a waiting shell runner when there is one.
+	run := runtime.ExecRequest{Shell: req.Command, Timeout: timeout, Stdin: []byte(req.Stdin)}
 	if wantsStream(c) {
 		h.streamRun(c, req.SessionID, run)
 		return

@@ -248,6 +248,19 @@ func TestExecuteBuildsArgvFromValidatedInput(t *testing.T) {
 	}
 }
 
+func TestShellPassesTheCommandLineAsIs(t *testing.T) {
+	f := &fakeSessions{}
+	h := NewRouter(f, DefaultOptions())
+	cmd := "printf '%s\\n' \"$0\"\nexit 3\n\n"
+	body, _ := json.Marshal(map[string]any{"sessionId": "a", "command": cmd, "stdin": "in"})
+	if status, res := do(t, h, "POST", "/api/playground/shell", string(body)); status != 200 || res["success"] != true {
+		t.Fatalf("%d %v", status, res)
+	}
+	if f.lastExec.Shell != cmd || len(f.lastExec.Args) != 0 || string(f.lastExec.Stdin) != "in" {
+		t.Errorf("shell %q args %v stdin %q", f.lastExec.Shell, f.lastExec.Args, f.lastExec.Stdin)
+	}
+}
+
 func TestToHTTP(t *testing.T) {
 	for _, tc := range []struct {
 		cause  error

@@ -16,6 +16,7 @@ import (
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/api/apitest"
+	"github.com/servcraft/servcraftd/runtime"
 )
 
 // serverJS is a small server with a health route, an echo, and a minimal
@@ -252,6 +253,53 @@ func TestStreamingAndStdin(t *testing.T) {
 			t.Fatalf("stream lacks %q in order:\n%s", w, all)
 		}
 		last = i
+	}
+}
+
+// TestShellOnTheRunner: with runners on, shell commands after the first
+// run on the session's waiting shell; through the API they answer as before:
+// stdin, exit codes, stderr, the working directory and uid, streamed events
+// in order, timeouts.
+func TestShellOnTheRunner(t *testing.T) {
+	srv := startServer(t, nil, func(c *runtime.Config) { c.Runners = true }, nil)
+	id := "shell-runner-" + t.Name()
+	if status, _ := call(t, srv, "POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
+		t.Fatal("create failed")
+	}
+	for i := range 3 { // cold, then on the runner
+		status, sh := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id,
+			"command": "cat; pwd; id -u; echo oops >&2\nexit 4\n", "stdin": "in\n"})
+		if status != 200 || sh["output"] != "in\n/workspace\n1000\n" || sh["error"] != "oops\n" || sh["exitCode"] != float64(4) {
+			t.Fatalf("run %d: %d %v", i, status, sh)
+		}
+	}
+	body, _ := jsonBody(map[string]any{"sessionId": id, "command": "echo a; sleep 0.3; echo b >&2; exit 2"})
+	req, _ := http.NewRequest("POST", srv.URL+"/api/playground/shell", body)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	last := -1
+	for _, w := range []string{"event: stdout\ndata: {\"data\":\"a\\n\"}", "event: stderr\ndata: {\"data\":\"b\\n\"}",
+		"event: exit\ndata: {\"success\":false,\"output\":\"a\\n\",\"error\":\"b\\n\",\"exitCode\":2"} {
+		i := strings.Index(string(all), w)
+		if i <= last {
+			t.Fatalf("stream lacks %q in order:\n%s", w, all)
+		}
+		last = i
+	}
+	status, sh := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id, "command": "sleep 100 & sleep 100", "timeoutMs": 500})
+	if status != 200 || sh["timedOut"] != true || sh["signal"] != "SIGKILL" {
+		t.Fatalf("timeout: %d %v", status, sh)
+	}
+	_, ps := call(t, srv, "POST", "/api/playground/shell", map[string]any{"sessionId": id,
+		"command": "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done"})
+	if strings.Contains(ps["output"].(string), "sleep 100") {
+		t.Fatalf("a timed-out command's child survives:\n%s", ps["output"])
 	}
 }
 

@@ -26,7 +26,7 @@ type Config struct {
 	InstallTimeout      time.Duration   // longest npm install
 	MaxSessions         int             // sessions at once (0: no limit)
 	PoolSize            int             // warm containers kept ready for new sessions
-	Runners             bool            // keep a pre-started Node process per session for executes
+	Runners             bool            // keep pre-started processes per session: node for executes, sh for shell commands
 	RunnerIdle          time.Duration   // a session idle this long loses its waiting runner
 	RunnerBootCPUs      float64         // CPU quota, in CPUs, that all pre-started runners boot on together (0: each boots on its session's; cgroup v1 only)
 	NodePath            string          // node inside the image

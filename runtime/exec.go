@@ -25,7 +25,10 @@ type ExecRequest struct {
 	// Script, instead of Args, names a workspace file to run as
 	// `node <file>`, or for TypeScript (.ts, .mts, .cts, .tsx) as
 	// `node --import <tsx loader> <file>` (on a pre-started runner when one waits).
-	Script      string
+	Script string
+	// Shell, instead of Args, is a command line run as `/bin/sh -c <command>`
+	// (on the session's waiting shell runner when one waits).
+	Shell       string
 	Env         []string // added to the container's environment
 	Stdin       []byte
 	Timeout     time.Duration

@@ -1,6 +1,15 @@
 package runtime
 
-import "time"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/servcraft/servcraftd/store"
+)
 
 // SetClock makes now the manager's time source, so that a test moves
 // deadlines instead of sleeping past them.
@@ -47,3 +56,30 @@ func WaitRunner(m *Manager, sessionID, script string) (uint32, bool) {
 
 // BootCgroup is the CPU cgroup folder runners boot in ("" when they boot in their session's).
 func BootCgroup(m *Manager) string { return m.boot.dir }
+
+// RunProcesses lists, as the host sees them, the command lines of the
+// processes in each run cgroup of a session's container.
+func RunProcesses(ctx context.Context, m *Manager, sessionID string) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		names, err := runGroupNames(l.cgroup)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			pids, err := existingRunGroup(l.cgroup, name).pids()
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			out[name] = []string{}
+			for _, pid := range pids {
+				cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				if err == nil {
+					out[name] = append(out[name], strings.ReplaceAll(string(cmdline), "\x00", " "))
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -452,9 +452,12 @@ func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (
 	req = execBounds(req, m.cfg.ExecTimeout, m.cfg.MaxExecTimeout, m.cfg.OutputLimit)
 	var res ExecResult
 	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
-		if req.Script != "" {
+		switch {
+		case req.Script != "":
 			res, err = m.runScript(ctx, sessionID, s.Workspace, l, req)
-		} else {
+		case req.Shell != "":
+			res, err = m.runShell(ctx, sessionID, l, req)
+		default:
 			res, err = l.exec(ctx, req)
 		}
 		m.counters.inc("exec", execOutcome(res, err))

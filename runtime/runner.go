@@ -81,6 +81,9 @@ func (k scriptKind) coldArgs(nodePath, file string) []string {
 
 // runnerArgs is the argv of a waiting runner of this kind.
 func (k scriptKind) runnerArgs(nodePath string) []string {
+	if k == shellKind {
+		return shellRunnerArgs
+	}
 	warm := ""
 	if k == scriptTS {
 		warm = tsWarmFile
@@ -308,7 +311,9 @@ func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l 
 	}
 	defer m.prestart(sessionID, workspace, kind, l)
 	rn.out.stream(req.OnOutput)
-	rn.r.started = time.Now()
+	// The run starts now: its duration, and the OOM kills it may be blamed
+	// for, count from here rather than from when the runner started.
+	rn.r.started, rn.r.oomBefore = time.Now(), oomKills(rn.r.cgroup)
 	go func() {
 		_, _ = rn.stdin.Write([]byte(file + "\n"))
 		_, _ = rn.stdin.Write(req.Stdin)
