@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -313,6 +314,31 @@ func TestRecordFromLabels(t *testing.T) {
 	} {
 		if _, err := recordFromLabels(ContainerPrefix+"u", "img", "/w", labels, store.Limits{}, now, idle); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestDeadOrDying(t *testing.T) {
+	const quiet = "Name:\tnode\nSigQ:\t0/1\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\n"
+	const term = "Name:\tnode\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000004000\n"
+	stat := func(state string, flags int) []byte {
+		return []byte(fmt.Sprintf("123 (node (x)) %s 1 1 1 0 -1 %d 0 0", state, flags))
+	}
+	for _, tc := range []struct {
+		name         string
+		stat, status []byte
+		want         bool
+	}{
+		{"waiting", stat("S", 0x400100), []byte(quiet), false},
+		{"running", stat("R", 0x400000), []byte(quiet), false},
+		{"zombie", stat("Z", 0x400100), []byte(quiet), true},
+		{"exiting", stat("R", 0x400104), []byte(quiet), true},
+		{"signal pending", stat("S", 0x400100), []byte(term), true},
+		{"thread signal pending", stat("S", 0), []byte("SigPnd:\t0000000000000100\nShdPnd:\t0000000000000000\n"), true},
+		{"unreadable stat", []byte("garbage"), []byte(quiet), true},
+	} {
+		if got := deadOrDying(tc.stat, tc.status); got != tc.want {
+			t.Errorf("%s: deadOrDying = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -200,14 +202,45 @@ func (r *runner) exited() bool {
 	default:
 	}
 	// The exit event may still be on its way: ask the kernel.
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.r.p.Pid()))
+	pid := r.r.p.Pid()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return true
 	}
-	// The state is the field after the parenthesised command name.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		switch stat[i+2] {
-		case 'Z', 'X', 'x':
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return true
+	}
+	return deadOrDying(stat, status)
+}
+
+// pfExiting is the kernel's PF_EXITING task flag: the process is exiting.
+const pfExiting = 0x4
+
+// deadOrDying reads a process's /proc stat and status: whether it is a
+// zombie or gone, exiting, or has a signal pending. A runner blocked in its
+// read has none pending; one that has (a kill whose delivery waits for the
+// CPU, as on a throttled boot quota) is about to die, not to run a file.
+func deadOrDying(stat, status []byte) bool {
+	// The fields after the parenthesised command name: state is the first, flags the seventh.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return true
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 7 {
+		return true
+	}
+	switch f[0] {
+	case "Z", "X", "x":
+		return true
+	}
+	if flags, err := strconv.ParseUint(f[6], 10, 64); err != nil || flags&pfExiting != 0 {
+		return true
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		key, value, ok := strings.Cut(line, ":")
+		if ok && (key == "SigPnd" || key == "ShdPnd") && strings.Trim(strings.TrimSpace(value), "0") != "" {
 			return true
 		}
 	}
