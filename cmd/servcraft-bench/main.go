@@ -229,6 +229,30 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		add(stats(row.name, runs, bare, "node hello.js"))
 	}
 
+	// A terminal-like client: shell `true` back to back and spaced, each
+	// paired with a bare `node -e 0` run just before it.
+	for _, pause := range []time.Duration{0, 500 * time.Millisecond} {
+		var bare, runs []time.Duration
+		for range b.n {
+			d, err := timeCmd(ctx, b.node, "-e", "0")
+			if err != nil {
+				return nil, fmt.Errorf("baseline node -e 0: %w", err)
+			}
+			bare = append(bare, d)
+			time.Sleep(pause) // not timed
+			d, err = b.call(ctx, b.url, "POST", "/api/playground/shell", map[string]any{"sessionId": session, "command": "true"}, 200)
+			if err != nil {
+				return nil, fmt.Errorf("shell: %w", err)
+			}
+			runs = append(runs, d)
+		}
+		name := "shell `true`, back to back"
+		if pause > 0 {
+			name = "shell `true`, spaced 0.5 s"
+		}
+		add(stats(name, runs, bare, "node -e 0"))
+	}
+
 	// A burst of creates a second apart: the pool must keep up.
 	if b.url != b.coldURL {
 		var burst, bare []time.Duration
