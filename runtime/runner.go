@@ -315,27 +315,37 @@ func (m *Manager) usable(rn *runner, l *liveSession, kind scriptKind, workspace 
 	return true
 }
 
+// takeRunner takes the session's runner of kind, waiting for it if it is
+// still starting (never a cold start beside a warm one on its way), and
+// returns it if it can take req now; else it stops it and returns nil.
+func (m *Manager) takeRunner(ctx context.Context, sessionID, workspace string, l *liveSession, kind scriptKind, req ExecRequest) (*runner, error) {
+	rn := m.runners.take(runnerKey(sessionID, kind))
+	if rn == nil {
+		return nil, nil
+	}
+	select {
+	case <-rn.ready:
+	case <-ctx.Done():
+		rn.stop()
+		return nil, fmt.Errorf("wait for %s runner: %w", kind, ctx.Err())
+	}
+	if !m.usable(rn, l, kind, workspace, req) {
+		rn.stop()
+		return nil, nil
+	}
+	return rn, nil
+}
+
 // runScript runs a workspace file as `node <file>` (with the tsx loader for
-// TypeScript) would: on the session's runner of that kind when there is one,
-// waiting for it if it is still starting (never a second cold Node beside a
-// warm one on its way), else cold. With a boot CPU quota the next runner
-// starts as soon as this one is in hand, so it boots while this run runs
-// without taking the run's CPU; without one it starts after the run.
+// TypeScript) would: on the session's runner of that kind when there is one
+// (see takeRunner), else cold. The next runner starts once this run has
+// answered: started beside it, its boot took the run's CPU.
 func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l *liveSession, req ExecRequest) (ExecResult, error) {
 	file := WorkspacePath + "/" + req.Script
 	kind := kindOfScript(req.Script)
-	rn := m.runners.take(runnerKey(sessionID, kind))
-	if rn != nil {
-		select {
-		case <-rn.ready:
-		case <-ctx.Done():
-			rn.stop()
-			return ExecResult{}, fmt.Errorf("wait for runner: %w", ctx.Err())
-		}
-		if !m.usable(rn, l, kind, workspace, req) {
-			rn.stop()
-			rn = nil
-		}
+	rn, err := m.takeRunner(ctx, sessionID, workspace, l, kind, req)
+	if err != nil {
+		return ExecResult{}, err
 	}
 	if rn == nil {
 		defer m.prestart(sessionID, workspace, kind, l)

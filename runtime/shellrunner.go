@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -55,9 +54,9 @@ func shellRunnable(req ExecRequest) bool {
 }
 
 // runShell runs req.Shell as `/bin/sh -c <command>` would: on the session's
-// waiting shell runner when there is one, waiting for it if it is still
-// starting, else cold. Unlike a script's, the next shell runner starts once
-// this run has ended: a runc exec in flight in the container holds up the
+// waiting shell runner when there is one (see takeRunner), else cold. As
+// for a script's, the next shell runner starts once this run has ended: a
+// runc exec in flight in the container holds up the
 // end of a run that takes milliseconds (measured on a loaded 2-core host,
 // spaced `shell true`: median 137 ms with the next runner starting during
 // the run, 31 ms with it starting after).
@@ -66,19 +65,9 @@ func (m *Manager) runShell(ctx context.Context, sessionID string, l *liveSession
 		req.Args = shellArgs(req.Shell)
 		return l.exec(ctx, req)
 	}
-	key := runnerKey(sessionID, shellKind)
-	rn := m.runners.take(key)
-	if rn != nil {
-		select {
-		case <-rn.ready:
-		case <-ctx.Done():
-			rn.stop()
-			return ExecResult{}, fmt.Errorf("wait for shell runner: %w", ctx.Err())
-		}
-		if !m.usable(rn, l, shellKind, "", req) {
-			rn.stop()
-			rn = nil
-		}
+	rn, err := m.takeRunner(ctx, sessionID, "", l, shellKind, req)
+	if err != nil {
+		return ExecResult{}, err
 	}
 	defer m.prestart(sessionID, "", shellKind, l)
 	if rn == nil {
