@@ -259,9 +259,15 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
 	}
 	missing := lacks()
-	if projectType == "" && missing != "" {
-		slog.Debug("warm container without starter dependencies", "record", sessionID, "notice", missing)
-		missing = ""
+	if KindOf(sessionID) == KindPool {
+		if missing != "" {
+			slog.Debug("warm container without starter dependencies", "record", sessionID, "notice", missing)
+			missing = ""
+		}
+		// What the copy wrote reaches the disk now, not in the flush of a claim.
+		if err := flushWorkspace(dir); err != nil {
+			return s, err
+		}
 	}
 	s, err = m.db.Update(sessionID, func(r *store.Session) error {
 		r.State = store.StateRunning

@@ -18,6 +18,7 @@ import (
 
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
+	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -439,9 +440,25 @@ func TestWarmPool(t *testing.T) {
 		t.Fatalf("expiresAt %v", s.ExpiresAt)
 	}
 	// At capacity (1 session + 2 warm = 3) the pool still serves, but does not refill.
+	// The oldest warm container holds the js starter already (the first
+	// type, before the claim above asked for ts): it is handed over as it is.
 	waitPooled(2)
-	if _, _, err := h.m.Create(ctx, "second", "js"); err != nil {
+	second, _, err := h.m.Create(ctx, "second", "js")
+	if err != nil {
 		t.Fatal(err)
+	}
+	jsStarter, err := templates.Files("js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "app.js\n"
+	for _, f := range jsStarter {
+		if f.Path == "package.json" {
+			want += string(f.Data)
+		}
+	}
+	if res := h.exec(t, second, 0, "/bin/sh", "-c", "ls src; cat package.json; test ! -e tsconfig.json"); res.Stdout != want || res.ExitCode != 0 {
+		t.Fatalf("second session from the pool: %+v, want %q", res, want)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if st := h.m.Stats(); st.Pooled != 1 || st.Active != 2 {

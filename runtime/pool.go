@@ -1,13 +1,22 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/store"
@@ -22,12 +31,33 @@ type warmPool struct {
 	wake chan struct{} // asks the keeper to top the pool up
 	held atomic.Bool   // a draining node fills no pool (PausePool)
 
-	mu  sync.Mutex
-	ids []string
+	mu       sync.Mutex
+	ids      []string
+	seedType string // the starter project new warm containers get: the type the latest claim asked for
 }
 
 func newWarmPool(size int) *warmPool {
-	return &warmPool{size: size, wake: make(chan struct{}, 1)}
+	p := &warmPool{size: size, wake: make(chan struct{}, 1)}
+	if types := templates.Types(); len(types) > 0 {
+		p.seedType = types[0]
+	}
+	return p
+}
+
+// starterType is the starter project a new warm container is seeded with.
+func (p *warmPool) starterType() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seedType
+}
+
+// asked notes the project type a claim asked for: the warm containers made
+// from now on hold its starter project, so the next claim of that type has
+// nothing to write.
+func (p *warmPool) asked(projectType string) {
+	p.mu.Lock()
+	p.seedType = projectType
+	p.mu.Unlock()
 }
 
 // pop takes the oldest warm container.
@@ -92,12 +122,14 @@ func (m *Manager) PausePool(paused bool) {
 func IsInternal(recordID string) bool { return KindOf(recordID) != KindSession }
 
 // claimPooled hands a warm container to sessionID: one store transaction
-// renames its record, the starter project is written and the container's
-// labels are updated. A session made this way is the same as a cold one.
+// renames its record, the container's labels are updated while it commits,
+// and the starter project is written unless the warm container holds it
+// already. A session made this way is the same as a cold one.
 func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string) (store.Session, bool) {
 	if m.cfg.PoolSize <= 0 {
 		return store.Session{}, false
 	}
+	m.pool.asked(projectType)
 	defer m.pool.refill()
 	for {
 		poolID, ok := m.pool.pop()
@@ -109,41 +141,115 @@ func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string
 			return s, true
 		}
 		slog.Warn("warm container unusable; trying the next", "pool", poolID, "err", err)
-		if rec, gerr := m.db.Get(poolID); gerr == nil {
-			_ = m.teardown(ctx, rec)
+		// The record is the session's if the rename went through (the
+		// caller holds sessionID's lock and found no record of it).
+		for _, id := range []string{sessionID, poolID} {
+			if rec, gerr := m.db.Get(id); gerr == nil {
+				_ = m.teardown(ctx, rec)
+			}
 		}
 	}
 }
 
+// adopt makes the warm container of poolID sessionID's. Its labels are
+// written while the store commits the rename; both are done before it
+// returns.
 func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType string) (store.Session, error) {
 	now := m.now().UTC()
+	held := "" // the starter project the warm workspace holds
+	labelled := make(chan error, 1)
+	labelling := false
 	s, err := m.db.Rename(poolID, func(s *store.Session) error {
-		return adoptRecord(s, sessionID, projectType, now, m.cfg.IdleTimeout)
-	})
-	if err != nil {
-		return s, err
-	}
-	m.live.rename(poolID, sessionID)
-	if err := templates.Seed(s.Workspace, projectType); err != nil {
-		return s, err
-	}
-	if m.starters != nil {
-		// Normally already there: the warm container was made with them.
-		if lacks := m.seedStarterDeps(s.Workspace, m.starterKey(projectType), m.starters.poolKey); lacks != "" {
-			if s, err = m.db.Update(sessionID, func(r *store.Session) error { r.DependenciesMissing = lacks; return nil }); err != nil {
-				return s, err
-			}
+		held = s.ProjectType
+		if err := adoptRecord(s, sessionID, projectType, now, m.cfg.IdleTimeout); err != nil {
+			return err
 		}
-	}
-	c, err := m.client.LoadContainer(ctx, s.ContainerID)
+		labelling = true
+		go func(s store.Session) { labelled <- m.relabelAdopted(ctx, s) }(*s)
+		return nil
+	})
 	if err == nil {
-		_, err = c.SetLabels(ctx, sessionLabels(s))
+		m.live.rename(poolID, sessionID)
+		s, err = m.seedAdopted(s, held)
+	}
+	if labelling {
+		err = errors.Join(err, <-labelled)
 	}
 	if err != nil {
-		return s, fmt.Errorf("label adopted container %s: %w", s.ContainerID, err)
+		return s, err
 	}
 	m.previews.add(sessionID)
 	return s, nil
+}
+
+// relabelAdopted gives an adopted container the labels of its session, in
+// one round trip (what Container.SetLabels does, without loading it first).
+func (m *Manager) relabelAdopted(ctx context.Context, s store.Session) error {
+	labels := sessionLabels(s)
+	paths := make([]string, 0, len(labels))
+	for k := range labels {
+		paths = append(paths, "labels."+k)
+	}
+	if _, err := m.client.ContainerService().Update(ctx, containers.Container{ID: s.ContainerID, Labels: labels}, paths...); err != nil {
+		return fmt.Errorf("label adopted container %s: %w", s.ContainerID, err)
+	}
+	return nil
+}
+
+// seedAdopted gives an adopted session's workspace its starter project
+// (unless the warm container holds it already: held) and its dependencies.
+func (m *Manager) seedAdopted(s store.Session, held string) (store.Session, error) {
+	if held != s.ProjectType {
+		if held != "" {
+			if err := unseed(s.Workspace, held); err != nil {
+				return s, err
+			}
+		}
+		if err := templates.Seed(s.Workspace, s.ProjectType); err != nil {
+			return s, err
+		}
+	}
+	if m.starters == nil {
+		return s, nil
+	}
+	// Normally already there: the warm container was made with them.
+	lacks := m.seedStarterDeps(s.Workspace, m.starterKey(s.ProjectType), m.starters.poolKey)
+	if lacks == "" {
+		return s, nil
+	}
+	return m.db.Update(s.SessionID, func(r *store.Session) error { r.DependenciesMissing = lacks; return nil })
+}
+
+// unseed removes the starter project of projectType from a warm container's
+// workspace (no user code ever ran in it): its files, then the folders
+// they leave empty.
+func unseed(dir, projectType string) error {
+	files, err := templates.Files(projectType)
+	if err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open workspace: %w", err)
+	}
+	defer root.Close()
+	var folders []string
+	for _, f := range files {
+		if err := root.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s starter file %s: %w", projectType, f.Path, err)
+		}
+		for p := path.Dir(f.Path); p != "."; p = path.Dir(p) {
+			folders = append(folders, p)
+		}
+	}
+	// Deepest first; a folder still holding something stays.
+	slices.SortFunc(folders, func(a, b string) int { return cmp.Or(cmp.Compare(len(b), len(a)), strings.Compare(a, b)) })
+	for _, p := range slices.Compact(folders) {
+		if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+			return fmt.Errorf("remove %s starter folder %s: %w", projectType, p, err)
+		}
+	}
+	return nil
 }
 
 // keepPool fills the pool to PoolSize whenever it is woken, until the
@@ -171,7 +277,7 @@ func (m *Manager) keepPool() {
 func (m *Manager) warmOne(ctx context.Context) error {
 	id := poolPrefix + randomHex(8)
 	start := time.Now()
-	if _, err := m.build(ctx, id, ""); err != nil {
+	if _, err := m.build(ctx, id, m.pool.starterType()); err != nil {
 		if !errors.Is(err, ErrCapacity) {
 			slog.Error("warm a container", "err", err)
 		}
@@ -216,5 +322,19 @@ func (m *Manager) startPool() error {
 	m.stopped.Add(1)
 	go m.keepPool()
 	m.pool.refill()
+	return nil
+}
+
+// flushWorkspace writes what a workspace's filesystem holds in memory to its
+// disk (syncfs: one flush however many files changed).
+func flushWorkspace(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open workspace: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("flush workspace %s to disk: %w", dir, err)
+	}
 	return nil
 }

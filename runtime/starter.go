@@ -203,6 +203,8 @@ func (m *Manager) completeWarm(key string) {
 		if rec, err := m.db.Get(id); err == nil && !hasStarterDeps(rec.Workspace) {
 			if notice := m.seedStarterDeps(rec.Workspace, key, ""); notice != "" {
 				slog.Warn("complete a warm container", "pool", id, "notice", notice)
+			} else if err := flushWorkspace(rec.Workspace); err != nil {
+				slog.Warn("complete a warm container", "pool", id, "err", err)
 			}
 		}
 		m.pool.push(id)

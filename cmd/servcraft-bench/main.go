@@ -324,6 +324,12 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 	}
 	out = append(out, pv...)
 
+	st, err := b.starter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, st...)
+
 	tp, err := b.throughput(ctx, helloFile)
 	if err != nil {
 		return nil, err
