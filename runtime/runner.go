@@ -291,7 +291,7 @@ func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *live
 		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(m.cfg.NodePath),
 			stdin: stdinR, stdout: out.stdout, stderr: out.stderr, placed: placed})
 		if err != nil {
-			slog.Debug("prestart runner", "session", sessionID, "kind", kind, "err", err)
+			slog.Warn("prestart runner", "session", sessionID, "kind", kind, "err", err)
 			m.runners.remove(key, rn)
 			return
 		}

@@ -104,7 +104,7 @@ func TestWarmShellBehavesLikeCold(t *testing.T) {
 		{name: "stdin head", command: "head -c 3; echo; cat", stdin: "abcdef\nghi"},
 		{name: "stdin none", command: "cat; echo done"},
 		{name: "stderr", command: "echo out; echo err >&2; ls /nonexistent; exit 1"},
-		{name: "over the cap", command: "yes | head -c 200000; echo after >&2"},
+		{name: "over the cap", command: "yes | head -c 200000; sleep 30; echo after >&2"},
 		{name: "stderr over the cap", command: "yes >&2"},
 		{name: "kill -9", command: "echo before; kill -9 $$; echo after"},
 		{name: "kill -TERM", command: "kill -TERM $$"},
