@@ -26,6 +26,8 @@ stop() { # the daemons first: they leave etcd on their way out
 }
 trap stop EXIT
 
+# Every workspace is allocated in full at create: 256 MiB each (not the
+# 1 GiB default) keeps the run's 40-odd sessions within a CI machine's disk.
 start() { # name listen extra-flags...
 	local name=$1 listen=$2
 	shift 2
@@ -33,7 +35,7 @@ start() { # name listen extra-flags...
 	bin/servcraftd --listen "$listen" --state-dir "$STATE/bench-$name" --containerd-address "$ADDR" \
 		--namespace "servcraft-bench-$name" --pull=false --image localhost/servcraft/node:20 \
 		--fallback-archive "$STATE/image/node20.tar" --toolchain-dir "$STATE/toolchain" \
-		--destroy-on-shutdown --create-rate 0 --client-exec-rate 0 --exec-rate 0 --install-rate 0 --max-concurrent-execs 0 "$@" \
+		--workspace-size 256MiB --destroy-on-shutdown --create-rate 0 --client-exec-rate 0 --exec-rate 0 --install-rate 0 --max-concurrent-execs 0 "$@" \
 		>"$STATE/bench-$name/servcraftd.log" 2>&1 &
 	pids+=($!)
 }
