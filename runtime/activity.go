@@ -14,10 +14,15 @@ import (
 // interval of it.
 //
 // Lock order: mu is a leaf. It is never held while another lock is taken
-// or the store is called.
+// or the store is called. flushMu is held across a whole flush (taking the
+// batch and writing it), so that once a flush returns, every touch taken
+// before it, by it or by a flush that ran at the same time (the reaper's),
+// is in the store: the label round that follows reads no older record.
 type activity struct {
 	now  func() time.Time
 	idle time.Duration
+
+	flushMu sync.Mutex
 
 	mu      sync.Mutex
 	touched map[string]time.Time // not yet written to the store
@@ -92,6 +97,8 @@ func (a *activity) take() map[string]time.Time {
 
 // flush writes the pending activity to db.
 func (a *activity) flush(db Store) error {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
 	batch := a.take()
 	if err := db.Touch(batch, a.idle); err != nil {
 		return fmt.Errorf("write activity of %d sessions: %w", len(batch), err)
