@@ -56,7 +56,7 @@ func main() {
 	namespace := flag.String("namespace", "servcraft-bench", "containerd namespace for the baselines (one holding the image)")
 	image := flag.String("image", runtime.DefaultConfig().Image.FallbackRef, "image for the baselines")
 	n := flag.Int("n", 20, "runs per measurement")
-	quick := flag.Bool("quick", false, "few runs, for a smoke check (under a minute)")
+	quick := flag.Bool("quick", false, "few runs, for a smoke check (about two minutes)")
 	install := flag.Bool("install", false, "also install fastify cold and cached (reaches the package registry)")
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
 	densityN := flag.Int("density", 0, "also create this many idle sessions and report host memory per session (needs root)")
