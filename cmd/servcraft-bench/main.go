@@ -438,7 +438,7 @@ func (b *bench) preview(ctx context.Context, session string) ([]result, error) {
 	var inside struct {
 		Output string `json:"output"`
 	}
-	if err := b.callJSON(ctx, b.url, "/api/playground/execute", map[string]any{"sessionId": session, "code": previewInside}, &inside); err != nil {
+	if err := b.postJSON(ctx, b.url, "/api/playground/execute", map[string]any{"sessionId": session, "code": previewInside}, http.StatusOK, &inside); err != nil {
 		return nil, err
 	}
 	var insideMs float64
@@ -452,8 +452,8 @@ func (b *bench) preview(ctx context.Context, session string) ([]result, error) {
 	}, nil
 }
 
-// callJSON posts body and decodes the 200 answer into out.
-func (b *bench) callJSON(ctx context.Context, base, path string, body, out any) error {
+// postJSON posts body, checks the answer's status is want and decodes it into out.
+func (b *bench) postJSON(ctx context.Context, base, path string, body any, want int, out any) error {
 	data, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, "POST", base+path, bytes.NewReader(data))
 	if err != nil {
@@ -465,8 +465,9 @@ func (b *bench) callJSON(ctx context.Context, base, path string, body, out any) 
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: status %d", path, resp.StatusCode)
+	if resp.StatusCode != want {
+		data, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("POST %s: status %d: %s", path, resp.StatusCode, data)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -223,23 +221,11 @@ func (b *bench) waitStarterDeps(ctx context.Context) error {
 // it for destroy, and decodes the create's answer into out.
 func (b *bench) createJSON(ctx context.Context, name string, out any) error {
 	id := b.prefix + "-" + name
-	body, _ := json.Marshal(map[string]any{"sessionId": id, "projectType": "js"})
-	req, err := http.NewRequestWithContext(ctx, "POST", b.url+"/api/playground/container", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		data, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("create %s: status %d: %s", id, resp.StatusCode, data)
+	if err := b.postJSON(ctx, b.url, "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}, http.StatusCreated, out); err != nil {
+		return fmt.Errorf("create %s: %w", id, err)
 	}
 	b.created = append(b.created, [2]string{b.url, id})
-	return json.NewDecoder(resp.Body).Decode(out)
+	return nil
 }
 
 // destroy deletes a session made by create and forgets it.
