@@ -16,7 +16,10 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
-func TestVolumeQuotaAndRemove(t *testing.T) {
+// testVolumes is a volume set of 16 MiB volumes in a new folder (root).
+// It needs root and mkfs.ext4: missing, it fails under CI=true and skips elsewhere.
+func testVolumes(t *testing.T) (*Volumes, string) {
+	t.Helper()
 	needRoot(t)
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -29,6 +32,11 @@ func TestVolumeQuotaAndRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v, root
+}
+
+func TestVolumeQuotaAndRemove(t *testing.T) {
+	v, root := testVolumes(t)
 	ctx := context.Background()
 	dir, err := v.Create(ctx, "vol1")
 	if err != nil {
@@ -98,18 +106,7 @@ func TestVolumeQuotaAndRemove(t *testing.T) {
 }
 
 func TestVolumeCreateKeepsReserve(t *testing.T) {
-	needRoot(t)
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.ext4 missing")
-		}
-		t.Skip("mkfs.ext4 missing")
-	}
-	root := t.TempDir()
-	v, err := NewVolumes(root, 16<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, root := testVolumes(t)
 	sp, err := disk.Stat(root)
 	if err != nil {
 		t.Fatal(err)
