@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -55,12 +54,7 @@ func openLayerCache(dir string, budget, maxLayer int64) (*layerCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dependency layer folder: %w", err)
 	}
-	type found struct {
-		key  string
-		size int64
-		used time.Time
-	}
-	var layers []found
+	var layers []lrubudget.Found
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		size, clean, err := treeDiskBytes(p)
@@ -73,12 +67,9 @@ func openLayerCache(dir string, budget, maxLayer int64) (*layerCache, error) {
 			}
 			continue
 		}
-		layers = append(layers, found{e.Name(), size, info.ModTime()})
+		layers = append(layers, lrubudget.Found{Key: e.Name(), Size: size, Used: info.ModTime()})
 	}
-	slices.SortFunc(layers, func(a, b found) int { return a.used.Compare(b.used) })
-	for _, l := range layers {
-		c.evict(c.index.Add(l.key, l.size))
-	}
+	c.evict(c.index.Load(layers))
 	return c, nil
 }
 

@@ -6,7 +6,9 @@ package lrubudget
 
 import (
 	"container/list"
+	"slices"
 	"sync"
+	"time"
 )
 
 // Index is a byte-budgeted least-recently-used index of cache entries. It
@@ -58,6 +60,25 @@ func (x *Index) Add(key string, size int64) (evict []string) {
 		delete(x.entries, e.key)
 		x.used -= e.size
 		evict = append(evict, e.key)
+	}
+	return evict
+}
+
+// Found is an entry found on disk: its key, the bytes it takes and when it
+// was last used.
+type Found struct {
+	Key  string
+	Size int64
+	Used time.Time
+}
+
+// Load adds what a cache found on disk at start, least recently used first,
+// and returns the keys that must be evicted to bring it within the budget.
+func (x *Index) Load(found []Found) (evict []string) {
+	found = slices.Clone(found)
+	slices.SortFunc(found, func(a, b Found) int { return a.Used.Compare(b.Used) })
+	for _, f := range found {
+		evict = append(evict, x.Add(f.Key, f.Size)...)
 	}
 	return evict
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestEvictsLeastRecentlyUsed(t *testing.T) {
@@ -68,5 +69,22 @@ func TestManyEntriesStayWithinBudget(t *testing.T) {
 	}
 	if !x.Has("4999") || x.Has("0") {
 		t.Fatal("kept the wrong entries")
+	}
+}
+
+func TestLoadOrdersByLastUse(t *testing.T) {
+	x := New(100)
+	t0 := time.Unix(1_800_000_000, 0)
+	// Found in directory order; "old" was used first, so it goes first.
+	ev := x.Load([]Found{{"new", 40, t0.Add(2 * time.Hour)}, {"old", 40, t0}, {"mid", 40, t0.Add(time.Hour)}})
+	if !slices.Equal(ev, []string{"old"}) {
+		t.Fatalf("evicted %v, want [old]", ev)
+	}
+	if x.Has("old") || !x.Has("mid") || !x.Has("new") || x.Used() != 80 {
+		t.Fatalf("after load: old %v mid %v new %v used %d", x.Has("old"), x.Has("mid"), x.Has("new"), x.Used())
+	}
+	// The least recently used of what is left is "mid".
+	if ev := x.Add("next", 30); !slices.Equal(ev, []string{"mid"}) {
+		t.Fatalf("next add evicted %v, want [mid]", ev)
 	}
 }

@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
+
+	"github.com/servcraft/servcraftd/runtime/lrubudget"
 )
 
 // ErrInstallBudget is the cause of a request refused because its install
@@ -39,12 +40,7 @@ func tarballKey(sum checksum, cacheDir string) string {
 // indexTarballs indexes the cached tarballs, least recently used first (by
 // modification time, which a hit moves), and evicts past the budget.
 func (p *Proxy) indexTarballs() error {
-	type found struct {
-		key  string
-		size int64
-		used time.Time
-	}
-	var all []found
+	var all []lrubudget.Found
 	for _, a := range algorithms {
 		entries, err := os.ReadDir(filepath.Join(p.cacheDir, a.name))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -57,13 +53,10 @@ func (p *Proxy) indexTarballs() error {
 			if err != nil || !info.Mode().IsRegular() {
 				continue
 			}
-			all = append(all, found{filepath.Join(a.name, e.Name()), diskSize(info), info.ModTime()})
+			all = append(all, lrubudget.Found{Key: filepath.Join(a.name, e.Name()), Size: diskSize(info), Used: info.ModTime()})
 		}
 	}
-	slices.SortFunc(all, func(a, b found) int { return a.used.Compare(b.used) })
-	for _, f := range all {
-		p.evict(p.tarballs.Add(f.key, f.size))
-	}
+	p.evict(p.tarballs.Load(all))
 	return nil
 }
 
