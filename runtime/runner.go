@@ -347,18 +347,23 @@ func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l 
 	if err != nil {
 		return ExecResult{}, err
 	}
+	defer m.prestart(sessionID, workspace, kind, l)
 	if rn == nil {
-		defer m.prestart(sessionID, workspace, kind, l)
 		req.Args = kind.coldArgs(m.cfg.NodePath, file)
 		return l.exec(ctx, req)
 	}
-	defer m.prestart(sessionID, workspace, kind, l)
+	return rn.run(ctx, file+"\n", req)
+}
+
+// run hands the runner line (what it waits for: a file name, a command)
+// and then req's stdin, and waits for the run as a cold one would be waited for.
+func (rn *runner) run(ctx context.Context, line string, req ExecRequest) (ExecResult, error) {
 	rn.out.stream(req.OnOutput)
 	// The run starts now: its duration, and the OOM kills it may be blamed
 	// for, count from here rather than from when the runner started.
 	rn.r.started, rn.r.oomBefore = time.Now(), oomKills(rn.r.cgroup)
 	go func() {
-		_, _ = rn.stdin.Write([]byte(file + "\n"))
+		_, _ = rn.stdin.Write([]byte(line))
 		_, _ = rn.stdin.Write(req.Stdin)
 		_ = rn.stdin.Close()
 	}()

@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -74,16 +73,5 @@ func (m *Manager) runShell(ctx context.Context, sessionID string, l *liveSession
 		req.Args = shellArgs(req.Shell)
 		return l.exec(ctx, req)
 	}
-	rn.out.stream(req.OnOutput)
-	// The run starts now: its duration, and the OOM kills it may be blamed
-	// for, count from here rather than from when the runner started.
-	rn.r.started, rn.r.oomBefore = time.Now(), oomKills(rn.r.cgroup)
-	go func() {
-		_, _ = rn.stdin.Write([]byte(encodeShellLine(req.Shell)))
-		_, _ = rn.stdin.Write(req.Stdin)
-		_ = rn.stdin.Close()
-	}()
-	res, err := waitRun(ctx, rn.r, rn.out, req.Timeout)
-	res.Warm = true
-	return res, err
+	return rn.run(ctx, encodeShellLine(req.Shell), req)
 }
