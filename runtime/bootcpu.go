@@ -27,8 +27,7 @@ const bootShares = 512
 //
 // Memory, pids and the run's freezer group stay the session's all along:
 // only the cpu hierarchy differs, which exists apart only on cgroup v1. On
-// v2 (one hierarchy) runners boot in the session and are started after the
-// run they follow has answered instead.
+// v2 (one hierarchy) runners boot on their session's quota.
 type bootCPU struct {
 	cpus   float64 // the boot quota in CPUs; 0: boot in the session
 	period uint64  // microseconds
