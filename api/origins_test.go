@@ -291,6 +291,50 @@ func TestBrowserBorneAPICallsAreRefused(t *testing.T) {
 			}
 		}
 	}
+	// The node's controls and /metrics: the same checks, on the default
+	// loopback setup (no token: a loopback client may drain).
+	adminCases := []struct {
+		name, method, path string
+		header             []string
+		want               int
+	}{
+		{"drain, json, no origin", "POST", "/api/admin/drain", nil, 200},
+		{"drain, own origin", "POST", "/api/admin/drain", []string{"Origin", "http://localhost"}, 200},
+		{"undrain, bodiless", "DELETE", "/api/admin/drain", []string{"Content-Type", ""}, 200},
+		{"drain, text/plain from a foreign page", "POST", "/api/admin/drain", []string{"Content-Type", "text/plain", "Origin", "https://evil.example"}, 403},
+		{"drain, text/plain from a sandboxed preview", "POST", "/api/admin/drain", []string{"Content-Type", "text/plain", "Origin", "null"}, 403},
+		{"drain, text/plain, no origin", "POST", "/api/admin/drain", []string{"Content-Type", "text/plain"}, 415},
+		{"drain, urlencoded", "POST", "/api/admin/drain", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415},
+		{"drain, cross-site", "POST", "/api/admin/drain", []string{"Sec-Fetch-Site", "cross-site"}, 403},
+		{"metrics, no origin", "GET", "/metrics", nil, 200},
+		{"metrics, foreign origin", "GET", "/metrics", []string{"Origin", "https://evil.example"}, 403},
+		{"metrics, cross-site", "GET", "/metrics", []string{"Sec-Fetch-Site", "cross-site"}, 403},
+	}
+	for _, off := range []bool{false, true} {
+		opt := DefaultOptions()
+		opt.NoBrowserDefenses = off
+		h := NewRouter(&fakeSessions{}, opt)
+		for _, tc := range adminCases {
+			body := `{}`
+			if tc.method == "DELETE" {
+				body = ""
+			}
+			req := newRequest(tc.method, tc.path, strings.NewReader(body))
+			req.RemoteAddr = "127.0.0.1:40000"
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				req.Header.Set(tc.header[i], tc.header[i+1])
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			want := tc.want
+			if off {
+				want = 200
+			}
+			if rec.Code != want {
+				t.Errorf("defenses off=%v, %s: %d %s, want %d", off, tc.name, rec.Code, rec.Body, want)
+			}
+		}
+	}
 	// A bodiless DELETE needs no type.
 	opt := DefaultOptions()
 	if rec := send(NewRouter(&fakeSessions{}, opt), "DELETE", "/api/playground/container?sessionId=a", "", "Content-Type", ""); rec.Code == 415 {

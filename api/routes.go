@@ -13,7 +13,7 @@ type routeClass int
 const (
 	// classOpen: health, readiness, the OpenAPI document and the playground page; no token, no CORS.
 	classOpen routeClass = iota
-	// classMetrics: /metrics; the token, no CORS.
+	// classMetrics: /metrics; the Origin check and the token, no CORS.
 	classMetrics
 	// classAPI: an API call; CORS for the allowed origins, then the token.
 	classAPI
@@ -26,7 +26,8 @@ const (
 	// classPreview: a page for an iframe, proxied to the session; the token
 	// unless PreviewPublic, no API CORS (the answers are the session's own).
 	classPreview
-	// classAdmin: the node's own controls (drain); the token, no CORS.
+	// classAdmin: the node's own controls (drain); the Origin and form-type
+	// checks and the token, no CORS.
 	classAdmin
 	// classLookup: classAPI reading one session (GET container, files); lookups per client are limited.
 	classLookup
@@ -102,16 +103,19 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 	// The cluster hop comes after the token and before the per-client limits,
 	// which so count each request once, on the node that serves it, by the
 	// real client.
-	api := []gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken)}
-	if !a.opt.NoBrowserDefenses { // a foreign page's request, and a form's body, never reach the API
-		api = append(api, checkOrigin(newOriginPolicy(a.opt.CORSOrigins, a.opt.APIToken)), refuseForms)
+	// A foreign page's request, and a form's body, reach neither the API nor
+	// the node's controls (the Host allow-list is in front of every route).
+	var browser []gin.HandlerFunc
+	if !a.opt.NoBrowserDefenses {
+		browser = []gin.HandlerFunc{checkOrigin(newOriginPolicy(a.opt.CORSOrigins, a.opt.APIToken)), refuseForms}
 	}
+	api := append([]gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken)}, browser...)
 	api = append(api, auth(a.opt.APIToken), a.cluster)
 	switch class {
 	case classOpen:
 		return nil
 	case classMetrics, classAdmin:
-		return []gin.HandlerFunc{auth(a.opt.APIToken)}
+		return append(browser, auth(a.opt.APIToken))
 	case classAPI:
 		return api
 	case classLookup:
