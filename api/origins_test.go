@@ -384,16 +384,57 @@ func TestPreviewLinks(t *testing.T) {
 	if rec := send(h, "GET", "/p/abc/", ""); rec.Code != 401 {
 		t.Errorf("no link, no token: %d", rec.Code)
 	}
-	rec := send(h, "GET", link, "")
-	ck := rec.Result().Cookies()
-	if rec.Code != 303 || rec.Header().Get("Location") != "/p/abc/" || len(ck) != 1 || ck[0].Path != "/p/abc/" || !ck[0].HttpOnly {
-		t.Fatalf("link exchange: %d %v %v", rec.Code, rec.Header(), ck)
+	// Path form: the link becomes a credential in the path, which the page's
+	// relative subresources carry (a sandboxed page sends no cookie of ours).
+	rec := send(h, "GET", link+"&x=1", "")
+	loc := rec.Header().Get("Location")
+	cred, rest, _ := strings.Cut(strings.TrimPrefix(loc, "/p/abc/~"), "/")
+	if rec.Code != 303 || !strings.HasPrefix(loc, "/p/abc/~") || rest != "?x=1" || len(rec.Result().Cookies()) != 0 {
+		t.Fatalf("link exchange: %d %v", rec.Code, rec.Header())
 	}
-	if rec := send(h, "GET", "/p/abc/", "", "Cookie", ck[0].Name+"="+ck[0].Value); rec.Code != 200 {
-		t.Errorf("with the cookie: %d", rec.Code)
+	if exp, ok := verifyPreviewLink(key, cred, "abc", 3000, now); !ok || exp.Before(now.Add(opt.PreviewCookieTTL-time.Minute)) {
+		t.Errorf("the path credential %q: valid %v until %v, want PreviewCookieTTL", cred, ok, exp)
 	}
-	if rec := send(h, "GET", "/p/abd/", "", "Cookie", ck[0].Name+"="+ck[0].Value); rec.Code != 401 {
-		t.Errorf("the cookie on another session: %d", rec.Code)
+	for _, sub := range []string{"", "pixel.png", "js/app.js?v=2"} {
+		rec := send(h, "GET", "/p/abc/~"+cred+"/"+sub, "", "Referer", "http://localhost/p/abc/~"+cred+"/")
+		got, port, path := e.seen()
+		if rec.Code != 200 || port != 3000 || path != "/"+sub || got.Get("Referer") != "" {
+			t.Errorf("with the path credential, %q: %d, the user's server got port %d %q Referer %q", sub, rec.Code, port, path, got.Get("Referer"))
+		}
+	}
+	other := signPreviewLink(key, "abc", 3001, now.Add(time.Minute))
+	if rec := send(h, "GET", "/p/abc/~"+other+"/x", ""); rec.Code != 200 {
+		t.Errorf("a credential for port 3001: %d", rec.Code)
+	} else if _, port, path := e.seen(); port != 3001 || path != "/x" {
+		t.Errorf("a credential for port 3001 reached port %d %q", port, path)
+	}
+	if rec := send(h, "GET", "/p/abd/~"+cred+"/", ""); rec.Code != 403 {
+		t.Errorf("the credential on another session: %d", rec.Code)
+	}
+	if rec := send(h, "GET", "/p/abc/~"+signPreviewLink(key, "abc", 3000, now.Add(-time.Second))+"/", ""); rec.Code != 403 {
+		t.Errorf("an expired path credential: %d", rec.Code)
+	}
+	if rec := send(h, "GET", "/p/abc/", "", "Cookie", previewCookieName+"3000="+cred); rec.Code != 401 {
+		t.Errorf("a preview cookie in path form (the API origin's): %d", rec.Code)
+	}
+	// Host form: a cookie of the preview's own origin.
+	opt.PreviewDomain = "http://preview.test"
+	hostRouter := NewRouter(e, opt)
+	req := newRequest("GET", "/x?servcraft_link="+url.QueryEscape(signPreviewLink(key, "abc", 3000, now.Add(time.Minute))), nil)
+	req.Host = "3000-abc.preview.test"
+	hrec := httptest.NewRecorder()
+	hostRouter.ServeHTTP(closeNotifier{hrec}, req)
+	ck := hrec.Result().Cookies()
+	if hrec.Code != 303 || hrec.Header().Get("Location") != "/x" || len(ck) != 1 || ck[0].Path != "/" || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteLaxMode {
+		t.Fatalf("host-form link exchange: %d %v %v", hrec.Code, hrec.Header(), ck)
+	}
+	req = newRequest("GET", "/x", nil)
+	req.Host = "3000-abc.preview.test"
+	req.Header.Set("Cookie", ck[0].Name+"="+ck[0].Value)
+	hrec = httptest.NewRecorder()
+	hostRouter.ServeHTTP(closeNotifier{hrec}, req)
+	if hrec.Code != 200 {
+		t.Errorf("host form with the cookie: %d", hrec.Code)
 	}
 	expired := "/p/abc/?servcraft_link=" + url.QueryEscape(signPreviewLink(key, "abc", 3000, now.Add(-time.Second)))
 	if rec := send(h, "GET", expired, ""); rec.Code != 403 {

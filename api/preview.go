@@ -49,10 +49,7 @@ func (h *handlers) preview(c *gin.Context) {
 	q := c.Request.URL.Query()
 	q.Del("port")
 	q.Del(previewLinkParam)
-	path := c.Param("path")
-	if path == "" {
-		path = "/"
-	}
+	path := h.previewPath(c, host)
 	target := &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: path, RawQuery: q.Encode()}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -127,7 +124,8 @@ func (h *handlers) previewSession(c *gin.Context) (string, error) {
 
 // stripForPreview removes what the API's client sent for the API from a
 // request to the user's server: its credentials (Authorization,
-// Proxy-Authorization, the preview cookies) and every X-Servcraft-* header.
+// Proxy-Authorization, the preview cookies, a Referer that may hold a
+// path-form credential) and every X-Servcraft-* header.
 // In path form every cookie is the API origin's, so none goes. Hop-by-hop
 // headers (RFC 9110 §7.6.1: Connection and those it names, Keep-Alive, TE,
 // Transfer-Encoding, Upgrade but for a WebSocket, Proxy-Connection) are
@@ -139,6 +137,9 @@ func stripForPreview(hd http.Header, pathForm bool) {
 		if strings.HasPrefix(name, "X-Servcraft-") {
 			delete(hd, name)
 		}
+	}
+	if strings.Contains(hd.Get("Referer"), pathLinkPrefix) { // a path-form page's credential
+		hd.Del("Referer")
 	}
 	if pathForm {
 		hd.Del("Cookie")

@@ -19,12 +19,64 @@ import (
 // previewUrl with ?servcraft_link=<token>, where the token is
 // "<base64url(sessionId \n port \n expiry)>.<base64url(HMAC-SHA256)>" keyed
 // with the daemon's preview key. The preview answers it with a 303 to the
-// same address without the token and a cookie holding it, scoped to that
-// preview: the host-form origin, or the path /p/{sessionId}/ in path form.
+// same address without the token, and a credential that lives
+// PreviewCookieTTL:
+//   - host form: a cookie holding a new token, scoped to that preview's origin;
+//   - path form: the new token in the path, /p/{sessionId}/~<token>/…, so that
+//     the page's relative subresources carry it. No cookie can: the page runs
+//     sandboxed in an opaque origin, so the browser counts its requests as
+//     cross-site and sends neither a SameSite=Lax cookie nor (third-party
+//     cookies blocked, or a partition that does not match) a SameSite=None one.
 const (
 	previewLinkParam  = "servcraft_link"
 	previewCookieName = "servcraft_preview_" // + port
+	pathLinkPrefix    = "/~"                 // the path segment of a path-form credential: /~<token>
 )
+
+// previewLinks reports whether the previews need the API token and so hand
+// out links.
+func (h *handlers) previewLinks() bool {
+	return h.opt.APIToken != "" && !h.opt.PreviewPublic && len(h.opt.PreviewKey) > 0
+}
+
+// pathLink splits a path-form preview's path "/~<token>/rest" into the token,
+// the port it names (not yet verified) and the rest of the path ("/" at
+// least); ok is false for a path that does not start with such a segment.
+func pathLink(path string) (token string, port int, rest string, ok bool) {
+	after, found := strings.CutPrefix(path, pathLinkPrefix)
+	if !found {
+		return "", 0, path, false
+	}
+	token, rest, _ = strings.Cut(after, "/")
+	p, _, found := strings.Cut(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(p)
+	if !found || err != nil {
+		return "", 0, path, false
+	}
+	parts := strings.Split(string(payload), "\n")
+	if len(parts) != 3 {
+		return "", 0, path, false
+	}
+	if port, err = strconv.Atoi(parts[1]); err != nil {
+		return "", 0, path, false
+	}
+	return token, port, "/" + rest, true
+}
+
+// previewPath is the path a preview request asks the user's server for: the
+// route's path without a path-form credential.
+func (h *handlers) previewPath(c *gin.Context, host bool) string {
+	path := c.Param("path")
+	if !host && h.previewLinks() {
+		if _, _, rest, ok := pathLink(path); ok {
+			path = rest
+		}
+	}
+	if path == "" {
+		path = "/"
+	}
+	return path
+}
 
 // signPreviewLink makes the token for id and port, valid until exp.
 func signPreviewLink(key []byte, id string, port int, exp time.Time) string {
@@ -79,6 +131,12 @@ func (h *handlers) previewTarget(c *gin.Context) (id string, port int, host bool
 		return "", 0, false, err
 	}
 	port = h.opt.ExposedPort
+	if _, n, _, ok := pathLink(c.Param("path")); ok && h.previewLinks() {
+		if n < h.opt.MinPreviewPort || n > 65535 {
+			return "", 0, false, invalid("port %d: want a number from %d to 65535", n, h.opt.MinPreviewPort)
+		}
+		return id, n, false, nil // the link names the port: its subresources carry no ?port=
+	}
 	if p := c.GetHeader(previewPortHeader); p != "" || c.Query("port") != "" {
 		if p == "" {
 			p = c.Query("port")
@@ -114,34 +172,37 @@ func (h *handlers) previewAccess(c *gin.Context) {
 		return
 	}
 	now := time.Now()
+	expired := func() {
+		previewPage(c, http.StatusForbidden, "Preview link expired", "This preview link is not valid any more: open the preview again from the playground.")
+		c.Abort()
+	}
 	if link := c.Query(previewLinkParam); link != "" {
 		if _, ok := verifyPreviewLink(h.opt.PreviewKey, link, id, port, now); !ok {
-			previewPage(c, http.StatusForbidden, "Preview link expired", "This preview link is not valid any more: open the preview again from the playground.")
-			c.Abort()
+			expired()
 			return
 		}
-		path := "/"
-		if !host {
-			path = "/p/" + id + "/"
-		}
-		secure := c.Request.TLS != nil || c.GetHeader("X-Forwarded-Proto") == "https"
-		// The cookie outlives the link (which is only to be opened once, soon)
-		// by PreviewCookieTTL, and no more than that.
+		// The credential outlives the link (which is only to be opened once,
+		// soon) by PreviewCookieTTL, and no more than that.
 		exp := now.Add(h.opt.PreviewCookieTTL)
-		ck := &http.Cookie{Name: previewCookieName + strconv.Itoa(port), Value: signPreviewLink(h.opt.PreviewKey, id, port, exp),
-			Path: path, Expires: exp, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
-		if secure { // a preview in another site's <iframe>: a partitioned third-party cookie
-			ck.SameSite, ck.Partitioned = http.SameSiteNoneMode, true
-		}
-		http.SetCookie(c.Writer, ck)
+		cred := signPreviewLink(h.opt.PreviewKey, id, port, exp)
 		q := c.Request.URL.Query()
 		q.Del(previewLinkParam)
-		loc := c.Request.URL.Path
+		var loc string
 		if ph, ok := hostForm(c.Request); ok {
-			loc = strings.TrimPrefix(loc, "/p/"+ph.id)
-			if loc == "" {
+			secure := c.Request.TLS != nil || c.GetHeader("X-Forwarded-Proto") == "https"
+			ck := &http.Cookie{Name: previewCookieName + strconv.Itoa(port), Value: cred,
+				Path: "/", Expires: exp, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
+			if secure { // a preview in another site's <iframe>: a partitioned third-party cookie
+				ck.SameSite, ck.Partitioned = http.SameSiteNoneMode, true
+			}
+			http.SetCookie(c.Writer, ck)
+			if loc = strings.TrimPrefix(c.Request.URL.Path, "/p/"+ph.id); loc == "" {
 				loc = "/"
 			}
+		} else {
+			rest := h.previewPath(c, false)
+			prefix := strings.TrimSuffix(c.Request.URL.Path, c.Param("path"))
+			loc = prefix + pathLinkPrefix + cred + rest
 		}
 		if len(q) > 0 {
 			loc += "?" + q.Encode()
@@ -151,7 +212,17 @@ func (h *handlers) previewAccess(c *gin.Context) {
 		c.Abort()
 		return
 	}
-	if ck, err := c.Request.Cookie(previewCookieName + strconv.Itoa(port)); err == nil {
+	if !host {
+		if token, _, _, ok := pathLink(c.Param("path")); ok {
+			if _, ok := verifyPreviewLink(h.opt.PreviewKey, token, id, port, now); !ok {
+				expired()
+				return
+			}
+			c.Next()
+			return
+		}
+	}
+	if ck, err := c.Request.Cookie(previewCookieName + strconv.Itoa(port)); err == nil && host {
 		if _, ok := verifyPreviewLink(h.opt.PreviewKey, ck.Value, id, port, now); ok {
 			c.Next()
 			return
@@ -171,7 +242,7 @@ func (h *handlers) previewURL(id string) string {
 	if d, err := ParsePreviewDomain(h.opt.PreviewDomain); err == nil && d.Host != "" && hostFormID(id) {
 		u = d.url(id, port)
 	}
-	if h.opt.APIToken != "" && !h.opt.PreviewPublic && len(h.opt.PreviewKey) > 0 {
+	if h.previewLinks() {
 		u += "?" + previewLinkParam + "=" + signPreviewLink(h.opt.PreviewKey, id, port, time.Now().Add(h.opt.PreviewLinkTTL))
 	}
 	return u
