@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
 )
 
@@ -593,5 +594,57 @@ func TestTerminalsPerSessionAreCapped(t *testing.T) {
 	}
 	if fmt.Sprint(codes) != "[200 200 429]" {
 		t.Errorf("terminal opens at 2 a burst: %v", codes)
+	}
+}
+
+// A host-form preview passes a WebSocket through to the session's server,
+// with nothing of the API's on it.
+func TestHostPreviewWebSocket(t *testing.T) {
+	var mu sync.Mutex
+	var got http.Header
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = r.Header.Clone()
+		mu.Unlock()
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		typ, msg, err := c.Read(r.Context())
+		if err == nil {
+			_ = c.Write(r.Context(), typ, append([]byte("echo "), msg...))
+		}
+	}))
+	defer upstream.Close()
+	opt := DefaultOptions()
+	opt.PreviewDomain = "http://preview.test"
+	e := &echoSessions{upstream: strings.TrimPrefix(upstream.URL, "http://")}
+	srv := httptest.NewServer(NewRouter(e, opt))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/live", &websocket.DialOptions{
+		Host: "3000-abc.preview.test",
+		HTTPHeader: http.Header{"Origin": {"http://3000-abc.preview.test"}, "Authorization": {"Bearer " + testToken},
+			"X-Servcraft-Port": {"4000"}},
+	})
+	if err != nil {
+		t.Fatalf("host-form WebSocket: %v", err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.Read(ctx); err != nil || string(msg) != "echo hi" {
+		t.Fatalf("through the preview: %q %v", msg, err)
+	}
+	if _, port, _ := e.seen(); port != 3000 {
+		t.Errorf("the WebSocket reached port %d, want the host's 3000", port)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got.Get("Authorization") != "" || got.Get("X-Servcraft-Port") != "" || got.Get("Origin") != "http://3000-abc.preview.test" {
+		t.Errorf("the session's server got %v", got)
 	}
 }
