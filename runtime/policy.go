@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -20,6 +21,16 @@ import (
 
 // poolNever is the deadline of a pooled container: it is not idle, it waits.
 var poolNever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// workspaceRoom is what creates keep free on the state filesystem: the
+// disk reserve, and what each cache may still take before its budget
+// evicts (budget less what it takes now). A workspace image is allocated
+// whole when made, so with the start check (disk.Plan) passed, the caches
+// filling to their budgets and every session created never need more than
+// the filesystem has.
+func workspaceRoom(diskReserve int64, caches []disk.Reservation) int64 {
+	return diskReserve + disk.Unclaimed(caches)
+}
 
 // newRecord is the record of a session about to be built at now.
 func newRecord(sessionID, id, image, projectType, workspaceDir string, limits store.Limits, now time.Time, idle time.Duration) store.Session {

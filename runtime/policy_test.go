@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -339,6 +340,50 @@ func TestDeadOrDying(t *testing.T) {
 	} {
 		if got := deadOrDying(tc.stat, tc.status); got != tc.want {
 			t.Errorf("%s: deadOrDying = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestWorkspaceRoom: once the start plan fits, every session the daemon may
+// hold gets its workspace however the caches grow meanwhile, and the caches
+// at their budgets beside all the workspaces still leave the disk reserve
+// free. A reserve of --disk-reserve alone lets creates take the room the
+// caches grow into later.
+func TestWorkspaceRoom(t *testing.T) {
+	const reserve, wsSize, sessions = 10, 100, 3
+	caches := []disk.Reservation{{Name: "dependency layers", Bytes: 50, Used: 20}, {Name: "npm tarballs", Bytes: 40}}
+	if got := workspaceRoom(reserve, caches); got != reserve+30+40 {
+		t.Fatalf("workspaceRoom = %d, want %d", got, reserve+30+40)
+	}
+	if got := workspaceRoom(reserve, []disk.Reservation{{Bytes: 50, Used: 80}}); got != reserve {
+		t.Fatalf("a cache over its budget: workspaceRoom = %d, want the reserve %d", got, reserve)
+	}
+	ws := disk.Reservation{Name: "workspaces", Bytes: sessions * wsSize}
+	free := int64(reserve + sessions*wsSize + 30 + 40) // exactly what the start plan asks for
+	if err := disk.Plan(disk.Space{Total: 1000, Free: free}, reserve, append([]disk.Reservation{ws}, caches...)); err != nil {
+		t.Fatal(err)
+	}
+	// Caches growing before, between and after creates, in each order.
+	for _, growAt := range []int{0, 1, 2, 3} {
+		free, cs := free, slices.Clone(caches)
+		grow := func() {
+			for i := range cs {
+				free -= cs[i].Bytes - cs[i].Used
+				cs[i].Used = cs[i].Bytes
+			}
+		}
+		for n := range sessions {
+			if n == growAt {
+				grow()
+			}
+			if free-wsSize < workspaceRoom(reserve, cs) {
+				t.Fatalf("caches grown before create %d: create %d refused with %d free", growAt, n, free)
+			}
+			free -= wsSize
+		}
+		grow()
+		if free < reserve {
+			t.Fatalf("caches grown before create %d: %d free at the end, below the reserve %d", growAt, free, reserve)
 		}
 	}
 }

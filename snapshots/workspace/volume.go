@@ -29,7 +29,7 @@ const Owner = 1000
 type Volumes struct {
 	root    string
 	size    int64
-	reserve int64 // bytes the root's filesystem keeps free: a create that would cut into them is refused
+	reserve func() int64 // bytes the root's filesystem keeps free: a create that would cut into them is refused
 
 	allocMu sync.Mutex // held from checking the room to allocating it, so two creates never take the same bytes
 }
@@ -45,13 +45,19 @@ func NewVolumes(root string, size int64) (*Volumes, error) {
 	return &Volumes{root: root, size: size}, nil
 }
 
-// SetReserve makes creates keep bytes free on the filesystem that holds the
-// volumes (for the session database, caches and logs): a create that would
-// leave less is refused with disk.ErrHostFull. Call it before any Create.
-func (v *Volumes) SetReserve(bytes int64) { v.reserve = bytes }
+// SetReserve makes creates keep reserve() bytes free on the filesystem that
+// holds the volumes (for the session database, caches and logs), asked
+// anew at every create: one that would leave less is refused with
+// disk.ErrHostFull. Call it before any Create; without it nothing is kept.
+func (v *Volumes) SetReserve(reserve func() int64) { v.reserve = reserve }
 
-// Reserve is what SetReserve set.
-func (v *Volumes) Reserve() int64 { return v.reserve }
+// Reserve is the bytes creates keep free now (see SetReserve).
+func (v *Volumes) Reserve() int64 {
+	if v.reserve == nil {
+		return 0
+	}
+	return v.reserve()
+}
 
 // Root is the folder the volumes live in.
 func (v *Volumes) Root() string { return v.root }
@@ -126,9 +132,9 @@ func (v *Volumes) allocate(f *os.File, id string) error {
 	if err != nil {
 		return fmt.Errorf("workspace %s: %w", id, err)
 	}
-	if sp.Free-v.size < v.reserve {
-		return fmt.Errorf("no room for a new workspace: it takes %s, the state filesystem has %s free and keeps %s in reserve (--disk-reserve): %w",
-			disk.Format(v.size), disk.Format(sp.Free), disk.Format(v.reserve), disk.ErrHostFull)
+	if reserve := v.Reserve(); sp.Free-v.size < reserve {
+		return fmt.Errorf("no room for a new workspace: it takes %s, the state filesystem has %s free and keeps %s in reserve (--disk-reserve and what the caches may still grow by): %w",
+			disk.Format(v.size), disk.Format(sp.Free), disk.Format(reserve), disk.ErrHostFull)
 	}
 	err = unix.Fallocate(int(f.Fd()), 0, 0, v.size)
 	switch {

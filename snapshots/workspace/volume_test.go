@@ -112,7 +112,7 @@ func TestVolumeCreateKeepsReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A reserve as large as all the free space: no volume fits beside it.
-	v.SetReserve(sp.Free)
+	v.SetReserve(func() int64 { return sp.Free })
 	ctx := context.Background()
 	_, err = v.Create(ctx, "over")
 	if !errors.Is(err, disk.ErrHostFull) || !strings.Contains(err.Error(), "--disk-reserve") {
@@ -124,7 +124,7 @@ func TestVolumeCreateKeepsReserve(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "over")); !os.IsNotExist(err) {
 		t.Fatalf("refused create left its folder: %v", err)
 	}
-	v.SetReserve(0)
+	v.SetReserve(func() int64 { return 0 })
 	if _, err := v.Create(ctx, "fits"); err != nil {
 		t.Fatal(err)
 	}
