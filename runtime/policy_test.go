@@ -387,3 +387,35 @@ func TestWorkspaceRoom(t *testing.T) {
 		}
 	}
 }
+
+func TestBackgroundCommand(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"/bin/sh", "-c", "node server.js"}, "node server.js"},
+		{append(slices.Clone(gateArgs), "/bin/sh", "-c", "sleep 300 && echo done"), "sleep 300 && echo done"},
+		{[]string{"node", "server.js"}, "node server.js"},
+		{append(slices.Clone(gateArgs), "node"), "node"},
+	} {
+		if got := backgroundCommand(tc.argv); got != tc.want {
+			t.Errorf("backgroundCommand(%q) = %q, want %q", tc.argv, got, tc.want)
+		}
+	}
+}
+
+func TestStartedAt(t *testing.T) {
+	host := []byte("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n")
+	// pid (comm with ") " inside) state, then fields 4..21, field 22 = 12345 ticks.
+	stat := []byte("42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 12345 4096 100")
+	got, ok := startedAt(stat, host)
+	if want := time.Unix(1700000000, 0).Add(123450 * time.Millisecond).UTC(); !ok || !got.Equal(want) {
+		t.Fatalf("startedAt = %v %v, want %v", got, ok, want)
+	}
+	if _, ok := startedAt([]byte("42 (a) S 1"), host); ok {
+		t.Error("a short stat line gave a time")
+	}
+	if _, ok := startedAt(stat, []byte("cpu 1\n")); ok {
+		t.Error("no btime gave a time")
+	}
+}

@@ -68,7 +68,8 @@ func expiresAt(t *testing.T, info map[string]any) time.Time {
 // with running sessions: the daemon and `sessions ls` refuse it with exit
 // code 3 and advice, no crash; `store rebuild` after deleting the file
 // brings back every running session with its files, deadline (within the
-// touch interval) and projectType.
+// touch interval), projectType and running background process, which the
+// next start leaves running.
 func TestDamagedStoreAndRebuild(t *testing.T) {
 	const touch = 200 * time.Millisecond
 	d := newDaemon(t, "--touch-interval", touch.String())
@@ -95,6 +96,13 @@ func TestDamagedStoreAndRebuild(t *testing.T) {
 		t.Fatalf("extend: %d %v", status, body)
 	}
 	wants["rebuild-1"].extended = true
+	const bgCommand = "sleep 3600 && echo never"
+	status, started := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "rebuild-2", "command": bgCommand, "background": true})
+	if status != 200 || started["pid"] == nil {
+		t.Fatalf("background process: %d %v", status, started)
+	}
+	bg := started["pid"].(string)
+	bgStarted, _ := time.Parse(time.RFC3339Nano, started["process"].(map[string]any)["startedAt"].(string))
 	time.Sleep(3 * touch) // the activity reaches the store and the labels (one touch interval each)
 	for id, w := range wants {
 		_, info := d.call("GET", "/api/playground/container?sessionId="+id, nil)
@@ -148,6 +156,23 @@ func TestDamagedStoreAndRebuild(t *testing.T) {
 	}
 	if strings.Contains(d.log(), "orphans=[servcraft") {
 		t.Fatalf("a rebuilt session was taken for an orphan:\n%s", d.log())
+	}
+	if strings.Contains(d.log(), "stale_runs=[rebuild-2/"+bg) {
+		t.Fatalf("the start killed the rebuilt session's background process:\n%s", d.log())
+	}
+	status, ps := d.call("GET", "/api/playground/processes?sessionId=rebuild-2", nil)
+	procs, _ := ps["processes"].([]any)
+	if status != 200 || len(procs) != 1 {
+		t.Fatalf("background processes after the rebuild: %d %v", status, ps)
+	}
+	p := procs[0].(map[string]any)
+	at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(p["startedAt"]))
+	if p["id"] != bg || p["command"] != bgCommand || p["running"] != true || at.Sub(bgStarted).Abs() > 2*time.Second {
+		t.Fatalf("background process after the rebuild: %v, want %s %q running, started near %v", p, bg, bgCommand, bgStarted)
+	}
+	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "rebuild-2", "command": "ps -o args | grep -c '^[s]leep 3600' || true"})
+	if status != 200 || strings.TrimSpace(fmt.Sprint(sh["output"])) != "1" {
+		t.Fatalf("the background process in the session after the rebuild: %d %v", status, sh)
 	}
 }
 
