@@ -143,7 +143,7 @@ var (
 	descDiskTotal = prometheus.NewDesc("servcraft_state_disk_total_bytes",
 		"Size of the state filesystem.", nil, nil)
 	descDiskReserve = prometheus.NewDesc("servcraft_state_disk_reserve_bytes",
-		"Bytes of the state filesystem a session create never takes (--disk-reserve): the watermark.", nil, nil)
+		"Bytes of the state filesystem a session create never takes (--disk-reserve plus what the caches may still grow by): the watermark.", nil, nil)
 	descDiskLow = prometheus.NewDesc("servcraft_state_disk_low",
 		"1 when free bytes are short of the reserve plus one workspace: new sessions answer 507 host_disk_full.", nil, nil)
 )

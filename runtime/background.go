@@ -170,6 +170,10 @@ func (bs *backgrounds) prune(sessionID string, keep int) {
 	}
 }
 
+// backgroundPrefix starts the id, and the run cgroup's name, of every
+// background process.
+const backgroundPrefix = "bg-"
+
 func newBackground(info Process, logBytes int) *background {
 	b := &background{info: info, log: newRingBuffer(logBytes), done: make(chan struct{}), subs: map[chan []byte]struct{}{}}
 	b.resume = sync.NewCond(&b.mu)
@@ -184,7 +188,7 @@ func (m *Manager) StartBackground(ctx context.Context, sessionID, command string
 		if running := m.bg.running(sessionID); running >= m.cfg.MaxBackground {
 			return fmt.Errorf("session %q runs %d background processes, the most allowed: %w", sessionID, running, errdefs.ErrResourceExhausted)
 		}
-		id := "bg-" + randomHex(6)
+		id := backgroundPrefix + randomHex(6)
 		b := newBackground(Process{ID: id, Command: command, StartedAt: m.now().UTC(), Running: true}, m.cfg.BackgroundLogBytes)
 		// The process outlives this request: its calls must not end with it.
 		bctx := context.WithoutCancel(ctx)

@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
@@ -33,8 +35,9 @@ func diskStatus(sp disk.Space, reserve, workspaceSize int64) DiskStatus {
 }
 
 // DiskReservations is the room on the state filesystem the daemon may come
-// to take with cfg: a workspace for every session it may hold. A cache with
-// a byte budget is one more entry.
+// to take with cfg: a workspace for every session it may hold, the
+// dependency layer cache and the npm tarball cache (cfg.Registry's) up to
+// their budgets. Used is what each takes on disk now.
 func DiskReservations(cfg Config, vols *workspace.Volumes) ([]disk.Reservation, error) {
 	used, err := vols.Allocated()
 	if err != nil {
@@ -46,11 +49,38 @@ func DiskReservations(cfg Config, vols *workspace.Volumes) ([]disk.Reservation, 
 		Bytes:   int64(cfg.MaxSessions) * vols.Size(),
 		Used:    used,
 	}}
-	if cfg.DepCacheDir != "" && cfg.DepCacheBytes > 0 {
-		rs = append(rs, disk.Reservation{Name: "dependency layers",
-			Setting: "--dep-cache-size " + disk.Format(cfg.DepCacheBytes), Bytes: cfg.DepCacheBytes})
+	if cfg.DepCacheDir != "" {
+		used, _, err := treeDiskBytes(cfg.DepCacheDir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("dependency layer folder: %w", err)
+		}
+		rs = append(rs, layerReservation(cfg.DepCacheBytes, used))
+	}
+	if cfg.Registry != nil {
+		rs = append(rs, npmReservation(cfg.Registry.CacheBytes()))
 	}
 	return rs, nil
+}
+
+func layerReservation(budget, used int64) disk.Reservation {
+	return disk.Reservation{Name: "dependency layers", Setting: "--dep-cache-size " + disk.Format(budget), Bytes: budget, Used: used}
+}
+
+func npmReservation(used, budget int64) disk.Reservation {
+	return disk.Reservation{Name: "npm tarballs", Setting: "--npm-cache-size " + disk.Format(budget), Bytes: budget, Used: used}
+}
+
+// workspaceReserve is what the running daemon keeps free of workspaces:
+// the manager's caches as they are now, through workspaceRoom.
+func (m *Manager) workspaceReserve() int64 {
+	var caches []disk.Reservation
+	if m.layers != nil {
+		caches = append(caches, layerReservation(m.layers.index.Budget(), m.layers.index.Used()))
+	}
+	if m.cfg.Registry != nil {
+		caches = append(caches, npmReservation(m.cfg.Registry.CacheBytes()))
+	}
+	return workspaceRoom(m.cfg.DiskReserve, caches)
 }
 
 // CheckDisk says whether DiskReservations and cfg.DiskReserve fit the

@@ -18,7 +18,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	rep, err := m.Reconcile(ctx)
 	slog.Info("reconciled sessions with containerd", "kept", len(rep.Kept), "expired", rep.Expired,
 		"unfinished", rep.Unfinished, "gone", rep.Gone, "orphans", rep.Orphans, "stray_volumes", rep.StrayVolumes,
-		"stale_runs", rep.StaleRuns, "unfinished_layers", rep.LayerBuilds, "failed_cleanup", rep.FailedCleanup)
+		"stale_runs", rep.StaleRuns, "unfinished_layers", rep.LayerBuilds, "failed_cleanup", rep.FailedCleanup, "half_written", rep.HalfWritten)
 	if err != nil {
 		slog.Error("reconcile", "err", err)
 	}

@@ -100,7 +100,8 @@ type Manager struct {
 
 // New checks the image (pulling or importing it if needed) and returns a
 // manager ready for calls; Start brings its background work into service.
-// It gives vols the reserve cfg.DiskReserve.
+// It makes vols keep cfg.DiskReserve free beside what the caches may still
+// grow by (workspaceRoom).
 func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
@@ -124,7 +125,6 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err != nil {
 		return nil, err
 	}
-	vols.SetReserve(cfg.DiskReserve)
 	m := newManager(client, db, vols, cfg, img)
 	if layers != nil {
 		m.layers = layers
@@ -132,6 +132,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 			return nil, err
 		}
 	}
+	vols.SetReserve(m.workspaceReserve)
 	return m, nil
 }
 

@@ -1,15 +1,18 @@
 package runtime
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -20,6 +23,60 @@ import (
 
 // poolNever is the deadline of a pooled container: it is not idle, it waits.
 var poolNever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// backgroundCommand is the command of a background process whose command
+// line is argv: what followed `sh -c` once the run's gate (gateArgs) is
+// passed or stripped; the whole command line when it has another shape.
+func backgroundCommand(argv []string) string {
+	if len(argv) > len(gateArgs) && slices.Equal(argv[:len(gateArgs)], gateArgs) {
+		argv = argv[len(gateArgs):]
+	}
+	if len(argv) == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" {
+		return argv[2]
+	}
+	return strings.Join(argv, " ")
+}
+
+// clockTicks is the unit of the start times in /proc: USER_HZ, 100 on
+// every Linux the kernel ABI serves.
+const clockTicks = 100
+
+// startedAt is when the process whose /proc/<pid>/stat is stat started,
+// given the host's /proc/stat (its btime line is the boot time).
+func startedAt(stat, hostStat []byte) (time.Time, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 20 {
+		return time.Time{}, false
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64) // field 22, starttime
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(hostStat), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / clockTicks).UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// workspaceRoom is what creates keep free on the state filesystem: the
+// disk reserve, and what each cache may still take before its budget
+// evicts (budget less what it takes now). A workspace image is allocated
+// whole when made, so with the start check (disk.Plan) passed, the caches
+// filling to their budgets and every session created never need more than
+// the filesystem has.
+func workspaceRoom(diskReserve int64, caches []disk.Reservation) int64 {
+	return diskReserve + disk.Unclaimed(caches)
+}
 
 // newRecord is the record of a session about to be built at now.
 func newRecord(sessionID, id, image, projectType, workspaceDir string, limits store.Limits, now time.Time, idle time.Duration) store.Session {

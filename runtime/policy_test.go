@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -340,5 +341,81 @@ func TestDeadOrDying(t *testing.T) {
 		if got := deadOrDying(tc.stat, tc.status); got != tc.want {
 			t.Errorf("%s: deadOrDying = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestWorkspaceRoom: once the start plan fits, every session the daemon may
+// hold gets its workspace however the caches grow meanwhile, and the caches
+// at their budgets beside all the workspaces still leave the disk reserve
+// free. A reserve of --disk-reserve alone lets creates take the room the
+// caches grow into later.
+func TestWorkspaceRoom(t *testing.T) {
+	const reserve, wsSize, sessions = 10, 100, 3
+	caches := []disk.Reservation{{Name: "dependency layers", Bytes: 50, Used: 20}, {Name: "npm tarballs", Bytes: 40}}
+	if got := workspaceRoom(reserve, caches); got != reserve+30+40 {
+		t.Fatalf("workspaceRoom = %d, want %d", got, reserve+30+40)
+	}
+	if got := workspaceRoom(reserve, []disk.Reservation{{Bytes: 50, Used: 80}}); got != reserve {
+		t.Fatalf("a cache over its budget: workspaceRoom = %d, want the reserve %d", got, reserve)
+	}
+	ws := disk.Reservation{Name: "workspaces", Bytes: sessions * wsSize}
+	free := int64(reserve + sessions*wsSize + 30 + 40) // exactly what the start plan asks for
+	if err := disk.Plan(disk.Space{Total: 1000, Free: free}, reserve, append([]disk.Reservation{ws}, caches...)); err != nil {
+		t.Fatal(err)
+	}
+	// Caches growing before, between and after creates, in each order.
+	for _, growAt := range []int{0, 1, 2, 3} {
+		free, cs := free, slices.Clone(caches)
+		grow := func() {
+			for i := range cs {
+				free -= cs[i].Bytes - cs[i].Used
+				cs[i].Used = cs[i].Bytes
+			}
+		}
+		for n := range sessions {
+			if n == growAt {
+				grow()
+			}
+			if free-wsSize < workspaceRoom(reserve, cs) {
+				t.Fatalf("caches grown before create %d: create %d refused with %d free", growAt, n, free)
+			}
+			free -= wsSize
+		}
+		grow()
+		if free < reserve {
+			t.Fatalf("caches grown before create %d: %d free at the end, below the reserve %d", growAt, free, reserve)
+		}
+	}
+}
+
+func TestBackgroundCommand(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"/bin/sh", "-c", "node server.js"}, "node server.js"},
+		{append(slices.Clone(gateArgs), "/bin/sh", "-c", "sleep 300 && echo done"), "sleep 300 && echo done"},
+		{[]string{"node", "server.js"}, "node server.js"},
+		{append(slices.Clone(gateArgs), "node"), "node"},
+	} {
+		if got := backgroundCommand(tc.argv); got != tc.want {
+			t.Errorf("backgroundCommand(%q) = %q, want %q", tc.argv, got, tc.want)
+		}
+	}
+}
+
+func TestStartedAt(t *testing.T) {
+	host := []byte("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n")
+	// pid (comm with ") " inside) state, then fields 4..21, field 22 = 12345 ticks.
+	stat := []byte("42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 12345 4096 100")
+	got, ok := startedAt(stat, host)
+	if want := time.Unix(1700000000, 0).Add(123450 * time.Millisecond).UTC(); !ok || !got.Equal(want) {
+		t.Fatalf("startedAt = %v %v, want %v", got, ok, want)
+	}
+	if _, ok := startedAt([]byte("42 (a) S 1"), host); ok {
+		t.Error("a short stat line gave a time")
+	}
+	if _, ok := startedAt(stat, []byte("cpu 1\n")); ok {
+		t.Error("no btime gave a time")
 	}
 }

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
+	tasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
@@ -22,8 +26,9 @@ type RebuildReport struct {
 // RebuildStore writes a record into db for every labelled session container
 // of client's namespace, from the container's labels (identity, project
 // type, creation time and the activity labels written every TouchInterval),
-// its spec (limits) and its workspace volume: what `servcraftd store
-// rebuild` does when the session database was lost or damaged. Whatever
+// its spec (limits), its workspace volume and its background processes
+// still running (their run cgroups): what `servcraftd store rebuild` does
+// when the session database was lost or damaged. Whatever
 // the rebuilt records describe that is no longer usable (a stopped task, a
 // missing volume) the next start's reconciliation cleans up as usual.
 func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, idle time.Duration) (RebuildReport, error) {
@@ -41,7 +46,12 @@ func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols
 			continue
 		}
 		var limits store.Limits
-		if spec, err := c.Spec(ctx); err == nil && spec.Linux != nil && spec.Linux.Resources != nil {
+		var cgroup string
+		spec, err := c.Spec(ctx)
+		if err == nil && spec.Linux != nil {
+			cgroup = spec.Linux.CgroupsPath
+		}
+		if err == nil && spec.Linux != nil && spec.Linux.Resources != nil {
 			r := spec.Linux.Resources
 			if r.Memory != nil && r.Memory.Limit != nil {
 				limits.MemoryBytes = *r.Memory.Limit
@@ -62,6 +72,10 @@ func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols
 			rep.Skipped = append(rep.Skipped, c.ID())
 			continue
 		}
+		if s.Processes, err = liveBackground(ctx, client, c, cgroup, now); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", c.ID(), err))
+			continue
+		}
 		if err := db.Create(s); errdefs.IsAlreadyExists(err) {
 			rep.Skipped = append(rep.Skipped, c.ID())
 			continue
@@ -72,4 +86,57 @@ func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols
 		rep.Restored = append(rep.Restored, s.SessionID)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// liveBackground lists the background processes still running in c, whose
+// run cgroups (bg-…) sit below cgroup: a rebuilt record without them would
+// make the next start take each for a run of a daemon gone, and kill it.
+// The command comes from the process's command line, the start time from
+// its /proc entry (now when that cannot be read).
+func liveBackground(ctx context.Context, client *containerd.Client, c containerd.Container, cgroup string, now time.Time) ([]store.Process, error) {
+	if cgroup == "" {
+		return nil, nil
+	}
+	names, err := runGroupNames(cgroup)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // no task, no cgroup: nothing runs
+	} else if err != nil {
+		return nil, err
+	}
+	var out []store.Process
+	for _, name := range names {
+		if !strings.HasPrefix(name, backgroundPrefix) {
+			continue
+		}
+		resp, err := client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: c.ID(), ExecID: name})
+		if err != nil || resp.GetProcess().GetStatus() != task.Status_RUNNING {
+			continue // gone or ending: the next start removes its cgroup
+		}
+		pid := resp.GetProcess().GetPid()
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		rec := store.Process{ID: name, StartedAt: now,
+			Command: backgroundCommand(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"))}
+		if at, ok := processStartedAt(pid); ok {
+			rec.StartedAt = at
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// processStartedAt reads when process pid started: its start time in clock
+// ticks after boot (/proc/<pid>/stat) and the boot time (/proc/stat).
+func processStartedAt(pid uint32) (time.Time, bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return time.Time{}, false
+	}
+	host, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	return startedAt(stat, host)
 }

@@ -11,6 +11,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -25,6 +26,7 @@ type ReconcileReport struct {
 	FailedCleanup []string // sessions that could not be cleaned up (retried at every reap)
 	StaleRuns     []string // runs of the last daemon killed (session/run)
 	LayerBuilds   []string // dependency layers whose build was cut short, removed
+	HalfWritten   []string // kept sessions whose workspace held files of writes cut short, removed (session/count)
 }
 
 // Reconcile brings the store and containerd into agreement, as at start:
@@ -34,7 +36,8 @@ type ReconcileReport struct {
 // sessions are torn down, each retried with a fresh context until it
 // succeeds or teardownAttempts are spent (the reaper then goes on trying);
 // labelled containers and workspace volumes that no record owns, and
-// half-built dependency layers, are removed.
+// half-built dependency layers, are removed; so are the new files of writes
+// the last daemon did not finish in a kept session's workspace.
 func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if err := m.activity.flush(m.db); err != nil {
@@ -68,6 +71,12 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		case keep:
 			rep.Kept = append(rep.Kept, s.SessionID)
 			owned[s.UUID] = true
+			if n, err := workspace.RemoveWriteLeftovers(s.Workspace); n > 0 || err != nil {
+				rep.HalfWritten = append(rep.HalfWritten, fmt.Sprintf("%s/%d", s.SessionID, n))
+				if err != nil {
+					slog.Error("reconcile: remove the files of writes cut short", "session", s.SessionID, "err", err)
+				}
+			}
 		}
 		if c := byID[s.ContainerID]; c != nil {
 			var keepRuns []store.Process

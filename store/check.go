@@ -53,7 +53,8 @@ type meta struct {
 // Check inspects the database file at path before anything maps it, and
 // returns an error wrapping ErrDamaged when it cannot be trusted: an empty
 // or truncated file, meta pages that are missing, of another format version
-// or failing their checksum, page ids past the end, or pages that do not
+// or failing their checksum, page ids past the end, a freelist page that is
+// not one or lists pages the file does not have, or pages that do not
 // read back (every bucket and record is walked; a Go panic or a memory fault
 // while bbolt reads them is caught, never a crash). A missing file is fine:
 // Open creates it. ErrNewerSchema when a newer build wrote it.
@@ -79,9 +80,10 @@ func Check(path string) error {
 	})
 }
 
-// checkLayout checks the file's size and meta pages, reading them with
-// plain reads: the newest valid meta page must describe a file no longer
-// than the one there is.
+// checkLayout checks the file's size, meta pages and freelist, reading
+// them with plain reads: the newest valid meta page must describe a file no
+// longer than the one there is, and its freelist must read back (see
+// checkFreelist).
 func checkLayout(path string, size int64) error {
 	if size == 0 {
 		return fmt.Errorf("%w: the file is empty (zero bytes)", ErrDamaged)
@@ -118,8 +120,72 @@ func checkLayout(path string, size int64) error {
 	if best.root < 2 || best.root >= best.highMark {
 		return fmt.Errorf("%w: root page %d outside the file's %d pages", ErrDamaged, best.root, best.highMark)
 	}
-	if best.freelist != noFreelist && (best.freelist < 2 || best.freelist >= best.highMark) {
+	if best.freelist == noFreelist {
+		return nil
+	}
+	if best.freelist < 2 || best.freelist >= best.highMark {
 		return fmt.Errorf("%w: freelist page %d outside the file's %d pages", ErrDamaged, best.freelist, best.highMark)
+	}
+	return checkFreelist(f, best)
+}
+
+// bbolt's page header: page id (8 bytes), flags (2), element count (2),
+// overflow page count (4). A freelist page holds its free page ids (8 bytes
+// each) after the header; a count of freelistCountOverflow means the real
+// count is the first of those 8-byte words and the ids follow it.
+const (
+	pageOffFlags          = 8
+	pageOffCount          = 10
+	pageOffOverflow       = 12
+	freelistPageFlag      = 0x10
+	freelistCountOverflow = 0xFFFF
+)
+
+// checkFreelist reads m's freelist page with plain reads, as bbolt reads it
+// on every read-write open (outside any guard: a bad page type is a panic
+// there, and a huge element count an allocation the runtime cannot survive).
+// The page must be a freelist page whose ids fit in its pages, every id a
+// data page of the file, each listed once.
+func checkFreelist(r io.ReaderAt, m *meta) error {
+	ps := int64(m.pageSize)
+	off := int64(m.freelist) * ps
+	head := make([]byte, boltPageHeader+8)
+	if _, err := r.ReadAt(head, off); err != nil {
+		return fmt.Errorf("%w: read freelist page %d: %v", ErrDamaged, m.freelist, err)
+	}
+	ne := binary.NativeEndian
+	if id := ne.Uint64(head); id != m.freelist {
+		return fmt.Errorf("%w: freelist page %d says it is page %d", ErrDamaged, m.freelist, id)
+	}
+	if flags := ne.Uint16(head[pageOffFlags:]); flags != freelistPageFlag {
+		return fmt.Errorf("%w: freelist page %d has page type %#x, not a freelist's", ErrDamaged, m.freelist, flags)
+	}
+	overflow := uint64(ne.Uint32(head[pageOffOverflow:]))
+	if m.freelist+overflow >= m.highMark {
+		return fmt.Errorf("%w: freelist page %d spans %d pages, past the file's %d", ErrDamaged, m.freelist, overflow+1, m.highMark)
+	}
+	skip, count := uint64(0), uint64(ne.Uint16(head[pageOffCount:]))
+	if count == freelistCountOverflow {
+		skip, count = 1, ne.Uint64(head[boltPageHeader:])
+	}
+	room := ((overflow+1)*uint64(ps) - boltPageHeader) / 8
+	if count > room || skip+count > room {
+		return fmt.Errorf("%w: freelist page %d lists %d pages, its %d pages hold at most %d", ErrDamaged, m.freelist, count, overflow+1, room-skip)
+	}
+	ids := make([]byte, 8*count)
+	if _, err := r.ReadAt(ids, off+boltPageHeader+int64(8*skip)); err != nil {
+		return fmt.Errorf("%w: read freelist page %d: %v", ErrDamaged, m.freelist, err)
+	}
+	seen := make(map[uint64]bool, count)
+	for i := range count {
+		id := ne.Uint64(ids[8*i:])
+		if id < 2 || id >= m.highMark {
+			return fmt.Errorf("%w: freelist page %d lists page %d, outside the file's data pages 2..%d", ErrDamaged, m.freelist, id, m.highMark-1)
+		}
+		if seen[id] {
+			return fmt.Errorf("%w: freelist page %d lists page %d twice", ErrDamaged, m.freelist, id)
+		}
+		seen[id] = true
 	}
 	return nil
 }

@@ -110,16 +110,41 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 			garbage(t, path, 2*pageSize, st.Size()-2*pageSize)
 		}, ErrDamaged, "damaged"},
 		{"garbage root page", func(t *testing.T, path string, pageSize int64) {
-			m, err := readMeta(mustOpen(t, path), 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m1, err := readMeta(mustOpen(t, path), pageSize)
-			if err == nil && m1.txID > m.txID {
-				m = m1
-			}
+			m := newestMeta(t, path, pageSize)
 			garbage(t, path, int64(m.root)*pageSize, pageSize)
 		}, ErrDamaged, "damaged"},
+		{"garbage freelist page", func(t *testing.T, path string, pageSize int64) {
+			m := newestMeta(t, path, pageSize)
+			garbage(t, path, int64(m.freelist)*pageSize, pageSize)
+		}, ErrDamaged, "freelist page"},
+		{"freelist of another page type", func(t *testing.T, path string, pageSize int64) {
+			rewriteFreelist(t, path, pageSize, func(head []byte) {
+				binary.NativeEndian.PutUint16(head[pageOffFlags:], 0x02) // a leaf page
+			})
+		}, ErrDamaged, "page type 0x2"},
+		{"freelist with a huge element count", func(t *testing.T, path string, pageSize int64) {
+			rewriteFreelist(t, path, pageSize, func(head []byte) {
+				binary.NativeEndian.PutUint16(head[pageOffCount:], freelistCountOverflow)
+				binary.NativeEndian.PutUint64(head[boltPageHeader:], 1<<40)
+			})
+		}, ErrDamaged, "lists 1099511627776 pages"},
+		{"freelist spanning past the end", func(t *testing.T, path string, pageSize int64) {
+			rewriteFreelist(t, path, pageSize, func(head []byte) {
+				binary.NativeEndian.PutUint32(head[pageOffOverflow:], 1000)
+			})
+		}, ErrDamaged, "spans 1001 pages"},
+		{"freelist listing a page past the end", func(t *testing.T, path string, pageSize int64) {
+			rewriteFreelist(t, path, pageSize, func(head []byte) {
+				binary.NativeEndian.PutUint16(head[pageOffCount:], 1)
+				binary.NativeEndian.PutUint64(head[boltPageHeader:], 1<<40)
+			})
+		}, ErrDamaged, "lists page 1099511627776"},
+		{"freelist listing a meta page", func(t *testing.T, path string, pageSize int64) {
+			rewriteFreelist(t, path, pageSize, func(head []byte) {
+				binary.NativeEndian.PutUint16(head[pageOffCount:], 1)
+				binary.NativeEndian.PutUint64(head[boltPageHeader:], 1)
+			})
+		}, ErrDamaged, "lists page 1,"},
 		{"page ids past the end", func(t *testing.T, path string, pageSize int64) {
 			rewriteMetas(t, path, pageSize, func(b []byte) {
 				binary.NativeEndian.PutUint64(b[metaOffRoot:], 1<<40)
@@ -165,6 +190,39 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 				t.Fatalf("ListFile: %v; want ErrDamaged or a failed precondition", err)
 			}
 		})
+	}
+}
+
+// newestMeta returns the valid meta page with the higher transaction id:
+// the one bbolt uses.
+func newestMeta(t *testing.T, path string, pageSize int64) meta {
+	t.Helper()
+	m, err := readMeta(mustOpen(t, path), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1, err := readMeta(mustOpen(t, path), pageSize); err == nil && m1.txID > m.txID {
+		m = m1
+	}
+	if m.freelist == noFreelist {
+		t.Fatal("the test database has no freelist page")
+	}
+	return m
+}
+
+// rewriteFreelist applies fn to the header and first 8-byte word of the
+// newest meta page's freelist page.
+func rewriteFreelist(t *testing.T, path string, pageSize int64, fn func(head []byte)) {
+	t.Helper()
+	off := int64(newestMeta(t, path, pageSize).freelist) * pageSize
+	f := mustOpen(t, path)
+	head := make([]byte, boltPageHeader+8)
+	if _, err := f.ReadAt(head, off); err != nil {
+		t.Fatal(err)
+	}
+	fn(head)
+	if _, err := f.WriteAt(head, off); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -133,19 +133,18 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	vols.SetReserve(cfg.Runtime.DiskReserve)
-	if err := runtime.CheckDisk(cfg.Runtime, vols); err != nil {
-		if cfg.RequireDiskFit {
-			return fmt.Errorf("disk plan (--require-disk-fit): %w", err)
-		}
-		slog.Warn("disk plan: not every session can have its workspace; creates past the room answer 507 host_disk_full (--require-disk-fit refuses to start)", "err", err)
-	}
 	registry, err := newRegistryProxy(ctx, cfg, state)
 	if err != nil {
 		return err
 	}
 	rtCfg := cfg.Runtime
 	rtCfg.Registry = registry
+	if err := runtime.CheckDisk(rtCfg, vols); err != nil {
+		if cfg.RequireDiskFit {
+			return fmt.Errorf("disk plan (--require-disk-fit): %w", err)
+		}
+		slog.Warn("disk plan: not every session can have its workspace; creates past the room answer 507 host_disk_full (--require-disk-fit refuses to start)", "err", err)
+	}
 	mgr, err := runtime.New(ctx, client, db, vols, rtCfg)
 	if err != nil {
 		return err

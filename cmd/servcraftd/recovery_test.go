@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,7 +69,8 @@ func expiresAt(t *testing.T, info map[string]any) time.Time {
 // with running sessions: the daemon and `sessions ls` refuse it with exit
 // code 3 and advice, no crash; `store rebuild` after deleting the file
 // brings back every running session with its files, deadline (within the
-// touch interval) and projectType.
+// touch interval), projectType and running background process, which the
+// next start leaves running.
 func TestDamagedStoreAndRebuild(t *testing.T) {
 	const touch = 200 * time.Millisecond
 	d := newDaemon(t, "--touch-interval", touch.String())
@@ -95,6 +97,13 @@ func TestDamagedStoreAndRebuild(t *testing.T) {
 		t.Fatalf("extend: %d %v", status, body)
 	}
 	wants["rebuild-1"].extended = true
+	const bgCommand = "sleep 3600 && echo never"
+	status, started := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "rebuild-2", "command": bgCommand, "background": true})
+	if status != 200 || started["pid"] == nil {
+		t.Fatalf("background process: %d %v", status, started)
+	}
+	bg := started["pid"].(string)
+	bgStarted, _ := time.Parse(time.RFC3339Nano, started["process"].(map[string]any)["startedAt"].(string))
 	time.Sleep(3 * touch) // the activity reaches the store and the labels (one touch interval each)
 	for id, w := range wants {
 		_, info := d.call("GET", "/api/playground/container?sessionId="+id, nil)
@@ -149,6 +158,23 @@ func TestDamagedStoreAndRebuild(t *testing.T) {
 	if strings.Contains(d.log(), "orphans=[servcraft") {
 		t.Fatalf("a rebuilt session was taken for an orphan:\n%s", d.log())
 	}
+	if strings.Contains(d.log(), "stale_runs=[rebuild-2/"+bg) {
+		t.Fatalf("the start killed the rebuilt session's background process:\n%s", d.log())
+	}
+	status, ps := d.call("GET", "/api/playground/processes?sessionId=rebuild-2", nil)
+	procs, _ := ps["processes"].([]any)
+	if status != 200 || len(procs) != 1 {
+		t.Fatalf("background processes after the rebuild: %d %v", status, ps)
+	}
+	p := procs[0].(map[string]any)
+	at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(p["startedAt"]))
+	if p["id"] != bg || p["command"] != bgCommand || p["running"] != true || at.Sub(bgStarted).Abs() > 2*time.Second {
+		t.Fatalf("background process after the rebuild: %v, want %s %q running, started near %v", p, bg, bgCommand, bgStarted)
+	}
+	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "rebuild-2", "command": "ps -o args | grep -c '^[s]leep 3600' || true"})
+	if status != 200 || strings.TrimSpace(fmt.Sprint(sh["output"])) != "1" {
+		t.Fatalf("the background process in the session after the rebuild: %d %v", status, sh)
+	}
 }
 
 // runCgroups lists the run cgroups of container id (one per run in flight).
@@ -193,7 +219,10 @@ func uuidOf(containerID string) string {
 
 // TestKill9MidSync kills the daemon while a sync of 2000 files is being
 // written: after the restart every file the workspace shows is whole (the
-// old content or the new, never a part), and the session is intact.
+// old content or the new, never a part), no new file of a write cut short
+// is left (one is planted too, in a subfolder, as a kill between creating
+// and renaming it leaves it), the session is intact, and once destroyed
+// nothing of it is left.
 func TestKill9MidSync(t *testing.T) {
 	d := newDaemon(t, "--max-sync-files", "2000")
 	info := d.create("sync-kill")
@@ -237,7 +266,20 @@ func TestKill9MidSync(t *testing.T) {
 			files[i]["content"] = content(i + attempt*n)
 		}
 	}
+	if err := os.MkdirAll(filepath.Join(mnt, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "sub", ".servcraft-write-0123456789abcdef"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("new files of writes cut short before the restart: %v", writeLeftovers(t, mnt))
 	d.start()
+	if left := writeLeftovers(t, mnt); len(left) > 0 {
+		t.Fatalf("files of writes cut short are left after the restart: %v", left)
+	}
+	if !strings.Contains(d.log(), "half_written=[sync-kill/") {
+		t.Errorf("the start did not report the files it removed:\n%s", d.log())
+	}
 	status, list := d.call("GET", "/api/playground/files?sessionId=sync-kill", nil)
 	if status != 200 {
 		t.Fatalf("files after restart: %d %v", status, list)
@@ -263,6 +305,27 @@ func TestKill9MidSync(t *testing.T) {
 	if status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "sync-kill", "command": "echo alive"}); status != 200 || sh["output"] != "alive\n" {
 		t.Fatalf("session after restart: %d %v", status, sh)
 	}
+	if status, _ := d.call("DELETE", "/api/playground/container?sessionId=sync-kill", nil); status != 200 {
+		t.Fatalf("destroy: %d", status)
+	}
+	d.env.AssertNoLeaks(t, cid, uuidOf(cid), filepath.Join(d.state, "workspaces"))
+}
+
+// writeLeftovers lists the new files of writes (.servcraft-write-…) under
+// the workspace folder mnt.
+func writeLeftovers(t *testing.T, mnt string) []string {
+	t.Helper()
+	var left []string
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".servcraft-write-") {
+			left = append(left, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return left
 }
 
 // slowInstallPackage is a package.json with no dependencies (npm fetches
@@ -378,4 +441,40 @@ func TestKill9MidLayerBuild(t *testing.T) {
 	if !bytes.Contains([]byte(d.log()), []byte("unfinished=[~deps-")) {
 		t.Errorf("the start did not report the builder it finished off:\n%s", d.log())
 	}
+}
+
+// TestKill9MidExecute kills the daemon while a shell command runs: the next
+// start kills the run (its run cgroup says which), keeps the session, which
+// serves, and once destroyed nothing of it is left.
+func TestKill9MidExecute(t *testing.T) {
+	d := newDaemon(t, "--runners=false")
+	info := d.create("execute-kill")
+	cid := info["containerId"].(string)
+	go d.post("/api/playground/shell", map[string]any{"sessionId": "execute-kill", "command": "sleep 300"})
+	var runs []string
+	waitFor(t, 30*time.Second, "the command's run cgroup", func() bool { runs = d.runCgroups(cid); return len(runs) > 0 })
+	d.stop(syscall.SIGKILL)
+	d.start()
+	for _, r := range runs {
+		if _, err := os.Stat(r); !os.IsNotExist(err) {
+			t.Fatalf("the command's run cgroup %s survives the restart (%v)", r, err)
+		}
+	}
+	if !strings.Contains(d.log(), "stale_runs=[execute-kill/") {
+		t.Errorf("the start did not report the run it killed:\n%s", d.log())
+	}
+	if !strings.Contains(d.log(), "kept=1") {
+		t.Errorf("the session was not kept:\n%s", d.log())
+	}
+	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "execute-kill", "command": "ps -o args | grep -c '^[s]leep 300' || true"})
+	if status != 200 || strings.TrimSpace(fmt.Sprint(sh["output"])) != "0" {
+		t.Fatalf("the command's processes after the restart: %d %v", status, sh)
+	}
+	if status, body := d.call("POST", "/api/playground/execute", map[string]any{"sessionId": "execute-kill", "code": "console.log(6*7)"}); status != 200 || body["output"] != "42\n" {
+		t.Fatalf("execute after the restart: %d %v", status, body)
+	}
+	if status, _ := d.call("DELETE", "/api/playground/container?sessionId=execute-kill", nil); status != 200 {
+		t.Fatalf("destroy: %d", status)
+	}
+	d.env.AssertNoLeaks(t, cid, uuidOf(cid), filepath.Join(d.state, "workspaces"))
 }

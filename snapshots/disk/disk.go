@@ -42,10 +42,7 @@ type Reservation struct {
 // in sp.Free and leave reserve bytes free. nil when they fit; otherwise an
 // error wrapping ErrHostFull that names each reservation and the shortfall.
 func Plan(sp Space, reserve int64, reservations []Reservation) error {
-	need := reserve
-	for _, r := range reservations {
-		need += max(r.Bytes-r.Used, 0)
-	}
+	need := reserve + Unclaimed(reservations)
 	if need <= sp.Free {
 		return nil
 	}
@@ -56,6 +53,17 @@ func Plan(sp Space, reserve int64, reservations []Reservation) error {
 	parts = append(parts, fmt.Sprintf("reserve (--disk-reserve) %s", Format(reserve)))
 	return fmt.Errorf("the state filesystem has %s free of %s but may be asked for %s more: %s; short by %s: %w",
 		Format(sp.Free), Format(sp.Total), Format(need), strings.Join(parts, "; "), Format(need-sp.Free), ErrHostFull)
+}
+
+// Unclaimed is what reservations may still take beyond what of them is
+// already on the filesystem: the sum of Bytes-Used, none below zero (a
+// cache over its budget for a moment gives no room back to the others).
+func Unclaimed(reservations []Reservation) int64 {
+	var n int64
+	for _, r := range reservations {
+		n += max(r.Bytes-r.Used, 0)
+	}
+	return n
 }
 
 // Format writes n bytes for people: 1.5 GiB, 12 MiB, 900 B.

@@ -128,7 +128,7 @@ func writeFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stat %q: %w", rel, classify(err))
 	}
-	tmp := path.Join(parent, ".servcraft-write-"+randomSuffix())
+	tmp := path.Join(parent, writePrefix+randomSuffix())
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("create %q: the folder changed while writing: %w", rel, errdefs.ErrConflict)
@@ -158,6 +158,57 @@ func writeFile(dir, rel string, data []byte, perm fs.FileMode) (retErr error) {
 		return fmt.Errorf("replace %q: %w", rel, classify(err))
 	}
 	return nil
+}
+
+// writePrefix starts the name of the file a write fills before renaming it
+// into place; 16 hex digits follow.
+const writePrefix = ".servcraft-write-"
+
+// isWriteLeftover reports whether name is one of writeFile's new files.
+func isWriteLeftover(name string) bool {
+	suffix, ok := strings.CutPrefix(name, writePrefix)
+	if !ok || len(suffix) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(suffix)
+	return err == nil
+}
+
+// RemoveWriteLeftovers deletes from the workspace folder dir the new files
+// of writes that never finished (the daemon was killed between creating one
+// and renaming it into place), and returns how many. It walks through an
+// os.Root handle and follows no link; only regular files with writeFile's
+// names go. Call it while no write runs in dir.
+func RemoveWriteLeftovers(dir string) (int, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return 0, fmt.Errorf("open workspace: %w", err)
+	}
+	defer root.Close()
+	removed := 0
+	var errs []error
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			errs = append(errs, err)
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !isWriteLeftover(d.Name()) {
+			return nil
+		}
+		if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove %q: %w", p, err))
+			return nil
+		}
+		removed++
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
 }
 
 func typeName(m fs.FileMode) string {

@@ -122,3 +122,44 @@ func TestWriteFileStaysInside(t *testing.T) {
 		t.Errorf("overwrite left %q", b)
 	}
 }
+
+// TestRemoveWriteLeftovers: the new files of writes cut short go, at any
+// depth; the user's files, names that only look alike, links (and what
+// they point at, inside or out) and folders stay.
+func TestRemoveWriteLeftovers(t *testing.T) {
+	ws, outside := t.TempDir(), t.TempDir()
+	leftover := writePrefix + "0123456789abcdef"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(ws, "src", "deep"), 0o755))
+	for _, p := range []string{leftover, "src/deep/" + leftover, "app.js", writePrefix + "short", writePrefix + "0123456789abcdeg"} {
+		must(os.WriteFile(filepath.Join(ws, p), []byte("x"), 0o644))
+	}
+	must(os.Mkdir(filepath.Join(ws, "src", writePrefix+"fedcba9876543210"), 0o755))
+	must(os.WriteFile(filepath.Join(outside, leftover), []byte("outside"), 0o644))
+	must(os.Symlink(outside, filepath.Join(ws, "out")))
+	must(os.Symlink(filepath.Join(outside, leftover), filepath.Join(ws, "src", writePrefix+"aaaaaaaaaaaaaaaa")))
+
+	n, err := RemoveWriteLeftovers(ws)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveWriteLeftovers = %d, %v; want 2", n, err)
+	}
+	for _, gone := range []string{leftover, "src/deep/" + leftover} {
+		if _, err := os.Lstat(filepath.Join(ws, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s stays: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{"app.js", writePrefix + "short", writePrefix + "0123456789abcdeg", "src/" + writePrefix + "fedcba9876543210",
+		"src/" + writePrefix + "aaaaaaaaaaaaaaaa", "out"} {
+		if _, err := os.Lstat(filepath.Join(ws, kept)); err != nil {
+			t.Errorf("%s removed: %v", kept, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(outside, leftover)); err != nil {
+		t.Errorf("a file outside the workspace was removed: %v", err)
+	}
+}

@@ -29,7 +29,7 @@ const Owner = 1000
 type Volumes struct {
 	root    string
 	size    int64
-	reserve int64 // bytes the root's filesystem keeps free: a create that would cut into them is refused
+	reserve func() int64 // bytes the root's filesystem keeps free: a create that would cut into them is refused
 
 	allocMu sync.Mutex // held from checking the room to allocating it, so two creates never take the same bytes
 }
@@ -45,13 +45,19 @@ func NewVolumes(root string, size int64) (*Volumes, error) {
 	return &Volumes{root: root, size: size}, nil
 }
 
-// SetReserve makes creates keep bytes free on the filesystem that holds the
-// volumes (for the session database, caches and logs): a create that would
-// leave less is refused with disk.ErrHostFull. Call it before any Create.
-func (v *Volumes) SetReserve(bytes int64) { v.reserve = bytes }
+// SetReserve makes creates keep reserve() bytes free on the filesystem that
+// holds the volumes (for the session database, caches and logs), asked
+// anew at every create: one that would leave less is refused with
+// disk.ErrHostFull. Call it before any Create; without it nothing is kept.
+func (v *Volumes) SetReserve(reserve func() int64) { v.reserve = reserve }
 
-// Reserve is what SetReserve set.
-func (v *Volumes) Reserve() int64 { return v.reserve }
+// Reserve is the bytes creates keep free now (see SetReserve).
+func (v *Volumes) Reserve() int64 {
+	if v.reserve == nil {
+		return 0
+	}
+	return v.reserve()
+}
 
 // Root is the folder the volumes live in.
 func (v *Volumes) Root() string { return v.root }
@@ -72,7 +78,7 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	}
 	base := filepath.Join(v.root, id)
 	if err := os.Mkdir(base, 0o700); err != nil {
-		return "", fmt.Errorf("create workspace %s: %w", id, err)
+		return "", fmt.Errorf("create workspace %s: %w", id, hostFull(err))
 	}
 	defer func() {
 		if retErr != nil {
@@ -82,7 +88,7 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	img := v.imagePath(id)
 	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("create workspace image %s: %w", id, err)
+		return "", fmt.Errorf("create workspace image %s: %w", id, hostFull(err))
 	}
 	err = v.allocate(f, id)
 	if cerr := f.Close(); err == nil {
@@ -99,7 +105,7 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	}
 	dir = v.Dir(id)
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create mount point %s: %w", id, err)
+		return "", fmt.Errorf("create mount point %s: %w", id, hostFull(err))
 	}
 	if err := run(ctx, "mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noatime", img, dir); err != nil {
 		return "", fmt.Errorf("mount workspace %s: %w", id, err)
@@ -111,6 +117,16 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 		return "", fmt.Errorf("tidy workspace %s: %w", id, err)
 	}
 	return dir, nil
+}
+
+// hostFull marks err, from making a folder or file on the state
+// filesystem, as disk.ErrHostFull when the filesystem had no block or inode
+// left (ENOSPC, EDQUOT): a 507, not a 500.
+func hostFull(err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("the state filesystem is full: %w (%w)", disk.ErrHostFull, err)
+	}
+	return err
 }
 
 // allocate gives the image f every block of its size now, with fallocate,
@@ -126,9 +142,9 @@ func (v *Volumes) allocate(f *os.File, id string) error {
 	if err != nil {
 		return fmt.Errorf("workspace %s: %w", id, err)
 	}
-	if sp.Free-v.size < v.reserve {
-		return fmt.Errorf("no room for a new workspace: it takes %s, the state filesystem has %s free and keeps %s in reserve (--disk-reserve): %w",
-			disk.Format(v.size), disk.Format(sp.Free), disk.Format(v.reserve), disk.ErrHostFull)
+	if reserve := v.Reserve(); sp.Free-v.size < reserve {
+		return fmt.Errorf("no room for a new workspace: it takes %s, the state filesystem has %s free and keeps %s in reserve (--disk-reserve and what the caches may still grow by): %w",
+			disk.Format(v.size), disk.Format(sp.Free), disk.Format(reserve), disk.ErrHostFull)
 	}
 	err = unix.Fallocate(int(f.Fd()), 0, 0, v.size)
 	switch {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
@@ -112,7 +113,7 @@ func TestVolumeCreateKeepsReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A reserve as large as all the free space: no volume fits beside it.
-	v.SetReserve(sp.Free)
+	v.SetReserve(func() int64 { return sp.Free })
 	ctx := context.Background()
 	_, err = v.Create(ctx, "over")
 	if !errors.Is(err, disk.ErrHostFull) || !strings.Contains(err.Error(), "--disk-reserve") {
@@ -124,7 +125,7 @@ func TestVolumeCreateKeepsReserve(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "over")); !os.IsNotExist(err) {
 		t.Fatalf("refused create left its folder: %v", err)
 	}
-	v.SetReserve(0)
+	v.SetReserve(func() int64 { return 0 })
 	if _, err := v.Create(ctx, "fits"); err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +178,18 @@ func BenchmarkSyncFlush(b *testing.B) {
 		if _, err := Sync(dir, entries, false); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestHostFullMapsNoSpace(t *testing.T) {
+	for _, errno := range []error{unix.ENOSPC, unix.EDQUOT} {
+		err := hostFull(&os.PathError{Op: "mkdir", Path: "/w/x", Err: errno})
+		if !errors.Is(err, disk.ErrHostFull) || !errors.Is(err, errno) {
+			t.Errorf("%v: %v, want disk.ErrHostFull wrapping it", errno, err)
+		}
+	}
+	other := &os.PathError{Op: "mkdir", Path: "/w/x", Err: unix.EACCES}
+	if err := hostFull(other); errors.Is(err, disk.ErrHostFull) || err != other {
+		t.Errorf("EACCES: %v", err)
 	}
 }
