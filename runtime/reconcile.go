@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types/task"
@@ -47,7 +48,7 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("list sessions: %w", err)
 	}
-	unblockFIFOs(m.fifoDir())
+	defer holdFIFOs(m.fifoDir())()
 	containers, err := m.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelSession))
 	if err != nil {
 		return rep, fmt.Errorf("list containers: %w", err)
@@ -133,17 +134,36 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	return rep, errors.Join(errs...)
 }
 
+// taskProbeTimeout bounds each question to containerd about one task at
+// start: a shim stuck on one session must not hold up every other.
+const taskProbeTimeout = 10 * time.Second
+
 // taskRunning reports whether c exists and its task is running or paused.
+// Only containerd's word that there is no such task, or that it stopped,
+// makes it false: a session is torn down (its workspace with it) on that
+// alone. An answer that does not come (a busy shim, a timeout) keeps the
+// session; the reaper asks again at every reap.
 func (m *Manager) taskRunning(ctx context.Context, c containerd.Container) bool {
 	if c == nil {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, taskProbeTimeout)
+	defer cancel()
 	task, err := c.Task(ctx, nil)
-	if err != nil {
+	if errdefs.IsNotFound(err) {
 		return false
+	} else if err != nil {
+		slog.Warn("reconcile: no answer about a task; keeping its session", "container", c.ID(), "err", err)
+		return true
 	}
 	st, err := task.Status(ctx)
-	return err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused)
+	if errdefs.IsNotFound(err) {
+		return false
+	} else if err != nil {
+		slog.Warn("reconcile: no status of a task; keeping its session", "container", c.ID(), "err", err)
+		return true
+	}
+	return st.Status == containerd.Running || st.Status == containerd.Paused
 }
 
 // Reap destroys every session whose deadline has passed or whose task is no

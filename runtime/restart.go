@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -53,6 +55,8 @@ func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, kee
 	for _, p := range keep {
 		kept[p.ID] = true
 	}
+	ctx, cancel := context.WithTimeout(ctx, taskProbeTimeout)
+	defer cancel()
 	task, terr := c.Task(ctx, nil)
 	var ended []string
 	var errs []error
@@ -71,7 +75,39 @@ func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, kee
 		}
 		ended = append(ended, name)
 	}
+	for _, pid := range killUnplacedRuns(spec.Linux.CgroupsPath) {
+		ended = append(ended, fmt.Sprintf("unplaced-%d", pid))
+	}
 	return ended, errors.Join(errs...)
+}
+
+// killUnplacedRuns kills the runs a dead daemon started but never moved
+// into their run cgroup: still waiting at the gate (gateArgs), as direct
+// members of the container's own cgroup. Their stdin's writer died with the
+// daemon, but the shim may hold it open, so the gate would wait for ever.
+// It returns the pids it killed.
+func killUnplacedRuns(containerCgroup string) []int {
+	var killed []int
+	pids, _ := (&runGroup{dir: runGroupDir(containerCgroup, "")}).pids() // none if unreadable
+	for _, pid := range pids {
+		if atGate(pid) && unix.Kill(pid, unix.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	return killed
+}
+
+// atGate reports whether pid is a run's process still waiting at the gate.
+func atGate(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	if len(args) < len(gateArgs) {
+		return false
+	}
+	return slices.Equal(args[:len(gateArgs)], gateArgs)
 }
 
 // teardownRetrying tears s down, trying again with a fresh context (each
@@ -131,22 +167,29 @@ func (m *Manager) removeUnfinishedLayers() ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// unblockFIFOs opens and closes every FIFO under dir once, without
-// blocking (O_RDWR). An exec the last daemon was creating when it died has
-// its shim waiting to open the exec's stdio FIFOs, whose other end died
-// with the daemon; meanwhile the shim answers nothing else about the task,
-// and the session would look gone. The open lets it go on, the close gives
-// the process EOF on stdin and EPIPE on output, and killStaleRuns ends the
-// rest. FIFOs of processes still attached (kept background processes) lose
-// nothing: nothing is read from them.
-func unblockFIFOs(dir string) {
+// holdFIFOs opens every FIFO under dir without blocking (O_RDWR) and keeps
+// it open until release. An exec the last daemon was starting when it died
+// has its shim opening the exec's stdio FIFOs one after another, each open
+// waiting for the other end, which died with the daemon; meanwhile the shim
+// answers nothing else about the task, and the session would look gone. Held
+// ends let every one of those opens go through, whenever the shim reaches
+// it; the release gives the process EOF on stdin (its gate then exits) and
+// killStaleRuns ends the rest. FIFOs of processes still attached (kept
+// background processes) lose nothing: nothing is read from them.
+func holdFIFOs(dir string) (release func()) {
+	var fds []int
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.Type()&fs.ModeNamedPipe == 0 {
 			return nil
 		}
 		if fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err == nil {
-			_ = unix.Close(fd)
+			fds = append(fds, fd)
 		}
 		return nil
 	})
+	return func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	}
 }

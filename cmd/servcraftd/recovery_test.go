@@ -466,7 +466,7 @@ func TestKill9MidExecute(t *testing.T) {
 	if !strings.Contains(d.log(), "kept=1") {
 		t.Errorf("the session was not kept:\n%s", d.log())
 	}
-	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "execute-kill", "command": "ps -o args | grep -c '^[s]leep 300' || true"})
+	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "execute-kill", "command": "ps -o args | grep -c -e '^[s]leep 300' -e '[s]ervcraft-run' || true"})
 	if status != 200 || strings.TrimSpace(fmt.Sprint(sh["output"])) != "0" {
 		t.Fatalf("the command's processes after the restart: %d %v", status, sh)
 	}
