@@ -1,0 +1,148 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/snapshots/templates"
+)
+
+func TestWarmPoolSeedType(t *testing.T) {
+	p := newWarmPool(2)
+	if got := p.starterType(); got != templates.Types()[0] {
+		t.Fatalf("a new pool seeds %q, want the first template %q", got, templates.Types()[0])
+	}
+	p.asked("ts")
+	if got := p.starterType(); got != "ts" {
+		t.Fatalf("after a claim of ts the pool seeds %q", got)
+	}
+	for id, internal := range map[string]bool{"~pool-1": true, "~deps-abc": true, "user-1": false, "pool-1": false} {
+		if IsInternal(id) != internal {
+			t.Errorf("IsInternal(%q) = %v", id, !internal)
+		}
+	}
+}
+
+func TestActivityStaleLabels(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	a := newActivity(clock.now, time.Minute)
+	a.touch("a")
+	a.relabel("b")
+	a.relabel("a")
+	got := a.takeStale()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("stale %v", got)
+	}
+	if again := a.takeStale(); len(again) != 0 {
+		t.Fatalf("taken twice: %v", again)
+	}
+	if at, ok := a.last("a"); !ok || !at.Equal(t0) {
+		t.Fatalf("taking the stale labels keeps the activity: %v %v", at, ok)
+	}
+}
+
+func TestBackgroundPrune(t *testing.T) {
+	var bs backgrounds
+	code := 0
+	for i, running := range []bool{false, true, false, false} {
+		info := Process{ID: string(rune('a' + i)), StartedAt: t0.Add(time.Duration(i) * time.Second), Running: running}
+		if !running {
+			at := t0.Add(time.Duration(10+i) * time.Second)
+			info.ExitCode, info.ExitedAt = &code, &at
+		}
+		bs.add("s", newBackground(info, 16))
+	}
+	bs.add("other", newBackground(Process{ID: "z"}, 16))
+	bs.prune("s", 1)
+	var ids []string
+	for _, p := range bs.list("s") {
+		ids = append(ids, p.ID)
+	}
+	// b runs; of the ended a, c and d only d, the last to end, is kept.
+	if !slices.Equal(ids, []string{"b", "d"}) || bs.running("s") != 1 {
+		t.Fatalf("after prune: %v, %d running", ids, bs.running("s"))
+	}
+	if len(bs.list("other")) != 1 {
+		t.Fatal("prune touched another session")
+	}
+	bs.forget("s")
+	if len(bs.list("s")) != 0 {
+		t.Fatal("forget")
+	}
+}
+
+func TestRemoveUnfinishedLayers(t *testing.T) {
+	none, _, _ := unitManager(t)
+	if removed, err := none.removeUnfinishedLayers(); err != nil || removed != nil {
+		t.Fatalf("no cache: %v %v", removed, err)
+	}
+	cache := t.TempDir()
+	m, _, _ := unitManager(t, func(c *Config) { c.DepCacheDir = cache })
+	writeFiles(t, cache, map[string]string{".build-1/node_modules/x/index.js": "x", ".build-2/a": "", "done/a": ""})
+	removed, err := m.removeUnfinishedLayers()
+	slices.Sort(removed)
+	if err != nil || !slices.Equal(removed, []string{".build-1", ".build-2"}) {
+		t.Fatalf("removed %v %v", removed, err)
+	}
+	if left, _ := os.ReadDir(cache); len(left) != 1 || left[0].Name() != "done" {
+		t.Fatalf("left %v", left)
+	}
+}
+
+func TestRemoveStarterDeps(t *testing.T) {
+	ws := t.TempDir()
+	writeFiles(t, ws, map[string]string{"node_modules/x/index.js": "x", "package-lock.json": "{}", "package.json": "{}"})
+	if err := removeStarterDeps(ws); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(ws); len(left) != 1 || left[0].Name() != "package.json" {
+		t.Fatalf("left %v", left)
+	}
+	if err := removeStarterDeps(ws); err != nil {
+		t.Fatalf("nothing left to remove: %v", err)
+	}
+}
+
+func TestUnblockFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "exec-1", "stdin")
+	if err := os.Mkdir(filepath.Dir(fifo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, dir, map[string]string{"plain": "x"})
+	// A writer's open blocks until a reader opens the other end, as a shim's does.
+	opened := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			_ = f.Close()
+		}
+		opened <- err
+	}()
+	unblockFIFOs(dir)
+	// The writer may not have reached its open yet: then it opens after, and
+	// a later pass releases it. Each pass stands for one daemon start.
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-opened:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-deadline:
+			t.Fatal("the writer's open of the FIFO is still blocked")
+		case <-time.After(10 * time.Millisecond):
+			unblockFIFOs(dir)
+		}
+	}
+}
