@@ -55,9 +55,17 @@ bench: deps image build ## benchmark a private daemon on loopback (BENCH_ARGS=--
 unit-test: ## only the tests that need neither root nor containerd
 	$(GO) test -count=1 -short ./...
 
-race-test: ## the -short tests under the race detector, and the runtime's -short coverage
+# The runtime's -short coverage (no root, no containerd) may not fall below this.
+RUNTIME_MIN_COVERAGE := 40
+
+race-test: ## the -short tests under the race detector, and the runtime's -short coverage (fails below RUNTIME_MIN_COVERAGE%)
 	$(GO) test -count=1 -race -short ./...
-	$(GO) test -count=1 -short -cover ./runtime/
+	@out="$$($(GO) test -count=1 -short -cover ./runtime/)" || { echo "$$out"; exit 1; }; echo "$$out"; \
+	pct=$$(sed -n 's/.*coverage: \([0-9.]*\)% of statements.*/\1/p' <<<"$$out"); \
+	if [ -z "$$pct" ]; then echo "race-test: no coverage figure for ./runtime/" >&2; exit 1; fi; \
+	if awk -v p="$$pct" -v min=$(RUNTIME_MIN_COVERAGE) 'BEGIN { exit !(p < min) }'; then \
+		echo "race-test: runtime -short coverage $$pct% is below $(RUNTIME_MIN_COVERAGE)%" >&2; exit 1; fi; \
+	echo "runtime -short coverage: $$pct% (minimum $(RUNTIME_MIN_COVERAGE)%)"
 
 lint: ## go vet, staticcheck, gofmt and go mod tidy: all must be clean
 	$(GO) vet ./...

@@ -14,7 +14,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -84,23 +83,20 @@ func newCluster(opt ClusterOptions, draining *atomic.Bool, exists func(context.C
 
 func (cl *cluster) on() bool { return cl.p != nil }
 
-// routed reports whether path is one of the per-session routes.
-func routed(path string) bool {
-	return strings.HasPrefix(path, "/api/playground/") || strings.HasPrefix(path, "/p/")
-}
-
-func isCreate(r *http.Request) bool {
-	return r.Method == http.MethodPost && r.URL.Path == "/api/playground/container"
-}
-
-// middleware answers a request here or forwards it to its session's owner.
+// middleware is the hop of the routes of class: every route that gets it
+// (access.chain) is about one session, named in its path, query, JSON body
+// or X-Session-ID. A request is answered here or forwarded to its session's
+// owner; a create is placed; after a destroy the owner releases the record.
 // It runs after the body limit and before the per-client limits, which so
 // count each request once, on the node that serves it, by the real client.
-func (cl *cluster) middleware(c *gin.Context) {
-	if !routed(c.Request.URL.Path) {
-		c.Next()
-		return
-	}
+func (cl *cluster) middleware(class routeClass) gin.HandlerFunc {
+	create, destroy := class == classCreate, class == classDestroy
+	// A preview's body is the app's own: it is streamed, never read for an id.
+	bodyNames := class != classPreview
+	return func(c *gin.Context) { cl.hop(c, create, destroy, bodyNames) }
+}
+
+func (cl *cluster) hop(c *gin.Context, create, destroy, bodyNames bool) {
 	hopped := false
 	if v := c.GetHeader(hopHeader); v != "" {
 		_, client, err := verifyHop(cl.secret, v, c.Request.Method, c.Request.RequestURI, time.Now(), cl.skew)
@@ -115,12 +111,11 @@ func (cl *cluster) middleware(c *gin.Context) {
 		c.Set(hopKey, true)
 		hopped = true
 	}
-	create := isCreate(c.Request)
 	if !cl.on() && c.GetHeader(sessionIDHeader) == "" && !(create && cl.draining.Load()) {
 		c.Next()
 		return
 	}
-	id, err := routeSession(c)
+	id, err := routeSession(c, bodyNames)
 	if err != nil {
 		fail(c, err)
 		return
@@ -137,7 +132,7 @@ func (cl *cluster) middleware(c *gin.Context) {
 	case create:
 		cl.create(c, id, hopped)
 	case hopped:
-		cl.local(c, id)
+		cl.local(c, id, destroy)
 	default:
 		owner, found, err := cl.p.Owner(c.Request.Context(), id)
 		if err != nil {
@@ -145,7 +140,7 @@ func (cl *cluster) middleware(c *gin.Context) {
 			return
 		}
 		if !found || owner.ID == cl.p.Self().ID {
-			cl.local(c, id)
+			cl.local(c, id, destroy)
 			return
 		}
 		cl.forward(c, owner)
@@ -153,10 +148,9 @@ func (cl *cluster) middleware(c *gin.Context) {
 }
 
 // local serves the request here; a destroy releases the session's record.
-func (cl *cluster) local(c *gin.Context, id string) {
+func (cl *cluster) local(c *gin.Context, id string, destroy bool) {
 	c.Next()
-	if c.Request.Method == http.MethodDelete && c.Request.URL.Path == "/api/playground/container" &&
-		(c.Writer.Status() == http.StatusOK || c.Writer.Status() == http.StatusNotFound) {
+	if destroy && (c.Writer.Status() == http.StatusOK || c.Writer.Status() == http.StatusNotFound) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 5*time.Second)
 		defer cancel()
 		if err := cl.p.Release(ctx, id); err != nil {
@@ -298,15 +292,16 @@ func unavailable(c *gin.Context, code, msg string, retry time.Duration) {
 const bodyKey = "servcraft.body"
 
 // routeSession finds the request's sessionId: the route's path, the query,
-// or the JSON body (read whole within the body limit, then given back to the
-// handler), and the X-Session-ID header, which must agree with them (400).
-// An id that is not valid is left to the handler to refuse; "" is no session.
-func routeSession(c *gin.Context) (string, error) {
+// or (when bodyNames) the JSON body (read whole within the body limit, then
+// given back to the handler), and the X-Session-ID header, which must agree
+// with them (400). An id that is not valid is left to the handler to refuse;
+// "" is no session.
+func routeSession(c *gin.Context, bodyNames bool) (string, error) {
 	id := c.Param("sessionId")
 	if id == "" {
 		id = c.Query("sessionId")
 	}
-	if id == "" && hasJSONBody(c.Request) {
+	if id == "" && bodyNames && hasBody(c.Request) {
 		data, err := io.ReadAll(c.Request.Body)
 		if err != nil {
 			var maxBytes *http.MaxBytesError
@@ -331,8 +326,9 @@ func routeSession(c *gin.Context) (string, error) {
 	return id, nil
 }
 
-func hasJSONBody(r *http.Request) bool {
-	if r.Body == nil || r.Body == http.NoBody || strings.HasPrefix(r.URL.Path, "/p/") || strings.HasPrefix(r.URL.Path, "/api/playground/preview/") {
+// hasBody reports whether r may carry a JSON body naming its session.
+func hasBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
 		return false
 	}
 	return r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodDelete

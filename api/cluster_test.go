@@ -64,7 +64,7 @@ func TestRouteSession(t *testing.T) {
 			var got string
 			var gotErr error
 			r := newTestEngine(func(c *ginContext) {
-				got, gotErr = routeSession(c)
+				got, gotErr = routeSession(c, true)
 				body, _ := readAll(c)
 				if tc.body != "" && body != tc.body {
 					t.Errorf("body not given back whole: %d bytes of %d", len(body), len(tc.body))
@@ -89,6 +89,16 @@ func TestRouteSession(t *testing.T) {
 			}
 		})
 	}
+	// A preview's body is the app's: never read for an id, and never consumed.
+	r := newTestEngine(func(c *ginContext) {
+		if id, err := routeSession(c, false); id != "" || err != nil {
+			t.Errorf("a preview's body named its session: %q %v", id, err)
+		}
+		if body, _ := readAll(c); body != `{"sessionId":"s9"}` {
+			t.Errorf("the preview's body was consumed: %q", body)
+		}
+	})
+	r.ServeHTTP(httptest.NewRecorder(), newRequest("POST", "/p/x/api", strings.NewReader(`{"sessionId":"s9"}`)))
 }
 
 // fakePlacement is the cluster's records in memory.

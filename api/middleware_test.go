@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func sessionEngine(opt Options, block chan struct{}, entered chan<- string) http
 	m := newMetrics(nil, nil)
 	lim := newLimits(opt, m.rateLimited)
 	r.Use(observe(m), errorMiddleware)
-	a := access{opt: opt, lim: lim}
+	a := access{opt: opt, lim: lim, cluster: newCluster(ClusterOptions{}, new(atomic.Bool), nil).middleware}
 	run := func(c *gin.Context) {
 		var req sessionRequest
 		if err := decode(c, &req); err != nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/gin-gonic/gin"
 
-	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/store/placement"
 )
 
@@ -46,14 +45,14 @@ func (h *handlers) state() placement.State {
 // other nodes' forwards: a load balancer that stops sending it new requests
 // loses nothing.
 func (h *handlers) ready(c *gin.Context) {
-	var dsk *runtime.DiskStatus
+	var dsk *diskStatus
 	if h.opt.Disk != nil {
 		st, err := h.opt.Disk.DiskStatus()
 		if err != nil {
 			c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
 			return
 		}
-		dsk = &st
+		dsk = newDiskStatus(st)
 	}
 	if err := h.s.Ready(c.Request.Context()); err != nil {
 		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready", Disk: dsk})

@@ -33,6 +33,8 @@ const (
 	classLookup
 	// classTerminal: classAPI for the terminal; terminals per session at once and their opens are limited.
 	classTerminal
+	// classDestroy: classAPI that destroys a session; in a cluster its owner then releases its record.
+	classDestroy
 )
 
 // anyMethod registers a route for every method gin knows (a proxied preview).
@@ -64,7 +66,7 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 		{http.MethodPost, pg + "/container", classCreate, "create", h.createContainer},
 		{http.MethodGet, pg + "/container", classLookup, "", h.getContainer},
 		{http.MethodPatch, pg + "/container", classAPI, "", h.extendContainer},
-		{http.MethodDelete, pg + "/container", classAPI, "destroy", h.deleteContainer},
+		{http.MethodDelete, pg + "/container", classDestroy, "destroy", h.deleteContainer},
 		{http.MethodPost, pg + "/execute", classRun, "execute", h.execute},
 		{http.MethodPost, pg + "/shell", classRun, "shell", h.shell},
 		{http.MethodPost, pg + "/sync", classAPI, "sync", h.sync},
@@ -93,8 +95,8 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 type access struct {
 	opt     Options
 	lim     *limits
-	cluster gin.HandlerFunc // answers here or forwards to the session's owner (cluster.go)
-	preview gin.HandlerFunc // the token, a preview link or its cookie (previewlink.go)
+	cluster func(routeClass) gin.HandlerFunc // answers here or forwards to the session's owner (cluster.go)
+	preview gin.HandlerFunc                  // the token, a preview link or its cookie (previewlink.go)
 }
 
 // chain is the middleware a route of class gets, in order, before its handler.
@@ -110,13 +112,13 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 		browser = []gin.HandlerFunc{checkOrigin(newOriginPolicy(a.opt.CORSOrigins, a.opt.APIToken)), refuseForms}
 	}
 	api := append([]gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken)}, browser...)
-	api = append(api, auth(a.opt.APIToken), a.cluster)
+	api = append(api, auth(a.opt.APIToken), a.cluster(class))
 	switch class {
 	case classOpen:
 		return nil
 	case classMetrics, classAdmin:
 		return append(browser, auth(a.opt.APIToken))
-	case classAPI:
+	case classAPI, classDestroy:
 		return api
 	case classLookup:
 		return append(api, a.lim.limitLookups)
@@ -129,7 +131,7 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 	case classInstall:
 		return append(api, a.lim.limitRuns(runInstall))
 	case classPreview:
-		return []gin.HandlerFunc{a.preview, a.cluster}
+		return []gin.HandlerFunc{a.preview, a.cluster(class)}
 	}
 	panic("api: route class without rules") // a programming error: caught by every test that builds a router
 }

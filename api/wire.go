@@ -120,7 +120,16 @@ type readyResponse struct {
 	// Disk is the state filesystem's room against the reserve. A low disk
 	// leaves the daemon ready: its sessions keep working, only new ones
 	// are refused (507), and Disk.Low says so.
-	Disk *runtime.DiskStatus `json:"disk,omitempty"`
+	Disk *diskStatus `json:"disk,omitempty"`
+}
+
+// diskStatus is the state filesystem's room against the reserve, as /readyz shows it.
+type diskStatus struct {
+	TotalBytes     int64 `json:"totalBytes"`
+	FreeBytes      int64 `json:"freeBytes"`
+	ReserveBytes   int64 `json:"reserveBytes"`
+	WorkspaceBytes int64 `json:"workspaceBytes"`
+	Low            bool  `json:"low"`
 }
 
 type containerResponse struct {
@@ -296,6 +305,11 @@ type installError struct {
 }
 
 // Mappings from the runtime, the store and the workspace.
+
+func newDiskStatus(st runtime.DiskStatus) *diskStatus {
+	return &diskStatus{TotalBytes: st.TotalBytes, FreeBytes: st.FreeBytes, ReserveBytes: st.ReserveBytes,
+		WorkspaceBytes: st.WorkspaceBytes, Low: st.Low}
+}
 
 func newContainerResponse(s store.Session, existing bool, opt Options) containerResponse {
 	return containerResponse{

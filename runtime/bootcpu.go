@@ -68,7 +68,7 @@ func (b *bootCPU) ensure(containerCgroup string) (string, error) {
 			{"cpu.shares", strconv.Itoa(bootShares)},
 		} {
 			file, value := kv[0], kv[1]
-			if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+			if err := writeControl(filepath.Join(dir, file), value); err != nil {
 				b.err = fmt.Errorf("set %s of %s: %w", file, dir, err)
 				return
 			}
@@ -107,7 +107,7 @@ func (b *bootCPU) leave(containerCgroup string, g *runGroup) error {
 }
 
 func moveCPU(dir string, pid uint32) error {
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.FormatUint(uint64(pid), 10)), 0); err != nil {
+	if err := writeControl(filepath.Join(dir, "cgroup.procs"), strconv.FormatUint(uint64(pid), 10)); err != nil {
 		return fmt.Errorf("move pid %d to %s: %w", pid, dir, err)
 	}
 	return nil

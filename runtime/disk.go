@@ -11,13 +11,13 @@ import (
 
 // DiskStatus is the state filesystem's room against the reserve.
 type DiskStatus struct {
-	TotalBytes     int64 `json:"totalBytes"`
-	FreeBytes      int64 `json:"freeBytes"`
-	ReserveBytes   int64 `json:"reserveBytes"`   // kept free: creates never take it
-	WorkspaceBytes int64 `json:"workspaceBytes"` // what one new session's workspace takes
+	TotalBytes     int64
+	FreeBytes      int64
+	ReserveBytes   int64 // kept free: creates never take it
+	WorkspaceBytes int64 // what one new session's workspace takes
 	// Low: FreeBytes is short of ReserveBytes plus one workspace, so a new
 	// session that no warm container serves is refused (507 host_disk_full).
-	Low bool `json:"low"`
+	Low bool
 }
 
 // DiskStatus reads the room left on the filesystem that holds the workspaces.

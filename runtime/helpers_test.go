@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,6 +244,10 @@ func TestSmallPieces(t *testing.T) {
 func TestRunGroupFiles(t *testing.T) {
 	dir := t.TempDir()
 	g := &runGroup{dir: dir}
+	if err := g.add(42); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a group without its procs file is gone, not made: %v", err)
+	}
+	writeFiles(t, dir, map[string]string{"cgroup.procs": "7\n"})
 	if err := g.add(42); err != nil {
 		t.Fatal(err)
 	}

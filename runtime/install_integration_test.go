@@ -16,11 +16,20 @@ import (
 
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
 )
 
 // hostRegistry is the registry the host's npm uses: the real one, for the happy paths.
+// It is asked while the harness's options are built, before runtimetest.Start runs,
+// so it makes the same -short skip and missing-tool check first.
 func hostRegistry(t *testing.T) *url.URL {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped in -short mode")
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		runtimetest.Unavailable(t, "npm not on PATH (it names the registry the install tests use)")
+	}
 	out, err := exec.Command("npm", "config", "get", "registry").Output()
 	if err != nil {
 		t.Fatalf("npm config get registry: %v", err)

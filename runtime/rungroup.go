@@ -54,10 +54,25 @@ func newRunGroup(containerCgroup, name string) (*runGroup, error) {
 
 // add moves pid into the group. Children it starts afterwards are born in it.
 func (g *runGroup) add(pid uint32) error {
-	if err := os.WriteFile(filepath.Join(g.dir, "cgroup.procs"), []byte(strconv.FormatUint(uint64(pid), 10)), 0); err != nil {
+	if err := writeControl(filepath.Join(g.dir, "cgroup.procs"), strconv.FormatUint(uint64(pid), 10)); err != nil {
 		return fmt.Errorf("move pid %d to %s: %w", pid, g.dir, err)
 	}
 	return nil
+}
+
+// writeControl writes value to a cgroup control file. The kernel makes those
+// files; one that is missing means the group (or the feature) is not there,
+// so it is never created.
+func writeControl(path, value string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(value); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // pids lists the processes in the group.
@@ -83,7 +98,7 @@ func (g *runGroup) kill() error {
 		return nil
 	}
 	if isCgroup2() {
-		if err := os.WriteFile(filepath.Join(g.dir, "cgroup.kill"), []byte("1"), 0); err == nil {
+		if err := writeControl(filepath.Join(g.dir, "cgroup.kill"), "1"); err == nil {
 			return g.waitEmpty()
 		}
 		// Kernels before 5.14 have no cgroup.kill: freeze by hand.
@@ -96,7 +111,7 @@ func (g *runGroup) kill() error {
 // signals every member, and thaws it so the signals are delivered.
 func (g *runGroup) freezeKill(file, frozen, thawed string) error {
 	state := filepath.Join(g.dir, file)
-	if err := os.WriteFile(state, []byte(frozen), 0); err != nil {
+	if err := writeControl(state, frozen); err != nil {
 		return fmt.Errorf("freeze %s: %w", g.dir, err)
 	}
 	if !isCgroup2() {
@@ -115,7 +130,7 @@ func (g *runGroup) freezeKill(file, frozen, thawed string) error {
 	for _, pid := range pids {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
-	if err := os.WriteFile(state, []byte(thawed), 0); err != nil {
+	if err := writeControl(state, thawed); err != nil {
 		return fmt.Errorf("thaw %s: %w", g.dir, err)
 	}
 	return g.waitEmpty()

@@ -222,3 +222,88 @@ func TestEnvExampleMatchesFlags(t *testing.T) {
 		}
 	}
 }
+
+// defaultNearFlag finds a flag mention (`--name`) and the few words after it,
+// up to the next flag mention or the end of the sentence.
+var (
+	flagMention  = regexp.MustCompile("--([a-z][a-z0-9-]*[a-z0-9])")
+	valueWritten = regexp.MustCompile(`(?i)\b(\d+(?:\.\d+)?)(?:\s*(KiB|MiB|GiB|TiB|KB|MB|GB|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|h|/[smh](?::\d+)?))?\b`)
+	unitWords    = map[string]string{"second": "s", "seconds": "s", "sec": "s", "secs": "s",
+		"minute": "m", "minutes": "m", "min": "m", "mins": "m", "hour": "h", "hours": "h"}
+)
+
+// wordsAfterFlag is how far after a flag's mention a written value counts as its restated default.
+const wordsAfterFlag = 6
+
+// TestDocsRestateNoDefault checks that README.md and docs/*.md (all but the
+// generated docs/configuration.md) never write a flag's default by hand
+// next to the flag: it is said once, in --help and docs/configuration.md.
+func TestDocsRestateNoDefault(t *testing.T) {
+	files, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../../README.md")
+	for _, file := range files {
+		if filepath.Base(file) == "configuration.md" {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range restatedDefaults(string(data)) {
+			t.Errorf("%s:%d: --%s next to its default %q: name the flag and docs/configuration.md instead",
+				strings.TrimPrefix(file, "../../"), r.line, r.flag, r.value)
+		}
+	}
+}
+
+type restated struct {
+	line        int
+	flag, value string
+}
+
+// restatedDefaults lists each flag mention in text followed within a few
+// words by a value that the flag reads as its default.
+func restatedDefaults(text string) []restated {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	c := defaultConfig()
+	c.register(fs)
+	var out []restated
+	mentions := flagMention.FindAllStringSubmatchIndex(text, -1)
+	for i, m := range mentions {
+		f := fs.Lookup(text[m[2]:m[3]])
+		if f == nil || f.DefValue == "" || f.DefValue == "0" || f.DefValue == "false" || f.DefValue == "true" {
+			continue // no default worth writing: a zero says "off", not the default
+		}
+		end := len(text)
+		if i+1 < len(mentions) {
+			end = mentions[i+1][0]
+		}
+		if s := strings.Index(text[m[1]:end], ". "); s >= 0 {
+			end = m[1] + s
+		}
+		words := strings.Fields(text[m[1]:end])
+		window := strings.Join(words[:min(len(words), wordsAfterFlag)], " ")
+		for _, v := range valueWritten.FindAllStringSubmatch(window, -1) {
+			written := v[1] + v[2]
+			if u, ok := unitWords[strings.ToLower(v[2])]; ok {
+				written = v[1] + u
+			}
+			if readsAsDefault(f.Name, written) {
+				out = append(out, restated{line: strings.Count(text[:m[0]], "\n") + 1, flag: f.Name, value: v[0]})
+			}
+		}
+	}
+	return out
+}
+
+// readsAsDefault reports whether the flag name, set to written, holds its default.
+func readsAsDefault(name, written string) bool {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	c := defaultConfig()
+	c.register(fs)
+	f := fs.Lookup(name)
+	return fs.Set(name, written) == nil && f.Value.String() == f.DefValue
+}

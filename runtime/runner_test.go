@@ -1,0 +1,161 @@
+package runtime
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+)
+
+func TestScriptKinds(t *testing.T) {
+	for file, want := range map[string]scriptKind{
+		"a.ts": scriptTS, "src/a.mts": scriptTS, "a.cts": scriptTS, "a.tsx": scriptTS,
+		"a.js": scriptJS, "a.mjs": scriptJS, "a.ts.js": scriptJS, "Makefile": scriptJS, "a.d/ts": scriptJS,
+	} {
+		if got := kindOfScript(file); got != want {
+			t.Errorf("kindOfScript(%q) = %s, want %s", file, got, want)
+		}
+	}
+	if got := scriptJS.coldArgs("/node", "a.js"); !slices.Equal(got, []string{"/node", "a.js"}) {
+		t.Errorf("js cold argv %q", got)
+	}
+	if got := scriptTS.coldArgs("/node", "a.ts"); !slices.Equal(got, []string{"/node", "--import", TSLoader, "a.ts"}) {
+		t.Errorf("ts cold argv %q", got)
+	}
+	if got := shellKind.runnerArgs("/node"); !slices.Equal(got, shellRunnerArgs) {
+		t.Errorf("shell runner argv %q", got)
+	}
+	js := scriptJS.runnerArgs("/node")
+	if len(js) != 3 || js[0] != "/node" || js[1] != "-e" || js[2] != runnerSource(nil, "") {
+		t.Errorf("js runner argv %q", js)
+	}
+	ts := scriptTS.runnerArgs("/node")
+	if len(ts) != 5 || !slices.Equal(ts[:4], []string{"/node", "--import", TSLoader, "-e"}) ||
+		ts[4] != runnerSource(scriptTS.execArgv(), tsWarmFile) {
+		t.Errorf("ts runner argv %q", ts)
+	}
+	if runnerKey("s1", scriptTS) == runnerKey("s1", scriptJS) || runnerKey("s1", scriptJS) == runnerKey("s2", scriptJS) {
+		t.Error("runner keys must differ by session and kind")
+	}
+}
+
+func TestRunnerSource(t *testing.T) {
+	plain := runnerSource(nil, "")
+	// A runner started without flags must look like `node <file>`: an empty execArgv, never null.
+	if !strings.Contains(plain, "process.execArgv.length,...[])") {
+		t.Errorf("plain runner does not empty execArgv: %s", plain)
+	}
+	if strings.Contains(plain, "import(") {
+		t.Errorf("a runner without a warm file imports one: %s", plain)
+	}
+	args := []string{"--import", `/x"y.mjs`}
+	keep, _ := json.Marshal(args)
+	warm := runnerSource(args, "/tc/warm.ts")
+	if !strings.Contains(warm, "process.execArgv.length,..."+string(keep)+")") {
+		t.Errorf("runner does not restore its execArgv as JSON: %s", warm)
+	}
+	if !strings.HasPrefix(warm, `import("/tc/warm.ts").catch(()=>{}).then(()=>setImmediate(()=>{`) ||
+		!strings.HasSuffix(warm, "}))") || !strings.Contains(warm, runnerSource(args, "")) {
+		t.Errorf("warm runner does not wrap the waiting one: %s", warm)
+	}
+}
+
+func TestTsconfigStamp(t *testing.T) {
+	ws := t.TempDir()
+	if s := scriptTS.stamp(ws); s != "" {
+		t.Fatalf("no tsconfig.json: stamp %q", s)
+	}
+	cfg := filepath.Join(ws, "tsconfig.json")
+	writeFiles(t, ws, map[string]string{"tsconfig.json": "{}"})
+	first := scriptTS.stamp(ws)
+	if first == "" || scriptTS.stamp(ws) != first {
+		t.Fatalf("stamp of an unchanged file: %q then %q", first, scriptTS.stamp(ws))
+	}
+	if s := scriptJS.stamp(ws); s != "" {
+		t.Fatalf("a js runner reads no tsconfig: stamp %q", s)
+	}
+	if err := os.WriteFile(cfg, []byte(`{"compilerOptions":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if scriptTS.stamp(ws) == first {
+		t.Fatal("a rewritten tsconfig.json keeps its stamp")
+	}
+}
+
+func TestRunnersBySession(t *testing.T) {
+	var rs runners
+	a, b, c := &runner{session: "a"}, &runner{session: "a"}, &runner{session: "b"}
+	for key, r := range map[string]*runner{runnerKey("a", scriptJS): a, runnerKey("a", scriptTS): b, runnerKey("b", scriptJS): c} {
+		if !rs.put(key, r) {
+			t.Fatalf("put %s", key)
+		}
+	}
+	if rs.put(runnerKey("a", scriptJS), &runner{session: "a"}) {
+		t.Fatal("a second runner of the same session and kind")
+	}
+	if rs.remove(runnerKey("b", scriptJS), a) {
+		t.Fatal("removed a runner that does not wait under the key")
+	}
+	got := rs.takeSession("a")
+	if len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, b) {
+		t.Fatalf("takeSession(a) = %v", got)
+	}
+	if all := rs.all(); len(all) != 1 || all[runnerKey("b", scriptJS)] != c {
+		t.Fatalf("left %v", all)
+	}
+	if rs.take(runnerKey("a", scriptJS)) != nil || rs.take(runnerKey("b", scriptJS)) != c || len(rs.all()) != 0 {
+		t.Fatal("take")
+	}
+}
+
+// pidProcess is a containerd process of which only the pid is known.
+type pidProcess struct {
+	containerd.Process
+	pid uint32
+}
+
+func (p pidProcess) Pid() uint32 { return p.pid }
+
+func TestRunnerUsable(t *testing.T) {
+	m, _, _ := unitManager(t)
+	ws := t.TempDir()
+	waiting := func(kind scriptKind, pid int) *runner {
+		return &runner{session: "s", config: kind.stamp(ws), out: newRunOutput(ExecRequest{OutputLimit: 100}),
+			r: &run{p: pidProcess{pid: uint32(pid)}, statusC: make(chan containerd.ExitStatus)}}
+	}
+	req := ExecRequest{OutputLimit: 100}
+	if !m.usable(waiting(scriptJS, os.Getpid()), nil, scriptJS, ws, req) {
+		t.Fatal("a live runner with the same limit is usable")
+	}
+	if m.usable(&runner{}, nil, scriptJS, ws, req) {
+		t.Fatal("a runner whose start failed is not usable")
+	}
+	if m.usable(waiting(scriptJS, os.Getpid()), nil, scriptJS, ws, ExecRequest{OutputLimit: 50}) {
+		t.Fatal("a runner capturing another output limit is not usable")
+	}
+	ts := waiting(scriptTS, os.Getpid())
+	writeFiles(t, ws, map[string]string{"tsconfig.json": "{}"})
+	if m.usable(ts, nil, scriptTS, ws, req) {
+		t.Fatal("a ts runner started before tsconfig.json changed is not usable")
+	}
+	// No process has pid 2^22+1 (above the kernel's largest pid_max).
+	if m.usable(waiting(scriptJS, 1<<22+1), nil, scriptJS, ws, req) {
+		t.Fatal("a runner whose process is gone is not usable")
+	}
+	dead := waiting(scriptJS, os.Getpid())
+	status := make(chan containerd.ExitStatus, 1)
+	status <- *containerd.NewExitStatus(137, time.Now(), nil)
+	dead.r.statusC = status
+	if !dead.exited() {
+		t.Fatal("a runner whose exit status came has exited")
+	}
+	// The status stays there for whoever waits on the run.
+	if st := <-dead.r.statusC; st.ExitCode() != 137 {
+		t.Fatalf("status handed on: %d", st.ExitCode())
+	}
+}
