@@ -60,6 +60,11 @@ func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, kee
 	task, terr := c.Task(ctx, nil)
 	var ended []string
 	var errs []error
+	// First the runs never placed in their cgroup (removing it ends nothing
+	// of them), so that their exec processes can be deleted below.
+	for _, pid := range killUnplacedRuns(spec.Linux.CgroupsPath) {
+		ended = append(ended, fmt.Sprintf("unplaced-%d", pid))
+	}
 	for _, name := range names {
 		if kept[name] {
 			continue
@@ -75,9 +80,6 @@ func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, kee
 		}
 		ended = append(ended, name)
 	}
-	for _, pid := range killUnplacedRuns(spec.Linux.CgroupsPath) {
-		ended = append(ended, fmt.Sprintf("unplaced-%d", pid))
-	}
 	return ended, errors.Join(errs...)
 }
 
@@ -92,6 +94,16 @@ func killUnplacedRuns(containerCgroup string) []int {
 	for _, pid := range pids {
 		if atGate(pid) && unix.Kill(pid, unix.SIGKILL) == nil {
 			killed = append(killed, pid)
+		}
+	}
+	// Their shim reaps them; wait for that (briefly) so their exec
+	// processes can be deleted.
+	for _, pid := range killed {
+		for range 100 {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return killed
