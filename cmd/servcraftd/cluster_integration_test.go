@@ -98,7 +98,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 				"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath, "--destroy-on-shutdown",
 				"--create-rate", "0", "--client-exec-rate", "0", "--exec-rate", "0", "--install-rate", "0",
 				"--max-concurrent-execs", "0", "--pool-size", "0", "--max-sessions", "40",
-				"--workspace-size", "64MiB", "--dep-cache-size", "64MiB", "--npm-cache-size", "64MiB",
+				"--workspace-size", "64MiB",
 				"--registry", "http://127.0.0.1:9", "--trusted-proxies", "127.0.0.1", "--shutdown-timeout", "10s",
 				"--node-id", id, "--cluster-etcd", etcd, "--cluster-secret-file", secret,
 				"--cluster-lease-ttl", "4s", "--cluster-sync-interval", "1s")}
