@@ -1,9 +1,7 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
 )
@@ -311,27 +310,11 @@ func artifactDir(t *testing.T, repoRoot string) string {
 	return filepath.Join(dir, t.Name()+"-"+time.Now().Format("20060102-150405"))
 }
 
+// call sends one API request through apitest's client, which checks the
+// answer against the OpenAPI document the daemon serves.
 func call(t *testing.T, base, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		data, _ := json.Marshal(body)
-		r = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, base+path, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: %d, not JSON: %v", method, path, resp.StatusCode, err)
-	}
-	return resp.StatusCode, out
+	return apitest.NewClient(t, base, nil, api.OpenAPIDocument()).Call(method, path, body)
 }
 
 // fileContent reads one file of the session back through the API.
