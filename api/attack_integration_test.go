@@ -23,7 +23,6 @@ import (
 	"path"
 	"path/filepath"
 	goruntime "runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -627,24 +626,6 @@ for (const t of targets) {
 	}
 }
 
-func vmRSS(t *testing.T) int64 {
-	t.Helper()
-	goruntime.GC()
-	debug.FreeOSMemory()
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
-}
-
 // 15. Endless stdout and stderr → cut at the cap, the process killed, and the
 // daemon's memory flat (it runs in this process: its RSS is ours). A
 // streaming client that stops reading must not pin the session either.
@@ -682,7 +663,7 @@ func TestAttack15_EndlessOutput(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("warm-up: %d %v", status, res)
 	}
-	before := vmRSS(t)
+	before := runtimetest.VmRSS(t)
 	for round := range 5 {
 		r := runs[round%len(runs)]
 		start := time.Now()
@@ -706,7 +687,7 @@ func TestAttack15_EndlessOutput(t *testing.T) {
 	if !bytes.Contains(stream, []byte("event: exit")) || len(stream) > 6*outputCap {
 		t.Errorf("streamed flood: %d bytes, exit event %v", len(stream), bytes.Contains(stream, []byte("event: exit")))
 	}
-	after := vmRSS(t)
+	after := runtimetest.VmRSS(t)
 	t.Logf("daemon (this process) RSS: %d MiB before 5 floods and a streamed one, %d MiB after", before>>20, after>>20)
 	if after-before > 50<<20 {
 		t.Errorf("RSS grew by %d MiB over 6 floods", (after-before)>>20)

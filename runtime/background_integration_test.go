@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	servruntime "github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
 )
 
 // waitEnded polls until none of the session's background processes runs.
@@ -44,12 +45,14 @@ func heapInUse() uint64 {
 }
 
 // TestEndedBackgroundProcessesAreBounded starts and ends 300 background
-// processes that each print a full log, and checks that the manager keeps
-// only the last KeepEndedBackground of them: the daemon's heap grows by at
-// most their logs plus 4 MiB (without the bound it would hold 300 logs,
-// 300 × 64 KiB = 18.75 MiB).
+// processes that each print a full log of the default size (256 KiB), and
+// checks that the manager keeps only the last KeepEndedBackground (16) of
+// them. The daemon (the manager runs in this process) stays within a stated
+// bound: its Go heap grows by at most the kept logs plus 4 MiB, and its RSS
+// by at most 16 MiB. Without the bound it would hold 300 logs, 300 × 256 KiB
+// = 75 MiB of them, far past either bound.
 func TestEndedBackgroundProcessesAreBounded(t *testing.T) {
-	const keep, logBytes, total = 16, 64 << 10, 300
+	const keep, logBytes, total, rssBound = 16, 256 << 10, 300, 16 << 20
 	h := newHarness(t, func(c *servruntime.Config) {
 		c.KeepEndedBackground, c.BackgroundLogBytes, c.MaxBackground = keep, logBytes, 16
 	})
@@ -61,7 +64,7 @@ func TestEndedBackgroundProcessesAreBounded(t *testing.T) {
 			errs := make(chan error, 16)
 			for range min(16, n-i) {
 				wg.Go(func() {
-					if _, err := h.m.StartBackground(ctx, s.SessionID, "exec head -c 65536 /dev/zero"); err != nil {
+					if _, err := h.m.StartBackground(ctx, s.SessionID, "exec head -c 262144 /dev/zero"); err != nil {
 						errs <- err
 					}
 				})
@@ -75,14 +78,14 @@ func TestEndedBackgroundProcessesAreBounded(t *testing.T) {
 		}
 	}
 	start(keep) // the kept set is full from here on
-	before := heapInUse()
+	before, rssBefore := heapInUse(), runtimetest.VmRSS(t)
 	t0 := time.Now()
 	start(total - keep)
-	after := heapInUse()
+	after, rssAfter := heapInUse(), runtimetest.VmRSS(t)
 	list := waitEnded(t, h, s.SessionID, 30*time.Second)
-	grown := int64(after) - int64(before)
-	t.Logf("%d background processes in %v; heap in use %d → %d bytes (%+d); %d kept", total, time.Since(t0).Round(time.Millisecond),
-		before, after, grown, len(list))
+	grown, rssGrown := int64(after)-int64(before), rssAfter-rssBefore
+	t.Logf("%d background processes in %v; heap in use %d → %d bytes (%+d); RSS %d → %d bytes (%+d); %d kept", total,
+		time.Since(t0).Round(time.Millisecond), before, after, grown, rssBefore, rssAfter, rssGrown, len(list))
 	if len(list) != keep {
 		t.Fatalf("%d ended processes kept, want %d", len(list), keep)
 	}
@@ -94,6 +97,9 @@ func TestEndedBackgroundProcessesAreBounded(t *testing.T) {
 	}
 	if bound := int64(keep*logBytes + 4<<20); grown > bound {
 		t.Fatalf("heap grew by %d bytes over %d ended processes, bound %d", grown, total-keep, bound)
+	}
+	if rssGrown > rssBound {
+		t.Fatalf("RSS grew by %d bytes over %d ended processes, bound %d", rssGrown, total-keep, rssBound)
 	}
 }
 

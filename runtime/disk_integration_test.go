@@ -207,8 +207,20 @@ func TestFullHostDiskLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("victim's sync on a full host: %v", err)
 	}
 	acked["src/after.bin"] = sha(after)
-	// A run needs a little room on the state filesystem for its FIFOs: give
-	// back 2 MiB, far less than the 24 MiB the victim then writes from inside.
+	// A run needs a little room on the state filesystem for its FIFOs: with
+	// not a block left, no run starts, and the refusal says so (a 507
+	// host_disk_full), not a 500. Background processes and installs alike.
+	if _, err := m.Exec(ctx, victim.SessionID, runtime.ExecRequest{Args: []string{"/bin/true"}}); !errors.Is(err, disk.ErrHostFull) ||
+		!strings.Contains(err.Error(), "state filesystem is full") {
+		t.Fatalf("a run on a full state filesystem: %v", err)
+	}
+	if _, err := m.StartBackground(ctx, tenant.SessionID, "yes"); !errors.Is(err, disk.ErrHostFull) {
+		t.Fatalf("a background process on a full state filesystem: %v", err)
+	}
+	if list, err := m.Processes(ctx, tenant.SessionID); err != nil || len(list) != 0 {
+		t.Fatalf("a refused background process is listed: %v %v", list, err)
+	}
+	// Give back 2 MiB, far less than the 24 MiB the victim then writes from inside.
 	if st, err := os.Stat(filler); err != nil || os.Truncate(filler, st.Size()-2<<20) != nil {
 		t.Fatalf("shrink filler: %v", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
 // ExecRequest is one program run inside a session. Args is the argv inside
@@ -121,7 +123,8 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 	stdinR, stdinW := io.Pipe()
 	p, err := task.Exec(ctx, id, &proc, cio.NewCreator(cio.WithStreams(stdinR, spec.stdout, spec.stderr), cio.WithFIFODir(l.fifoDir)))
 	if err != nil {
-		return nil, fmt.Errorf("exec %s in %s: %w", id, task.ID(), err)
+		// Its FIFOs are made on the state filesystem: with no room there, a 507.
+		return nil, fmt.Errorf("exec %s in %s: %w", id, task.ID(), disk.HostFull(err))
 	}
 	defer func() {
 		if retErr != nil {

@@ -25,6 +25,13 @@ func WarmReady(m *Manager) int {
 // WaitLayerBuilds waits for the dependency layer builds installs started.
 func WaitLayerBuilds(m *Manager) { m.layerRuns.Wait() }
 
+// BuildLayer builds the dependency layer an install of pkg with no packages
+// names (a private builder session running npm, copied into the cache), as
+// an install does after its own npm, and reports whether it is there.
+func BuildLayer(m *Manager, pkg []byte) bool {
+	return m.buildLayer(layerKey(pkg, string(m.image.Target().Digest), m.cfg.NpmPath, nil), pkg, nil, true)
+}
+
 // WaitStarterLayers waits for the starter layers Start builds and the warm
 // containers completed with them, and reports whether all are built.
 func WaitStarterLayers(m *Manager) bool {

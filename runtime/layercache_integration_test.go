@@ -5,7 +5,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,5 +168,100 @@ func TestStarterReadyAtCreate(t *testing.T) {
 	s := bare.session(t, "-no-registry")
 	if !strings.Contains(s.DependenciesMissing, "registry") {
 		t.Fatalf("a create without a registry says it lacks %q", s.DependenciesMissing)
+	}
+}
+
+// diskBytes is what the files and folders below dir (not dir itself) take
+// on disk, counted in blocks as the cache's budget is.
+func diskBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var used int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		used += info.Sys().(*syscall.Stat_t).Blocks * 512
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return used
+}
+
+// Many real distinct layer builds keep the cache within its budget in bytes
+// on disk, sampled after every build, with the oldest layers evicted. Each
+// build is real: a private builder session running `npm install` on a
+// package.json whose postinstall writes 64 KiB into node_modules, copied
+// into the cache. Measured here (2 shared cores), an install that builds a
+// layer costs 3.5 s (1.5 s of npm in the session, then the builder), a build
+// alone 2.4 s (create the builder, npm, copy, destroy): 200 would take 12
+// minutes through installs, 8 with builds alone. The test makes 50 builds
+// directly (about 2 minutes) with a budget that holds 12 layers, the first
+// and the last through a session's install to show that installs name the
+// same layers. The accounting over 200 is TestLayerCacheBudget's, at file
+// level.
+func TestManyLayerBuildsStayWithinBudget(t *testing.T) {
+	const builds, budget, maxLayer, kib = 50, 1 << 20, 256 << 10, 64
+	h := newHarness(t, withRegistry(t, hostRegistry(t)), withDepCache(budget, maxLayer))
+	ctx := h.env.Context(t)
+	dir := filepath.Join(h.state, "depcache")
+	s := h.session(t, "")
+	pkg := func(i int) []byte { return layerPkg(fmt.Sprintf("many-%d", i), kib) }
+	install := func(i int) runtime.InstallResult {
+		t.Helper()
+		if out := h.sh(t, s, 10*time.Second, "rm -rf node_modules package-lock.json"); out.ExitCode != 0 {
+			t.Fatalf("clean the workspace: %+v", out) // a lock file or node_modules would make the install skip the layers
+		}
+		if err := h.m.WriteFile(ctx, s.SessionID, "package.json", pkg(i)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := h.install(t, s.SessionID)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("install %d: %v\n%+v", i, err, res)
+		}
+		runtime.WaitLayerBuilds(h.m)
+		return res
+	}
+	start, peak, seen := time.Now(), int64(0), map[string]bool{}
+	var first []string
+	for i := range builds {
+		if i == 0 {
+			install(i)
+		} else if !runtime.BuildLayer(h.m, pkg(i)) {
+			t.Fatalf("layer build %d failed", i)
+		}
+		keys, _ := layers(t, dir)
+		used := diskBytes(t, dir)
+		peak = max(peak, used)
+		if used > budget {
+			t.Fatalf("after build %d: %d layers take %d bytes on disk, budget %d", i, len(keys), used, budget)
+		}
+		for _, k := range keys {
+			seen[k] = true
+		}
+		if i == 0 {
+			first = keys
+		}
+	}
+	keys, _ := layers(t, dir)
+	took := time.Since(start)
+	t.Logf("%d layer builds in %v (%v each); cache peak %d bytes on disk of %d, %d layers kept, %d seen",
+		builds, took.Round(time.Millisecond), (took / builds).Round(time.Millisecond), peak, budget, len(keys), len(seen))
+	if len(first) != 1 || len(seen) != builds || len(keys) >= builds/2 || len(keys) < 2 || slices.Contains(keys, first[0]) {
+		t.Fatalf("first build %v, %d distinct layers seen, %d kept: a build was not kept, or nothing was evicted", first, len(seen), len(keys))
+	}
+	if res := install(builds - 1); !res.FromLayer {
+		t.Fatalf("an install of the last build's package.json ran npm: %+v", res)
+	}
+	if res := install(0); res.FromLayer {
+		t.Fatalf("an install of the evicted first build's package.json was restored: %+v", res)
+	}
+	if used := diskBytes(t, dir); used > budget {
+		t.Fatalf("after the installs: %d bytes on disk, budget %d", used, budget)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -80,7 +81,7 @@ func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, r
 	p, err := l.task.Exec(bctx, id, &proc, cio.NewCreator(cio.WithStreams(inR, stripped, nil), cio.WithTerminal, cio.WithFIFODir(l.fifoDir)))
 	if err != nil {
 		_ = group.remove()
-		return nil, fmt.Errorf("exec terminal in %s: %w", sessionID, err)
+		return nil, fmt.Errorf("exec terminal in %s: %w", sessionID, disk.HostFull(err))
 	}
 	statusC, err := p.Wait(bctx)
 	if err == nil {

@@ -15,6 +15,16 @@ import (
 // no room left beyond its reserve: the host's problem, never the client's.
 var ErrHostFull = errors.New("host disk full")
 
+// HostFull marks err, from making a folder or file on the state filesystem,
+// as ErrHostFull when the filesystem had no block or inode left (ENOSPC,
+// EDQUOT): a 507, not a 500. Any other error is returned as it is.
+func HostFull(err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("the state filesystem is full: %w (%w)", ErrHostFull, err)
+	}
+	return err
+}
+
 // Space is a filesystem's size and the bytes still free on it.
 type Space struct {
 	Total int64 // bytes the filesystem holds

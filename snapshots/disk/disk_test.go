@@ -2,8 +2,11 @@ package disk
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestPlan(t *testing.T) {
@@ -45,5 +48,18 @@ func TestFormat(t *testing.T) {
 		if got := Format(n); got != want {
 			t.Errorf("Format(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestHostFullMapsNoSpace(t *testing.T) {
+	for _, errno := range []error{unix.ENOSPC, unix.EDQUOT} {
+		err := HostFull(&os.PathError{Op: "mkdir", Path: "/w/x", Err: errno})
+		if !errors.Is(err, ErrHostFull) || !errors.Is(err, errno) {
+			t.Errorf("%v: %v, want ErrHostFull wrapping it", errno, err)
+		}
+	}
+	other := &os.PathError{Op: "mkdir", Path: "/w/x", Err: unix.EACCES}
+	if err := HostFull(other); errors.Is(err, ErrHostFull) || err != other {
+		t.Errorf("EACCES: %v", err)
 	}
 }

@@ -78,7 +78,7 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	}
 	base := filepath.Join(v.root, id)
 	if err := os.Mkdir(base, 0o700); err != nil {
-		return "", fmt.Errorf("create workspace %s: %w", id, hostFull(err))
+		return "", fmt.Errorf("create workspace %s: %w", id, disk.HostFull(err))
 	}
 	defer func() {
 		if retErr != nil {
@@ -88,7 +88,7 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	img := v.imagePath(id)
 	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("create workspace image %s: %w", id, hostFull(err))
+		return "", fmt.Errorf("create workspace image %s: %w", id, disk.HostFull(err))
 	}
 	err = v.allocate(f, id)
 	if cerr := f.Close(); err == nil {
@@ -105,7 +105,7 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 	}
 	dir = v.Dir(id)
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create mount point %s: %w", id, hostFull(err))
+		return "", fmt.Errorf("create mount point %s: %w", id, disk.HostFull(err))
 	}
 	if err := run(ctx, "mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noatime", img, dir); err != nil {
 		return "", fmt.Errorf("mount workspace %s: %w", id, err)
@@ -117,16 +117,6 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 		return "", fmt.Errorf("tidy workspace %s: %w", id, err)
 	}
 	return dir, nil
-}
-
-// hostFull marks err, from making a folder or file on the state
-// filesystem, as disk.ErrHostFull when the filesystem had no block or inode
-// left (ENOSPC, EDQUOT): a 507, not a 500.
-func hostFull(err error) error {
-	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-		return fmt.Errorf("the state filesystem is full: %w (%w)", disk.ErrHostFull, err)
-	}
-	return err
 }
 
 // allocate gives the image f every block of its size now, with fallocate,

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
@@ -178,18 +177,5 @@ func BenchmarkSyncFlush(b *testing.B) {
 		if _, err := Sync(dir, entries, false); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func TestHostFullMapsNoSpace(t *testing.T) {
-	for _, errno := range []error{unix.ENOSPC, unix.EDQUOT} {
-		err := hostFull(&os.PathError{Op: "mkdir", Path: "/w/x", Err: errno})
-		if !errors.Is(err, disk.ErrHostFull) || !errors.Is(err, errno) {
-			t.Errorf("%v: %v, want disk.ErrHostFull wrapping it", errno, err)
-		}
-	}
-	other := &os.PathError{Op: "mkdir", Path: "/w/x", Err: unix.EACCES}
-	if err := hostFull(other); errors.Is(err, disk.ErrHostFull) || err != other {
-		t.Errorf("EACCES: %v", err)
 	}
 }
