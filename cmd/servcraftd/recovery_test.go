@@ -345,15 +345,7 @@ func TestKill9MidInstall(t *testing.T) {
 		t.Fatalf("sync: %d %v", status, body)
 	}
 	go d.post("/api/playground/install", map[string]any{"sessionId": "install-kill", "packages": []string{}})
-	var runs []string
-	waitFor(t, 30*time.Second, "the install's run cgroup", func() bool { runs = d.runCgroups(cid); return len(runs) > 0 })
-	d.stop(syscall.SIGKILL)
-	d.start()
-	for _, r := range runs {
-		if _, err := os.Stat(r); !os.IsNotExist(err) {
-			t.Fatalf("the install's run cgroup %s survives the restart (%v)", r, err)
-		}
-	}
+	d.killDuringRun(t, cid, "the install")
 	status, sh := d.call("POST", "/api/playground/shell", map[string]any{"sessionId": "install-kill", "command": "ps -o args | grep -c '[s]leep 600' || true"})
 	if status != 200 || strings.TrimSpace(sh["output"].(string)) != "0" {
 		t.Fatalf("the install's processes after the restart: %d %v", status, sh)
@@ -443,6 +435,22 @@ func TestKill9MidLayerBuild(t *testing.T) {
 	}
 }
 
+// killDuringRun waits until a run of container cid (what, for messages) has
+// its run cgroup, kills the daemon with SIGKILL, starts it again, and checks
+// that the run's cgroup did not survive the start.
+func (d *daemon) killDuringRun(t *testing.T, cid, what string) {
+	t.Helper()
+	var runs []string
+	waitFor(t, 30*time.Second, what+"'s run cgroup", func() bool { runs = d.runCgroups(cid); return len(runs) > 0 })
+	d.stop(syscall.SIGKILL)
+	d.start()
+	for _, r := range runs {
+		if _, err := os.Stat(r); !os.IsNotExist(err) {
+			t.Fatalf("%s's run cgroup %s survives the restart (%v)", what, r, err)
+		}
+	}
+}
+
 // TestKill9MidExecute kills the daemon while a shell command runs: the next
 // start kills the run (its run cgroup says which), keeps the session, which
 // serves, and once destroyed nothing of it is left.
@@ -451,15 +459,7 @@ func TestKill9MidExecute(t *testing.T) {
 	info := d.create("execute-kill")
 	cid := info["containerId"].(string)
 	go d.post("/api/playground/shell", map[string]any{"sessionId": "execute-kill", "command": "sleep 300"})
-	var runs []string
-	waitFor(t, 30*time.Second, "the command's run cgroup", func() bool { runs = d.runCgroups(cid); return len(runs) > 0 })
-	d.stop(syscall.SIGKILL)
-	d.start()
-	for _, r := range runs {
-		if _, err := os.Stat(r); !os.IsNotExist(err) {
-			t.Fatalf("the command's run cgroup %s survives the restart (%v)", r, err)
-		}
-	}
+	d.killDuringRun(t, cid, "the command")
 	if !strings.Contains(d.log(), "execute-kill/run-") { // in stale_runs=[…]
 		t.Errorf("the start did not report the run it killed:\n%s", d.log())
 	}
