@@ -15,6 +15,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -166,21 +167,8 @@ func TestCreateReturnsARunningSession(t *testing.T) {
 	}
 }
 
-// needRoot skips a test that writes workspace files (chowned to the session's
-// user) when not root, and fails it under CI, which runs as root.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root to chown workspace files")
-	}
-	t.Skip("needs root to chown workspace files")
-}
-
 func TestFilesThroughWithLive(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	m, db, clock := unitManager(t)
 	running(t, m, db, "f")
 	ctx := context.Background()

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 )
 
 func TestTemplates(t *testing.T) {
@@ -52,21 +54,8 @@ func TestTemplates(t *testing.T) {
 	}
 }
 
-// needRoot skips a test that writes workspace files (they are chowned to the
-// session's user) when not root, and fails it under CI, which runs as root.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root to chown workspace files")
-	}
-	t.Skip("needs root to chown workspace files")
-}
-
 func TestSeed(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	dir := t.TempDir()
 	if err := Seed(dir, "ts"); err != nil {
 		t.Fatal(err)

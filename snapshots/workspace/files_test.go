@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 )
 
 func TestCleanPath(t *testing.T) {
@@ -46,19 +48,8 @@ func TestCleanPath(t *testing.T) {
 	}
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("needs root to chown workspace files")
-	}
-	t.Skip("needs root to chown workspace files")
-}
-
 func TestWriteFileStaysInside(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	ws, outside := t.TempDir(), t.TempDir()
 	canary := filepath.Join(outside, "canary")
 	if err := os.WriteFile(canary, []byte("safe"), 0o644); err != nil {

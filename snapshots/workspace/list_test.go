@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 )
 
 // listSoon runs List and fails the test if it takes more than a few seconds
@@ -307,7 +309,7 @@ func TestLanguage(t *testing.T) {
 // over, while Sync (replacing) and List run: neither may touch or show the
 // host folder.
 func TestSyncListRace(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	_, folder, check := canaries(t)
 	ws := t.TempDir()
 	tree(t, ws, map[string]string{"d/a.txt": "a", "d/drop.txt": "x", "d/sub/b.txt": "b", "keep.txt": "k"})

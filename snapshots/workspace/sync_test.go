@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 )
 
 // tree makes files (path -> content; a path ending in "/" is a folder)
@@ -99,7 +101,7 @@ func canaries(t *testing.T) (file, folder string, check func()) {
 }
 
 func TestSyncWrites(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	ws := t.TempDir()
 	tree(t, ws, map[string]string{"index.js": "old", "keep.txt": "untouched"})
 	bin := []byte{0, 1, 2, 0xff, 0xfe}
@@ -142,7 +144,7 @@ func TestSyncWrites(t *testing.T) {
 }
 
 func TestSyncRefuses(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	file, folder, check := canaries(t)
 	for _, tc := range []struct {
 		name    string
@@ -180,7 +182,7 @@ func TestSyncRefuses(t *testing.T) {
 }
 
 func TestSyncReplace(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	file, folder, check := canaries(t)
 	ws := t.TempDir()
 	tree(t, ws, map[string]string{
@@ -294,7 +296,7 @@ func TestComparePaths(t *testing.T) {
 }
 
 func TestSyncKeepLeavesFilesAlone(t *testing.T) {
-	needRoot(t)
+	testneeds.Root(t)
 	bin := string([]byte{0, 1, 2, 0xff, 0xfe})
 	for _, replace := range []bool{false, true} {
 		ws := t.TempDir()

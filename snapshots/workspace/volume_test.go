@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
@@ -20,7 +21,7 @@ import (
 // It needs root and mkfs.ext4: missing, it fails under CI=true and skips elsewhere.
 func testVolumes(t *testing.T) (*Volumes, string) {
 	t.Helper()
-	needRoot(t)
+	testneeds.Root(t)
 	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("mkfs.ext4 missing")
