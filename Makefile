@@ -34,8 +34,9 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 	cd web && node build.mjs
 
-build: web ## build bin/servcraftd (with the page) and bin/servcraft-image
+build: web ## build bin/servcraftd (with the page), bin/servcraft-spawner (each container's run starter) and bin/servcraft-image
 	$(GO) build -o bin/servcraftd ./cmd/servcraftd
+	CGO_ENABLED=0 $(GO) build -o bin/servcraft-spawner ./cmd/servcraft-spawner
 	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
 	$(GO) build -o bin/servcraft-bench ./cmd/servcraft-bench
 

@@ -9,7 +9,8 @@
 #    building the offline image and the TypeScript toolchain busybox-static, nodejs and
 #    npm (Debian 12's nodejs is v18: enough for the host-side npm pack/install);
 # 2. enables and starts containerd;
-# 3. installs the binary as PREFIX/bin/servcraftd, the unit as
+# 3. installs the binary as PREFIX/bin/servcraftd (and servcraft-spawner, built beside it,
+#    as PREFIX/bin/servcraft-spawner), the unit as
 #    /etc/systemd/system/servcraftd.service, and /etc/servcraftd/servcraftd.env from
 #    deploy/servcraftd.env.example unless that file exists (it is never overwritten;
 #    --set changes single variables in it);
@@ -98,6 +99,7 @@ use_systemd() { ! staged && systemd_running; }
 
 check_binary "$binary"
 binary="$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")"
+spawner="$(spawner_beside "$binary")"
 [ -z "$image_archive" ] || [ -s "$image_archive" ] || die "--image-archive $image_archive: no such file"
 
 # --- 1. packages ---------------------------------------------------------------------
@@ -146,6 +148,11 @@ changed=()
 if put_file "$binary" "$BIN" 0755; then
 	changed+=(binary)
 	log "installed $BIN"
+fi
+# The spawner each new session container runs (servcraftd --spawner auto finds it beside itself).
+if put_file "$spawner" "$(dirname "$BIN")/servcraft-spawner" 0755; then
+	changed+=(spawner)
+	log "installed $(dirname "$BIN")/servcraft-spawner"
 fi
 unit_tmp="$(mktemp)"
 trap 'rm -f "$unit_tmp"' EXIT

@@ -21,6 +21,14 @@ check_binary() {
 	grep -q -- '-state-dir' <<<"$out" || die "$1 does not look like servcraftd"
 }
 
+# spawner_beside BINARY: servcraft-spawner next to the servcraftd BINARY (make build puts it there).
+spawner_beside() {
+	local s
+	s="$(dirname "$1")/servcraft-spawner"
+	{ [ -f "$s" ] && [ -x "$s" ]; } || die "$s: missing (make build builds it beside servcraftd)"
+	echo "$s"
+}
+
 # render_unit SRC PREFIX: the unit file with ExecStart pointing at PREFIX/bin/servcraftd.
 render_unit() {
 	local bin="$2/bin/servcraftd"

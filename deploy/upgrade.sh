@@ -48,11 +48,13 @@ UNIT="/etc/systemd/system/$UNIT_NAME"
 ENV_FILE=/etc/servcraftd/servcraftd.env
 { [ -x "$BIN" ] && [ -f "$UNIT" ]; } || die "servcraftd is not installed at $BIN (run deploy/install.sh first)"
 check_binary "$binary"
+spawner="$(spawner_beside "$binary")"
+SPAWNER="$prefix/bin/servcraft-spawner"
 
 unit_new="$(mktemp)"
 trap 'rm -f "$unit_new"' EXIT
 render_unit "$REPO_ROOT/deploy/$UNIT_NAME" "$prefix" >"$unit_new"
-if cmp -s "$binary" "$BIN" && cmp -s "$unit_new" "$UNIT"; then
+if cmp -s "$binary" "$BIN" && cmp -s "$unit_new" "$UNIT" && cmp -s "$spawner" "$SPAWNER"; then
 	log "$BIN and $UNIT are up to date; nothing to do"
 	exit 0
 fi
@@ -65,6 +67,8 @@ log "sessions running before: $(running_sessions "$ENV_FILE")"
 log "stopping $UNIT_NAME (sessions keep running)"
 systemctl stop "$UNIT_NAME"
 put_file "$binary" "$BIN" 0755 || true
+# Running containers keep the spawner they started with (its old file stays theirs); new ones get this.
+put_file "$spawner" "$SPAWNER" 0755 || true
 if put_file "$unit_new" "$UNIT" 0644; then
 	log "unit file updated"
 fi

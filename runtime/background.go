@@ -192,7 +192,7 @@ func (m *Manager) StartBackground(ctx context.Context, sessionID, command string
 		b := newBackground(Process{ID: id, Command: command, StartedAt: m.now().UTC(), Running: true}, m.cfg.BackgroundLogBytes)
 		// The process outlives this request: its calls must not end with it.
 		bctx := context.WithoutCancel(ctx)
-		r, err := l.start(bctx, runSpec{id: id, args: []string{"/bin/sh", "-c", command}, stdout: b, stderr: b})
+		r, err := l.start(bctx, runSpec{id: id, args: []string{"/bin/sh", "-c", command}, stdout: b, stderr: b, adoptable: true})
 		if err != nil {
 			return err
 		}
@@ -261,7 +261,7 @@ func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liv
 			continue
 		}
 		b.log.Write([]byte("[servcraftd restarted: earlier output of this process is not kept]\n"))
-		b.run = &run{id: rec.ID, task: l.task, p: p, group: existingRunGroup(l.cgroup, rec.ID),
+		b.run = &run{id: rec.ID, p: execProcess{p}, group: existingRunGroup(l.cgroup, rec.ID),
 			statusC: statusC, cgroup: l.cgroup, started: rec.StartedAt}
 		m.watchBackground(bctx, s.SessionID, b)
 	}

@@ -11,6 +11,7 @@ type Config struct {
 	Image               ImageConfig
 	Runtime             string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
 	InitPath            string // host path of a static init, bind-mounted as PID 1
+	SpawnerPath         string // host path of the static spawner (cmd/servcraft-spawner) run by each new container's init ("": every run is a runc exec)
 	ToolchainDir        string // host folder of the TypeScript toolchain ("" : none)
 	StateDir            string // FIFOs live here
 	Limits              SpecLimits

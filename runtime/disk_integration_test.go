@@ -207,12 +207,18 @@ func TestFullHostDiskLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("victim's sync on a full host: %v", err)
 	}
 	acked["src/after.bin"] = sha(after)
-	// A run needs a little room on the state filesystem for its FIFOs: with
-	// not a block left, no run starts, and the refusal says so (a 507
-	// host_disk_full), not a 500. Background processes and installs alike.
-	if _, err := m.Exec(ctx, victim.SessionID, runtime.ExecRequest{Args: []string{"/bin/true"}}); !errors.Is(err, disk.ErrHostFull) ||
+	// A run the spawner starts has pipes for streams and needs nothing of
+	// the state filesystem: it runs on a full host.
+	if res, err := m.Exec(ctx, victim.SessionID, runtime.ExecRequest{Args: []string{"/bin/echo", "ok"}, Timeout: time.Minute,
+		OutputLimit: 1 << 10}); err != nil || res.Stdout != "ok\n" {
+		t.Fatalf("a spawned run on a full state filesystem: %+v %v", res, err)
+	}
+	// A runc exec needs a little room there for its FIFOs: with not a
+	// block left, none starts, and the refusal says so (a 507
+	// host_disk_full), not a 500. Background processes alike.
+	if _, err := runtime.ExecByRunc(ctx, m, victim.SessionID, "", "/bin/true"); !errors.Is(err, disk.ErrHostFull) ||
 		!strings.Contains(err.Error(), "state filesystem is full") {
-		t.Fatalf("a run on a full state filesystem: %v", err)
+		t.Fatalf("a runc exec on a full state filesystem: %v", err)
 	}
 	if _, err := m.StartBackground(ctx, tenant.SessionID, "yes"); !errors.Is(err, disk.ErrHostFull) {
 		t.Fatalf("a background process on a full state filesystem: %v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/servcraft/servcraftd/runtime/spawn"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
@@ -63,12 +65,11 @@ var gateArgs = []string{"/bin/sh", "-c", `read -r _ && exec "$@"`, "servcraft-ru
 // has gone; generous, as a loaded host can take seconds to kill and unmount.
 const cleanupTimeout = 30 * time.Second
 
-// run is one process tree started in a session: the exec process, the
+// run is one process tree started in a session: its first process, the
 // cgroup that holds everything it starts, and its exit status to come.
 type run struct {
 	id        string
-	task      containerd.Task
-	p         containerd.Process
+	p         runProcess
 	group     *runGroup
 	statusC   <-chan containerd.ExitStatus
 	cgroup    string
@@ -76,12 +77,32 @@ type run struct {
 	started   time.Time
 }
 
+// runProcess is the first process of a run: a containerd exec, or a process
+// the session's spawner started.
+type runProcess interface {
+	// Pid is its pid on the host.
+	Pid() uint32
+	// drained returns once all of its output has been copied out.
+	drained()
+	// release forgets it (containerd's exec record, the spawner's connection).
+	release(ctx context.Context)
+}
+
+// execProcess is a run's process started by runc exec through containerd.
+type execProcess struct{ containerd.Process }
+
+func (p execProcess) drained()                    { p.IO().Wait() }
+func (p execProcess) release(ctx context.Context) { deleteProcess(ctx, p.Process) }
+
 // userProcess derives a user's process from the container's own spec: the
 // same capabilities (none), no_new_privileges, seccomp, rlimits and env, but
 // the sandbox user instead of the init's uid.
 func userProcess(base *specs.Process) specs.Process {
 	proc := *base
 	proc.User = specs.User{UID: SandboxUID, GID: SandboxUID}
+	// The init of a container with a spawner has the two capabilities it
+	// needs to start runs as the sandbox user; no user process has any.
+	proc.Capabilities = &specs.LinuxCapabilities{}
 	return proc
 }
 
@@ -95,12 +116,24 @@ type runSpec struct {
 	// placed, when set, is called once the process is in its run cgroup
 	// and before the gate opens (a runner moves to the boot CPU cgroup).
 	placed func(pid uint32) error
+	// adoptable runs are started by containerd even where the session has
+	// a spawner: containerd keeps them (a background process) across a
+	// daemon restart, when a spawner's answer would be lost.
+	adoptable bool
 }
 
 // start execs spec's args behind the gate, moves the process into a new run
 // cgroup, then opens the gate and hands it stdin (closed after). On error
 // nothing of the run is left.
 func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr error) {
+	if l.spawner != "" && !spec.adoptable {
+		r, err := l.spawn(ctx, spec)
+		if !errors.Is(err, spawn.ErrUnreachable) {
+			return r, err
+		}
+		// The spawner is gone (killed by the OOM killer, say): runc exec still works.
+		slog.Warn("spawner unreachable: starting the run with runc exec", "container", l.task.ID(), "err", err)
+	}
 	// Derive the process from the container's own spec: the same uid, no
 	// capabilities, no_new_privileges; only args and env change.
 	proc := userProcess(l.proc)
@@ -136,7 +169,7 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 	if err != nil {
 		return nil, fmt.Errorf("wait exec %s: %w", id, err)
 	}
-	r := &run{id: id, task: task, p: p, group: group, statusC: statusC, cgroup: containerCgroup,
+	r := &run{id: id, p: execProcess{p}, group: group, statusC: statusC, cgroup: containerCgroup,
 		oomBefore: oomKills(containerCgroup), started: time.Now()}
 	if err := p.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start exec %s: %w", id, err)
@@ -178,15 +211,15 @@ func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (contai
 	} else {
 		st = <-r.statusC
 	}
-	// Output is complete only once the copiers have drained the FIFOs.
-	r.p.IO().Wait()
+	// Output is complete only once the copiers have drained it.
+	r.p.drained()
 	go r.release(context.WithoutCancel(ctx))
 	return st, kerr
 }
 
 // release deletes the exec process and its (empty) cgroup.
 func (r *run) release(ctx context.Context) {
-	deleteProcess(ctx, r.p)
+	r.p.release(ctx)
 	if err := r.group.remove(); err != nil {
 		slog.Warn("remove run cgroup", "exec", r.id, "err", err)
 	}

@@ -90,3 +90,28 @@ func RunProcesses(ctx context.Context, m *Manager, sessionID string) (map[string
 	})
 	return out, err
 }
+
+// ExecByRunc runs args in the session as Exec does, but started by runc
+// exec even where the session has a spawner (as a background process is).
+func ExecByRunc(ctx context.Context, m *Manager, sessionID string, stdin string, args ...string) (res ExecResult, err error) {
+	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		out := newRunOutput(ExecRequest{OutputLimit: 1 << 20})
+		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: args, stdin: strings.NewReader(stdin),
+			stdout: out.stdout, stderr: out.stderr, adoptable: true})
+		if err != nil {
+			return err
+		}
+		res, err = waitRun(ctx, r, out, time.Minute)
+		return err
+	})
+	return res, err
+}
+
+// SpawnerSocket is the host's path of the session's spawner socket ("": none).
+func SpawnerSocket(ctx context.Context, m *Manager, sessionID string) (sock string, err error) {
+	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		sock = l.spawner
+		return nil
+	})
+	return sock, err
+}

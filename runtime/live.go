@@ -20,6 +20,9 @@ type liveSession struct {
 	proc    *specs.Process
 	cgroup  string
 	fifoDir string
+	// spawner is the socket of the container's spawner as the host reaches
+	// it; "" when the container has none (every run is a runc exec).
+	spawner string
 }
 
 // liveSessions holds the live sessions by record ID.
@@ -118,7 +121,7 @@ func (m *Manager) liveLocked(ctx context.Context, sessionID string) (*liveSessio
 	if err != nil {
 		return nil, s, fmt.Errorf("session %q: spec of %s: %w", sessionID, s.ContainerID, err)
 	}
-	l := &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath, fifoDir: m.fifoDir()}
+	l := newLiveSession(task, spec, m.fifoDir())
 	if cached := m.live.add(sessionID, l); cached != l {
 		return cached, s, nil // another call loaded it meanwhile
 	}

@@ -109,6 +109,11 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if _, err := os.Stat(cfg.InitPath); err != nil {
 		return nil, fmt.Errorf("init binary: %w", err)
 	}
+	if cfg.SpawnerPath != "" {
+		if _, err := os.Stat(cfg.SpawnerPath); err != nil {
+			return nil, fmt.Errorf("spawner binary: %w", err)
+		}
+	}
 	var layers *layerCache
 	if cfg.DepCacheDir != "" {
 		var err error
@@ -242,7 +247,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
-		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.ToolchainDir)...),
+		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.SpawnerPath, m.cfg.ToolchainDir)...),
 		containerd.WithContainerLabels(sessionLabels(s)),
 	)
 	if err != nil {
@@ -258,6 +263,11 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	spec, err := container.Spec(ctx)
 	if err != nil {
 		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
+	}
+	live := newLiveSession(task, spec, m.fifoDir())
+	if err := live.awaitSpawner(ctx); err != nil {
+		// Its runs are started with runc exec meanwhile (see start).
+		slog.Warn("spawner not listening", "container", s.ContainerID, "err", err)
 	}
 	missing := lacks()
 	if KindOf(sessionID) == KindPool {
@@ -278,7 +288,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, err
 	}
-	m.live.add(sessionID, &liveSession{task: task, proc: spec.Process, cgroup: spec.Linux.CgroupsPath, fifoDir: m.fifoDir()})
+	m.live.add(sessionID, live)
 	m.previews.add(sessionID)
 	return s, nil
 }

@@ -192,8 +192,8 @@ func TestSecurityContextFromInside(t *testing.T) {
 		t.Errorf("network interfaces: %q, want only lo", lastLine(res.Stdout))
 	}
 	pid1 := h.exec(t, s, 0, "/bin/sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
-	if !strings.HasPrefix(pid1.Stdout, "/sbin/servcraft-init") {
-		t.Errorf("PID 1 is %q, want the init", pid1.Stdout)
+	if !strings.HasPrefix(pid1.Stdout, "/sbin/servcraft-spawner") {
+		t.Errorf("PID 1 is %q, want the spawner", pid1.Stdout)
 	}
 }
 

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -113,13 +114,12 @@ func TestRunnersBySession(t *testing.T) {
 	}
 }
 
-// pidProcess is a containerd process of which only the pid is known.
-type pidProcess struct {
-	containerd.Process
-	pid uint32
-}
+// pidProcess is a run's process of which only the pid is known.
+type pidProcess struct{ pid uint32 }
 
-func (p pidProcess) Pid() uint32 { return p.pid }
+func (p pidProcess) Pid() uint32             { return p.pid }
+func (p pidProcess) drained()                {}
+func (p pidProcess) release(context.Context) {}
 
 func TestRunnerUsable(t *testing.T) {
 	m, _, _ := unitManager(t)

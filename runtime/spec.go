@@ -43,12 +43,17 @@ type SpecLimits struct {
 // sessionSpecOpts builds a session container's spec: non-root, no
 // capabilities, no new privileges, read-only rootfs, a fresh network
 // namespace with only lo (from the default spec), resource limits, a reaping
-// init as PID 1, and the default seccomp profile applied last.
-func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, toolchainDir string) []oci.SpecOpts {
+// init as PID 1, and the default seccomp profile applied last. With
+// hostSpawner, the init's child is the spawner that starts the runs
+// (withSpawner); without, an idle sleep.
+func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, hostSpawner, toolchainDir string) []oci.SpecOpts {
 	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)
 	if toolchainDir != "" {
 		opts = append(opts, withReadOnlyBind(toolchainDir, ToolchainPath))
+	}
+	if hostSpawner != "" {
+		opts = append(opts, withSpawner(hostSpawner))
 	}
 	return opts
 }

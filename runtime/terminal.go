@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 
 	"github.com/servcraft/servcraftd/snapshots/disk"
@@ -17,6 +18,7 @@ import (
 // everything it started.
 type Terminal struct {
 	run    *run
+	proc   containerd.Process // its shell, for resizes
 	input  *io.PipeWriter
 	output *io.PipeReader
 	once   sync.Once
@@ -31,7 +33,7 @@ func (t *Terminal) Read(p []byte) (int, error) { return t.output.Read(p) }
 
 // Resize sets the PTY's size in columns and rows.
 func (t *Terminal) Resize(ctx context.Context, cols, rows uint32) error {
-	return t.run.p.Resize(ctx, cols, rows)
+	return t.proc.Resize(ctx, cols, rows)
 }
 
 // Exit is the shell's exit code, sent once when it has ended.
@@ -98,8 +100,8 @@ func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, r
 		deleteProcess(bctx, p)
 		return nil, fmt.Errorf("start terminal in %s: %w", sessionID, err)
 	}
-	r := &run{id: id, task: l.task, p: p, group: group, statusC: statusC, cgroup: l.cgroup}
-	t := &Terminal{run: r, input: inW, output: outR, exit: make(chan int, 1)}
+	r := &run{id: id, p: execProcess{p}, group: group, statusC: statusC, cgroup: l.cgroup}
+	t := &Terminal{run: r, proc: p, input: inW, output: outR, exit: make(chan int, 1)}
 	_, _ = inW.Write([]byte("\n")) // open the gate
 	go func() {
 		exit := <-statusC

@@ -51,7 +51,7 @@ func Binary(t testing.TB, root string) string {
 func EnvArgs(env *runtimetest.Env, namespace string) []string {
 	return []string{"--containerd-address", env.Address, "--namespace", namespace, "--pull=false",
 		"--image", env.Image.Ref, "--fallback-archive", env.Image.FallbackArchive,
-		"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath,
+		"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath, "--spawner", env.SpawnerPath,
 		"--starter-deps=false"} // no background layer build (a private session running npm) in every test
 }
 

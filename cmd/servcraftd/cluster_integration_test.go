@@ -95,7 +95,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 			Daemon: apitest.NewDaemon(t, apitest.Binary(t, filepath.Join("..", "..")), "--state-dir", state,
 				"--containerd-address", env.Address, "--namespace", ns, "--pull=false",
 				"--image", runtimetest.ImageRef, "--fallback-archive", env.Image.FallbackArchive,
-				"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath, "--destroy-on-shutdown",
+				"--toolchain-dir", env.ToolchainDir, "--init", env.InitPath, "--spawner", env.SpawnerPath, "--destroy-on-shutdown",
 				"--create-rate", "0", "--client-exec-rate", "0", "--exec-rate", "0", "--install-rate", "0",
 				"--max-concurrent-execs", "0", "--pool-size", "0", "--max-sessions", "40",
 				"--workspace-size", "64MiB",

@@ -188,6 +188,7 @@ type config struct {
 	InstallBytes      int64 // most bytes one install may read from the registry
 	APITokenFile      string
 	PlaygroundPage    bool
+	Spawner           string // --spawner: auto, off or a path; becomes Runtime.SpawnerPath
 
 	Runtime runtime.Config
 	API     api.Options
@@ -206,6 +207,7 @@ func defaultConfig() config {
 		Runtime:           runtime.DefaultConfig(),
 		API:               api.DefaultOptions(),
 		PlaygroundPage:    true,
+		Spawner:           "auto",
 		Cluster:           defaultClusterConfig(),
 		NpmCacheBytes:     npmproxy.DefaultCacheBytes,
 		InstallBytes:      npmproxy.DefaultInstallBytes,
@@ -227,7 +229,9 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&rt.Image.FallbackArchive, "fallback-archive", rt.Image.FallbackArchive, "OCI archive imported when the fallback image is missing (see scripts/build-image.sh)")
 	fs.StringVar(&rt.Image.Snapshotter, "snapshotter", rt.Image.Snapshotter, "containerd snapshotter for root filesystems")
 	fs.StringVar(&rt.Runtime, "runtime", rt.Runtime, "containerd runtime (e.g. io.containerd.runsc.v1 for gVisor)")
-	fs.StringVar(&rt.InitPath, "init", rt.InitPath, "static init bind-mounted as each container's PID 1")
+	fs.StringVar(&rt.InitPath, "init", rt.InitPath, "static init bind-mounted as the PID 1 of each container made without a spawner")
+	fs.StringVar(&c.Spawner, "spawner", c.Spawner, "static spawner (cmd/servcraft-spawner) each new container runs to start its runs without a runc exec: a path, "+
+		"auto (servcraft-spawner beside the servcraftd binary, if there) or off")
 	fs.StringVar(&rt.ToolchainDir, "toolchain-dir", rt.ToolchainDir, "host folder of the TypeScript toolchain (scripts/build-toolchain.sh); empty: no TypeScript")
 	fs.StringVar(&rt.NodePath, "node-path", rt.NodePath, "node inside the image")
 	fs.Var(sizeOf(&lim.MemoryBytes), "memory", "memory limit per session, a `size` (swap adds nothing)")
@@ -344,6 +348,9 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if err := cfg.readTokenFile(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.resolveSpawner(); err != nil {
 		return cfg, err
 	}
 	if err := cfg.absPaths(); err != nil {
@@ -644,13 +651,44 @@ func (c *config) derive() {
 	c.API.ListLimits.Path = c.API.PathLimits
 }
 
+// spawnerName is the spawner's file name beside servcraftd (make build, deploy/install.sh).
+const spawnerName = "servcraft-spawner"
+
+// resolveSpawner sets Runtime.SpawnerPath from --spawner: off is none, auto
+// is spawnerName beside this executable when it is there (none otherwise),
+// anything else a path that must exist.
+func (c *config) resolveSpawner() error {
+	switch c.Spawner {
+	case "off", "":
+		c.Runtime.SpawnerPath = ""
+	case "auto":
+		c.Runtime.SpawnerPath = ""
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), spawnerName); fileExists(p) {
+				c.Runtime.SpawnerPath = p
+			}
+		}
+	default:
+		if !fileExists(c.Spawner) {
+			return fmt.Errorf("spawner: %s: no such file", c.Spawner)
+		}
+		c.Runtime.SpawnerPath = c.Spawner
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
 // absPaths makes the host paths among the settings absolute, resolved
 // against the working directory: they go into OCI specs that runc resolves
 // elsewhere, and containerd's client turns a relative socket path into a
 // URL whose first folder gRPC reads as a host name ("invalid (non-empty)
 // authority").
 func (c *config) absPaths() error {
-	for _, p := range []*string{&c.StateDir, &c.ContainerdAddress, &c.Runtime.ToolchainDir, &c.Runtime.InitPath, &c.Runtime.Image.FallbackArchive} {
+	for _, p := range []*string{&c.StateDir, &c.ContainerdAddress, &c.Runtime.ToolchainDir, &c.Runtime.InitPath, &c.Runtime.SpawnerPath, &c.Runtime.Image.FallbackArchive} {
 		if *p == "" {
 			continue
 		}
@@ -686,7 +724,7 @@ var settingGroups = []struct {
 	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path", "install-upstream-bytes",
 		"npm-cache-size", "dep-cache-size", "dep-layer-max-size", "starter-deps"}},
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
-		"allow-no-seccomp", "snapshotter", "namespace", "init", "node-path", "toolchain-dir"}},
+		"allow-no-seccomp", "snapshotter", "namespace", "init", "spawner", "node-path", "toolchain-dir"}},
 	{"Cluster (docs/cluster.md)", []string{"cluster-etcd", "cluster-secret-file", "node-id", "advertise-addr",
 		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},

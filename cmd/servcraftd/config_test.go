@@ -307,3 +307,34 @@ func readsAsDefault(name, written string) bool {
 	f := fs.Lookup(name)
 	return fs.Set(name, written) == nil && f.Value.String() == f.DefValue
 }
+
+func TestSpawnerSetting(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile(filepath.Join(dir, "spawner"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--spawner", "off"}, ""},
+		{[]string{"--spawner", "spawner"}, filepath.Join(dir, "spawner")}, // relative to the working directory
+		// auto: servcraft-spawner beside this executable, which a test binary has not.
+		{nil, ""},
+	} {
+		cfg, err := loadConfig(tc.args, env(nil))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if cfg.Runtime.SpawnerPath != tc.want {
+			t.Errorf("%v: spawner %q, want %q", tc.args, cfg.Runtime.SpawnerPath, tc.want)
+		}
+	}
+	if _, err := loadConfig([]string{"--spawner", "missing"}, env(nil)); err == nil || !strings.Contains(err.Error(), "spawner") {
+		t.Errorf("a spawner that is not there: %v", err)
+	}
+	if _, err := loadConfig([]string{"--spawner", dir}, env(nil)); err == nil {
+		t.Error("a folder as the spawner is accepted")
+	}
+}

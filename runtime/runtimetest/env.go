@@ -7,10 +7,12 @@ package runtimetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +36,8 @@ type Env struct {
 	RepoRoot  string
 	Image     runtime.ImageConfig
 	InitPath  string
+	// SpawnerPath is cmd/servcraft-spawner, built for this test process.
+	SpawnerPath string
 	// ToolchainDir is the shared TypeScript toolchain (scripts/build-toolchain.sh).
 	ToolchainDir string
 }
@@ -80,6 +84,7 @@ func Start(t testing.TB, namespace string) *Env {
 	if toolchain == "" {
 		toolchain = locked(t, root, "toolchain", filepath.Join(root, "scripts", "build-toolchain.sh"))
 	}
+	spawner := buildSpawner(t, root)
 	client, err := containerd.New(address, containerd.WithDefaultNamespace(namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
 		Unavailable(t, "containerd at %s: %v", address, err)
@@ -96,6 +101,7 @@ func Start(t testing.TB, namespace string) *Env {
 		Namespace:    namespace,
 		RepoRoot:     root,
 		InitPath:     initPath,
+		SpawnerPath:  spawner,
 		ToolchainDir: toolchain,
 		Image: runtime.ImageConfig{Ref: ImageRef, FallbackRef: ImageRef, FallbackArchive: archive,
 			Snapshotter: defaults.Image.Snapshotter},
@@ -121,6 +127,38 @@ func (e *Env) Containers(t testing.TB) []string {
 		ids = append(ids, c.ID())
 	}
 	return ids
+}
+
+var (
+	spawnerOnce  sync.Once
+	spawnerBuilt string
+	spawnerErr   error
+)
+
+// buildSpawner builds cmd/servcraft-spawner (static, as make build does)
+// once per test process and returns its path.
+func buildSpawner(t testing.TB, root string) string {
+	t.Helper()
+	spawnerOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "servcraft-spawner")
+		if err != nil {
+			spawnerErr = err
+			return
+		}
+		out := filepath.Join(dir, "servcraft-spawner")
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/servcraft-spawner")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			spawnerErr = fmt.Errorf("build the spawner: %v\n%s", err, msg)
+			return
+		}
+		spawnerBuilt = out
+	})
+	if spawnerErr != nil {
+		t.Fatal(spawnerErr)
+	}
+	return spawnerBuilt
 }
 
 // locked runs a project script under a file lock shared by all test
@@ -175,6 +213,7 @@ func (e *Env) Config(state string) runtime.Config {
 	cfg := runtime.DefaultConfig()
 	cfg.Image = e.Image
 	cfg.InitPath = e.InitPath
+	cfg.SpawnerPath = e.SpawnerPath
 	cfg.ToolchainDir = e.ToolchainDir
 	cfg.StateDir = state
 	cfg.TouchInterval = 50 * time.Millisecond
