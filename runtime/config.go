@@ -29,6 +29,7 @@ type Config struct {
 	PoolSize            int             // warm containers kept ready for new sessions
 	Runners             bool            // keep pre-started processes per session: node for executes, sh for shell commands
 	RunnerIdle          time.Duration   // a session idle this long loses its waiting runner
+	RunnerDepth         int             // waiting runners per session for JavaScript and for shell commands (TypeScript: one)
 	RunnerBootCPUs      float64         // CPU quota, in CPUs, that all pre-started runners boot on together (0: each boots on its session's; cgroup v1 only)
 	NodePath            string          // node inside the image
 	DepCacheDir         string          // host folder of dependency layers ("": none)
@@ -79,6 +80,7 @@ func DefaultConfig() Config {
 		Runners:             true,
 		RunnerIdle:          5 * time.Minute,
 		RunnerBootCPUs:      1,
+		RunnerDepth:         2,
 		NodePath:            "/usr/local/bin/node",
 		MaxBackground:       8,
 		BackgroundLogBytes:  256 << 10,

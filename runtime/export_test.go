@@ -47,13 +47,14 @@ func WaitStarterLayers(m *Manager) bool {
 	return true
 }
 
-// WaitRunner waits until sessionID's runner for files like script has
-// started, and returns its process id (false: none is on its way).
+// WaitRunner waits until sessionID's oldest runner for files like script
+// has started, and returns its process id (false: none is on its way).
 func WaitRunner(m *Manager, sessionID, script string) (uint32, bool) {
-	rn := m.runners.all()[runnerKey(sessionID, kindOfScript(script))]
-	if rn == nil {
+	list := m.runners.all()[runnerKey(sessionID, kindOfScript(script))]
+	if len(list) == 0 {
 		return 0, false
 	}
+	rn := list[0]
 	<-rn.ready
 	if rn.r == nil {
 		return 0, false

@@ -296,8 +296,8 @@ func TestDropIdleRunnersKeepsActiveOnes(t *testing.T) {
 	close(ready)
 	rn := &runner{session: "r", ready: ready}
 	key := runnerKey("r", scriptJS)
-	if !m.runners.put(key, rn) || m.runners.put(key, &runner{session: "r", ready: ready}) {
-		t.Fatal("one waiting runner per session and kind")
+	if !m.runners.put(key, rn, 1) || m.runners.put(key, &runner{session: "r", ready: ready}, 1) {
+		t.Fatal("a depth of one holds one waiting runner per session and kind")
 	}
 	clock.add(4 * time.Minute)
 	m.dropIdleRunners() // idle 4 of 5 minutes, from the store

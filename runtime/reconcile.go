@@ -218,16 +218,21 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 // No lock is held while activity and the store are read.
 func (m *Manager) dropIdleRunners() {
 	now := m.now()
-	for key, r := range m.runners.all() {
-		sessionID := r.session
+	for key, list := range m.runners.all() {
+		sessionID := list[0].session
 		at, ok := m.activity.last(sessionID)
 		if !ok {
 			if s, err := m.db.Get(sessionID); err == nil {
 				at = s.LastActiveAt
 			}
 		}
-		if runnerIdle(at, now, m.cfg.RunnerIdle) && m.runners.remove(key, r) {
-			r.stop()
+		if !runnerIdle(at, now, m.cfg.RunnerIdle) {
+			continue
+		}
+		for _, r := range list {
+			if m.runners.remove(key, r) {
+				r.stop()
+			}
 		}
 	}
 }

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,21 +130,48 @@ func (k scriptKind) stamp(workspace string) string {
 	return ""
 }
 
-// runners holds at most one waiting (or starting) runner per session and kind.
+// runners holds the waiting (or starting) runners of each session and
+// kind, oldest first: up to the kind's depth (see Manager.depth).
 //
 // Lock order: mu is a leaf. It is never held while another lock is taken,
 // the store is called or a runner is stopped.
 type runners struct {
 	mu sync.Mutex
-	m  map[string]*runner
+	m  map[string][]*runner
 }
 
+// take takes a runner waiting under key: the oldest whose start has ended,
+// else the oldest (the one to be ready first).
 func (rs *runners) take(key string) *runner {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	r := rs.m[key]
-	delete(rs.m, key)
+	list := rs.m[key]
+	if len(list) == 0 {
+		return nil
+	}
+	at := 0
+	for i, r := range list {
+		select {
+		case <-r.ready:
+			at = i
+		default:
+			continue
+		}
+		break
+	}
+	r := list[at]
+	rs.drop(key, at)
 	return r
+}
+
+// drop removes the runner at index i of key's list; mu is held.
+func (rs *runners) drop(key string, i int) {
+	list := slices.Delete(rs.m[key], i, i+1)
+	if len(list) == 0 {
+		delete(rs.m, key)
+		return
+	}
+	rs.m[key] = list
 }
 
 // takeSession takes every runner of sessionID.
@@ -152,43 +179,49 @@ func (rs *runners) takeSession(sessionID string) []*runner {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	var out []*runner
-	for key, r := range rs.m {
-		if r.session == sessionID {
-			out = append(out, r)
+	for key, list := range rs.m {
+		if len(list) > 0 && list[0].session == sessionID {
+			out = append(out, list...)
 			delete(rs.m, key)
 		}
 	}
 	return out
 }
 
-func (rs *runners) put(key string, r *runner) bool {
+// put lists r under key unless depth runners are there already.
+func (rs *runners) put(key string, r *runner, depth int) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.m == nil {
-		rs.m = map[string]*runner{}
+		rs.m = map[string][]*runner{}
 	}
-	if rs.m[key] != nil {
+	if len(rs.m[key]) >= depth {
 		return false
 	}
-	rs.m[key] = r
+	rs.m[key] = append(rs.m[key], r)
 	return true
 }
 
 // all is a copy of the waiting runners by key.
-func (rs *runners) all() map[string]*runner {
+func (rs *runners) all() map[string][]*runner {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return maps.Clone(rs.m)
+	out := make(map[string][]*runner, len(rs.m))
+	for key, list := range rs.m {
+		out[key] = slices.Clone(list)
+	}
+	return out
 }
 
 // remove takes r out if it still waits under key, and reports whether it did.
 func (rs *runners) remove(key string, r *runner) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.m[key] != r {
+	i := slices.Index(rs.m[key], r)
+	if i < 0 {
 		return false
 	}
-	delete(rs.m, key)
+	rs.drop(key, i)
 	return true
 }
 
@@ -266,37 +299,53 @@ func (r *runner) stop() {
 	}()
 }
 
-// prestart starts a runner of kind for the session in the background, if it
-// has none. It is listed at once, so a request that comes while it starts
-// waits for it rather than starting a second Node beside it. It boots on
-// the boot CPU quota where there is one (see bootCPU).
+// depth is how many runners of kind a session keeps waiting: RunnerDepth
+// for JavaScript and shell, one for TypeScript (a runner with the tsx
+// loader costs four times a plain one's CPU and memory, and a session's
+// memory limit holds its runners).
+func (m *Manager) depth(kind scriptKind) int {
+	if kind == scriptTS {
+		return 1
+	}
+	return max(1, m.cfg.RunnerDepth)
+}
+
+// prestart starts runners of kind for the session in the background until
+// it has its depth of them. Each is listed at once, so a request that
+// comes while it starts waits for it rather than starting a second Node
+// beside it. They boot on the boot CPU quota where there is one (see bootCPU).
 func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
 	if !m.cfg.Runners {
 		return
 	}
 	key := runnerKey(sessionID, kind)
-	rn := &runner{session: sessionID, ready: make(chan struct{}), config: kind.stamp(workspace)}
-	if !m.runners.put(key, rn) {
-		return
+	for {
+		rn := &runner{session: sessionID, ready: make(chan struct{}), config: kind.stamp(workspace)}
+		if !m.runners.put(key, rn, m.depth(kind)) {
+			return
+		}
+		go m.startRunner(key, kind, rn, l)
 	}
+}
+
+// startRunner starts rn, listed under key, and closes its ready channel.
+func (m *Manager) startRunner(key string, kind scriptKind, rn *runner, l *liveSession) {
+	defer close(rn.ready)
 	var placed func(uint32) error
 	if m.boot.enabled() {
 		placed = func(pid uint32) error { return m.boot.enter(l.cgroup, pid) }
 	}
-	go func() {
-		defer close(rn.ready)
-		ctx := context.Background()
-		stdinR, stdinW := io.Pipe()
-		out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
-		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(m.cfg.NodePath),
-			stdin: stdinR, stdout: out.stdout, stderr: out.stderr, placed: placed})
-		if err != nil {
-			slog.Warn("prestart runner", "session", sessionID, "kind", kind, "err", err)
-			m.runners.remove(key, rn)
-			return
-		}
-		rn.r, rn.stdin, rn.out, rn.started = r, stdinW, out, time.Now()
-	}()
+	ctx := context.Background()
+	stdinR, stdinW := io.Pipe()
+	out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
+	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(m.cfg.NodePath),
+		stdin: stdinR, stdout: out.stdout, stderr: out.stderr, placed: placed})
+	if err != nil {
+		slog.Warn("prestart runner", "session", rn.session, "kind", kind, "err", err)
+		m.runners.remove(key, rn)
+		return
+	}
+	rn.r, rn.stdin, rn.out, rn.started = r, stdinW, out, time.Now()
 }
 
 // usable reports whether a runner whose start has ended can take a run of

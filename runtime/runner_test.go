@@ -92,12 +92,12 @@ func TestRunnersBySession(t *testing.T) {
 	var rs runners
 	a, b, c := &runner{session: "a"}, &runner{session: "a"}, &runner{session: "b"}
 	for key, r := range map[string]*runner{runnerKey("a", scriptJS): a, runnerKey("a", scriptTS): b, runnerKey("b", scriptJS): c} {
-		if !rs.put(key, r) {
+		if !rs.put(key, r, 1) {
 			t.Fatalf("put %s", key)
 		}
 	}
-	if rs.put(runnerKey("a", scriptJS), &runner{session: "a"}) {
-		t.Fatal("a second runner of the same session and kind")
+	if rs.put(runnerKey("a", scriptJS), &runner{session: "a"}, 1) {
+		t.Fatal("a second runner of the same session and kind at depth 1")
 	}
 	if rs.remove(runnerKey("b", scriptJS), a) {
 		t.Fatal("removed a runner that does not wait under the key")
@@ -106,11 +106,40 @@ func TestRunnersBySession(t *testing.T) {
 	if len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, b) {
 		t.Fatalf("takeSession(a) = %v", got)
 	}
-	if all := rs.all(); len(all) != 1 || all[runnerKey("b", scriptJS)] != c {
+	if all := rs.all(); len(all) != 1 || !slices.Equal(all[runnerKey("b", scriptJS)], []*runner{c}) {
 		t.Fatalf("left %v", all)
 	}
 	if rs.take(runnerKey("a", scriptJS)) != nil || rs.take(runnerKey("b", scriptJS)) != c || len(rs.all()) != 0 {
 		t.Fatal("take")
+	}
+}
+
+func TestRunnersTakeTheReadyOneFirst(t *testing.T) {
+	var rs runners
+	key := runnerKey("s", scriptJS)
+	starting := &runner{session: "s", ready: make(chan struct{})}
+	ready := &runner{session: "s", ready: make(chan struct{})}
+	close(ready.ready)
+	later := &runner{session: "s", ready: make(chan struct{})}
+	for _, r := range []*runner{starting, ready} {
+		if !rs.put(key, r, 2) {
+			t.Fatal("put within the depth")
+		}
+	}
+	if rs.put(key, later, 2) {
+		t.Fatal("a third runner at depth 2")
+	}
+	if got := rs.take(key); got != ready {
+		t.Fatal("take passed over the runner that is ready")
+	}
+	if !rs.put(key, later, 2) {
+		t.Fatal("a runner taken makes room")
+	}
+	if got := rs.take(key); got != starting {
+		t.Fatal("with none ready, take gives the oldest")
+	}
+	if !rs.remove(key, later) || rs.remove(key, later) || len(rs.all()) != 0 {
+		t.Fatal("remove")
 	}
 }
 

@@ -199,40 +199,61 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 	}
 	add(stats("shell `true` over HTTP", shell, bareE0, "node -e 0"))
 
-	// What clients do: the next execute sent the moment the answer arrives
-	// (JS and TypeScript), and one sent half a second after the last.
-	// Each timed call pairs with a bare `node hello.js` run just before it.
+	// What clients do. Back to back: the timed execute is sent the moment
+	// the answer to an untimed one arrives (a test runner, an agent, a fast
+	// typist); spaced: half a second after the last answer; a stream: ten
+	// in a row, each sent as the last answer arrives, all timed (what a
+	// session sustains). Each round pairs with a bare `node hello.js` run
+	// just before it.
 	clientRows := []struct {
 		name, file string
 		pause      time.Duration
+		burst      int // executes in a row per round; all but the untimed primer of a pair are timed
+		primed     bool
 	}{
-		{"execute hello.js, back to back", "index.js", 0},
-		{"execute hello.ts, back to back", "index.ts", 0},
-		{"execute hello.js, spaced 0.5 s", "index.js", 500 * time.Millisecond},
-		{"execute hello.ts, spaced 0.5 s", "index.ts", 500 * time.Millisecond},
+		{"execute hello.js, back to back", "index.js", 0, 1, true},
+		{"execute hello.ts, back to back", "index.ts", 0, 1, true},
+		{"execute hello.js, spaced 0.5 s", "index.js", 500 * time.Millisecond, 1, false},
+		{"execute hello.ts, spaced 0.5 s", "index.ts", 500 * time.Millisecond, 1, false},
+		{"execute hello.js, stream of 10", "index.js", 500 * time.Millisecond, 10, false},
+		{"execute hello.ts, stream of 10", "index.ts", 500 * time.Millisecond, 10, false},
 	}
 	for _, row := range clientRows {
 		var bare, runs []time.Duration
-		for range b.n {
+		rounds := b.n
+		if row.burst > 1 {
+			rounds = max(2, b.n/5)
+		}
+		for range rounds {
 			d, err := timeCmd(ctx, b.node, helloFile)
 			if err != nil {
 				return nil, fmt.Errorf("baseline node hello.js: %w", err)
 			}
 			bare = append(bare, d)
 			time.Sleep(row.pause) // not timed
-			d, err = b.call(ctx, b.url, "POST", "/api/playground/execute", map[string]any{"sessionId": session, "code": hello, "filename": row.file}, 200)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", row.name, err)
+			body := map[string]any{"sessionId": session, "code": hello, "filename": row.file}
+			if row.primed {
+				if _, err := b.call(ctx, b.url, "POST", "/api/playground/execute", body, 200); err != nil {
+					return nil, fmt.Errorf("%s: %w", row.name, err)
+				}
 			}
-			runs = append(runs, d)
+			for range row.burst {
+				d, err = b.call(ctx, b.url, "POST", "/api/playground/execute", body, 200)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", row.name, err)
+				}
+				runs = append(runs, d)
+			}
 		}
 		add(stats(row.name, runs, bare, "node hello.js"))
 	}
 
-	// A terminal-like client: shell `true` back to back and spaced, each
-	// paired with a bare `node -e 0` run just before it.
+	// A terminal-like client: shell `true` back to back (sent as the answer
+	// to an untimed one arrives) and spaced, each round paired with a bare
+	// `node -e 0` run just before it.
 	for _, pause := range []time.Duration{0, 500 * time.Millisecond} {
 		var bare, runs []time.Duration
+		body := map[string]any{"sessionId": session, "command": "true"}
 		for range b.n {
 			d, err := timeCmd(ctx, b.node, "-e", "0")
 			if err != nil {
@@ -240,7 +261,12 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 			}
 			bare = append(bare, d)
 			time.Sleep(pause) // not timed
-			d, err = b.call(ctx, b.url, "POST", "/api/playground/shell", map[string]any{"sessionId": session, "command": "true"}, 200)
+			if pause == 0 {
+				if _, err := b.call(ctx, b.url, "POST", "/api/playground/shell", body, 200); err != nil {
+					return nil, fmt.Errorf("shell: %w", err)
+				}
+			}
+			d, err = b.call(ctx, b.url, "POST", "/api/playground/shell", body, 200)
 			if err != nil {
 				return nil, fmt.Errorf("shell: %w", err)
 			}

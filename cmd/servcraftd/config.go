@@ -278,6 +278,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&rt.PoolParallel, "pool-parallel", rt.PoolParallel, "warm containers built at once while the pool refills")
 	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep pre-started processes per active session (node for execute, sh for shell), so runs skip process start")
 	fs.DurationVar(&rt.RunnerIdle, "runner-idle", rt.RunnerIdle, "a session idle this long gives its pre-started processes back")
+	fs.IntVar(&rt.RunnerDepth, "runner-depth", rt.RunnerDepth, "pre-started processes a session keeps waiting for JavaScript and for shell commands, so that runs sent back to back find one ready (TypeScript keeps one)")
 	fs.Float64Var(&rt.RunnerBootCPUs, "runner-boot-cpus", rt.RunnerBootCPUs, "CPUs that pre-started Node processes boot on, all together, instead of their session's quota (cgroup v1; 0: on the session's)")
 	fs.Var(sizeOf(&rt.BackgroundLogBytes), "process-log-bytes", "output kept per background process (a ring buffer), a `size`")
 	fs.IntVar(&rt.KeepEndedBackground, "keep-ended-processes", rt.KeepEndedBackground, "ended background processes kept per session, with their logs; older ones are dropped")
@@ -595,6 +596,7 @@ func (c *config) validate() error {
 	check(c.Runtime.PoolSize >= 0 && c.Runtime.PoolSize < c.Runtime.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.Runtime.PoolSize)
 	check(c.Runtime.PoolParallel >= 1 && c.Runtime.PoolParallel <= 16, "pool-parallel: %d is not within 1 and 16", c.Runtime.PoolParallel)
 	check(c.Runtime.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.Runtime.RunnerIdle)
+	check(c.Runtime.RunnerDepth >= 1 && c.Runtime.RunnerDepth <= 8, "runner-depth: %d is not within 1 to 8", c.Runtime.RunnerDepth)
 	check(c.Runtime.RunnerBootCPUs == 0 || c.Runtime.RunnerBootCPUs >= 0.01 && c.Runtime.RunnerBootCPUs <= 64, "runner-boot-cpus: %v is neither 0 nor within 0.01 to 64", c.Runtime.RunnerBootCPUs)
 	check(c.Runtime.MaxBackground >= 1 && c.Runtime.MaxBackground <= 256, "max-processes: %d is not within 1 to 256", c.Runtime.MaxBackground)
 	check(c.Runtime.KeepEndedBackground >= 0 && c.Runtime.KeepEndedBackground <= 1024, "keep-ended-processes: %d is not within 0 to 1024", c.Runtime.KeepEndedBackground)
@@ -714,7 +716,7 @@ var settingGroups = []struct {
 		"insecure-no-browser-defenses"}},
 	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate",
 		"lookup-rate", "max-terminals", "terminal-rate"}},
-	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "pool-parallel", "runners", "runner-idle",
+	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "pool-parallel", "runners", "runner-idle", "runner-depth",
 		"runner-boot-cpus", "destroy-on-shutdown", "shutdown-timeout", "touch-interval"}},
 	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",
 		"max-exec-timeout", "output-limit"}},
