@@ -364,25 +364,28 @@ func (m *Manager) usable(rn *runner, l *liveSession, kind scriptKind, workspace 
 	return true
 }
 
-// takeRunner takes the session's runner of kind, waiting for it if it is
-// still starting (never a cold start beside a warm one on its way), and
-// returns it if it can take req now; else it stops it and returns nil.
+// takeRunner takes one of the session's runners of kind, waiting for it
+// if it is still starting (never a cold start beside a warm one on its
+// way), and returns it if it can take req now. One that cannot (it died
+// while it waited, it read an older tsconfig.json) is stopped and the next
+// is tried; with none left it returns nil.
 func (m *Manager) takeRunner(ctx context.Context, sessionID, workspace string, l *liveSession, kind scriptKind, req ExecRequest) (*runner, error) {
-	rn := m.runners.take(runnerKey(sessionID, kind))
-	if rn == nil {
-		return nil, nil
-	}
-	select {
-	case <-rn.ready:
-	case <-ctx.Done():
+	for {
+		rn := m.runners.take(runnerKey(sessionID, kind))
+		if rn == nil {
+			return nil, nil
+		}
+		select {
+		case <-rn.ready:
+		case <-ctx.Done():
+			rn.stop()
+			return nil, fmt.Errorf("wait for %s runner: %w", kind, ctx.Err())
+		}
+		if m.usable(rn, l, kind, workspace, req) {
+			return rn, nil
+		}
 		rn.stop()
-		return nil, fmt.Errorf("wait for %s runner: %w", kind, ctx.Err())
 	}
-	if !m.usable(rn, l, kind, workspace, req) {
-		rn.stop()
-		return nil, nil
-	}
-	return rn, nil
 }
 
 // runScript runs a workspace file as `node <file>` (with the tsx loader for

@@ -163,29 +163,33 @@ func TestShellRunnerKilledWhileWaiting(t *testing.T) {
 	if warm.Stdout != "hi\n" {
 		t.Fatalf("%+v", warm)
 	}
-	// Wait for the next runner to be up, then kill it from a cold run.
+	// Wait for the session's runners to be up (its depth of them), then
+	// kill them all from a cold run.
+	depth := runtime.DefaultConfig().RunnerDepth
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		procs, err := runtime.RunProcesses(ctx, h.m, s.SessionID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		up := false
+		up := 0
 		for _, cmdlines := range procs {
 			for _, c := range cmdlines {
-				up = up || strings.HasPrefix(c, "/bin/sh -c IFS=")
+				if strings.HasPrefix(c, "/bin/sh -c IFS=") {
+					up++
+				}
 			}
 		}
-		if up {
+		if up == depth {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no shell runner waits: %v", procs)
+			t.Fatalf("%d shell runners wait, not %d: %v", up, depth, procs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if res := h.exec(t, s, 0, "/bin/sh", "-c", `for p in /proc/[0-9]*; do case $(tr '\0' ' ' < $p/cmdline) in *IFS=\ read*) kill -9 ${p#/proc/} && echo killed;; esac; done`); res.Stdout != "killed\n" {
-		t.Fatalf("kill the waiting shell: %+v", res)
+	if res := h.exec(t, s, 0, "/bin/sh", "-c", `for p in /proc/[0-9]*; do case $(tr '\0' ' ' < $p/cmdline) in *IFS=\ read*) kill -9 ${p#/proc/} && echo killed;; esac; done`); res.Stdout != strings.Repeat("killed\n", depth) {
+		t.Fatalf("kill the waiting shells: %+v", res)
 	}
 	res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Shell: "echo again"})
 	if err != nil || res.Stdout != "again\n" || res.ExitCode != 0 || res.Warm {

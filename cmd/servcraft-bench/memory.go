@@ -12,8 +12,8 @@ import (
 )
 
 // runnerMemory reports the PSS of one session's processes (its container's
-// memory cgroup: init, idle child and any waiting runner) before its first
-// execute, when no runner waits, and after it, when one does. It reads
+// memory cgroup: PID 1 and any waiting runner) before its first execute,
+// when no runner waits, and after it, when --runner-depth JS runners do. It reads
 // /proc and cgroupfs, so it needs root; without them it reports nothing.
 func (b *bench) runnerMemory(ctx context.Context, namespace string) ([]result, error) {
 	if _, err := b.create(ctx, b.url, "pss"); err != nil {
@@ -50,7 +50,7 @@ func (b *bench) runnerMemory(ctx context.Context, namespace string) ([]result, e
 	mi := func(v uint64) float64 { return float64(v) / (1 << 20) }
 	return []result{
 		{Name: "session PSS, no runner waiting", Runs: 1, MedianMs: mi(without), P95Ms: mi(without), Unit: "Mi"},
-		{Name: "session PSS, a JS runner waiting", Runs: 1, MedianMs: mi(with), P95Ms: mi(with), Unit: "Mi",
+		{Name: "session PSS, JS runners waiting (depth)", Runs: 1, MedianMs: mi(with), P95Ms: mi(with), Unit: "Mi",
 			Baseline: "no runner", Ratio: float64(with) / float64(without)},
 	}, nil
 }
