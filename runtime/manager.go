@@ -110,9 +110,11 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 		return nil, fmt.Errorf("init binary: %w", err)
 	}
 	if cfg.SpawnerPath != "" {
-		if _, err := os.Stat(cfg.SpawnerPath); err != nil {
-			return nil, fmt.Errorf("spawner binary: %w", err)
+		staged, err := stageSpawner(cfg.StateDir, cfg.SpawnerPath)
+		if err != nil {
+			return nil, err
 		}
+		cfg.SpawnerPath = staged
 	}
 	var layers *layerCache
 	if cfg.DepCacheDir != "" {

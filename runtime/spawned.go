@@ -3,6 +3,8 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/runtime/spawn"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
 // spawnerPath is where a container's spawner (cmd/servcraft-spawner) is mounted.
@@ -53,6 +56,51 @@ func withSpawner(hostSpawner string) oci.SpecOpts {
 			Inheritable: caps, Ambient: caps}
 		return nil
 	}
+}
+
+// stageSpawner copies the spawner binary at src into the state folder
+// under a name of its content's hash, once, and returns that path: the one
+// containers bind-mount. containerd resolves a mount's source on the host,
+// and the state folder is the one path the daemon and the host share even
+// when the daemon runs in a container of its own (the Kubernetes
+// DaemonSet). A running container keeps the file it started with when an
+// upgrade brings another spawner.
+func stageSpawner(stateDir, src string) (string, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("spawner binary: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	dir := filepath.Join(stateDir, "spawner")
+	dst := filepath.Join(dir, "servcraft-spawner-"+hex.EncodeToString(sum[:8]))
+	if st, err := os.Stat(dst); err == nil && st.Size() == int64(len(data)) {
+		return dst, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("spawner folder: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".stage-*")
+	if err != nil {
+		return "", fmt.Errorf("stage spawner: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename: nothing
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o755)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		return "", fmt.Errorf("stage spawner at %s: %w", dst, disk.HostFull(err))
+	}
+	return dst, nil
 }
 
 // hasSpawner reports whether a container of this spec runs a spawner.

@@ -157,6 +157,13 @@ if [ ! -x "$bin" ] || [ -n "$(find cmd api runtime snapshots store go.mod go.sum
 	log "building bin/servcraftd"
 	go build -o "$bin" ./cmd/servcraftd
 fi
+# install.sh takes the spawner from beside the binary, as make build leaves it.
+spawner="$PWD/bin/servcraft-spawner"
+if [ ! -x "$spawner" ] || [ -n "$(find cmd/servcraft-spawner runtime/spawn go.mod go.sum -newer "$spawner" \
+	\( -name '*.go' -o -name 'go.*' \) -print -quit 2>/dev/null)" ]; then
+	log "building bin/servcraft-spawner"
+	CGO_ENABLED=0 go build -o "$spawner" ./cmd/servcraft-spawner
+fi
 flags="$("$bin" --help 2>&1 | sed -nE 's/^  -([a-z0-9-]+)( .*)?$/\1/p')"
 [ -n "$flags" ] || fail "found no flags in servcraftd --help"
 known="$(tr 'a-z-' 'A-Z_' <<<"$flags" | sed 's/^/SERVCRAFT_/' | sort -u)"
@@ -224,7 +231,7 @@ fi
 stage="$tmp/stage"
 if out="$(deploy/install.sh --destdir "$stage" --no-build --binary "$bin" --set SERVCRAFT_LISTEN=127.0.0.1:8080 2>&1)"; then
 	missing=()
-	for f in usr/local/bin/servcraftd etc/systemd/system/servcraftd.service etc/servcraftd/servcraftd.env; do
+	for f in usr/local/bin/servcraftd usr/local/bin/servcraft-spawner etc/systemd/system/servcraftd.service etc/servcraftd/servcraftd.env; do
 		[ -s "$stage/$f" ] || missing+=("$f")
 	done
 	if ((${#missing[@]})); then
@@ -233,7 +240,7 @@ if out="$(deploy/install.sh --destdir "$stage" --no-build --binary "$bin" --set 
 		fail "install.sh --destdir installed a unit that differs from $unit"
 	elif out="$(deploy/install.sh --destdir "$stage" --no-build --binary "$bin" --set SERVCRAFT_LISTEN=127.0.0.1:8080 2>&1)" &&
 		! grep -q 'changed:' <<<"$out"; then
-		ok "install.sh --destdir: installs binary, unit and env file; a second run changes nothing"
+		ok "install.sh --destdir: installs binary, spawner, unit and env file; a second run changes nothing"
 	else
 		fail "install.sh --destdir, second run:"$'\n'"$out"
 	fi
