@@ -271,6 +271,9 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		// Its runs are started with runc exec meanwhile (see start).
 		slog.Warn("spawner not listening", "container", s.ContainerID, "err", err)
 	}
+	if err := live.spareFromPidsLimit(); err != nil {
+		return s, err
+	}
 	missing := lacks()
 	if KindOf(sessionID) == KindPool {
 		if missing != "" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -143,6 +144,50 @@ func (l *liveSession) awaitSpawner(ctx context.Context) error {
 	}
 }
 
+// spawnerPidsName is the cgroup v1 pids-hierarchy folder, beside a
+// namespace's containers, that holds every spawner of the namespace.
+const spawnerPidsName = "servcraft-spawners"
+
+// pidsDir is the pids-hierarchy folder of a container cgroup path (cgroup v1).
+func pidsDir(containerCgroup string) string {
+	return filepath.Join(cgroupRoot, "pids", containerCgroup)
+}
+
+// spareFromPidsLimit moves the spawner out of its session's pids cgroup
+// into spawnerPidsName (cgroup v1 only; its memory, CPU and freezer cgroups
+// stay the session's). The Go runtime dies when it cannot make a thread,
+// and the spawner is the container's PID 1: a fork bomb that holds the
+// session at its pids limit would otherwise take the container with it.
+// Every run the spawner starts is moved into the session's pids cgroup
+// before its gate opens (enterSessionPids), so the limit holds for all of
+// the user's processes. On cgroup v2 the spawner stays under the limit.
+func (l *liveSession) spareFromPidsLimit() error {
+	if l.spawner == "" || isCgroup2() {
+		return nil
+	}
+	dir := filepath.Join(pidsDir(filepath.Dir(l.cgroup)), spawnerPidsName)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create spawner pids cgroup %s: %w", dir, err)
+	}
+	if err := writeControl(filepath.Join(dir, "cgroup.procs"), strconv.FormatUint(uint64(l.task.Pid()), 10)); err != nil {
+		return fmt.Errorf("move spawner %d to %s: %w", l.task.Pid(), dir, err)
+	}
+	return nil
+}
+
+// enterSessionPids moves a run's first process, born in the spawner's pids
+// cgroup, into its session's (cgroup v1; on v2 the run cgroup is it).
+func (l *liveSession) enterSessionPids(pid uint32) error {
+	if isCgroup2() {
+		return nil
+	}
+	dir := pidsDir(l.cgroup)
+	if err := writeControl(filepath.Join(dir, "cgroup.procs"), strconv.FormatUint(uint64(pid), 10)); err != nil {
+		return fmt.Errorf("move pid %d to %s: %w", pid, dir, err)
+	}
+	return nil
+}
+
 // spawnTimeout bounds the spawner's answer that a run has started.
 const spawnTimeout = 10 * time.Second
 
@@ -229,7 +274,11 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 	}
 	r := &run{id: spec.id, p: p, group: group, statusC: statusC, cgroup: l.cgroup,
 		oomBefore: oomKills(l.cgroup), started: time.Now()}
-	if err := group.add(p.pid); err != nil {
+	err = group.add(p.pid)
+	if err == nil {
+		err = l.enterSessionPids(p.pid)
+	}
+	if err != nil {
 		kill()
 		<-statusC
 		p.copies.Wait()
