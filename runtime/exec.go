@@ -184,18 +184,23 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 			return nil, err
 		}
 	}
-	// Open the gate, hand over stdin, and close it so the program sees EOF.
 	go func() {
-		_, _ = stdinW.Write([]byte("\n"))
-		if stdin != nil {
-			_, _ = io.Copy(stdinW, stdin)
-		}
-		_ = stdinW.Close()
+		openGate(stdinW, stdin)
 		cctx, cancel := context.WithTimeout(cleanupCtx, cleanupTimeout)
 		defer cancel()
 		_ = p.CloseIO(cctx, containerd.WithStdinCloser)
 	}()
 	return r, nil
+}
+
+// openGate opens a run's gate (the line it waits for), hands it stdin
+// (nil: none) and closes w, so the program sees EOF.
+func openGate(w io.WriteCloser, stdin io.Reader) {
+	_, _ = w.Write([]byte("\n"))
+	if stdin != nil {
+		_, _ = io.Copy(w, stdin)
+	}
+	_ = w.Close()
 }
 
 // finish kills whatever of the run is left (a finished program's detached

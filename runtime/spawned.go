@@ -259,47 +259,39 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 		}
 		statusC <- *containerd.NewExitStatus(code, time.Now(), err)
 	}()
-	kill := func() {
+	// On failure: end the process (the one not found on the host cannot be
+	// killed, so its status is given up; its gate sees EOF and exits), then
+	// wait for its end and its output.
+	defer func() {
+		if retErr == nil {
+			return
+		}
 		if p.pid != 0 {
 			_ = unix.Kill(int(p.pid), unix.SIGKILL)
+		} else {
+			_ = sp.Close()
 		}
 		_ = stdinW.Close()
-	}
-	p.pid, err = hostPid(l.cgroup, sp.Pid)
-	if err != nil {
-		_ = sp.Close()
-		kill()
+		<-statusC
 		p.copies.Wait()
+	}()
+	if p.pid, err = hostPid(l.cgroup, sp.Pid); err != nil {
 		return nil, err
 	}
 	r := &run{id: spec.id, p: p, group: group, statusC: statusC, cgroup: l.cgroup,
 		oomBefore: oomKills(l.cgroup), started: time.Now()}
-	err = group.add(p.pid)
-	if err == nil {
-		err = l.enterSessionPids(p.pid)
+	if err := group.add(p.pid); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		kill()
-		<-statusC
-		p.copies.Wait()
+	if err := l.enterSessionPids(p.pid); err != nil {
 		return nil, err
 	}
 	if spec.placed != nil {
 		if err := spec.placed(p.pid); err != nil {
-			kill()
-			<-statusC
-			p.copies.Wait()
 			return nil, err
 		}
 	}
-	// Open the gate, hand over stdin, and close it so the program sees EOF.
-	go func() {
-		_, _ = stdinW.Write([]byte("\n"))
-		if spec.stdin != nil {
-			_, _ = io.Copy(stdinW, spec.stdin)
-		}
-		_ = stdinW.Close()
-	}()
+	go openGate(stdinW, spec.stdin)
 	return r, nil
 }
 
