@@ -72,6 +72,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{[]string{"--cpus", "0"}, nil, "cpus"},
 		{[]string{"--runner-boot-cpus", "-1"}, nil, "runner-boot-cpus"},
 		{[]string{"--runner-boot-cpus", "0.001"}, nil, "runner-boot-cpus"},
+		{[]string{"--runner-depth", "0"}, nil, "runner-depth"},
+		{[]string{"--runner-depth", "9"}, nil, "runner-depth"},
 		{[]string{"--idle-timeout", "soon"}, nil, "idle-timeout"},
 		{[]string{"--exec-timeout", "30s", "--max-exec-timeout", "10s"}, nil, "max-exec-timeout"},
 		{[]string{"--log-format", "xml"}, nil, "log-format"},
