@@ -47,6 +47,10 @@ func TestTerminalRoundTrip(t *testing.T) {
 	}
 	send("echo hi-$((40+2)) $(id -u) $PWD\n")
 	readUntil(t, ctx, ws, "hi-42 1000 /workspace")
+	// The shell's terminal is its user's (the gate handed it over), so a
+	// program can open it by name; and the shell has no capability left.
+	send("echo tty-$(stat -c %u $(tty))-$(grep CapBnd /proc/self/status | tr -d '\\t')\n")
+	readUntil(t, ctx, ws, "tty-1000-CapBnd:0000000000000000")
 	resize, _ := json.Marshal(map[string]any{"type": "resize", "cols": 100, "rows": 40})
 	if err := ws.Write(ctx, websocket.MessageText, resize); err != nil {
 		t.Fatal(err)

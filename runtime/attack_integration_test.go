@@ -70,8 +70,8 @@ func checkSecurityStatus(t *testing.T, who, status string) {
 			continue
 		}
 		for _, id := range ids {
-			if id == "0" {
-				t.Errorf("%s: %s has a 0 (root): %q", who, key, f[key])
+			if id != strconv.Itoa(runtime.SandboxUID) {
+				t.Errorf("%s: %s %q, want the sandbox user's %d throughout (not root, not the gate's)", who, key, f[key], runtime.SandboxUID)
 			}
 		}
 	}
@@ -143,17 +143,19 @@ func TestAttack01_CredentialsOfEveryProcess(t *testing.T) {
 }
 
 // checkSpawnerStatus checks the /proc status of PID 1, the spawner: not
-// root, and of all capabilities only CAP_SETUID and CAP_SETGID (0xc0), with
-// nothing in its bounding, inheritable or ambient sets, so that no process
-// it starts has any.
+// root, and of all capabilities only CAP_SETGID, CAP_SETUID and
+// CAP_SETPCAP (0x1c0), in every set: the gates it starts (as its uid, out
+// of user code's reach) begin with them and give them all up, the bounding
+// set included, before anything of a run's executes (checkSecurityStatus
+// checks the runs).
 func checkSpawnerStatus(t *testing.T, status string) {
 	t.Helper()
 	f := statusFields(status)
 	if ids := strings.Fields(f["Uid"]); len(ids) != 4 || slices.Contains(ids, "0") {
 		t.Errorf("PID 1: Uid %q, want no 0", f["Uid"])
 	}
-	want := map[string]string{"CapInh": "0000000000000000", "CapPrm": "00000000000000c0", "CapEff": "00000000000000c0",
-		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2"}
+	want := map[string]string{"CapInh": "00000000000001c0", "CapPrm": "00000000000001c0", "CapEff": "00000000000001c0",
+		"CapBnd": "00000000000001c0", "CapAmb": "00000000000001c0", "NoNewPrivs": "1", "Seccomp": "2"}
 	for key, v := range want {
 		if f[key] != v {
 			t.Errorf("PID 1: %s %q, want %q", key, f[key], v)

@@ -6,35 +6,34 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
+	"strings"
 )
 
-// bootCPUName is the CPU cgroup, beside the session containers' own, in
-// which pre-started runners boot and wait.
+// bootCPUName is the CPU cgroup, inside each session container's own, in
+// which its pre-started runners boot and wait.
 const bootCPUName = "servcraft-runner-boot"
 
-// bootShares is the boot cgroup's cpu.shares: half a session's (1024), so
-// a run that competes with a booting runner for the host wins.
-const bootShares = 512
+// bootShares is the boot cgroup's cpu.shares, the least there is: inside
+// its session a run (a process of weight 1024) all but always wins the CPU
+// over a booting runner.
+const bootShares = 2
 
-// bootCPU is where a runner's Node boots: a daemon-owned CPU cgroup with a
-// quota of its own (Config.RunnerBootCPUs for all of them together), not
-// the session's. A runner boots ahead of a request, at the daemon's
-// expense; charging the boot to the session's half CPU made the run it was
-// started beside wait for its quota. When a request takes the runner,
-// every process of its run moves into the session's CPU cgroup before the
-// file name is written, so nothing of the user's runs on the boot quota.
+// bootCPU is where a runner's Node boots: a CPU cgroup nested in its
+// session's, of the least weight and a quota of its own
+// (Config.RunnerBootCPUs; the session's own quota bounds it too). A
+// runner waits as the sandbox user, so user code can write into it: it
+// must gain nothing by that, and it does not, for the boot group is inside
+// the session's CPU quota as its memory, pids and run (freezer) cgroups
+// are its session's. Charged the full weight of its session, a boot beside
+// a run took that run's CPU; at the least weight the run goes first. When
+// a request takes the runner, every process of its run moves into the
+// session's CPU cgroup itself before the file name is written.
 //
-// Memory, pids and the run's freezer group stay the session's all along:
-// only the cpu hierarchy differs, which exists apart only on cgroup v1. On
-// v2 (one hierarchy) runners boot on their session's quota.
+// The cpu hierarchy exists apart only on cgroup v1. On v2 (one hierarchy)
+// runners boot in their session's cgroup.
 type bootCPU struct {
 	cpus   float64 // the boot quota in CPUs; 0: boot in the session
 	period uint64  // microseconds
-
-	once sync.Once
-	dir  string // "" until made, or when unavailable
-	err  error
 }
 
 func newBootCPU(cpus float64, period uint64) *bootCPU {
@@ -44,7 +43,7 @@ func newBootCPU(cpus float64, period uint64) *bootCPU {
 	return &bootCPU{cpus: cpus, period: period}
 }
 
-// enabled reports whether runners boot outside their session's CPU quota.
+// enabled reports whether runners boot in a group of their own in their session.
 func (b *bootCPU) enabled() bool { return b.cpus > 0 }
 
 // cpuDir is the cpu-hierarchy folder of a container cgroup path.
@@ -52,34 +51,40 @@ func cpuDir(containerCgroup string) string {
 	return filepath.Join(cgroupRoot, "cpu", containerCgroup)
 }
 
-// ensure makes the boot cgroup beside containerCgroup (once: every session
-// of a manager lives under one namespace folder) and sets its quota.
-func (b *bootCPU) ensure(containerCgroup string) (string, error) {
-	b.once.Do(func() {
-		dir := filepath.Join(cpuDir(filepath.Dir(containerCgroup)), bootCPUName)
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			b.err = fmt.Errorf("create runner boot cgroup %s: %w", dir, err)
-			return
-		}
-		quota := int64(b.cpus * float64(b.period))
-		for _, kv := range [][2]string{
-			{"cpu.cfs_period_us", strconv.FormatUint(b.period, 10)},
-			{"cpu.cfs_quota_us", strconv.FormatInt(quota, 10)},
-			{"cpu.shares", strconv.Itoa(bootShares)},
-		} {
-			file, value := kv[0], kv[1]
-			if err := writeControl(filepath.Join(dir, file), value); err != nil {
-				b.err = fmt.Errorf("set %s of %s: %w", file, dir, err)
-				return
-			}
-		}
-		b.dir = dir
-	})
-	return b.dir, b.err
+// bootDir is the boot cgroup of the session whose cgroup is containerCgroup.
+func bootDir(containerCgroup string) string {
+	return filepath.Join(cpuDir(containerCgroup), bootCPUName)
 }
 
-// enter moves pid into the boot cgroup of the manager whose sessions live
-// beside containerCgroup.
+// ensure makes the session's boot cgroup unless it is there and sets its
+// weight and quota (again: a runner started beside the one that made it
+// must not find it without them).
+func (b *bootCPU) ensure(containerCgroup string) (string, error) {
+	dir := bootDir(containerCgroup)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create runner boot cgroup %s: %w", dir, err)
+	}
+	// A quota nested in a session's may not exceed it (EINVAL): the lower wins.
+	quota := int64(b.cpus * float64(b.period))
+	if raw, err := os.ReadFile(filepath.Join(cpuDir(containerCgroup), "cpu.cfs_quota_us")); err == nil {
+		if session, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64); err == nil && session > 0 {
+			quota = min(quota, session)
+		}
+	}
+	for _, kv := range [][2]string{
+		{"cpu.cfs_period_us", strconv.FormatUint(b.period, 10)},
+		{"cpu.cfs_quota_us", strconv.FormatInt(quota, 10)},
+		{"cpu.shares", strconv.Itoa(bootShares)},
+	} {
+		file, value := kv[0], kv[1]
+		if err := writeControl(filepath.Join(dir, file), value); err != nil {
+			return "", fmt.Errorf("set %s of %s: %w", file, dir, err)
+		}
+	}
+	return dir, nil
+}
+
+// enter moves pid into the boot cgroup of the session whose cgroup is containerCgroup.
 func (b *bootCPU) enter(containerCgroup string, pid uint32) error {
 	dir, err := b.ensure(containerCgroup)
 	if err != nil {

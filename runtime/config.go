@@ -30,7 +30,7 @@ type Config struct {
 	Runners             bool            // keep pre-started processes per session: node for executes, sh for shell commands
 	RunnerIdle          time.Duration   // a session idle this long loses its waiting runner
 	RunnerDepth         int             // waiting runners per session for JavaScript and for shell commands (TypeScript: one)
-	RunnerBootCPUs      float64         // CPU quota, in CPUs, that all pre-started runners boot on together (0: each boots on its session's; cgroup v1 only)
+	RunnerBootCPUs      float64         // CPU quota, in CPUs, of each session's runner-boot cgroup, nested in the session's own (0: none; cgroup v1 only)
 	NodePath            string          // node inside the image
 	DepCacheDir         string          // host folder of dependency layers ("": none)
 	DepCacheBytes       int64           // budget of the dependency layers, bytes on disk; least recently used go first

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,11 +56,33 @@ type ExecResult struct {
 	Warm      bool // served by a pre-started Node process
 }
 
-// The run gate: a shell waits for one line on stdin before it execs the
-// program, so the daemon can move it into the run's cgroup before anything
-// of the user's runs. `read` in busybox ash reads byte by byte, leaving the
-// rest of stdin to the program.
-var gateArgs = []string{"/bin/sh", "-c", `read -r _ && exec "$@"`, "servcraft-run"}
+// shellGateArgs is the run gate of a container made without a spawner: a
+// shell, as the sandbox user, waits for one line on stdin before it execs
+// the program, so the daemon can move it into the run's cgroup first.
+// `read` in busybox ash reads byte by byte, leaving the rest of stdin to
+// the program. User code (the same uid) can write into such a gate before
+// it is placed: containers with a spawner use its gate (spawn.Gate), which
+// waits as the spawner's uid instead.
+var shellGateArgs = []string{"/bin/sh", "-c", `read -r _ && exec "$@"`, "servcraft-run"}
+
+// gatedProcess is the process of a run of args started by runc exec: the
+// container's own spec (no_new_privileges, seccomp, rlimits, env) behind
+// the gate. With a spawner mounted the gate is the spawner's (spawn.Gate),
+// started as its uid with caps, which it gives up with the uid before it
+// execs args; without, the shell gate as the sandbox user with none.
+func (l *liveSession) gatedProcess(args []string, caps []string) specs.Process {
+	proc := userProcess(l.proc)
+	if l.spawner == "" {
+		proc.Args = append(slices.Clone(shellGateArgs), args...)
+		return proc
+	}
+	proc.Args = spawn.GateArgs(spawnerPath, proc.User.UID, proc.User.GID, args...)
+	proc.User = specs.User{UID: initUID, GID: initUID}
+	caps = slices.Clone(caps)
+	proc.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps,
+		Inheritable: caps, Ambient: caps}
+	return proc
+}
 
 // cleanupTimeout bounds the teardown that must finish even when the caller
 // has gone; generous, as a loaded host can take seconds to kill and unmount.
@@ -134,11 +157,10 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 		// The spawner is gone (killed by the OOM killer, say): runc exec still works.
 		slog.Warn("spawner unreachable: starting the run with runc exec", "container", l.task.ID(), "err", err)
 	}
-	// Derive the process from the container's own spec: the same uid, no
-	// capabilities, no_new_privileges; only args and env change.
-	proc := userProcess(l.proc)
+	// Derive the process from the container's own spec: no_new_privileges,
+	// seccomp, rlimits; only args (behind the gate) and env change.
+	proc := l.gatedProcess(spec.args, spawn.GateCaps)
 	proc.Terminal = false
-	proc.Args = append(append([]string{}, gateArgs...), spec.args...)
 	proc.Env = append(append([]string{}, l.proc.Env...), spec.env...)
 	proc.Cwd = WorkspacePath
 	id, task, containerCgroup, stdin := spec.id, l.task, l.cgroup, spec.stdin

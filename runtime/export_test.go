@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -62,8 +63,29 @@ func WaitRunner(m *Manager, sessionID, script string) (uint32, bool) {
 	return rn.r.p.Pid(), true
 }
 
-// BootCgroup is the CPU cgroup folder runners boot in ("" when they boot in their session's).
-func BootCgroup(m *Manager) string { return m.boot.dir }
+// BootCgroup is the CPU cgroup folder a session's runners boot in ("" when
+// they boot in their session's own).
+func BootCgroup(ctx context.Context, m *Manager, sessionID string) (string, error) {
+	if !m.boot.enabled() {
+		return "", nil
+	}
+	var dir string
+	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		dir = bootDir(l.cgroup)
+		return nil
+	})
+	return dir, err
+}
+
+// SessionCPUCgroup is the CPU cgroup folder of a session's container (cgroup v1).
+func SessionCPUCgroup(ctx context.Context, m *Manager, sessionID string) (string, error) {
+	var dir string
+	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		dir = cpuDir(l.cgroup)
+		return nil
+	})
+	return dir, err
+}
 
 // RunProcesses lists, as the host sees them, the command lines of the
 // processes in each run cgroup of a session's container.
@@ -115,4 +137,54 @@ func SpawnerSocket(ctx context.Context, m *Manager, sessionID string) (sock stri
 		return nil
 	})
 	return sock, err
+}
+
+// SessionProcess is a process of a session's container as the host sees it.
+type SessionProcess struct {
+	Pid     int
+	Cmdline string
+	// PidsCgroup and CPUCgroup are its cgroups in those hierarchies
+	// (cgroup v1; on v2 both are its one cgroup), relative to the root.
+	PidsCgroup, CPUCgroup string
+}
+
+// SessionProcesses lists every process of a session's container (its
+// freezer tree on cgroup v1, its cgroup tree on v2) and returns the
+// container's cgroup path beside them.
+func SessionProcesses(ctx context.Context, m *Manager, sessionID string) (procs []SessionProcess, containerCgroup string, err error) {
+	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		containerCgroup = l.cgroup
+		return filepath.WalkDir(runGroupDir(l.cgroup, ""), func(path string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil // a run cgroup removed while walking
+			}
+			pids, _ := (&runGroup{dir: path}).pids()
+			for _, pid := range pids {
+				p := SessionProcess{Pid: pid}
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				p.Cmdline = strings.ReplaceAll(string(cmdline), "\x00", " ")
+				cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+				for _, line := range strings.Split(string(cg), "\n") {
+					f := strings.SplitN(line, ":", 3)
+					if len(f) != 3 {
+						continue
+					}
+					if f[0] == "0" && f[1] == "" && isCgroup2() {
+						p.PidsCgroup, p.CPUCgroup = f[2], f[2]
+					}
+					for _, c := range strings.Split(f[1], ",") {
+						switch c {
+						case "pids":
+							p.PidsCgroup = f[2]
+						case "cpu":
+							p.CPUCgroup = f[2]
+						}
+					}
+				}
+				procs = append(procs, p)
+			}
+			return nil
+		})
+	})
+	return procs, containerCgroup, err
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/runtime/spawn"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -24,13 +26,24 @@ import (
 // poolNever is the deadline of a pooled container: it is not idle, it waits.
 var poolNever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// backgroundCommand is the command of a background process whose command
-// line is argv: what followed `sh -c` once the run's gate (gateArgs) is
-// passed or stripped; the whole command line when it has another shape.
-func backgroundCommand(argv []string) string {
-	if len(argv) > len(gateArgs) && slices.Equal(argv[:len(gateArgs)], gateArgs) {
-		argv = argv[len(gateArgs):]
+// afterGate is what a gated command line runs once its gate lets it go
+// (the spawner's, spawn.GateArgs, or the shell's, shellGateArgs), and
+// whether argv has a gate at all.
+func afterGate(argv []string) ([]string, bool) {
+	if len(argv) > len(shellGateArgs) && slices.Equal(argv[:len(shellGateArgs)], shellGateArgs) {
+		return argv[len(shellGateArgs):], true
 	}
+	if len(argv) > 4 && path.Base(argv[0]) == path.Base(spawnerPath) && argv[1] == spawn.GateCommand {
+		return argv[4:], true
+	}
+	return argv, false
+}
+
+// backgroundCommand is the command of a background process whose command
+// line is argv: what followed `sh -c` once the run's gate is passed or
+// stripped; the whole command line when it has another shape.
+func backgroundCommand(argv []string) string {
+	argv, _ = afterGate(argv)
 	if len(argv) == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" {
 		return argv[2]
 	}

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"github.com/servcraft/servcraftd/runtime/spawn"
+
 	"errors"
 	"fmt"
 	"reflect"
@@ -394,9 +396,13 @@ func TestBackgroundCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{"/bin/sh", "-c", "node server.js"}, "node server.js"},
-		{append(slices.Clone(gateArgs), "/bin/sh", "-c", "sleep 300 && echo done"), "sleep 300 && echo done"},
+		{append(slices.Clone(shellGateArgs), "/bin/sh", "-c", "sleep 300 && echo done"), "sleep 300 && echo done"},
+		{spawn.GateArgs(spawnerPath, 1000, 1000, "/bin/sh", "-c", "sleep 300 && echo done"), "sleep 300 && echo done"},
 		{[]string{"node", "server.js"}, "node server.js"},
-		{append(slices.Clone(gateArgs), "node"), "node"},
+		{append(slices.Clone(shellGateArgs), "node"), "node"},
+		{spawn.GateArgs(spawnerPath, 1000, 1000, "node"), "node"},
+		// A program of that name without a gate's shape is not a gate.
+		{[]string{spawnerPath, "gate"}, spawnerPath + " gate"},
 	} {
 		if got := backgroundCommand(tc.argv); got != tc.want {
 			t.Errorf("backgroundCommand(%q) = %q, want %q", tc.argv, got, tc.want)

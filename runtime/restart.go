@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -109,17 +108,15 @@ func killUnplacedRuns(containerCgroup string) []int {
 	return killed
 }
 
-// atGate reports whether pid is a run's process still waiting at the gate.
+// atGate reports whether pid is a run's process still waiting at a gate
+// (the spawner's or the shell's).
 func atGate(pid int) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
 		return false
 	}
-	args := strings.Split(string(cmdline), "\x00")
-	if len(args) < len(gateArgs) {
-		return false
-	}
-	return slices.Equal(args[:len(gateArgs)], gateArgs)
+	_, gated := afterGate(strings.Split(string(cmdline), "\x00"))
+	return gated
 }
 
 // teardownRetrying tears s down, trying again with a fresh context (each

@@ -185,11 +185,12 @@ func TestWarmTypeScriptErrorsExitsAndStdin(t *testing.T) {
 	})
 }
 
-// TestRunnersBootOnTheirOwnQuota: a waiting runner sits in the boot CPU
-// cgroup with the configured quota (cgroup v1), and the run it serves is
-// back on its session's quota before any of the file's code runs.
+// TestRunnersBootOnTheirOwnQuota: a waiting runner sits in its session's
+// boot CPU cgroup, nested in the session's own, with the configured quota
+// and the least weight (cgroup v1), and the run it serves is back in its
+// session's CPU cgroup before any of the file's code runs.
 func TestRunnersBootOnTheirOwnQuota(t *testing.T) {
-	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.RunnerBootCPUs = 0.75 })
+	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.RunnerBootCPUs = 0.25 })
 	s := h.session(t, "")
 	ctx := h.env.Context(t)
 	// The program prints the CPU cgroup it runs in.
@@ -202,7 +203,10 @@ func TestRunnersBootOnTheirOwnQuota(t *testing.T) {
 	if !ok {
 		t.Fatal("no runner after the first run")
 	}
-	boot := runtime.BootCgroup(h.m)
+	boot, err := runtime.BootCgroup(ctx, h.m, s.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		// cgroup v2: one hierarchy, so runners boot in their session.
 		if boot != "" {
@@ -217,8 +221,16 @@ func TestRunnersBootOnTheirOwnQuota(t *testing.T) {
 			t.Fatalf("runner %d not in %s: %q %v", pid, boot, procs, err)
 		}
 		quota, err := os.ReadFile(filepath.Join(boot, "cpu.cfs_quota_us"))
-		if err != nil || strings.TrimSpace(string(quota)) != "75000" {
-			t.Fatalf("boot quota %q %v, want 75000 (0.75 CPU)", quota, err)
+		if err != nil || strings.TrimSpace(string(quota)) != "25000" {
+			t.Fatalf("boot quota %q %v, want 25000 (0.25 CPU)", quota, err)
+		}
+		shares, err := os.ReadFile(filepath.Join(boot, "cpu.shares"))
+		if err != nil || strings.TrimSpace(string(shares)) != "2" {
+			t.Fatalf("boot weight %q %v, want 2", shares, err)
+		}
+		session, err := runtime.SessionCPUCgroup(ctx, h.m, s.SessionID)
+		if err != nil || filepath.Dir(boot) != session {
+			t.Fatalf("boot cgroup %s is not inside the session's CPU cgroup %s (%v)", boot, session, err)
 		}
 	}
 	warm, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "cg.js"})

@@ -223,7 +223,7 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 	}
 	proc := userProcess(l.proc)
 	req := spawn.Request{
-		Args: append(append([]string{}, gateArgs...), spec.args...),
+		Args: spec.args, // behind the spawner's gate
 		Env:  append(append([]string{}, l.proc.Env...), spec.env...),
 		Dir:  WorkspacePath, UID: proc.User.UID, GID: proc.User.GID,
 	}

@@ -9,6 +9,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 
+	"github.com/servcraft/servcraftd/runtime/spawn"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -67,9 +68,8 @@ func (m *Manager) OpenTerminal(ctx context.Context, sessionID string, cols, rows
 func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, rows uint32) (*Terminal, error) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	proc := userProcess(l.proc)
+	proc := l.gatedProcess([]string{"/bin/sh", "-i"}, spawn.TerminalGateCaps)
 	proc.Terminal = true
-	proc.Args = append(append([]string{}, gateArgs...), "/bin/sh", "-i")
 	proc.Env = append(append([]string{}, l.proc.Env...), "TERM=xterm-256color", "PS1=\\w $ ")
 	proc.Cwd = WorkspacePath
 	proc.ConsoleSize = nil

@@ -279,7 +279,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&rt.Runners, "runners", rt.Runners, "keep pre-started processes per active session (node for execute, sh for shell), so runs skip process start")
 	fs.DurationVar(&rt.RunnerIdle, "runner-idle", rt.RunnerIdle, "a session idle this long gives its pre-started processes back")
 	fs.IntVar(&rt.RunnerDepth, "runner-depth", rt.RunnerDepth, "pre-started processes a session keeps waiting for JavaScript and for shell commands, so that runs sent back to back find one ready (TypeScript keeps one)")
-	fs.Float64Var(&rt.RunnerBootCPUs, "runner-boot-cpus", rt.RunnerBootCPUs, "CPUs that pre-started Node processes boot on, all together, instead of their session's quota (cgroup v1; 0: on the session's)")
+	fs.Float64Var(&rt.RunnerBootCPUs, "runner-boot-cpus", rt.RunnerBootCPUs, "CPU quota of each session's runner-boot cgroup, nested in (and so never above) the session's own, where pre-started Node processes boot at the least weight (cgroup v1; 0: they boot in the session's CPU cgroup itself)")
 	fs.Var(sizeOf(&rt.BackgroundLogBytes), "process-log-bytes", "output kept per background process (a ring buffer), a `size`")
 	fs.IntVar(&rt.KeepEndedBackground, "keep-ended-processes", rt.KeepEndedBackground, "ended background processes kept per session, with their logs; older ones are dropped")
 	fs.IntVar(&o.MinPreviewPort, "min-preview-port", o.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")

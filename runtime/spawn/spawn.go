@@ -75,14 +75,17 @@ func exitCode(ws syscall.WaitStatus) uint32 {
 // Server starts runs and reaps every child it has: as a container's PID 1
 // those are the orphans of every run too.
 type Server struct {
+	gate    string // the binary run as each process's gate (Gate)
 	mu      sync.Mutex
 	waiting map[int]chan syscall.WaitStatus // started processes not yet reaped
 }
 
 // NewServer is a server reaping its children from now on: every child of
-// this process, so there is one per process.
-func NewServer() *Server {
-	s := &Server{waiting: map[int]chan syscall.WaitStatus{}}
+// this process, so there is one per process. Each process it starts begins
+// as `gate <uid> <gid> <args...>` (Gate), run from the binary gate: this
+// program's own.
+func NewServer(gate string) *Server {
+	s := &Server{gate: gate, waiting: map[int]chan syscall.WaitStatus{}}
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, syscall.SIGCHLD)
 	go func() {
@@ -168,23 +171,25 @@ func (s *Server) serveOne(conn *net.UnixConn) {
 	_ = writeJSON(conn, Exited{Status: exitCode(<-done)})
 }
 
-// start forks and execs req with files as its stdin, stdout and stderr,
-// in a session of its own, and returns where its status will come.
-// Its supplementary groups are none. It changes to a uid other than root's and then execs with no
-// inheritable or ambient capability: it keeps none of this process's.
+// start forks and execs req's gate with files as its stdin, stdout and
+// stderr, in a session of its own, and returns where its status will come.
+// The gate runs as this process's uid, out of reach of the run's (see
+// Gate), with this process's GateCaps and no supplementary group; it takes
+// req's uid and gid, and gives up every capability, only once the daemon
+// has placed it and written its line.
 func (s *Server) start(req Request, files []int) (int, <-chan syscall.WaitStatus, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   req.Dir,
 		Env:   req.Env,
 		Files: []uintptr{uintptr(files[0]), uintptr(files[1]), uintptr(files[2])},
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: req.UID, Gid: req.GID, Groups: []uint32{}},
-			Setsid:     true, // its own session and process group, as a runc exec's are
+			Setsid: true, // its own session and process group, as a runc exec's are
 		},
 	}
+	argv := GateArgs(s.gate, req.UID, req.GID, req.Args...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pid, err := syscall.ForkExec(req.Args[0], req.Args, attr)
+	pid, err := syscall.ForkExec(s.gate, argv, attr)
 	if err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", req.Args[0], err)
 	}
@@ -248,33 +253,53 @@ func writeJSON(conn *net.UnixConn, v any) error {
 	return err
 }
 
-// Confine empties the bounding, inheritable and ambient sets of every
-// thread of this process and keeps only CAP_SETUID and CAP_SETGID, so the
-// processes it starts have no capability and none to gain, as a runc
-// exec's have none (CapBnd 0). Dropping from the bounding set needs
-// CAP_SETPCAP, which goes last. The bounding set and capabilities are a
+// Confine empties the bounding set of every thread of this process but for
+// GateCaps and keeps those as its effective, permitted, inheritable and
+// ambient capabilities: the processes it starts (gates, as this process's
+// uid) begin with them, and a gate drops all of them before it runs
+// anything of a run's (see Gate). Dropping from the bounding set needs
+// CAP_SETPCAP, one of GateCaps. The bounding set and capabilities are a
 // thread's own: each change is made on every thread.
 func Confine() error {
 	last, err := lastCap()
 	if err != nil {
 		return err
 	}
-	for c := 0; c <= last; c++ {
-		if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); errno != 0 && errno != syscall.EINVAL {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, errno)
-		}
+	keep := uint32(0)
+	for _, name := range GateCaps {
+		keep |= 1 << capNumbers[name]
 	}
-	if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); errno != 0 {
-		return fmt.Errorf("clear the ambient capabilities: %w", errno)
+	for c := 0; c <= last; c++ {
+		if c < 32 && keep&(1<<c) != 0 {
+			continue
+		}
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil && err != syscall.EINVAL {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	keep := uint32(1)<<unix.CAP_SETUID | uint32(1)<<unix.CAP_SETGID
-	data[0].Effective, data[0].Permitted = keep, keep
+	data[0].Effective, data[0].Permitted, data[0].Inheritable = keep, keep, keep
 	if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
-		return fmt.Errorf("keep only CAP_SETUID and CAP_SETGID: %w", errno)
+		return fmt.Errorf("keep only %v: %w", GateCaps, errno)
+	}
+	for c := 0; c < 32; c++ {
+		if keep&(1<<c) == 0 {
+			continue
+		}
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c)); err != nil {
+			return fmt.Errorf("keep capability %d ambient: %w", c, err)
+		}
 	}
 	return nil
+}
+
+// capNumbers are the numbers of the capabilities named in GateCaps.
+var capNumbers = map[string]int{
+	"CAP_CHOWN":   unix.CAP_CHOWN,
+	"CAP_SETUID":  unix.CAP_SETUID,
+	"CAP_SETGID":  unix.CAP_SETGID,
+	"CAP_SETPCAP": unix.CAP_SETPCAP,
 }
 
 // lastCap is the kernel's highest capability number.
