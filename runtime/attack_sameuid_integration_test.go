@@ -230,7 +230,10 @@ func checkInsideSession(t *testing.T, h *harness, s store.Session) []runtime.Ses
 // quota, and every process stays in the session's cgroups.
 func TestAttackSameUID_RunnerCPU(t *testing.T) {
 	const cpus = 0.5
-	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.Limits.CPUQuota = int64(cpus * float64(c.Limits.CPUPeriod)) })
+	h := newHarness(t, func(c *runtime.Config) {
+		c.Runners = true
+		c.Limits.CPUQuota = int64(cpus * float64(c.Limits.CPUPeriod))
+	})
 	s := h.session(t, "")
 	ctx := h.env.Context(t)
 	// A first run of each kind leaves runners waiting.
