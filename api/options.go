@@ -58,6 +58,10 @@ type Options struct {
 	LookupRate         Rate // session lookups (GET container, files) per client
 	MaxTerminals       int  // terminals open at once per session; 0 no limit
 	TerminalRate       Rate // terminal opens per session
+	MaxHeldPerClient   int  // previews in flight, log followers and terminals one client holds at once; 0 no limit
+	MaxHeldPerSession  int  // the same, per session from all clients; 0 no limit
+
+	PreviewIdleTimeout time.Duration // a preview exchange (page, stream, WebSocket) on which nothing moves this long is closed
 
 	Metrics MetricsSource // runtime counters for /metrics; nil: HTTP metrics only
 	Disk    DiskSource    // the state filesystem's room, for /readyz and /metrics; nil: not reported
@@ -101,6 +105,9 @@ func DefaultOptions() Options {
 		LookupRate:         Rate{Events: 20, Per: time.Second, Burst: 60},
 		MaxTerminals:       4,
 		TerminalRate:       Rate{Events: 10, Per: time.Minute, Burst: 8},
+		MaxHeldPerClient:   256,
+		MaxHeldPerSession:  256,
+		PreviewIdleTimeout: 10 * time.Minute,
 
 		PreviewLinkTTL:   10 * time.Minute,
 		PreviewCookieTTL: 12 * time.Hour,

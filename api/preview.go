@@ -46,6 +46,14 @@ func (h *handlers) preview(c *gin.Context) {
 			"A path-form preview shares the API's origin and cannot register a service worker; use the preview domain.")
 		return
 	}
+	release, err := h.held.hold(c, id)
+	if err != nil {
+		previewPage(c, http.StatusTooManyRequests, "Too many connections", err.Error())
+		return
+	}
+	defer release()
+	// Nothing moving either way for PreviewIdleTimeout ends the exchange.
+	watch := newIdleWatch(h.opt.PreviewIdleTimeout)
 	q := c.Request.URL.Query()
 	q.Del("port")
 	q.Del(previewLinkParam)
@@ -60,7 +68,11 @@ func (h *handlers) preview(c *gin.Context) {
 		},
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return h.s.DialSession(ctx, id, port)
+				conn, err := h.s.DialSession(ctx, id, port)
+				if err != nil {
+					return nil, err
+				}
+				return watch.conn(conn), nil
 			},
 			DisableKeepAlives:      true,
 			ResponseHeaderTimeout:  h.opt.PreviewTimeout,
@@ -93,15 +105,14 @@ func (h *handlers) preview(c *gin.Context) {
 		},
 	}
 	if c.GetHeader("Upgrade") != "" {
-		// A WebSocket lives longer than the server's write timeout.
-		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
+		// A WebSocket lives longer than the server's read timeout: once
+		// hijacked, the watch keeps its deadlines.
 		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
-	} else {
-		// A previewed page may stream (server-sent events, a dev server's log):
-		// give it an hour rather than the API's write timeout; MaxPreviewBytes bounds its size.
-		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(time.Hour))
 	}
-	rp.ServeHTTP(c.Writer, c.Request)
+	// A previewed page may stream (server-sent events, a dev server's log)
+	// for as long as bytes move: the watch moves the write deadline past the
+	// API's; MaxPreviewBytes bounds its size.
+	rp.ServeHTTP(newWatchedWriter(c.Writer, watch), c.Request)
 }
 
 // previewSession is the session a preview request names, the one way every

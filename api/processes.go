@@ -22,13 +22,27 @@ func wantsStream(c *gin.Context) bool {
 	return strings.Contains(c.GetHeader("Accept"), "text/event-stream")
 }
 
-// sseEvent writes one server-sent event whose data is v as JSON.
-func sseEvent(c *gin.Context, event string, v any) {
+// sseHeartbeat is how often a log follower that has nothing to send sends
+// a comment: a client that has gone, or stopped reading, fails its write
+// within sseWriteTimeout and frees what it held.
+const sseHeartbeat = 15 * time.Second
+
+// sseEvent writes one server-sent event whose data is v as JSON; an error
+// means the client is gone or stopped reading.
+func sseEvent(c *gin.Context, event string, v any) error {
 	data, _ := json.Marshal(v)
+	return sseWrite(c, fmt.Sprintf("event: %s\ndata: %s\n\n", event, data))
+}
+
+// sseWrite writes raw event-stream text within sseWriteTimeout.
+func sseWrite(c *gin.Context, text string) error {
+	rc := httpResponseController(c)
 	// A client that stops reading is dropped instead of holding the run's output.
-	_ = httpResponseController(c).SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-	fmt.Fprintf(c.Writer, "event: %s\ndata: %s\n\n", event, data)
-	c.Writer.Flush()
+	_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	if _, err := c.Writer.WriteString(text); err != nil {
+		return err
+	}
+	return rc.Flush()
 }
 
 func startStream(c *gin.Context) {
@@ -85,6 +99,14 @@ func (h *handlers) processLogs(c *gin.Context) {
 		return
 	}
 	stream := wantsStream(c)
+	if stream {
+		release, err := h.held.hold(c, sid)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		defer release()
+	}
 	pl, err := h.s.Logs(c.Request.Context(), sid, pid, stream)
 	if err != nil {
 		fail(c, err)
@@ -95,10 +117,25 @@ func (h *handlers) processLogs(c *gin.Context) {
 		return
 	}
 	startStream(c)
-	sseEvent(c, "output", outputEvent{Data: string(pl.Output), Truncated: &pl.Truncated})
-	if pl.Follow != nil { // nil when the process has already ended
-		for chunk := range pl.Follow {
-			sseEvent(c, "output", outputEvent{Data: string(chunk)})
+	if sseEvent(c, "output", outputEvent{Data: string(pl.Output), Truncated: &pl.Truncated}) != nil {
+		return
+	}
+	heartbeat := time.NewTicker(sseHeartbeat)
+	defer heartbeat.Stop()
+	for follow := pl.Follow; follow != nil; { // nil when the process has already ended
+		select {
+		case chunk, ok := <-follow:
+			if !ok {
+				follow = nil
+				continue
+			}
+			if sseEvent(c, "output", outputEvent{Data: string(chunk)}) != nil {
+				return
+			}
+		case <-heartbeat.C:
+			if sseWrite(c, ": ping\n\n") != nil {
+				return
+			}
 		}
 	}
 	if c.Request.Context().Err() != nil {

@@ -269,6 +269,8 @@ func (l *limits) refuse(c *gin.Context, wait time.Duration, limit, format string
 		l.onLimited(limit)
 	}
 	c.Header("Retry-After", strconv.Itoa(secs))
+	// A refused client keeps no idle connection in the daemon either.
+	c.Header("Connection", "close")
 	fail(c, fmt.Errorf(format+"; retry in %ds: %w", append(args, secs, errRateLimited)...))
 	return true
 }

@@ -44,6 +44,7 @@ type handlers struct {
 	opt     Options
 	node    *nodeState
 	cluster *cluster
+	held    *heldConns // previews, log followers and terminals held open
 }
 
 // NewRouter returns the servcraftd HTTP handler.
@@ -67,6 +68,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	})
 	m := newMetrics(opt.Metrics, opt.Disk)
 	lim := newLimits(opt, m.rateLimited)
+	h.held = newHeldConns(opt, m.rateLimited)
 	global := []gin.HandlerFunc{refuseUnknownMethods, observe(m)}
 	if !opt.NoBrowserDefenses {
 		global = append(global, checkHost(newHostPolicy(opt)))

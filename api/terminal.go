@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
@@ -24,6 +25,12 @@ func (h *handlers) terminal(c *gin.Context) {
 		fail(c, invalid("cols and rows must be 1 to 65535"))
 		return
 	}
+	release, err := h.held.hold(c, id)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	defer release()
 	term, err := h.s.OpenTerminal(c.Request.Context(), id, uint32(cols), uint32(rows))
 	if err != nil {
 		fail(c, err)
@@ -43,6 +50,7 @@ func (h *handlers) terminal(c *gin.Context) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
 	defer cancel()
 
+	go pingTerminal(ctx, ws, cancel)
 	go func() { // socket → shell; when the socket goes, so does the shell
 		defer cancel()
 		defer term.Close()
@@ -93,6 +101,35 @@ func (h *handlers) terminal(c *gin.Context) {
 		_ = ws.Write(ctx, websocket.MessageText, msg)
 		ws.Close(websocket.StatusNormalClosure, "shell exited")
 	case <-ctx.Done():
+	}
+}
+
+// terminalPing is how often an open terminal's socket is pinged, and
+// terminalPingTimeout how long the pong may take: a peer that is gone
+// without closing the socket ends its shell within the two.
+const (
+	terminalPing        = 30 * time.Second
+	terminalPingTimeout = 15 * time.Second
+)
+
+// pingTerminal pings ws until ctx ends, and calls end when a pong does not come.
+func pingTerminal(ctx context.Context, ws *websocket.Conn, end context.CancelFunc) {
+	tick := time.NewTicker(terminalPing)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			pctx, cancel := context.WithTimeout(ctx, terminalPingTimeout)
+			err := ws.Ping(pctx)
+			cancel()
+			if err != nil {
+				end()
+				ws.CloseNow()
+				return
+			}
+		}
 	}
 }
 

@@ -284,6 +284,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&rt.KeepEndedBackground, "keep-ended-processes", rt.KeepEndedBackground, "ended background processes kept per session, with their logs; older ones are dropped")
 	fs.IntVar(&o.MinPreviewPort, "min-preview-port", o.MinPreviewPort, "lowest in-session port a preview may pick with ?port=")
 	fs.DurationVar(&o.PreviewTimeout, "preview-timeout", o.PreviewTimeout, "how long a previewed server may take to send headers")
+	fs.DurationVar(&o.PreviewIdleTimeout, "preview-idle-timeout", o.PreviewIdleTimeout, "a preview exchange (page, stream, WebSocket) on which no byte moves either way this long is closed")
 	fs.Var(sizeOf(&o.MaxPreviewBytes), "max-preview-bytes", "largest preview response body, a `size`")
 	fs.BoolVar(&c.PlaygroundPage, "playground-page", c.PlaygroundPage, "serve the playground page (web/) at / (false: the API only)")
 
@@ -303,6 +304,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*rateValue)(&o.InstallRate), "install-rate", "install requests per session, a `rate`")
 	fs.Var((*rateValue)(&o.LookupRate), "lookup-rate", "session lookups (GET container, files) per client address, a `rate`")
 	fs.IntVar(&o.MaxTerminals, "max-terminals", o.MaxTerminals, "terminals open at once per session; more answer 429 (0: no limit)")
+	fs.IntVar(&o.MaxHeldPerClient, "max-held-per-client", o.MaxHeldPerClient, "previews in flight (pages, streams, WebSockets), log followers and terminals one client holds open at once; more answer 429 (0: no limit)")
+	fs.IntVar(&o.MaxHeldPerSession, "max-held-per-session", o.MaxHeldPerSession, "the same connections held open into one session, from all clients; more answer 429 (0: no limit)")
 	fs.Var((*rateValue)(&o.TerminalRate), "terminal-rate", "terminal opens per session, a `rate`")
 	fs.IntVar(&o.MaxConcurrentExecs, "max-concurrent-execs", o.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
 	c.Cluster.register(fs)
@@ -603,6 +606,7 @@ func (c *config) validate() error {
 	check(c.Runtime.BackgroundLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", formatBytes(int64(c.Runtime.BackgroundLogBytes)))
 	check(c.API.MinPreviewPort >= 1 && c.API.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", c.API.MinPreviewPort)
 	check(c.API.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", c.API.PreviewTimeout)
+	check(c.API.PreviewIdleTimeout >= time.Second && c.API.PreviewIdleTimeout <= 24*time.Hour, "preview-idle-timeout: %v is not within 1s to 24h", c.API.PreviewIdleTimeout)
 	check(c.API.MaxPreviewBytes >= 1<<10, "max-preview-bytes: %s is below 1KiB", formatBytes(c.API.MaxPreviewBytes))
 	check(c.API.ListLimits.MaxFileBytes >= 1, "list-file-bytes: %s is below 1 byte", formatBytes(c.API.ListLimits.MaxFileBytes))
 	check(c.Namespace != "", "namespace: empty")
@@ -625,6 +629,8 @@ func (c *config) validate() error {
 	check(c.API.PreviewLinkTTL >= 10*time.Second, "preview-link-ttl: %v is below 10s", c.API.PreviewLinkTTL)
 	check(c.API.PreviewCookieTTL >= time.Minute, "preview-cookie-ttl: %v is below 1m", c.API.PreviewCookieTTL)
 	check(c.API.MaxTerminals >= 0 && c.API.MaxTerminals <= 1000, "max-terminals: %d is not within 0 to 1000", c.API.MaxTerminals)
+	check(c.API.MaxHeldPerClient >= 0 && c.API.MaxHeldPerClient <= 100000, "max-held-per-client: %d is not within 0 to 100000", c.API.MaxHeldPerClient)
+	check(c.API.MaxHeldPerSession >= 0 && c.API.MaxHeldPerSession <= 100000, "max-held-per-session: %d is not within 0 to 100000", c.API.MaxHeldPerSession)
 	check(c.API.MaxConcurrentExecs >= 0 && c.API.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", c.API.MaxConcurrentExecs)
 	return errors.Join(errs...)
 }
@@ -715,14 +721,14 @@ var settingGroups = []struct {
 	{"Previews and origins (docs/security.md)", []string{"preview-domain", "preview-public", "preview-link-ttl", "preview-cookie-ttl",
 		"insecure-no-browser-defenses"}},
 	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate",
-		"lookup-rate", "max-terminals", "terminal-rate"}},
+		"lookup-rate", "max-terminals", "terminal-rate", "max-held-per-client", "max-held-per-session"}},
 	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "pool-parallel", "runners", "runner-idle", "runner-depth",
 		"runner-boot-cpus", "destroy-on-shutdown", "shutdown-timeout", "touch-interval"}},
 	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",
 		"max-exec-timeout", "output-limit"}},
 	{"Files, background processes, previews", []string{"max-path-depth", "max-sync-files", "max-file-size", "list-depth",
 		"list-entries", "list-file-bytes", "max-processes", "process-log-bytes", "keep-ended-processes", "exposed-port", "min-preview-port",
-		"preview-timeout", "max-preview-bytes"}},
+		"preview-timeout", "preview-idle-timeout", "max-preview-bytes"}},
 	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path", "install-upstream-bytes",
 		"npm-cache-size", "dep-cache-size", "dep-layer-max-size", "starter-deps"}},
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
