@@ -83,7 +83,7 @@ func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, kee
 }
 
 // killUnplacedRuns kills the runs a dead daemon started but never moved
-// into their run cgroup: still waiting at the gate (gateArgs), as direct
+// into their run cgroup: still waiting at a gate (atGate), as direct
 // members of the container's own cgroup. Their stdin's writer died with the
 // daemon, but the shim may hold it open, so the gate would wait for ever.
 // It returns the pids it killed.

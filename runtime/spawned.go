@@ -29,13 +29,14 @@ import (
 // spawnerPath is where a container's spawner (cmd/servcraft-spawner) is mounted.
 const spawnerPath = "/sbin/servcraft-spawner"
 
-// spawnerCaps are what the spawner needs: CAP_SETUID and CAP_SETGID to
-// start runs as the sandbox user, CAP_SETPCAP to empty its bounding set
-// first (spawn.Confine), after which it drops CAP_SETPCAP. It runs as
-// initUID, like the init it replaces. A run's process changes uid and then
-// execs with no inheritable or ambient capability, so it has none; with an
-// empty bounding set and no_new_privileges none can come back.
-var spawnerCaps = []string{"CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"}
+// spawnerCaps are what the spawner needs: those of the gates it starts as
+// its own uid (spawn.GateCaps: CAP_SETUID and CAP_SETGID to become the
+// sandbox user, CAP_SETPCAP to empty the bounding set first). It runs as
+// initUID, like the init it replaces. A gate empties its bounding, ambient
+// and inheritable sets, changes uid and drops the rest before it execs a
+// run's program, so the program has none; with an empty bounding set and
+// no_new_privileges none can come back.
+var spawnerCaps = spawn.GateCaps
 
 // withSpawner makes the spawner (hostSpawner, bind-mounted read-only) the
 // container's PID 1 in place of the init, with spawnerCaps, and gives it a
@@ -52,7 +53,7 @@ func withSpawner(hostSpawner string) oci.SpecOpts {
 		s.Process.User = specs.User{UID: initUID, GID: initUID}
 		caps := slices.Clone(spawnerCaps)
 		// Not being root, it keeps capabilities across runc's exec only as
-		// ambient ones (which need them inheritable); it drops both at once.
+		// ambient ones (which need them inheritable), and keeps them so for its gates.
 		s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps,
 			Inheritable: caps, Ambient: caps}
 		return nil
