@@ -283,43 +283,42 @@ func main() {
 `
 
 var (
-	probeOnce sync.Once
-	probeBin  []byte
-	probeErr  error
+	staticMu   sync.Mutex
+	staticBins = map[string][]byte{} // by source
 )
 
-// probeBinary builds probeSource as a static linux/amd64 binary, once.
-func probeBinary(t *testing.T) []byte {
+// staticBinary builds source (a main package) as a static linux/amd64
+// binary, once per source, to run inside a session.
+func staticBinary(t *testing.T, source string) []byte {
 	t.Helper()
-	probeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "servcraft-probe")
-		if err != nil {
-			probeErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module probe\n\ngo 1.22\n"), 0o644); err != nil {
-			probeErr = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(probeSource), 0o644); err != nil {
-			probeErr = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", "probe", ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			probeErr = fmt.Errorf("build probe: %v\n%s", err, out)
-			return
-		}
-		probeBin, probeErr = os.ReadFile(filepath.Join(dir, "probe"))
-	})
-	if probeErr != nil {
-		t.Fatal(probeErr)
+	staticMu.Lock()
+	defer staticMu.Unlock()
+	if bin, ok := staticBins[source]; ok {
+		return bin
 	}
-	return probeBin
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module probe\n\ngo 1.22\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(source), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", "probe", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build a static program: %v\n%s", err, out)
+	}
+	bin, err := os.ReadFile(filepath.Join(dir, "probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	staticBins[source] = bin
+	return bin
 }
+
+// probeBinary is probeSource, built.
+func probeBinary(t *testing.T) []byte { return staticBinary(t, probeSource) }
 
 // 2. mount, unshare, io_uring_setup, socket(AF_ALG), keyctl, ptrace of PID 1,
 // writes to /proc/sysrq-trigger and /sys → all fail.

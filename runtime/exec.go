@@ -84,6 +84,10 @@ func (l *liveSession) gatedProcess(args []string, caps []string) specs.Process {
 	return proc
 }
 
+// drainTimeout bounds the wait for a run's output once its process tree is
+// dead: what is still in the pipes is read within milliseconds.
+const drainTimeout = 2 * time.Second
+
 // cleanupTimeout bounds the teardown that must finish even when the caller
 // has gone; generous, as a loaded host can take seconds to kill and unmount.
 const cleanupTimeout = 30 * time.Second
@@ -105,8 +109,11 @@ type run struct {
 type runProcess interface {
 	// Pid is its pid on the host.
 	Pid() uint32
-	// drained returns once all of its output has been copied out.
-	drained()
+	// drained returns once all of its output has been copied out, or
+	// after wait: then it stops the copies (a process the run did not
+	// place, which the run's kill did not reach, may hold the pipes open
+	// for ever) and returns false.
+	drained(wait time.Duration) bool
 	// release forgets it (containerd's exec record, the spawner's connection).
 	release(ctx context.Context)
 }
@@ -114,7 +121,32 @@ type runProcess interface {
 // execProcess is a run's process started by runc exec through containerd.
 type execProcess struct{ containerd.Process }
 
-func (p execProcess) drained()                    { p.IO().Wait() }
+func (p execProcess) drained(wait time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		p.IO().Wait()
+		close(done)
+	}()
+	if waitFor(done, wait) {
+		return true
+	}
+	p.IO().Cancel()
+	_ = p.IO().Close()
+	waitFor(done, wait) // cancelled copies end at once
+	return false
+}
+
+// waitFor reports whether done closed within wait.
+func waitFor(done <-chan struct{}, wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
 func (p execProcess) release(ctx context.Context) { deleteProcess(ctx, p.Process) }
 
 // userProcess derives a user's process from the container's own spec: the
@@ -238,8 +270,12 @@ func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (contai
 	} else {
 		st = <-r.statusC
 	}
-	// Output is complete only once the copiers have drained it.
-	r.p.drained()
+	// Output is complete only once the copiers have drained it. Everything
+	// the run started is dead by now: a pipe still open is held from
+	// outside the run, and waits no longer than drainTimeout.
+	if !r.p.drained(drainTimeout) {
+		slog.Warn("run's output held open after it ended: copies stopped", "exec", r.id, "after", drainTimeout)
+	}
 	go r.release(context.WithoutCancel(ctx))
 	return st, kerr
 }

@@ -68,6 +68,8 @@ func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequ
 	if m.cfg.Registry == nil {
 		return res, fmt.Errorf("no package registry is configured: %w", errdefs.ErrUnavailable)
 	}
+	ctx, release := m.calls.join(ctx, sessionID)
+	defer release()
 	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
 		res, err = m.install(ctx, l, s, req)
 		return err

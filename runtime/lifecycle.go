@@ -49,6 +49,7 @@ func (m *Manager) Close() error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	m.stopped.Wait()
 	m.layerRuns.Wait() // a build in flight was cancelled; its builder is torn down
+	m.reapRuns.Wait()  // a teardown under way is bounded by its own timeouts
 	return m.activity.flush(m.db)
 }
 

@@ -76,7 +76,8 @@ type Manager struct {
 	clock  atomic.Pointer[func() time.Time] // what every deadline is read from; tests move it
 
 	locks keyedLocks
-	capMu sync.Mutex // held while counting sessions and reserving one
+	calls sessionCalls // calls in flight that a teardown cancels first
+	capMu sync.Mutex   // held while counting sessions and reserving one
 
 	live     liveSessions
 	previews previewIndex
@@ -92,6 +93,9 @@ type Manager struct {
 	layers      *layerCache    // nil: no dependency layers
 	starters    *starterLayers // nil: starters get no dependencies
 	startersEnd chan struct{}  // closed when keepStarterLayers ends
+
+	reaping  reapings       // sessions whose reap is under way
+	reapRuns sync.WaitGroup // reaps still under way; Close waits for them
 
 	stop     chan struct{}
 	stopped  sync.WaitGroup
@@ -373,6 +377,10 @@ func (m *Manager) Extend(ctx context.Context, sessionID string) (store.Session, 
 
 // Destroy removes the session and everything it had; errdefs.ErrNotFound if unknown.
 func (m *Manager) Destroy(ctx context.Context, sessionID string) error {
+	// Calls in flight end first (their runs are killed), so the lock is
+	// free within a bound whatever the session's code holds open.
+	done := m.calls.end(sessionID)
+	defer done()
 	unlock := m.locks.Lock(sessionID)
 	defer unlock()
 	s, err := m.db.Get(sessionID)
@@ -472,6 +480,8 @@ func (m *Manager) removeContainer(ctx context.Context, containerID string) error
 // result, not an error; errors are the service's own (or an unknown session).
 func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (ExecResult, error) {
 	req = execBounds(req, m.cfg.ExecTimeout, m.cfg.MaxExecTimeout, m.cfg.OutputLimit)
+	ctx, release := m.calls.join(ctx, sessionID)
+	defer release()
 	var res ExecResult
 	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
 		switch {

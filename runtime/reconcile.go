@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	tasks "github.com/containerd/containerd/api/services/tasks/v1"
@@ -181,36 +183,135 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var reaped []string
-	var errs []error
 	now := m.now()
+	var (
+		mu     sync.Mutex
+		reaped []string
+		errs   []error
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, reapParallel)
+	)
 	for _, s := range records {
-		if !reapCandidate(s, running[s.ContainerID], now) {
-			continue
+		if !reapCandidate(s, running[s.ContainerID], now) || !m.reaping.add(s.SessionID) {
+			continue // not idle, or its reap from an earlier pass is still under way
 		}
-		unlock := m.locks.Lock(s.SessionID)
-		// Look again under the lock: a request may have just used it.
-		cur, err := m.db.Get(s.SessionID)
-		reason := ""
-		if err == nil {
-			reason = reapReason(m.activity.view(cur), now, func() bool {
-				return m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))
-			})
-		}
-		if reason != "" {
-			if err := m.teardown(ctx, cur); err != nil {
-				errs = append(errs, fmt.Errorf("reap %s: %w", s.SessionID, err))
-				m.counters.inc("reaps", "error")
-			} else {
+		wg.Add(1)
+		m.reapRuns.Add(1)
+		go func() {
+			defer m.reapRuns.Done()
+			defer wg.Done()
+			defer m.reaping.remove(s.SessionID)
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			reason, err := m.reapOne(context.WithoutCancel(ctx), s.SessionID, now)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case reason != "":
 				reaped = append(reaped, s.SessionID)
-				m.counters.inc("reaps", reason)
 			}
-		} else if err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, err)
-		}
-		unlock()
+		}()
 	}
-	return reaped, errors.Join(errs...)
+	all := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(all)
+	}()
+	if !waitFor(all, reapWait) {
+		// The slow ones go on beside the next passes, bounded by teardown's
+		// own timeouts; they log what they find.
+		slog.Warn("reap: teardowns still under way", "after", reapWait)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(reaped), errors.Join(errs...)
+}
+
+// reapParallel is how many sessions are torn down at once by a reap, and
+// reapWait how long a reap waits for them before it answers: one slow
+// teardown never holds back the others, nor the next pass.
+const (
+	reapParallel = 4
+	reapWait     = 20 * time.Second
+)
+
+// reapGrace is how long a reap waits for a session's calls in flight to
+// end by themselves before it cancels them: a session idle past its
+// timeout with a call still in flight holds a run that never ends.
+const reapGrace = 5 * time.Second
+
+// reapOne destroys sessionID if it is still idle once its lock is held,
+// and says why ("" when it no longer is). It never waits on the session's
+// code: calls still in flight after reapGrace are cancelled.
+func (m *Manager) reapOne(ctx context.Context, sessionID string, now time.Time) (reason string, err error) {
+	locked := make(chan func(), 1)
+	go func() { locked <- m.locks.Lock(sessionID) }()
+	var unlock func()
+	stuck := false
+	select {
+	case unlock = <-locked:
+	case <-time.After(reapGrace):
+		done := m.calls.end(sessionID)
+		defer done()
+		unlock = <-locked
+		stuck = true
+	}
+	defer unlock()
+	// Look again under the lock: a request may have just used it.
+	cur, err := m.db.Get(sessionID)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return "", nil
+		}
+		return "", err
+	}
+	reason = reapReason(m.activity.view(cur), now, func() bool {
+		return m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))
+	})
+	if reason == "" && stuck {
+		// Idle past its deadline with a call in flight since before it: the
+		// call was stuck (its cancellation counts as activity, but is not).
+		reason = "stuck"
+	}
+	if reason == "" {
+		return "", nil
+	}
+	if err := m.teardown(ctx, cur); err != nil {
+		m.counters.inc("reaps", "error")
+		slog.Warn("reap", "session", sessionID, "err", err)
+		return "", fmt.Errorf("reap %s: %w", sessionID, err)
+	}
+	m.counters.inc("reaps", reason)
+	slog.Debug("reaped", "session", sessionID, "reason", reason)
+	return reason, nil
+}
+
+// reapings is the set of sessions whose reap is under way.
+type reapings struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+// add marks id as being reaped; false if it already is.
+func (r *reapings) add(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[id] {
+		return false
+	}
+	if r.m == nil {
+		r.m = map[string]bool{}
+	}
+	r.m[id] = true
+	return true
+}
+
+func (r *reapings) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
 }
 
 // dropIdleRunners ends the waiting runners of sessions idle for RunnerIdle:

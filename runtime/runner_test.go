@@ -146,9 +146,9 @@ func TestRunnersTakeTheReadyOneFirst(t *testing.T) {
 // pidProcess is a run's process of which only the pid is known.
 type pidProcess struct{ pid uint32 }
 
-func (p pidProcess) Pid() uint32             { return p.pid }
-func (p pidProcess) drained()                {}
-func (p pidProcess) release(context.Context) {}
+func (p pidProcess) Pid() uint32                { return p.pid }
+func (p pidProcess) drained(time.Duration) bool { return true }
+func (p pidProcess) release(context.Context)    {}
 
 func TestRunnerUsable(t *testing.T) {
 	m, _, _ := unitManager(t)

@@ -240,7 +240,7 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 		_ = f.Close()
 	}
 	pipes = [3][2]*os.File{}
-	p := &spawnedProcess{sp: sp}
+	p := &spawnedProcess{sp: sp, readers: []*os.File{stdoutR, stderrR}}
 	p.copies.Add(2)
 	for _, c := range []struct {
 		w io.Writer
@@ -249,7 +249,6 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 		go func() {
 			defer p.copies.Done()
 			_, _ = io.Copy(c.w, c.r)
-			_ = c.r.Close()
 		}()
 	}
 	statusC := make(chan containerd.ExitStatus, 1)
@@ -274,7 +273,7 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 		}
 		_ = stdinW.Close()
 		<-statusC
-		p.copies.Wait()
+		p.drained(drainTimeout)
 	}()
 	if p.pid, err = hostPid(l.cgroup, sp.Pid); err != nil {
 		return nil, err
@@ -298,13 +297,29 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 
 // spawnedProcess is a run's process started by the session's spawner.
 type spawnedProcess struct {
-	pid    uint32 // on the host
-	sp     *spawn.Process
-	copies sync.WaitGroup // the stdout and stderr copiers
+	pid     uint32 // on the host
+	sp      *spawn.Process
+	copies  sync.WaitGroup // the stdout and stderr copiers
+	readers []*os.File     // what they read: the daemon's ends of stdout and stderr
 }
 
-func (p *spawnedProcess) Pid() uint32                 { return p.pid }
-func (p *spawnedProcess) drained()                    { p.copies.Wait() }
+func (p *spawnedProcess) Pid() uint32 { return p.pid }
+
+// drained waits for the copiers, closing the pipes' read ends once it has
+// (or, past wait, to stop them: a read end closed under a reader ends it).
+func (p *spawnedProcess) drained(wait time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		p.copies.Wait()
+		close(done)
+	}()
+	ok := waitFor(done, wait)
+	for _, r := range p.readers {
+		_ = r.Close()
+	}
+	<-done
+	return ok
+}
 func (p *spawnedProcess) release(ctx context.Context) { _ = p.sp.Close() }
 
 // hostPid is the host's pid of the process nsPid names in the container
