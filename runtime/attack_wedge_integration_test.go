@@ -163,7 +163,7 @@ func TestAttackWedgedRunHoldsNothing(t *testing.T) {
 	go func() {
 		_, _ = h.m.Exec(wctx, wedged.SessionID, runtime.ExecRequest{Shell: heldRun("sleep 300"), Timeout: 10 * time.Minute})
 	}()
-	time.Sleep(3 * time.Second) // the run is in flight, its pipes held
+	time.Sleep(3 * time.Second)                                                      // the run is in flight, its pipes held
 	runtime.SetClock(h.m, func() time.Time { return time.Now().Add(2 * time.Hour) }) // all idle past the timeout
 	start = time.Now()
 	var reaped []string
