@@ -96,21 +96,31 @@ func (cl *cluster) middleware(class routeClass) gin.HandlerFunc {
 	return func(c *gin.Context) { cl.hop(c, create, destroy, bodyNames) }
 }
 
-func (cl *cluster) hop(c *gin.Context, create, destroy, bodyNames bool) {
-	hopped := false
-	if v := c.GetHeader(hopHeader); v != "" {
-		_, client, err := verifyHop(cl.secret, v, c.Request.Method, c.Request.RequestURI, time.Now(), cl.skew)
-		if err != nil {
-			fail(c, fmt.Errorf("%w: %w", err, errdefs.ErrPermissionDenied))
-			return
-		}
-		c.Request.RemoteAddr = net.JoinHostPort(client, "0")
-		c.Request.Header.Del("X-Forwarded-For")
-		c.Request.Header.Del("X-Real-IP")
-		c.Request.Header.Del(hopHeader)
-		c.Set(hopKey, true)
-		hopped = true
+// acceptHop verifies a request's hop header, when it has one, before the
+// token is checked: a node forwards without the client's Authorization (it
+// never leaves the first node), so a verified hop stands for it (auth lets
+// it through). A request with a hop header that does not verify is refused.
+func (cl *cluster) acceptHop(c *gin.Context) {
+	v := c.GetHeader(hopHeader)
+	if v == "" {
+		c.Next()
+		return
 	}
+	_, client, err := verifyHop(cl.secret, v, c.Request.Method, c.Request.RequestURI, time.Now(), cl.skew)
+	if err != nil {
+		fail(c, fmt.Errorf("%w: %w", err, errdefs.ErrPermissionDenied))
+		return
+	}
+	c.Request.RemoteAddr = net.JoinHostPort(client, "0")
+	c.Request.Header.Del("X-Forwarded-For")
+	c.Request.Header.Del("X-Real-IP")
+	c.Request.Header.Del(hopHeader)
+	c.Set(hopKey, true)
+	c.Next()
+}
+
+func (cl *cluster) hop(c *gin.Context, create, destroy, bodyNames bool) {
+	hopped := c.GetBool(hopKey)
 	if !cl.on() && c.GetHeader(sessionIDHeader) == "" && !(create && cl.draining.Load()) {
 		c.Next()
 		return
@@ -256,6 +266,10 @@ func (cl *cluster) forward(c *gin.Context, node placement.Node) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
+			// The client's credentials stay here: the hop's signature is the
+			// owner's proof that this node checked them.
+			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Del("Proxy-Authorization")
 			pr.Out.Header.Set(hopHeader, signHop(cl.secret, from, client, pr.In.Method, pr.In.RequestURI, time.Now()))
 		},
 		Transport:     cl.transport,

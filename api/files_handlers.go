@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"encoding/json"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -51,12 +53,38 @@ func (h *handlers) files(c *gin.Context) {
 			return
 		}
 	}
+	release, err := h.listings.hold(c, id)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	defer release()
 	files, err := h.s.ListFiles(c.Request.Context(), id, sub, h.opt.ListLimits)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, newFilesResponse(files))
+	writeFiles(c, newFilesResponse(files))
+}
+
+// writeFiles writes a listing entry by entry, so that the answer is never
+// built whole in the daemon's memory beside the listing itself.
+func writeFiles(c *gin.Context, res filesResponse) {
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Status(http.StatusOK)
+	w := bufio.NewWriterSize(c.Writer, 32<<10)
+	_, _ = w.WriteString(`{"success":true,"files":[`)
+	for i, f := range res.Files {
+		data, _ := json.Marshal(f) // strings, numbers and booleans: it always encodes
+		if i > 0 {
+			_ = w.WriteByte(',')
+		}
+		if _, err := w.Write(data); err != nil {
+			return // the client went away
+		}
+	}
+	_, _ = w.WriteString("]}")
+	_ = w.Flush()
 }
 
 func (h *handlers) install(c *gin.Context) {

@@ -50,7 +50,7 @@ func (h *handlers) createContainer(c *gin.Context) {
 		status = http.StatusCreated
 	}
 	res := newContainerResponse(s, !created, h.opt)
-	res.PreviewURL = h.previewURL(req.SessionID)
+	res.PreviewURL = h.previewURL(req.SessionID, s.UUID)
 	c.JSON(status, res)
 }
 
@@ -78,7 +78,7 @@ func (h *handlers) getContainer(c *gin.Context) {
 		return
 	}
 	res := newContainerInfoResponse(info, h.opt)
-	res.PreviewURL = h.previewURL(id)
+	res.PreviewURL = h.previewURL(id, info.UUID)
 	c.JSON(http.StatusOK, res)
 
 }

@@ -23,9 +23,10 @@ import (
 
 // fakeSessions counts calls; bad input must never reach it.
 type fakeSessions struct {
-	calls    atomic.Int64
-	lastExec runtime.ExecRequest
-	lastFile string
+	instances map[string]string // PreviewInstance's answers; nil: no session is here
+	calls     atomic.Int64
+	lastExec  runtime.ExecRequest
+	lastFile  string
 }
 
 func (f *fakeSessions) Create(_ context.Context, id, pt string) (store.Session, bool, error) {
@@ -69,6 +70,13 @@ func (f *fakeSessions) Install(context.Context, string, runtime.InstallRequest) 
 func (f *fakeSessions) DialSession(context.Context, string, int) (net.Conn, error) {
 	f.calls.Add(1)
 	return nil, errdefs.ErrNotFound
+}
+func (f *fakeSessions) PreviewInstance(id string) (string, bool) {
+	if f.instances != nil {
+		instance, ok := f.instances[id]
+		return instance, ok
+	}
+	return "", false
 }
 func (f *fakeSessions) PreviewSession(id string) (string, error) {
 	if id == "ambiguous" {

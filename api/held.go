@@ -22,9 +22,12 @@ import (
 // (Options.PreviewIdleTimeout), log followers a heartbeat under the
 // write deadline (sseHeartbeat), terminals a WebSocket ping (terminalPing).
 
-// heldConns counts the connections each client and each session holds.
+// heldConns counts what each client and each session holds at once: held
+// connections, or listings in progress (newListings).
 type heldConns struct {
 	perClient, perSession sessionSlots
+	what                  string // what is counted, for the refusal
+	limit                 string // the /metrics label of a refusal: <limit>_client, <limit>_session
 	onLimited             func(limit string)
 }
 
@@ -32,6 +35,20 @@ func newHeldConns(opt Options, onLimited func(string)) *heldConns {
 	return &heldConns{
 		perClient:  sessionSlots{max: opt.MaxHeldPerClient, n: map[string]int{}},
 		perSession: sessionSlots{max: opt.MaxHeldPerSession, n: map[string]int{}},
+		what:       "connections (previews, log streams, terminals)",
+		limit:      "held",
+		onLimited:  onLimited,
+	}
+}
+
+// newListings counts the file listings (GET files) in progress, each of
+// which holds up to a listing's bytes in the daemon's memory.
+func newListings(opt Options, onLimited func(string)) *heldConns {
+	return &heldConns{
+		perClient:  sessionSlots{max: opt.MaxConcurrentListings, n: map[string]int{}},
+		perSession: sessionSlots{max: opt.MaxConcurrentListings, n: map[string]int{}},
+		what:       "file listings",
+		limit:      "listings",
 		onLimited:  onLimited,
 	}
 }
@@ -46,13 +63,11 @@ const heldRetry = 5 * time.Second
 func (h *heldConns) hold(c *gin.Context, sessionID string) (release func(), err error) {
 	client := clientKey(c.ClientIP())
 	if !h.perClient.acquire(client) {
-		return nil, h.refused(c, "held_client", "client %s holds %d connections (previews, log streams, terminals) already",
-			client, h.perClient.max)
+		return nil, h.refused(c, h.limit+"_client", "client %s holds %d %s already", client, h.perClient.max, h.what)
 	}
 	if !h.perSession.acquire(sessionID) {
 		h.perClient.release(client)
-		return nil, h.refused(c, "held_session", "session %q has %d connections (previews, log streams, terminals) open already",
-			sessionID, h.perSession.max)
+		return nil, h.refused(c, h.limit+"_session", "session %q has %d %s open already", sessionID, h.perSession.max, h.what)
 	}
 	return func() {
 		h.perSession.release(sessionID)

@@ -13,12 +13,12 @@ import (
 	"os"
 	goruntime "runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
 )
 
 // holdServerJS never answers /hold, drips /drip one byte every 300 ms for
@@ -76,17 +76,7 @@ type daemonState struct {
 
 func readDaemonState(t *testing.T) daemonState {
 	t.Helper()
-	var st daemonState
-	st.goroutines = goruntime.NumGoroutine()
-	st.fds = countFDs(t)
-	status, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			st.rss = kb << 10
-		}
-	}
-	return st
+	return daemonState{goroutines: goruntime.NumGoroutine(), fds: countFDs(t), rss: runtimetest.VmRSS(t)}
 }
 
 // openHeld opens n connections to srv, each sending request, and sorts

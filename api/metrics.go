@@ -55,7 +55,7 @@ func newMetrics(src MetricsSource, dsk DiskSource) *metrics {
 		}, []string{"operation"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "servcraft_rate_limited_total",
-			Help: "Requests refused with 429 by a limit: create, client_exec, session_exec, session_install, concurrency, lookup, terminal_open, terminals, held_client, held_session.",
+			Help: "Requests refused with 429 by a limit: create, client_exec, session_exec, session_install, concurrency, lookup, terminal_open, terminals, held_client, held_session, listings_client, listings_session.",
 		}, []string{"limit"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.ops, m.limited,

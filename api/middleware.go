@@ -125,6 +125,10 @@ func auth(token string) gin.HandlerFunc {
 	}
 	want := sha256.Sum256([]byte(token))
 	return func(c *gin.Context) {
+		if c.GetBool(hopKey) { // verified by acceptHop: the first node checked the token
+			c.Next()
+			return
+		}
 		got, ok := bearerToken(c.GetHeader("Authorization"))
 		sum := sha256.Sum256([]byte(got))
 		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {

@@ -50,16 +50,17 @@ type Options struct {
 	NoBrowserDefenses bool          // test switch: no Host, Origin and form-type checks, no path-preview sandbox
 
 	// Limits per client address and per session (a zero Rate is no limit).
-	CreateRate         Rate // session creates per client
-	ClientExecRate     Rate // execute, shell and install per client
-	ExecRate           Rate // execute and shell per session
-	InstallRate        Rate // install per session
-	MaxConcurrentExecs int  // execute, shell and install at once per session; 0 no limit
-	LookupRate         Rate // session lookups (GET container, files) per client
-	MaxTerminals       int  // terminals open at once per session; 0 no limit
-	TerminalRate       Rate // terminal opens per session
-	MaxHeldPerClient   int  // previews in flight, log followers and terminals one client holds at once; 0 no limit
-	MaxHeldPerSession  int  // the same, per session from all clients; 0 no limit
+	CreateRate            Rate // session creates per client
+	ClientExecRate        Rate // execute, shell and install per client
+	ExecRate              Rate // execute and shell per session
+	InstallRate           Rate // install per session
+	MaxConcurrentExecs    int  // execute, shell and install at once per session; 0 no limit
+	LookupRate            Rate // session lookups (GET container, files) per client
+	MaxTerminals          int  // terminals open at once per session; 0 no limit
+	TerminalRate          Rate // terminal opens per session
+	MaxHeldPerClient      int  // previews in flight, log followers and terminals one client holds at once; 0 no limit
+	MaxHeldPerSession     int  // the same, per session from all clients; 0 no limit
+	MaxConcurrentListings int  // file listings (GET files) in progress at once per client and per session; 0 no limit
 
 	PreviewIdleTimeout time.Duration // a preview exchange (page, stream, WebSocket) on which nothing moves this long is closed
 
@@ -97,17 +98,18 @@ func DefaultOptions() Options {
 		MaxPreviewBytes:   100 << 20,
 		MaxJSONDepth:      64,
 
-		CreateRate:         Rate{Events: 30, Per: time.Minute, Burst: 10},
-		ClientExecRate:     Rate{Events: 30, Per: time.Second, Burst: 60},
-		ExecRate:           Rate{Events: 10, Per: time.Second, Burst: 20},
-		InstallRate:        Rate{Events: 6, Per: time.Minute, Burst: 3},
-		MaxConcurrentExecs: 4,
-		LookupRate:         Rate{Events: 20, Per: time.Second, Burst: 60},
-		MaxTerminals:       4,
-		TerminalRate:       Rate{Events: 10, Per: time.Minute, Burst: 8},
-		MaxHeldPerClient:   256,
-		MaxHeldPerSession:  256,
-		PreviewIdleTimeout: 10 * time.Minute,
+		CreateRate:            Rate{Events: 30, Per: time.Minute, Burst: 10},
+		ClientExecRate:        Rate{Events: 30, Per: time.Second, Burst: 60},
+		ExecRate:              Rate{Events: 10, Per: time.Second, Burst: 20},
+		InstallRate:           Rate{Events: 6, Per: time.Minute, Burst: 3},
+		MaxConcurrentExecs:    4,
+		LookupRate:            Rate{Events: 20, Per: time.Second, Burst: 60},
+		MaxTerminals:          4,
+		TerminalRate:          Rate{Events: 10, Per: time.Minute, Burst: 8},
+		MaxHeldPerClient:      256,
+		MaxHeldPerSession:     256,
+		MaxConcurrentListings: 4,
+		PreviewIdleTimeout:    10 * time.Minute,
 
 		PreviewLinkTTL:   10 * time.Minute,
 		PreviewCookieTTL: 12 * time.Hour,

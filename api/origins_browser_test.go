@@ -324,6 +324,27 @@ func TestBrowserOriginAttacks(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond) // polling the link's expiry
 	}
+	// Cookie tossing: the attacker's preview sets a cookie of the daemon's
+	// name for the whole preview domain; the victim's preview still opens.
+	status, info = atkCallToken(t, http.DefaultClient, linked.URL, token, "/api/playground/container?sessionId=victim")
+	victimLink, _ := info["previewUrl"].(string)
+	status2, info2 := atkCallToken(t, http.DefaultClient, linked.URL, token, "/api/playground/container?sessionId=attacker")
+	attackerLink, _ := info2["previewUrl"].(string)
+	if status != 200 || status2 != 200 || victimLink == "" || attackerLink == "" {
+		t.Fatalf("preview links: %d %v; %d %v", status, info, status2, info2)
+	}
+	run("open the victim's preview", chromedp.Navigate(victimLink), chromedp.Poll[chromedp.Void](`document.readyState === "complete"`))
+	run("open the attacker's preview", chromedp.Navigate(attackerLink), chromedp.Poll[chromedp.Void](`document.readyState === "complete"`))
+	tossed := eval("toss cookies from the attacker's preview", tossCookies)
+	if !strings.Contains(tossed, "servcraft_preview_3000=forged") {
+		t.Fatalf("the browser did not take the tossed cookie (%q): the test does not test", tossed)
+	}
+	victimA := victimLink[:strings.Index(victimLink, "?")] + "a"
+	run("open the victim's preview with the tossed cookies", chromedp.Navigate(victimA), chromedp.Poll[chromedp.Void](`document.readyState === "complete"`))
+	if body := eval("the victim's page", `document.body.innerText`); !strings.Contains(body, "victim-secret") {
+		t.Errorf("with a tossed cookie of the daemon's name, the victim's preview shows %.200q, want its page", body)
+	}
+
 	run("reload the framing page", chromedp.Navigate(top))
 	eval("the expired link in an iframe", fmt.Sprintf(`new Promise(r => { const f = document.getElementById("f"); f.onload = () => r("loaded"); f.src = %q })`, link))
 	mu.Lock()
@@ -333,6 +354,12 @@ func TestBrowserOriginAttacks(t *testing.T) {
 		t.Errorf("the expired link in an iframe answered %d, want 403", got)
 	}
 }
+
+// tossCookies is one preview tossing cookies at every other preview of the
+// site: document.cookie with Domain=<the preview domain> and a longer path
+// than the victim's page, so that the browser sends them first.
+const tossCookies = `document.cookie = "servcraft_preview_3000=forged; domain=preview.test; path=/a"; ` +
+	`document.cookie = "tossed=1; domain=preview.test; path=/a"; document.cookie`
 
 // atkCallToken is a GET with the API token.
 func atkCallToken(t *testing.T, client *http.Client, base, token, path string) (int, map[string]any) {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,10 +160,10 @@ func TestPreviewHostShape(t *testing.T) {
 	opt := DefaultOptions()
 	opt.PreviewDomain = "preview.example.com"
 	h := &handlers{opt: opt}
-	if u := h.previewURL("abc"); u != "https://3000-abc.preview.example.com/" {
+	if u := h.previewURL("abc", ""); u != "https://3000-abc.preview.example.com/" {
 		t.Errorf("previewURL host form: %s", u)
 	}
-	if u := h.previewURL("MyApp"); u != "/p/MyApp/" {
+	if u := h.previewURL("MyApp", ""); u != "/p/MyApp/" {
 		t.Errorf("previewURL of an id a host name cannot hold: %s", u)
 	}
 }
@@ -351,19 +352,19 @@ func TestBrowserBorneAPICallsAreRefused(t *testing.T) {
 func TestPreviewLinks(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Now()
-	tok := signPreviewLink(key, "abc", 3000, now.Add(time.Minute))
-	if _, ok := verifyPreviewLink(key, tok, "abc", 3000, now); !ok {
+	tok := signPreviewLink(key, "abc", "", 3000, now.Add(time.Minute))
+	if _, _, ok := verifyPreviewLink(key, tok, "abc", 3000, now); !ok {
 		t.Fatal("a fresh link does not verify")
 	}
 	for name, ok := range map[string]bool{
-		"other session": func() bool { _, ok := verifyPreviewLink(key, tok, "abd", 3000, now); return ok }(),
-		"other port":    func() bool { _, ok := verifyPreviewLink(key, tok, "abc", 3001, now); return ok }(),
-		"expired":       func() bool { _, ok := verifyPreviewLink(key, tok, "abc", 3000, now.Add(time.Minute)); return ok }(),
-		"other key":     func() bool { _, ok := verifyPreviewLink([]byte("x"), tok, "abc", 3000, now); return ok }(),
+		"other session": func() bool { _, _, ok := verifyPreviewLink(key, tok, "abd", 3000, now); return ok }(),
+		"other port":    func() bool { _, _, ok := verifyPreviewLink(key, tok, "abc", 3001, now); return ok }(),
+		"expired":       func() bool { _, _, ok := verifyPreviewLink(key, tok, "abc", 3000, now.Add(time.Minute)); return ok }(),
+		"other key":     func() bool { _, _, ok := verifyPreviewLink([]byte("x"), tok, "abc", 3000, now); return ok }(),
 		"tampered": func() bool {
 			_, sig, _ := strings.Cut(tok, ".")
 			later := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("abc\n3000\n%d", now.Add(time.Hour).Unix())))
-			_, ok := verifyPreviewLink(key, later+"."+sig, "abc", 3000, now)
+			_, _, ok := verifyPreviewLink(key, later+"."+sig, "abc", 3000, now)
 			return ok
 		}(),
 	} {
@@ -378,7 +379,7 @@ func TestPreviewLinks(t *testing.T) {
 	opt.PreviewKey = key
 	h := NewRouter(e, opt)
 	hh := &handlers{opt: opt}
-	link := hh.previewURL("abc")
+	link := hh.previewURL("abc", "")
 	if !strings.HasPrefix(link, "/p/abc/?servcraft_link=") {
 		t.Fatalf("previewUrl with a token: %s", link)
 	}
@@ -393,7 +394,7 @@ func TestPreviewLinks(t *testing.T) {
 	if rec.Code != 303 || !strings.HasPrefix(loc, "/p/abc/~") || rest != "?x=1" || len(rec.Result().Cookies()) != 0 {
 		t.Fatalf("link exchange: %d %v", rec.Code, rec.Header())
 	}
-	if exp, ok := verifyPreviewLink(key, cred, "abc", 3000, now); !ok || exp.Before(now.Add(opt.PreviewCookieTTL-time.Minute)) {
+	if exp, _, ok := verifyPreviewLink(key, cred, "abc", 3000, now); !ok || exp.Before(now.Add(opt.PreviewCookieTTL-time.Minute)) {
 		t.Errorf("the path credential %q: valid %v until %v, want PreviewCookieTTL", cred, ok, exp)
 	}
 	for _, sub := range []string{"", "pixel.png", "js/app.js?v=2"} {
@@ -403,7 +404,7 @@ func TestPreviewLinks(t *testing.T) {
 			t.Errorf("with the path credential, %q: %d, the user's server got port %d %q Referer %q", sub, rec.Code, port, path, got.Get("Referer"))
 		}
 	}
-	other := signPreviewLink(key, "abc", 3001, now.Add(time.Minute))
+	other := signPreviewLink(key, "abc", "", 3001, now.Add(time.Minute))
 	if rec := send(h, "GET", "/p/abc/~"+other+"/x", ""); rec.Code != 200 {
 		t.Errorf("a credential for port 3001: %d", rec.Code)
 	} else if _, port, path := e.seen(); port != 3001 || path != "/x" {
@@ -412,16 +413,26 @@ func TestPreviewLinks(t *testing.T) {
 	if rec := send(h, "GET", "/p/abd/~"+cred+"/", ""); rec.Code != 403 {
 		t.Errorf("the credential on another session: %d", rec.Code)
 	}
-	if rec := send(h, "GET", "/p/abc/~"+signPreviewLink(key, "abc", 3000, now.Add(-time.Second))+"/", ""); rec.Code != 403 {
+	if rec := send(h, "GET", "/p/abc/~"+signPreviewLink(key, "abc", "", 3000, now.Add(-time.Second))+"/", ""); rec.Code != 403 {
 		t.Errorf("an expired path credential: %d", rec.Code)
 	}
+	// A credential is for one instance of the session: after a DELETE and a
+	// new create of the same sessionId, the old one opens nothing.
+	e.instances = map[string]string{"abc": "u-new"}
+	if rec := send(h, "GET", "/p/abc/~"+cred+"/", ""); rec.Code != 403 {
+		t.Errorf("a credential of an earlier instance of the session: %d, want 403", rec.Code)
+	}
+	if rec := send(h, "GET", "/p/abc/~"+signPreviewLink(key, "abc", "u-new", 3000, now.Add(time.Minute))+"/", ""); rec.Code != 200 {
+		t.Errorf("a credential of the live instance: %d, want 200", rec.Code)
+	}
+	e.instances = nil
 	if rec := send(h, "GET", "/p/abc/", "", "Cookie", previewCookieName+"3000="+cred); rec.Code != 401 {
 		t.Errorf("a preview cookie in path form (the API origin's): %d", rec.Code)
 	}
 	// Host form: a cookie of the preview's own origin.
 	opt.PreviewDomain = "http://preview.test"
 	hostRouter := NewRouter(e, opt)
-	req := newRequest("GET", "/x?servcraft_link="+url.QueryEscape(signPreviewLink(key, "abc", 3000, now.Add(time.Minute))), nil)
+	req := newRequest("GET", "/x?servcraft_link="+url.QueryEscape(signPreviewLink(key, "abc", "", 3000, now.Add(time.Minute))), nil)
 	req.Host = "3000-abc.preview.test"
 	hrec := httptest.NewRecorder()
 	hostRouter.ServeHTTP(closeNotifier{hrec}, req)
@@ -437,12 +448,41 @@ func TestPreviewLinks(t *testing.T) {
 	if hrec.Code != 200 {
 		t.Errorf("host form with the cookie: %d", hrec.Code)
 	}
-	expired := "/p/abc/?servcraft_link=" + url.QueryEscape(signPreviewLink(key, "abc", 3000, now.Add(-time.Second)))
+	// A cookie of the same name tossed by another preview of the site comes
+	// first: the valid one behind it still lets the page in.
+	req = newRequest("GET", "/x", nil)
+	req.Host = "3000-abc.preview.test"
+	tossed := signPreviewLink(key, "evil", "", 3000, now.Add(time.Hour))
+	req.Header.Set("Cookie", ck[0].Name+"="+tossed+"; "+ck[0].Name+"=junk; "+ck[0].Name+"="+ck[0].Value+"; app=1")
+	hrec = httptest.NewRecorder()
+	hostRouter.ServeHTTP(closeNotifier{hrec}, req)
+	if hrec.Code != 200 {
+		t.Errorf("host form with a tossed cookie before the valid one: %d", hrec.Code)
+	} else if got, _, _ := e.seen(); got.Get("Cookie") != "app=1" {
+		t.Errorf("the user's server got cookies %q, want only app=1", got.Get("Cookie"))
+	}
+	expired := "/p/abc/?servcraft_link=" + url.QueryEscape(signPreviewLink(key, "abc", "", 3000, now.Add(-time.Second)))
 	if rec := send(h, "GET", expired, ""); rec.Code != 403 {
 		t.Errorf("expired link: %d", rec.Code)
 	}
 	if rec := send(h, "GET", "/p/abc/", "", "Authorization", "Bearer "+testToken); rec.Code != 200 {
 		t.Errorf("the token still works: %d", rec.Code)
+	}
+}
+
+// TestHostOnlyCookies: a host-form preview's server cannot set a cookie
+// for the whole preview domain, nor one of the daemon's names.
+func TestHostOnlyCookies(t *testing.T) {
+	hd := http.Header{}
+	hd.Add("Set-Cookie", "a=1; Domain=preview.test; Path=/; HttpOnly")
+	hd.Add("Set-Cookie", "b=2; path=/; domain=.preview.test")
+	hd.Add("Set-Cookie", "c=3; Secure")
+	hd.Add("Set-Cookie", previewCookieName+"3000=forged; Domain=preview.test")
+	hostOnlyCookies(hd)
+	got := hd.Values("Set-Cookie")
+	want := []string{"a=1; Path=/; HttpOnly", "b=2; path=/", "c=3; Secure"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Set-Cookie %q, want %q", got, want)
 	}
 }
 
@@ -540,6 +580,33 @@ func TestLookupFloodIsLimited(t *testing.T) {
 	}
 	if rec := send(h, "GET", "/api/playground/files?sessionId=x", ""); rec.Code != 429 {
 		t.Errorf("files after the flood: %d", rec.Code)
+	}
+}
+
+// TestSessionMissesAreLimited: on the routes that name a session but are
+// not lookups, answers for a live session spend nothing, each "not there"
+// spends a lookup token, and with none left every such request of the
+// client is refused, whichever session it names (a refusal tells nothing).
+func TestSessionMissesAreLimited(t *testing.T) {
+	opt := DefaultOptions()
+	opt.LookupRate = Rate{Events: 1, Per: time.Minute, Burst: 5}
+	h := NewRouter(&fakeSessions{}, opt)
+	for i := range 20 { // a live session's process list: never limited
+		if rec := send(h, "GET", "/api/playground/processes?sessionId=live", ""); rec.Code != 200 {
+			t.Fatalf("processes of a live session, request %d: %d", i, rec.Code)
+		}
+	}
+	codes := map[int]int{}
+	for i := range 10 {
+		codes[send(h, "DELETE", fmt.Sprintf("/api/playground/container?sessionId=guess%d", i), "").Code]++
+	}
+	if codes[404] != 5 || codes[429] != 5 {
+		t.Errorf("10 DELETEs of missing sessions at 5 a burst: %v", codes)
+	}
+	for _, path := range []string{"/p/guess/", "/api/playground/preview/guess/", "/api/playground/processes?sessionId=live"} {
+		if rec := send(h, "GET", path, ""); rec.Code != 429 {
+			t.Errorf("GET %s after the misses: %d, want 429", path, rec.Code)
+		}
 	}
 }
 

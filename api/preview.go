@@ -33,6 +33,7 @@ const previewPortHeader = "X-Servcraft-Port"
 func (h *handlers) preview(c *gin.Context) {
 	id, port, host, err := h.previewTarget(c)
 	if errors.Is(err, runtime.ErrAmbiguousPreview) {
+		c.Set(sessionMissKey, true)
 		previewPage(c, http.StatusNotFound, "Ambiguous preview address", err.Error())
 		return
 	}
@@ -85,12 +86,15 @@ func (h *handlers) preview(c *gin.Context) {
 			}
 			if sandboxed {
 				defuse(resp.Header)
+			} else {
+				hostOnlyCookies(resp.Header)
 			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			switch {
 			case errdefs.IsNotFound(err):
+				c.Set(sessionMissKey, true)
 				previewPage(c, http.StatusNotFound, "No such session",
 					fmt.Sprintf("No live playground session is named %q or ends with \"-%s\": it does not exist or has ended.", id, runtime.ShortID(id)))
 			case errors.Is(err, syscall.ECONNREFUSED):
@@ -182,6 +186,36 @@ func defuse(hd http.Header) {
 	hd.Del("Service-Worker-Allowed")
 	hd.Del("Set-Cookie")
 	hd.Del("Clear-Site-Data")
+}
+
+// hostOnlyCookies keeps every cookie a preview's server sets to that
+// preview's own host: it drops each Set-Cookie's Domain attribute, so that
+// one preview cannot toss a cookie at every other preview of the preview
+// domain, and drops any that would take one of the daemon's own names. A
+// cookie set by the page's script (document.cookie) does not pass here: a
+// preview domain on the Public Suffix List is what stops those
+// (docs/security.md).
+func hostOnlyCookies(hd http.Header) {
+	lines := hd.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	hd.Del("Set-Cookie")
+	for _, line := range lines {
+		parts := strings.Split(line, ";")
+		name, _, _ := strings.Cut(strings.TrimSpace(parts[0]), "=")
+		if strings.HasPrefix(strings.TrimSpace(name), previewCookieName) {
+			continue
+		}
+		kept := parts[:1]
+		for _, attr := range parts[1:] {
+			key, _, _ := strings.Cut(strings.TrimSpace(attr), "=")
+			if !strings.EqualFold(strings.TrimSpace(key), "Domain") {
+				kept = append(kept, attr)
+			}
+		}
+		hd.Add("Set-Cookie", strings.Join(kept, ";"))
+	}
 }
 
 // errPreviewTooLarge cuts a preview response over MaxPreviewBytes.

@@ -78,43 +78,59 @@ func (h *handlers) previewPath(c *gin.Context, host bool) string {
 	return path
 }
 
-// signPreviewLink makes the token for id and port, valid until exp.
-func signPreviewLink(key []byte, id string, port int, exp time.Time) string {
-	payload := id + "\n" + strconv.Itoa(port) + "\n" + strconv.FormatInt(exp.Unix(), 10)
+// signPreviewLink makes the token for id's instance (its UUID: a later
+// session of the same id is another) and port, valid until exp.
+func signPreviewLink(key []byte, id, instance string, port int, exp time.Time) string {
+	payload := id + "\n" + strconv.Itoa(port) + "\n" + strconv.FormatInt(exp.Unix(), 10) + "\n" + instance
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("preview-link-v1\n" + payload))
+	m.Write([]byte("preview-link-v2\n" + payload))
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(m.Sum(nil))
 }
 
 // verifyPreviewLink reports whether token is a link for id and port that has
-// not expired at now, and its expiry.
-func verifyPreviewLink(key []byte, token, id string, port int, now time.Time) (time.Time, bool) {
+// not expired at now, its expiry and the instance it was made for.
+func verifyPreviewLink(key []byte, token, id string, port int, now time.Time) (time.Time, string, bool) {
 	if len(key) == 0 || len(token) > 512 {
-		return time.Time{}, false
+		return time.Time{}, "", false
 	}
 	p, sig, ok := strings.Cut(token, ".")
 	payload, err1 := base64.RawURLEncoding.DecodeString(p)
 	got, err2 := base64.RawURLEncoding.DecodeString(sig)
 	if !ok || err1 != nil || err2 != nil {
-		return time.Time{}, false
+		return time.Time{}, "", false
 	}
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("preview-link-v1\n"))
+	m.Write([]byte("preview-link-v2\n"))
 	m.Write(payload)
 	if subtle.ConstantTimeCompare(got, m.Sum(nil)) != 1 {
-		return time.Time{}, false
+		return time.Time{}, "", false
 	}
 	parts := strings.Split(string(payload), "\n")
-	if len(parts) != 3 || parts[0] != id || parts[1] != strconv.Itoa(port) {
-		return time.Time{}, false
+	if len(parts) != 4 || parts[0] != id || parts[1] != strconv.Itoa(port) {
+		return time.Time{}, "", false
 	}
 	sec, err := strconv.ParseInt(parts[2], 10, 64)
 	exp := time.Unix(sec, 0)
 	if err != nil || !now.Before(exp) {
-		return time.Time{}, false
+		return time.Time{}, "", false
 	}
-	return exp, true
+	return exp, parts[3], true
+}
+
+// previewCredential reports whether token lets a request into id's preview
+// on port now: a valid link for them, made for the instance of id that
+// lives here. A session another node owns is not known here: its owner
+// serves it, and the signature and expiry are what is checked.
+func (h *handlers) previewCredential(token, id string, port int, now time.Time) (time.Time, string, bool) {
+	exp, instance, ok := verifyPreviewLink(h.opt.PreviewKey, token, id, port, now)
+	if !ok {
+		return exp, instance, false
+	}
+	if live, here := h.s.PreviewInstance(id); here && live != instance {
+		return exp, instance, false
+	}
+	return exp, instance, true
 }
 
 // previewTarget is the session and port a preview request is for, and
@@ -154,8 +170,8 @@ func (h *handlers) previewTarget(c *gin.Context) (id string, port int, host bool
 // preview link (exchanged here for a cookie), or the cookie. Without an API
 // token, or with PreviewPublic, every preview is open.
 func (h *handlers) previewAccess(c *gin.Context) {
-	if h.opt.APIToken == "" || h.opt.PreviewPublic || c.GetHeader(hopHeader) != "" {
-		c.Next() // a hop was checked on the first node; the cluster middleware verifies it
+	if h.opt.APIToken == "" || h.opt.PreviewPublic || c.GetBool(hopKey) {
+		c.Next() // a verified hop (acceptHop): the first node checked the access
 		return
 	}
 	if got, ok := bearerToken(c.GetHeader("Authorization")); ok {
@@ -177,14 +193,15 @@ func (h *handlers) previewAccess(c *gin.Context) {
 		c.Abort()
 	}
 	if link := c.Query(previewLinkParam); link != "" {
-		if _, ok := verifyPreviewLink(h.opt.PreviewKey, link, id, port, now); !ok {
+		_, instance, ok := h.previewCredential(link, id, port, now)
+		if !ok {
 			expired()
 			return
 		}
 		// The credential outlives the link (which is only to be opened once,
 		// soon) by PreviewCookieTTL, and no more than that.
 		exp := now.Add(h.opt.PreviewCookieTTL)
-		cred := signPreviewLink(h.opt.PreviewKey, id, port, exp)
+		cred := signPreviewLink(h.opt.PreviewKey, id, instance, port, exp)
 		q := c.Request.URL.Query()
 		q.Del(previewLinkParam)
 		var loc string
@@ -214,7 +231,7 @@ func (h *handlers) previewAccess(c *gin.Context) {
 	}
 	if !host {
 		if token, _, _, ok := pathLink(c.Param("path")); ok {
-			if _, ok := verifyPreviewLink(h.opt.PreviewKey, token, id, port, now); !ok {
+			if _, _, ok := h.previewCredential(token, id, port, now); !ok {
 				expired()
 				return
 			}
@@ -222,10 +239,19 @@ func (h *handlers) previewAccess(c *gin.Context) {
 			return
 		}
 	}
-	if ck, err := c.Request.Cookie(previewCookieName + strconv.Itoa(port)); err == nil && host {
-		if _, ok := verifyPreviewLink(h.opt.PreviewKey, ck.Value, id, port, now); ok {
-			c.Next()
-			return
+	if host {
+		// Any cookie of the name that is valid for this preview lets it in:
+		// another preview of the same site may have tossed one of the name
+		// (with a Domain, from its script), and the browser sends it first.
+		name := previewCookieName + strconv.Itoa(port)
+		for _, ck := range c.Request.Cookies() {
+			if ck.Name != name {
+				continue
+			}
+			if _, _, ok := h.previewCredential(ck.Value, id, port, now); ok {
+				c.Next()
+				return
+			}
 		}
 	}
 	c.Header("WWW-Authenticate", `Bearer realm="servcraftd"`)
@@ -236,14 +262,14 @@ func (h *handlers) previewAccess(c *gin.Context) {
 // create and GET answers carry: host form with a preview domain (for ids a
 // host name can hold), else the path form /p/{id}/; with a link when the
 // previews need the API token.
-func (h *handlers) previewURL(id string) string {
+func (h *handlers) previewURL(id, instance string) string {
 	port := h.opt.ExposedPort
 	u := "/p/" + id + "/"
 	if d, err := ParsePreviewDomain(h.opt.PreviewDomain); err == nil && d.Host != "" && hostFormID(id) {
 		u = d.url(id, port)
 	}
 	if h.previewLinks() {
-		u += "?" + previewLinkParam + "=" + signPreviewLink(h.opt.PreviewKey, id, port, time.Now().Add(h.opt.PreviewLinkTTL))
+		u += "?" + previewLinkParam + "=" + signPreviewLink(h.opt.PreviewKey, id, instance, port, time.Now().Add(h.opt.PreviewLinkTTL))
 	}
 	return u
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -85,6 +86,25 @@ func (k *keyedLimiters) take(key string, now time.Time) (wait time.Duration) {
 	return 0
 }
 
+// blocked is how long until key's bucket has a token, spending none (0:
+// it has one now).
+func (k *keyedLimiters) blocked(key string, now time.Time) time.Duration {
+	if k == nil {
+		return 0
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	el := k.items[key]
+	if el == nil {
+		return 0
+	}
+	lim := el.Value.(*keyedLimiter).lim
+	if tokens := lim.TokensAt(now); tokens < 1 {
+		return time.Duration((1 - tokens) / float64(lim.Limit()) * float64(time.Second))
+	}
+	return 0
+}
+
 func (k *keyedLimiters) remove(el *list.Element) {
 	delete(k.items, el.Value.(*keyedLimiter).key)
 	k.lru.Remove(el)
@@ -144,6 +164,7 @@ type limits struct {
 	exec      *keyedLimiters // executes and shells per session
 	install   *keyedLimiters // installs per session
 	lookup    *keyedLimiters // session lookups per client
+	missed    *keyedLimiters // requests for a session that is not there, per client
 	termOpen  *keyedLimiters // terminal opens per session
 	slots     sessionSlots
 	terminals sessionSlots // terminals open per session
@@ -159,6 +180,7 @@ func newLimits(opt Options, onLimited func(string)) *limits {
 		exec:      newKeyedLimiters(opt.ExecRate, maxLimiterKeys),
 		install:   newKeyedLimiters(opt.InstallRate, maxLimiterKeys),
 		lookup:    newKeyedLimiters(opt.LookupRate, maxLimiterKeys),
+		missed:    newKeyedLimiters(opt.LookupRate, maxLimiterKeys),
 		termOpen:  newKeyedLimiters(opt.TerminalRate, maxLimiterKeys),
 		slots:     sessionSlots{max: opt.MaxConcurrentExecs, n: map[string]int{}},
 		terminals: sessionSlots{max: opt.MaxTerminals, n: map[string]int{}},
@@ -194,6 +216,45 @@ func (l *limits) limitLookups(c *gin.Context) {
 		return
 	}
 	c.Next()
+}
+
+// limitMisses bounds how fast one client can guess sessionIds on the
+// routes that name a session but are not lookups (PATCH and DELETE
+// container, sync, processes, logs, previews): each answer that the
+// session (or process) is not there spends one
+// of the client's LookupRate tokens, and with none left every such request
+// of the client is refused, whether the session it names is there or not,
+// so that a refusal tells nothing. Requests for live sessions spend
+// nothing: a page's many preview requests are not limited.
+func (l *limits) limitMisses(c *gin.Context) {
+	client := clientKey(c.ClientIP())
+	now := l.now()
+	if l.refuse(c, l.missed.blocked(client, now), "lookup",
+		"client %s: more than %s requests for sessions that are not there", client, l.opt.LookupRate.human()) {
+		return
+	}
+	c.Next()
+	if missedSession(c) {
+		l.missed.take(client, now)
+	}
+}
+
+// sessionMissKey marks a preview answered "No such session" (a 404 of the
+// user's own server is no miss).
+const sessionMissKey = "servcraft.sessionMiss"
+
+// missedSession reports whether c was answered 404 for what it names (the
+// session, or a process of it): errorMiddleware renders the error after
+// the chain, so it is read from c's errors.
+func missedSession(c *gin.Context) bool {
+	if c.GetBool(sessionMissKey) {
+		return true
+	}
+	if len(c.Errors) == 0 {
+		return false
+	}
+	status, _ := ToHTTP(c.Errors.Last().Err)
+	return status == http.StatusNotFound
 }
 
 // limitTerminals applies the per-session rate of terminal opens and holds

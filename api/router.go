@@ -30,6 +30,7 @@ type Sessions interface {
 	Install(ctx context.Context, sessionID string, req runtime.InstallRequest) (runtime.InstallResult, error)
 	DialSession(ctx context.Context, sessionID string, port int) (net.Conn, error)
 	PreviewSession(id string) (sessionID string, err error)
+	PreviewInstance(id string) (instance string, here bool)
 	StartBackground(ctx context.Context, sessionID, command string) (runtime.Process, error)
 	Processes(ctx context.Context, sessionID string) ([]runtime.Process, error)
 	Logs(ctx context.Context, sessionID, id string, follow bool) (runtime.ProcessLog, error)
@@ -40,11 +41,12 @@ type Sessions interface {
 }
 
 type handlers struct {
-	s       Sessions
-	opt     Options
-	node    *nodeState
-	cluster *cluster
-	held    *heldConns // previews, log followers and terminals held open
+	s        Sessions
+	opt      Options
+	node     *nodeState
+	cluster  *cluster
+	held     *heldConns // previews, log followers and terminals held open
+	listings *heldConns // file listings in progress
 }
 
 // NewRouter returns the servcraftd HTTP handler.
@@ -69,6 +71,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 	m := newMetrics(opt.Metrics, opt.Disk)
 	lim := newLimits(opt, m.rateLimited)
 	h.held = newHeldConns(opt, m.rateLimited)
+	h.listings = newListings(opt, m.rateLimited)
 	global := []gin.HandlerFunc{refuseUnknownMethods, observe(m)}
 	if !opt.NoBrowserDefenses {
 		global = append(global, checkHost(newHostPolicy(opt)))
@@ -79,7 +82,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		}
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
 	}), errorMiddleware, h.limitBody)...)
-	a := access{opt: opt, lim: lim, cluster: h.cluster.middleware, preview: h.previewAccess}
+	a := access{opt: opt, lim: lim, acceptHop: h.cluster.acceptHop, cluster: h.cluster.middleware, preview: h.previewAccess}
 	a.register(r, h.routes(m.handler()))
 	// Unmatched requests are treated as API calls: CORS (preflights are
 	// answered there), the token, then 404 or 405.

@@ -93,10 +93,11 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 
 // access is the middleware of each class of route.
 type access struct {
-	opt     Options
-	lim     *limits
-	cluster func(routeClass) gin.HandlerFunc // answers here or forwards to the session's owner (cluster.go)
-	preview gin.HandlerFunc                  // the token, a preview link or its cookie (previewlink.go)
+	opt       Options
+	lim       *limits
+	acceptHop gin.HandlerFunc                  // verifies a forwarded request's hop, which stands for the token (cluster.go)
+	cluster   func(routeClass) gin.HandlerFunc // answers here or forwards to the session's owner (cluster.go)
+	preview   gin.HandlerFunc                  // the token, a preview link or its cookie (previewlink.go)
 }
 
 // chain is the middleware a route of class gets, in order, before its handler.
@@ -112,14 +113,14 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 		browser = []gin.HandlerFunc{checkOrigin(newOriginPolicy(a.opt.CORSOrigins, a.opt.APIToken)), refuseForms}
 	}
 	api := append([]gin.HandlerFunc{cors(a.opt.CORSOrigins, a.opt.APIToken)}, browser...)
-	api = append(api, auth(a.opt.APIToken), a.cluster(class))
+	api = append(api, a.acceptHop, auth(a.opt.APIToken), a.cluster(class))
 	switch class {
 	case classOpen:
 		return nil
 	case classMetrics, classAdmin:
 		return append(browser, auth(a.opt.APIToken))
 	case classAPI, classDestroy:
-		return api
+		return append(api, a.lim.limitMisses)
 	case classLookup:
 		return append(api, a.lim.limitLookups)
 	case classTerminal:
@@ -131,7 +132,7 @@ func (a access) chain(class routeClass) []gin.HandlerFunc {
 	case classInstall:
 		return append(api, a.lim.limitRuns(runInstall))
 	case classPreview:
-		return []gin.HandlerFunc{a.preview, a.cluster(class)}
+		return []gin.HandlerFunc{a.acceptHop, a.preview, a.cluster(class), a.lim.limitMisses}
 	}
 	panic("api: route class without rules") // a programming error: caught by every test that builds a router
 }

@@ -90,14 +90,13 @@ func (b *background) snapshot() Process {
 //
 // Lock order: mu, then a background's own mu; nothing else is taken under them.
 type backgrounds struct {
-	mu sync.Mutex
-	m  map[string]map[string]*background // sessionID -> process ID -> process
+	mu       sync.Mutex
+	m        map[string]map[string]*background // sessionID -> process ID -> process
+	starting map[string]int                    // sessionID -> starts under way
 }
 
-// running counts sessionID's processes that have not ended.
+// running counts sessionID's processes that have not ended. The caller holds mu.
 func (bs *backgrounds) running(sessionID string) int {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
 	n := 0
 	for _, b := range bs.m[sessionID] {
 		if b.snapshot().Running {
@@ -105,6 +104,30 @@ func (bs *backgrounds) running(sessionID string) int {
 		}
 	}
 	return n
+}
+
+// reserve counts one start under way for sessionID unless its running
+// processes and starts under way reach most already (which it reports).
+// Counting and reserving are one step, so starts at once cannot all pass.
+// release ends the reservation: once the process is added, or failed.
+func (bs *backgrounds) reserve(sessionID string, most int) (release func(), running int, ok bool) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	running = bs.running(sessionID) + bs.starting[sessionID]
+	if running >= most {
+		return nil, running, false
+	}
+	if bs.starting == nil {
+		bs.starting = map[string]int{}
+	}
+	bs.starting[sessionID]++
+	return func() {
+		bs.mu.Lock()
+		defer bs.mu.Unlock()
+		if bs.starting[sessionID]--; bs.starting[sessionID] <= 0 {
+			delete(bs.starting, sessionID)
+		}
+	}, running, true
 }
 
 func (bs *backgrounds) add(sessionID string, b *background) {
@@ -185,9 +208,11 @@ func newBackground(info Process, logBytes int) *background {
 func (m *Manager) StartBackground(ctx context.Context, sessionID, command string) (Process, error) {
 	var p Process
 	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
-		if running := m.bg.running(sessionID); running >= m.cfg.MaxBackground {
+		release, running, ok := m.bg.reserve(sessionID, m.cfg.MaxBackground)
+		if !ok {
 			return fmt.Errorf("session %q runs %d background processes, the most allowed: %w", sessionID, running, errdefs.ErrResourceExhausted)
 		}
+		defer release() // added below (watchBackground), or failed
 		id := backgroundPrefix + randomHex(6)
 		b := newBackground(Process{ID: id, Command: command, StartedAt: m.now().UTC(), Running: true}, m.cfg.BackgroundLogBytes)
 		// The process outlives this request: its calls must not end with it.

@@ -18,14 +18,16 @@ const bootCPUName = "servcraft-runner-boot"
 // over a booting runner.
 const bootShares = 2
 
-// bootCPU is where a runner's Node boots: a CPU cgroup nested in its
-// session's, of the least weight and a quota of its own
-// (Config.RunnerBootCPUs; the session's own quota bounds it too). A
-// runner waits as the sandbox user, so user code can write into it: it
-// must gain nothing by that, and it does not, for the boot group is inside
-// the session's CPU quota as its memory, pids and run (freezer) cgroups
-// are its session's. Charged the full weight of its session, a boot beside
-// a run took that run's CPU; at the least weight the run goes first. When
+// bootCPU is where a runner's Node boots when Config.RunnerBootCPUs is
+// set: a CPU cgroup nested in its session's, of the least weight and a
+// quota of its own (the session's own quota bounds it too). By default
+// runners boot in the session's CPU cgroup itself. A runner waits as the
+// sandbox user, so user code can write into it: it must gain nothing by
+// that, and it does not, for either way it is inside the session's CPU
+// quota, as its memory, pids and run (freezer) cgroups are its session's.
+// At the least weight a run goes before a boot, but a request that waits
+// for a booting runner waits longer (measured: a back-to-back execute
+// 0.38-0.46x of node hello.js nested, 0.22x in the session's cgroup). When
 // a request takes the runner, every process of its run moves into the
 // session's CPU cgroup itself before the file name is written.
 //

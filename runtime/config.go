@@ -79,7 +79,7 @@ func DefaultConfig() Config {
 		PoolSize:            2,
 		Runners:             true,
 		RunnerIdle:          5 * time.Minute,
-		RunnerBootCPUs:      1,
+		RunnerBootCPUs:      0,
 		RunnerDepth:         2,
 		NodePath:            "/usr/local/bin/node",
 		MaxBackground:       8,

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,5 +148,43 @@ func TestHoldFIFOs(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("the open of %s is still blocked while the FIFOs are held", fifo)
 		}
+	}
+}
+
+// TestBackgroundReserveHoldsUnderConcurrency: starts at once never pass
+// the most allowed together (7 running, 4 at once against 8: one starts).
+func TestBackgroundReserveHoldsUnderConcurrency(t *testing.T) {
+	var bs backgrounds
+	for i := range 7 {
+		bs.add("s", &background{info: Process{ID: strconv.Itoa(i), Running: true}})
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	granted := 0
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, ok := bs.reserve("s", 8); ok {
+				mu.Lock()
+				granted++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if granted != 1 {
+		t.Fatalf("%d of 4 starts at once passed with 7 of 8 running, want 1", granted)
+	}
+	release, _, ok := bs.reserve("t", 1)
+	if !ok {
+		t.Fatal("an empty session cannot start one")
+	}
+	if _, running, ok := bs.reserve("t", 1); ok || running != 1 {
+		t.Fatalf("a second start beside one under way: ok=%v running=%d", ok, running)
+	}
+	release()
+	if _, _, ok := bs.reserve("t", 1); !ok {
+		t.Fatal("a released reservation still counts")
 	}
 }

@@ -298,7 +298,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 		return s, err
 	}
 	m.live.add(sessionID, live)
-	m.previews.add(sessionID)
+	m.previews.add(sessionID, s.UUID)
 	return s, nil
 }
 

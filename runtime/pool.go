@@ -178,7 +178,7 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	if err != nil {
 		return s, err
 	}
-	m.previews.add(sessionID)
+	m.previews.add(sessionID, s.UUID)
 	return s, nil
 }
 

@@ -25,21 +25,23 @@ func ShortID(sessionID string) string {
 // Lock order: mu is a leaf. It is never held while another lock is taken.
 type previewIndex struct {
 	mu    sync.Mutex
-	full  map[string]bool                // live sessionIds
+	full  map[string]string              // live sessionIds -> their instance (UUID)
 	short map[string]map[string]struct{} // ShortID -> the sessionIds ending with it
 }
 
-// add indexes a live session; records that are not a client's are ignored.
-func (p *previewIndex) add(sessionID string) {
+// add indexes a live session and its instance (its UUID: another session
+// of the same id later is another instance); records that are not a
+// client's are ignored.
+func (p *previewIndex) add(sessionID, instance string) {
 	if KindOf(sessionID) != KindSession {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.full == nil {
-		p.full, p.short = map[string]bool{}, map[string]map[string]struct{}{}
+		p.full, p.short = map[string]string{}, map[string]map[string]struct{}{}
 	}
-	p.full[sessionID] = true
+	p.full[sessionID] = instance
 	s := ShortID(sessionID)
 	if p.short[s] == nil {
 		p.short[s] = map[string]struct{}{}
@@ -51,7 +53,7 @@ func (p *previewIndex) add(sessionID string) {
 func (p *previewIndex) remove(sessionID string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.full[sessionID] {
+	if _, ok := p.full[sessionID]; !ok {
 		return
 	}
 	delete(p.full, sessionID)
@@ -69,7 +71,7 @@ func (p *previewIndex) reset(records []store.Session) {
 	p.mu.Unlock()
 	for _, s := range records {
 		if s.State == store.StateRunning {
-			p.add(s.SessionID)
+			p.add(s.SessionID, s.UUID)
 		}
 	}
 }
@@ -80,7 +82,7 @@ func (p *previewIndex) reset(records []store.Session) {
 func (p *previewIndex) resolve(id string) (sessionID string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.full[id] {
+	if _, ok := p.full[id]; ok {
 		return id, 1
 	}
 	matches := p.short[id]
@@ -110,6 +112,21 @@ func (m *Manager) PreviewSession(id string) (string, error) {
 		return "", fmt.Errorf("preview id %q ends %d live sessionIds: use the full sessionId: %w", id, n, ErrAmbiguousPreview)
 	}
 	return sessionID, nil
+}
+
+// PreviewInstance is the instance (UUID) of the live session a preview
+// address names, as PreviewSession resolves it; false when no live session
+// of this host has that name. A preview credential carries the instance it
+// was made for, so that it opens nothing of a later session of the same id.
+func (m *Manager) PreviewInstance(id string) (string, bool) {
+	sessionID, n := m.previews.resolve(id)
+	if n != 1 {
+		return "", false
+	}
+	m.previews.mu.Lock()
+	defer m.previews.mu.Unlock()
+	instance, ok := m.previews.full[sessionID]
+	return instance, ok
 }
 
 // indexPreviews rebuilds the preview index from the store, as at start.

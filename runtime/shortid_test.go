@@ -51,12 +51,21 @@ func TestPreviewIndexFollowsSessions(t *testing.T) {
 	resolveTo(t, m, "abc", "abc")   // a warm container is nobody's preview
 
 	// Create: a new session is found by its short id at once.
-	m.previews.add(b)
+	m.previews.add(b, "u-b")
 	resolveTo(t, m, "zz9", b)
+	if inst, ok := m.PreviewInstance("zz9"); !ok || inst != "u-b" {
+		t.Fatalf("instance of zz9: %q %v, want u-b", inst, ok)
+	}
+	if _, ok := m.PreviewInstance("nobody"); ok {
+		t.Fatal("an instance for a session that is not there")
+	}
 
 	// Two sessions ending the same way: the short id is ambiguous, the full ids are not.
 	c := "session-1796051267000-zz9"
-	m.previews.add(c)
+	m.previews.add(c, "u-c")
+	if _, ok := m.PreviewInstance("zz9"); ok {
+		t.Fatal("an instance for an ambiguous short id")
+	}
 	if _, err := m.PreviewSession("zz9"); !errors.Is(err, ErrAmbiguousPreview) || !errdefs.IsNotFound(err) {
 		t.Fatalf("ambiguous short id: %v", err)
 	}
@@ -71,13 +80,13 @@ func TestPreviewIndexFollowsSessions(t *testing.T) {
 	resolveTo(t, m, "zz9", b)
 
 	// Adoption: a warm record renamed to a session enters under the new name.
-	m.previews.add(poolPrefix + "p-q")
+	m.previews.add(poolPrefix+"p-q", "u-p")
 	resolveTo(t, m, "q", "q")
-	m.previews.add("session-5-q")
+	m.previews.add("session-5-q", "u-q")
 	resolveTo(t, m, "q", "session-5-q")
 
 	// A full id wins over another session's short id.
-	m.previews.add("zz9")
+	m.previews.add("zz9", "u-zz9")
 	resolveTo(t, m, "zz9", "zz9")
 
 	// A restart rebuilds from the store: what is not there is gone.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -32,8 +34,14 @@ type clusterConfig struct {
 	Prefix        string
 	LeaseTTL      time.Duration
 	SyncInterval  time.Duration
+	EtcdCAFile    string // etcd's CA: turns TLS on
+	EtcdCertFile  string // this node's client certificate and key for etcd
+	EtcdKeyFile   string
+	EtcdUser      string // etcd authentication
+	EtcdPassFile  string
 
-	secret []byte // read from SecretFile
+	secret       []byte // read from SecretFile
+	etcdPassword string // read from EtcdPassFile
 }
 
 func defaultClusterConfig() clusterConfig {
@@ -45,10 +53,39 @@ func (c *clusterConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "this node's `id` in the cluster ([A-Za-z0-9._-]{1,64}; default: the one kept in the state folder, else the host name); a state folder refuses another id")
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", c.AdvertiseAddr, "`URL` other nodes forward to, e.g. http://10.0.0.5:8080 (default: http://<listen>)")
 	fs.Var(&c.Etcd, "cluster-etcd", "etcd client `URLs` (comma-separated or repeated): turns cluster mode on")
-	fs.StringVar(&c.SecretFile, "cluster-secret-file", c.SecretFile, "`file` holding the secret every node signs forwarded requests with (cluster mode needs it)")
+	fs.StringVar(&c.SecretFile, "cluster-secret-file", c.SecretFile, "`file` holding the secret every node signs forwarded requests and its etcd records with (cluster mode needs it)")
 	fs.StringVar(&c.Prefix, "cluster-prefix", c.Prefix, "etcd key prefix of this cluster")
 	fs.DurationVar(&c.LeaseTTL, "cluster-lease-ttl", c.LeaseTTL, "how long a silent node's records outlive it (its sessions answer 503 meanwhile)")
 	fs.DurationVar(&c.SyncInterval, "cluster-sync-interval", c.SyncInterval, "how often the node's records are brought in step with its sessions")
+	fs.StringVar(&c.EtcdCAFile, "etcd-ca-file", c.EtcdCAFile, "`file` with the CA that signs etcd's certificate: etcd over TLS (https:// endpoints)")
+	fs.StringVar(&c.EtcdCertFile, "etcd-cert-file", c.EtcdCertFile, "`file` with this node's client certificate for etcd (with --etcd-key-file)")
+	fs.StringVar(&c.EtcdKeyFile, "etcd-key-file", c.EtcdKeyFile, "`file` with the key of --etcd-cert-file")
+	fs.StringVar(&c.EtcdUser, "etcd-user", c.EtcdUser, "etcd user `name` (with --etcd-password-file)")
+	fs.StringVar(&c.EtcdPassFile, "etcd-password-file", c.EtcdPassFile, "`file` holding the password of --etcd-user")
+}
+
+// etcdTLS is the TLS configuration for etcd, nil without --etcd-ca-file.
+func (c *clusterConfig) etcdTLS() (*tls.Config, error) {
+	if c.EtcdCAFile == "" {
+		return nil, nil
+	}
+	ca, err := os.ReadFile(c.EtcdCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("etcd-ca-file: %s holds no PEM certificate", c.EtcdCAFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if c.EtcdCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.EtcdCertFile, c.EtcdKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd-cert-file, etcd-key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func (c *clusterConfig) on() bool { return len(c.Etcd) > 0 }
@@ -70,6 +107,25 @@ func (c *clusterConfig) load() error {
 	}
 	if c.LeaseTTL < 2*time.Second {
 		return fmt.Errorf("cluster-lease-ttl: %s is below 2s", c.LeaseTTL)
+	}
+	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
+		return errors.New("etcd-cert-file, etcd-key-file: give both or neither")
+	}
+	if c.EtcdCertFile != "" && c.EtcdCAFile == "" {
+		return errors.New("etcd-cert-file: a client certificate needs --etcd-ca-file (TLS)")
+	}
+	if _, err := c.etcdTLS(); err != nil {
+		return err
+	}
+	if (c.EtcdUser == "") != (c.EtcdPassFile == "") {
+		return errors.New("etcd-user, etcd-password-file: give both or neither")
+	}
+	if c.EtcdPassFile != "" {
+		pass, err := os.ReadFile(c.EtcdPassFile)
+		if err != nil {
+			return fmt.Errorf("etcd-password-file: %w", err)
+		}
+		c.etcdPassword = strings.TrimSpace(string(pass))
 	}
 	if c.SyncInterval <= 0 || c.SyncInterval > c.LeaseTTL {
 		return fmt.Errorf("cluster-sync-interval: %s is not within 0 and cluster-lease-ttl", c.SyncInterval)
@@ -153,6 +209,14 @@ func (l localSessions) Capacity() (int, int) {
 
 func (l localSessions) Destroy(ctx context.Context, id string) error { return l.mgr.Destroy(ctx, id) }
 
+func (l localSessions) CreatedAt(ctx context.Context, id string) (time.Time, error) {
+	info, err := l.mgr.Get(ctx, id)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return info.CreatedAt, nil
+}
+
 // joinCluster registers the node in etcd, keeps its records in step with its
 // sessions, and returns the API's cluster options; stop ends both (the lease
 // is revoked only when the node has no sessions left to come back to).
@@ -163,7 +227,12 @@ func joinCluster(ctx context.Context, cc clusterConfig, nodeID, listen string, l
 	}
 	sessions, most := local.Capacity()
 	pcfg := placement.DefaultConfig()
-	pcfg.Endpoints, pcfg.Prefix, pcfg.LeaseTTL = cc.Etcd, cc.Prefix, cc.LeaseTTL
+	pcfg.Endpoints, pcfg.Prefix, pcfg.LeaseTTL, pcfg.Secret = cc.Etcd, cc.Prefix, cc.LeaseTTL, cc.secret
+	var err error
+	if pcfg.TLS, err = cc.etcdTLS(); err != nil {
+		return api.ClusterOptions{}, nil, nil, err
+	}
+	pcfg.Username, pcfg.Password = cc.EtcdUser, cc.etcdPassword
 	p, err := placement.Open(ctx, pcfg, placement.Node{ID: nodeID, Addr: strings.TrimSuffix(addr, "/"),
 		State: placement.Accepting, Capacity: most, Sessions: sessions})
 	if err != nil {

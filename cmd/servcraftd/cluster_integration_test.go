@@ -99,7 +99,7 @@ func TestClusterBehindHAProxy(t *testing.T) {
 				"--create-rate", "0", "--client-exec-rate", "0", "--exec-rate", "0", "--install-rate", "0",
 				"--max-concurrent-execs", "0", "--pool-size", "0", "--max-sessions", "40",
 				"--workspace-size", "64MiB",
-				"--registry", "http://127.0.0.1:9", "--trusted-proxies", "127.0.0.1", "--shutdown-timeout", "10s",
+				"--registry", "http://127.0.0.1:9", "--trusted-proxies", "127.0.0.2", "--shutdown-timeout", "10s",
 				"--node-id", id, "--cluster-etcd", etcd, "--cluster-secret-file", secret,
 				"--cluster-lease-ttl", "4s", "--cluster-sync-interval", "1s")}
 		n.Addr = fmt.Sprintf("127.0.0.1:%d", port)
@@ -135,6 +135,9 @@ frontend fe
     default_backend nodes
 backend nodes
     balance roundrobin
+    # From an address of its own, the only one the nodes trust with
+    # X-Forwarded-For: a client on 127.0.0.1 cannot pick its identity.
+    source 127.0.0.2
     option httpchk GET /readyz
     default-server inter 1s fall 2 rise 1
 `, lbPort)

@@ -305,6 +305,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*rateValue)(&o.LookupRate), "lookup-rate", "session lookups (GET container, files) per client address, a `rate`")
 	fs.IntVar(&o.MaxTerminals, "max-terminals", o.MaxTerminals, "terminals open at once per session; more answer 429 (0: no limit)")
 	fs.IntVar(&o.MaxHeldPerClient, "max-held-per-client", o.MaxHeldPerClient, "previews in flight (pages, streams, WebSockets), log followers and terminals one client holds open at once; more answer 429 (0: no limit)")
+	fs.IntVar(&o.MaxConcurrentListings, "max-concurrent-listings", o.MaxConcurrentListings, "file listings (GET files) in progress at once per client and per session; more answer 429 (0: no limit)")
 	fs.IntVar(&o.MaxHeldPerSession, "max-held-per-session", o.MaxHeldPerSession, "the same connections held open into one session, from all clients; more answer 429 (0: no limit)")
 	fs.Var((*rateValue)(&o.TerminalRate), "terminal-rate", "terminal opens per session, a `rate`")
 	fs.IntVar(&o.MaxConcurrentExecs, "max-concurrent-execs", o.MaxConcurrentExecs, "execute, shell and install requests running at once per session; more answer 429 (0: no limit)")
@@ -630,6 +631,7 @@ func (c *config) validate() error {
 	check(c.API.PreviewCookieTTL >= time.Minute, "preview-cookie-ttl: %v is below 1m", c.API.PreviewCookieTTL)
 	check(c.API.MaxTerminals >= 0 && c.API.MaxTerminals <= 1000, "max-terminals: %d is not within 0 to 1000", c.API.MaxTerminals)
 	check(c.API.MaxHeldPerClient >= 0 && c.API.MaxHeldPerClient <= 100000, "max-held-per-client: %d is not within 0 to 100000", c.API.MaxHeldPerClient)
+	check(c.API.MaxConcurrentListings >= 0 && c.API.MaxConcurrentListings <= 1000, "max-concurrent-listings: %d is not within 0 to 1000", c.API.MaxConcurrentListings)
 	check(c.API.MaxHeldPerSession >= 0 && c.API.MaxHeldPerSession <= 100000, "max-held-per-session: %d is not within 0 to 100000", c.API.MaxHeldPerSession)
 	check(c.API.MaxConcurrentExecs >= 0 && c.API.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", c.API.MaxConcurrentExecs)
 	return errors.Join(errs...)
@@ -721,7 +723,7 @@ var settingGroups = []struct {
 	{"Previews and origins (docs/security.md)", []string{"preview-domain", "preview-public", "preview-link-ttl", "preview-cookie-ttl",
 		"insecure-no-browser-defenses"}},
 	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate",
-		"lookup-rate", "max-terminals", "terminal-rate", "max-held-per-client", "max-held-per-session"}},
+		"lookup-rate", "max-terminals", "terminal-rate", "max-held-per-client", "max-held-per-session", "max-concurrent-listings"}},
 	{"Sessions", []string{"idle-timeout", "extend-by", "reap-interval", "max-sessions", "pool-size", "pool-parallel", "runners", "runner-idle", "runner-depth",
 		"runner-boot-cpus", "destroy-on-shutdown", "shutdown-timeout", "touch-interval"}},
 	{"Limits per session", []string{"memory", "cpus", "pids", "workspace-size", "tmp-size", "nofile", "exec-timeout",
@@ -734,7 +736,8 @@ var settingGroups = []struct {
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
 		"allow-no-seccomp", "snapshotter", "namespace", "init", "spawner", "node-path", "toolchain-dir"}},
 	{"Cluster (docs/cluster.md)", []string{"cluster-etcd", "cluster-secret-file", "node-id", "advertise-addr",
-		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval"}},
+		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval",
+		"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-user", "etcd-password-file"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},
 	{"State disk", []string{"disk-reserve", "require-disk-fit"}},
 }

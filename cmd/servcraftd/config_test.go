@@ -77,6 +77,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{[]string{"--max-held-per-client", "-1"}, nil, "max-held-per-client"},
 		{[]string{"--max-held-per-client", "100001"}, nil, "max-held-per-client"},
 		{[]string{"--max-held-per-session", "-1"}, nil, "max-held-per-session"},
+		{[]string{"--max-concurrent-listings", "1001"}, nil, "max-concurrent-listings"},
 		{[]string{"--preview-idle-timeout", "500ms"}, nil, "preview-idle-timeout"},
 		{[]string{"--preview-idle-timeout", "25h"}, nil, "preview-idle-timeout"},
 		{[]string{"--idle-timeout", "soon"}, nil, "idle-timeout"},

@@ -51,7 +51,7 @@ type ListLimits struct {
 	MaxDepth      int   // levels below the listed folder; 1 lists only its own entries
 	MaxEntries    int   // files plus folders
 	MaxFileBytes  int64 // largest file whose content is returned
-	MaxTotalBytes int64 // file bytes read per listing
+	MaxTotalBytes int64 // bytes of content per listing, counted as JSON writes them (escapes included)
 	Path          PathLimits
 }
 
@@ -162,8 +162,9 @@ func (l *lister) walk(start string, startFi fs.FileInfo) error {
 		queue = queue[1:]
 		d, err := openDir(l.ws, f.rel, f.fi)
 		var names []string
+		more := false
 		if err == nil {
-			names, err = readNames(d)
+			names, more, err = readNamesUpTo(d, l.lim.MaxEntries-len(l.out)+1, scanFactor*l.lim.MaxEntries)
 			if err != nil {
 				d.Close()
 				err = fmt.Errorf("read folder %q: %w", f.rel, classify(err))
@@ -206,6 +207,9 @@ func (l *lister) walk(start string, startFi fs.FileInfo) error {
 				l.out[len(l.out)-1].Truncated = true
 			}
 		}
+		if more && f.idx >= 0 {
+			l.out[f.idx].Truncated = true // names past what a listing reads
+		}
 		d.Close()
 	}
 	return nil
@@ -238,7 +242,6 @@ func (l *lister) describe(d *os.Root, name, rel string, fi fs.FileInfo) FileInfo
 		return info // swapped since the Lstat: not the file we listed
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	l.budget -= int64(len(data))
 	info.Size = st.Size()
 	switch {
 	case err != nil:
@@ -248,9 +251,80 @@ func (l *lister) describe(d *os.Root, name, rel string, fi fs.FileInfo) FileInfo
 	case isBinary(data):
 		info.Binary = true
 	default:
+		// What the content costs is what the answer writes: a byte JSON
+		// escapes counts for its escape (a control character six times).
+		cost := JSONStringLen(data)
+		if cost > l.budget {
+			info.Truncated = true
+			return info
+		}
+		l.budget -= cost
 		info.Content, info.HasContent = string(data), true
 	}
 	return info
+}
+
+// JSONStringLen is how many bytes encoding/json writes for data (valid
+// UTF-8) inside a string, HTML escaping on as json.Marshal has it: control
+// characters, <, > and & take six (\u00XX), \n, \r, \t, \b, \f, " and \\
+// two, U+2028 and U+2029 six for three.
+func JSONStringLen(data []byte) int64 {
+	n := int64(0)
+	for i := 0; i < len(data); i++ {
+		switch b := data[i]; {
+		case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t' || b == '\b' || b == '\f':
+			n += 2
+		case b < 0x20 || b == '<' || b == '>' || b == '&':
+			n += 6
+		case b == 0xe2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xa8 || data[i+2] == 0xa9):
+			n += 6
+			i += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// scanFactor bounds the names a listing reads of one folder: this many
+// times MaxEntries (hidden names are read and skipped).
+const scanFactor = 4
+
+// readNamesUpTo reads at most most names of the folder d, fewer once want
+// of them are visible (not Hidden), and sorts them; more reports that the
+// folder holds names it did not read. A folder of 300,000 names costs a
+// listing what its first few thousand do.
+func readNamesUpTo(d *os.Root, want, most int) (names []string, more bool, err error) {
+	f, err := d.Open(".")
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	visible := 0
+	for len(names) < most && visible < want {
+		batch, err := f.Readdirnames(min(256, most-len(names)))
+		for _, n := range batch {
+			if !Hidden(n) {
+				visible++
+			}
+		}
+		names = append(names, batch...)
+		if errors.Is(err, io.EOF) || (err == nil && len(batch) == 0) {
+			slices.Sort(names)
+			return names, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	// Stopped at a bound: is there anything left?
+	rest, err := f.Readdirnames(1)
+	more = len(rest) > 0
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, err
+	}
+	slices.Sort(names)
+	return names, more, nil
 }
 
 func isBinary(data []byte) bool {

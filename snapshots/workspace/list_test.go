@@ -1,7 +1,10 @@
 package workspace
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -375,4 +378,74 @@ func TestSyncListRace(t *testing.T) {
 func isLink(p string) bool {
 	fi, err := os.Lstat(p)
 	return err == nil && fi.Mode()&os.ModeSymlink != 0
+}
+
+// TestJSONStringLenIsWhatJSONWrites: the listing's budget counts content as
+// encoding/json writes it, escapes included.
+func TestJSONStringLenIsWhatJSONWrites(t *testing.T) {
+	var all []byte
+	for b := 0; b < 0x80; b++ {
+		all = append(all, byte(b))
+	}
+	for _, s := range []string{"", "plain text", "\x01\x02\x1f", "<a href=\"x\">&amp;</a>\\", "tab\tnew\nline\r\b\f", "\u2028\u2029 é 日本", string(all)} {
+		enc, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := JSONStringLen([]byte(s)), int64(len(enc)-2); got != want {
+			t.Errorf("JSONStringLen(%q) = %d, json.Marshal writes %d", s, got, want)
+		}
+	}
+}
+
+// TestListBoundsWhatItWritesAndReads: control characters cost the budget
+// what their escapes cost, and a folder of many names is read only as far
+// as the listing can use.
+func TestListBoundsWhatItWritesAndReads(t *testing.T) {
+	dir := t.TempDir()
+	ctrl := bytes.Repeat([]byte{1}, 100<<10) // 100 KiB that JSON writes as 600 KiB
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("c%d.txt", i)), ctrl, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := List(dir, "", ListLimits{MaxTotalBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withContent := 0
+	for _, f := range files {
+		if f.HasContent {
+			withContent++
+		}
+	}
+	if withContent != 1 {
+		t.Errorf("%d files of 600 KiB escaped listed with content under a 1 MiB budget, want 1", withContent)
+	}
+	many := filepath.Join(dir, "many")
+	if err := os.Mkdir(many, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3000 {
+		if err := os.WriteFile(filepath.Join(many, fmt.Sprintf("f%05d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := os.OpenRoot(many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	names, more, err := readNamesUpTo(d, 100, 400)
+	if err != nil || !more || len(names) > 400 || len(names) < 100 {
+		t.Fatalf("read %d names (more %v, %v) of 3000, want 100 to 400 and more", len(names), more, err)
+	}
+	all, more, err := readNamesUpTo(d, 5000, 20000)
+	if err != nil || more || len(all) != 3000 {
+		t.Fatalf("read %d names (more %v, %v), want all 3000", len(all), more, err)
+	}
+	files, err = List(dir, "many", ListLimits{MaxEntries: 50})
+	if err != nil || len(files) != 50 {
+		t.Fatalf("listing a folder of 3000 at 50 entries: %d %v", len(files), err)
+	}
 }

@@ -11,6 +11,7 @@ package placement
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ type Node struct {
 	Capacity  int       `json:"capacity"` // sessions at once; 0 is no limit
 	Sessions  int       `json:"sessions"` // sessions it holds now
 	UpdatedAt time.Time `json:"updatedAt"`
+	Sig       string    `json:"sig,omitempty"` // HMAC of the rest under the cluster secret (signed.go)
 }
 
 // Free is how many more sessions the node takes (math.MaxInt without a limit).
@@ -85,7 +87,14 @@ type Config struct {
 	Prefix      string        // key prefix of this cluster
 	LeaseTTL    time.Duration // a silent node's records expire after this
 	DialTimeout time.Duration // connecting to etcd at start
+	Secret      []byte        // the cluster secret: every record is signed with it, and trusted only so
+	TLS         *tls.Config   // etcd over TLS (client certificates); nil: plain
+	Username    string        // etcd authentication; "": none
+	Password    string
 }
+
+// minSecret is the shortest cluster secret the records are signed with.
+const minSecret = 16
 
 // DefaultConfig is the placement's settings when none are given.
 func DefaultConfig() Config {
@@ -117,6 +126,9 @@ func Open(ctx context.Context, cfg Config, self Node) (*Placement, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("placement: no etcd endpoints")
 	}
+	if len(cfg.Secret) < minSecret {
+		return nil, fmt.Errorf("placement: a cluster secret of at least %d bytes signs the records", minSecret)
+	}
 	if err := ValidNodeID(self.ID); err != nil {
 		return nil, err
 	}
@@ -133,7 +145,8 @@ func Open(ctx context.Context, cfg Config, self Node) (*Placement, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = def.DialTimeout
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Context: context.Background()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Context: context.Background(),
+		TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password})
 	if err != nil {
 		return nil, fmt.Errorf("placement: connect to etcd %v: %w", cfg.Endpoints, err)
 	}
@@ -254,7 +267,7 @@ func (p *Placement) putSelf(ctx context.Context) error {
 	p.self.UpdatedAt = time.Now().UTC()
 	n, lease := p.self, p.lease
 	p.mu.Unlock()
-	data, err := json.Marshal(n)
+	data, err := json.Marshal(signNode(p.cfg.Secret, n))
 	if err != nil {
 		return fmt.Errorf("placement: encode node %s: %w", n.ID, err)
 	}
@@ -272,9 +285,9 @@ func (p *Placement) Nodes(ctx context.Context) ([]Node, error) {
 	}
 	nodes := make([]Node, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		var n Node
-		if err := json.Unmarshal(kv.Value, &n); err != nil {
-			slog.Warn("placement: unreadable node record", "key", string(kv.Key), "err", err)
+		n, err := decodeNode(p.cfg.Secret, kv.Value)
+		if err != nil || p.nodeKey(n.ID) != string(kv.Key) {
+			slog.Warn("placement: node record ignored", "key", string(kv.Key), "err", err)
 			continue
 		}
 		nodes = append(nodes, n)
@@ -291,9 +304,10 @@ func (p *Placement) Node(ctx context.Context, id string) (Node, bool, error) {
 	if len(resp.Kvs) == 0 {
 		return Node{}, false, nil
 	}
-	var n Node
-	if err := json.Unmarshal(resp.Kvs[0].Value, &n); err != nil {
-		return Node{}, false, fmt.Errorf("placement: decode node %s: %w", id, err)
+	n, err := decodeNode(p.cfg.Secret, resp.Kvs[0].Value)
+	if err != nil || n.ID != id {
+		slog.Warn("placement: node record ignored", "node", id, "err", err)
+		return Node{}, false, nil
 	}
 	return n, true, nil
 }
@@ -313,24 +327,67 @@ func (p *Placement) Claim(ctx context.Context, sessionID string) (string, error)
 }
 
 func (p *Placement) claim(ctx context.Context, sessionID string) (string, error) {
+	r, err := p.claimRecord(ctx, sessionID)
+	return r.Node, err
+}
+
+// claimRecord claims sessionID for this node unless a signed record names a
+// node already, and returns the record that holds. A record that is not
+// signed is no claim: it is replaced.
+func (p *Placement) claimRecord(ctx context.Context, sessionID string) (ownerRecord, error) {
 	key := p.sessionKey(sessionID)
 	self := p.NodeID()
+	now := time.Now().UTC()
+	mine := encodeOwner(p.cfg.Secret, sessionID, self, now)
 	resp, err := p.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, self, clientv3.WithLease(p.currentLease()))).
+		Then(clientv3.OpPut(key, mine, clientv3.WithLease(p.currentLease()))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return "", fmt.Errorf("placement: claim session %s: %w", sessionID, err)
+		return ownerRecord{}, fmt.Errorf("placement: claim session %s: %w", sessionID, err)
 	}
 	if resp.Succeeded {
-		return self, nil
+		return ownerRecord{Node: self, At: now}, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 { // deleted between the compare and the get: cannot happen in one txn
-		return "", fmt.Errorf("placement: claim session %s: record vanished", sessionID)
+		return ownerRecord{}, fmt.Errorf("placement: claim session %s: record vanished", sessionID)
 	}
-	return string(kvs[0].Value), nil
+	r, err := decodeOwner(p.cfg.Secret, sessionID, kvs[0].Value)
+	if err == nil {
+		return r, nil
+	}
+	slog.Warn("placement: owner record ignored and replaced", "session", sessionID, "err", err)
+	resp, err = p.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision)).
+		Then(clientv3.OpPut(key, mine, clientv3.WithLease(p.currentLease()))).
+		Commit()
+	if err != nil {
+		return ownerRecord{}, fmt.Errorf("placement: claim session %s: %w", sessionID, err)
+	}
+	if !resp.Succeeded {
+		return p.claimRecord(ctx, sessionID) // changed meanwhile: read it again
+	}
+	return ownerRecord{Node: self, At: now}, nil
+}
+
+// readOwner reads sessionID's record and its revision; found is false
+// when there is none, or none signed.
+func (p *Placement) readOwner(ctx context.Context, sessionID string) (r ownerRecord, rev int64, found bool, err error) {
+	resp, err := p.cli.Get(ctx, p.sessionKey(sessionID))
+	if err != nil {
+		return ownerRecord{}, 0, false, fmt.Errorf("placement: read owner of %s: %w", sessionID, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ownerRecord{}, 0, false, nil
+	}
+	r, err = decodeOwner(p.cfg.Secret, sessionID, resp.Kvs[0].Value)
+	if err != nil {
+		slog.Warn("placement: owner record ignored", "session", sessionID, "err", err)
+		return ownerRecord{}, resp.Kvs[0].ModRevision, false, nil
+	}
+	return r, resp.Kvs[0].ModRevision, true, nil
 }
 
 // Reclaim keeps this node the owner of a session it holds: a record that
@@ -338,38 +395,52 @@ func (p *Placement) claim(ctx context.Context, sessionID string) (string, error)
 // returns the owner's id, another node's when that one created the session
 // while this node's record had expired.
 func (p *Placement) Reclaim(ctx context.Context, sessionID string) (string, error) {
+	r, err := p.reclaim(ctx, sessionID)
+	return r.Node, err
+}
+
+// reclaim is Reclaim returning the whole record that holds.
+func (p *Placement) reclaim(ctx context.Context, sessionID string) (ownerRecord, error) {
 	key := p.sessionKey(sessionID)
 	self := p.NodeID()
+	r, rev, found, err := p.readOwner(ctx, sessionID)
+	if err != nil {
+		return ownerRecord{}, err
+	}
+	if !found || r.Node != self {
+		if found {
+			return r, nil
+		}
+		return p.claimRecord(ctx, sessionID)
+	}
 	resp, err := p.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(key), "=", self)).
-		Then(clientv3.OpPut(key, self, clientv3.WithLease(p.currentLease()))).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, encodeOwner(p.cfg.Secret, sessionID, self, r.At), clientv3.WithLease(p.currentLease()))).
 		Commit()
 	if err != nil {
-		return "", fmt.Errorf("placement: reclaim session %s: %w", sessionID, err)
+		return ownerRecord{}, fmt.Errorf("placement: reclaim session %s: %w", sessionID, err)
 	}
-	if resp.Succeeded {
-		return self, nil
+	if !resp.Succeeded {
+		return p.reclaim(ctx, sessionID) // changed meanwhile: read it again
 	}
-	return p.claim(ctx, sessionID)
+	return r, nil
 }
 
 // Owner reads which node owns sessionID. found is false when no live node
-// does; a record whose node record is missing comes back with an empty Addr.
+// does (or the record is not signed); a record whose node record is missing
+// (or not signed) comes back with an empty Addr: nothing is forwarded to an
+// address no signed node record gives.
 func (p *Placement) Owner(ctx context.Context, sessionID string) (owner Node, found bool, err error) {
-	resp, err := p.cli.Get(ctx, p.sessionKey(sessionID))
-	if err != nil {
-		return Node{}, false, fmt.Errorf("placement: read owner of %s: %w", sessionID, err)
+	r, _, found, err := p.readOwner(ctx, sessionID)
+	if err != nil || !found {
+		return Node{}, false, err
 	}
-	if len(resp.Kvs) == 0 {
-		return Node{}, false, nil
-	}
-	id := string(resp.Kvs[0].Value)
-	n, ok, err := p.Node(ctx, id)
+	n, ok, err := p.Node(ctx, r.Node)
 	if err != nil {
 		return Node{}, false, err
 	}
 	if !ok {
-		return Node{ID: id}, true, nil
+		return Node{ID: r.Node}, true, nil
 	}
 	return n, true, nil
 }
@@ -381,17 +452,20 @@ func (p *Placement) Release(ctx context.Context, sessionID string) error {
 	p.mu.Lock()
 	delete(p.claimed, sessionID)
 	p.mu.Unlock()
-	_, err := p.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(key), "=", p.NodeID())).
+	r, rev, found, err := p.readOwner(ctx, sessionID)
+	if err != nil || !found || r.Node != p.NodeID() {
+		return err
+	}
+	if _, err := p.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 		Then(clientv3.OpDelete(key)).
-		Commit()
-	if err != nil {
+		Commit(); err != nil {
 		return fmt.Errorf("placement: release session %s: %w", sessionID, err)
 	}
 	return nil
 }
 
-// Owned lists the sessions whose record names this node.
+// Owned lists the sessions whose signed record names this node.
 func (p *Placement) Owned(ctx context.Context) ([]string, error) {
 	resp, err := p.cli.Get(ctx, p.cfg.Prefix+"sessions/", clientv3.WithPrefix())
 	if err != nil {
@@ -401,8 +475,9 @@ func (p *Placement) Owned(ctx context.Context) ([]string, error) {
 	prefix := p.cfg.Prefix + "sessions/"
 	var ids []string
 	for _, kv := range resp.Kvs {
-		if string(kv.Value) == self {
-			ids = append(ids, strings.TrimPrefix(string(kv.Key), prefix))
+		id := strings.TrimPrefix(string(kv.Key), prefix)
+		if r, err := decodeOwner(p.cfg.Secret, id, kv.Value); err == nil && r.Node == self {
+			ids = append(ids, id)
 		}
 	}
 	return ids, nil

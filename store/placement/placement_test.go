@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/servcraft/servcraftd/store/placement"
 	"github.com/servcraft/servcraftd/store/placement/placementtest"
 )
@@ -70,10 +72,13 @@ func TestValidNodeID(t *testing.T) {
 	}
 }
 
+// testSecret is the cluster secret of the tests' nodes.
+var testSecret = []byte("0123456789abcdef-test-secret")
+
 func open(t *testing.T, endpoint, id string, ttl time.Duration) *placement.Placement {
 	t.Helper()
 	cfg := placement.DefaultConfig()
-	cfg.Endpoints, cfg.LeaseTTL, cfg.Prefix = []string{endpoint}, ttl, "/test-"+t.Name()+"/"
+	cfg.Endpoints, cfg.LeaseTTL, cfg.Prefix, cfg.Secret = []string{endpoint}, ttl, "/test-"+t.Name()+"/", testSecret
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p, err := placement.Open(ctx, cfg, placement.Node{ID: id, Addr: "http://" + id, Capacity: 5})
@@ -132,6 +137,13 @@ type fakeLocal struct {
 	mu        sync.Mutex
 	ids       []string
 	destroyed []string
+	created   time.Time // when every local session was created
+}
+
+func (f *fakeLocal) CreatedAt(context.Context, string) (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.created, nil
 }
 
 func (f *fakeLocal) SessionIDs(context.Context) ([]string, error) {
@@ -158,6 +170,7 @@ func TestLeaseLifecycle(t *testing.T) {
 	ttl := 2 * time.Second
 	a := open(t, ep, "a", ttl)
 	b := open(t, ep, "b", ttl)
+	created := time.Now() // a's sessions, before b claims one of them
 	for _, id := range []string{"s1", "s2", "s3"} {
 		if o, err := a.Claim(ctx, id); err != nil || o != "a" {
 			t.Fatalf("claim %s: %q %v", id, o, err)
@@ -185,7 +198,7 @@ func TestLeaseLifecycle(t *testing.T) {
 		t.Fatalf("claim of a dead node's id: %q %v", o, err)
 	}
 	a2 := open(t, ep, "a", ttl)
-	local := &fakeLocal{ids: []string{"s1", "s2", "s3"}}
+	local := &fakeLocal{ids: []string{"s1", "s2", "s3"}, created: created}
 	if err := a2.Sync(ctx, local); err != nil {
 		t.Fatal(err)
 	}
@@ -232,5 +245,116 @@ func TestLeaseLifecycle(t *testing.T) {
 	}
 	if _, ok, _ := b.Node(ctx, "a"); ok {
 		t.Error("node record kept after Leave")
+	}
+}
+
+// TestForgedRecordsAreIgnored: whoever writes to etcd without the cluster
+// secret adds no node anyone forwards to and takes no session from its
+// owner; an owner record played back from an earlier claim destroys
+// nothing either.
+func TestForgedRecordsAreIgnored(t *testing.T) {
+	ep := placementtest.StartEtcd(t)
+	ctx := context.Background()
+	a := open(t, ep, "a", 5*time.Second)
+	b := open(t, ep, "b", 5*time.Second)
+	raw, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	prefix := "/test-" + t.Name() + "/"
+	put := func(key, value string) {
+		t.Helper()
+		if _, err := raw.Put(ctx, prefix+key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A node record without a signature, with a made-up one, and one signed
+	// with another cluster's secret.
+	put("nodes/evil", `{"id":"evil","addr":"http://127.0.0.1:9","state":"accepting","capacity":100}`)
+	put("nodes/evil2", `{"id":"evil2","addr":"http://127.0.0.1:9","state":"accepting","sig":"00ff"}`)
+	other := placement.DefaultConfig()
+	other.Endpoints, other.Prefix, other.Secret = []string{ep}, prefix, []byte("another-cluster-secret")
+	foreign, err := placement.Open(ctx, other, placement.Node{ID: "foreign", Addr: "http://127.0.0.1:9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer foreign.Close()
+	nodes, err := a.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, n := range nodes {
+		ids = append(ids, n.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"a", "b"}) {
+		t.Errorf("nodes %v, want only the signed a and b", ids)
+	}
+	for _, id := range []string{"evil", "evil2", "foreign"} {
+		if _, ok, err := a.Node(ctx, id); ok || err != nil {
+			t.Errorf("forged node %s: found %v (%v)", id, ok, err)
+		}
+	}
+
+	// An owner record rewritten to another node, unsigned, or pointing at a
+	// forged node: nobody forwards there and the owner keeps its session.
+	local := &fakeLocal{ids: []string{"s1"}, created: time.Now()}
+	if o, err := a.Claim(ctx, "s1"); err != nil || o != "a" {
+		t.Fatalf("claim: %q %v", o, err)
+	}
+	for _, forged := range []string{"b", `{"node":"b","at":"2030-01-01T00:00:00Z","sig":"00"}`, `{"node":"evil","at":"2030-01-01T00:00:00Z"}`} {
+		put("sessions/s1", forged)
+		if o, found, err := b.Owner(ctx, "s1"); found || err != nil {
+			t.Errorf("forged owner %s: b sees owner %+v", forged, o)
+		}
+		if err := a.Sync(ctx, local); err != nil {
+			t.Fatal(err)
+		}
+		if len(local.destroyed) > 0 {
+			t.Fatalf("forged owner %s: the owner destroyed its session", forged)
+		}
+		if o, found, err := b.Owner(ctx, "s1"); !found || err != nil || o.ID != "a" || o.Addr != "http://a" {
+			t.Errorf("after a's sync over forged owner %s: b sees %+v %v %v, want a", forged, o, found, err)
+		}
+	}
+
+	// A signed record of an earlier claim (b's, since released), played
+	// back over a's later session of the same id: a keeps it.
+	if o, err := b.Claim(ctx, "s2"); err != nil || o != "b" {
+		t.Fatalf("b claims s2: %q %v", o, err)
+	}
+	old, err := raw.Get(ctx, prefix+"sessions/s2")
+	if err != nil || len(old.Kvs) != 1 {
+		t.Fatalf("read b's record: %v", err)
+	}
+	if err := b.Release(ctx, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	local2 := &fakeLocal{ids: []string{"s2"}, created: time.Now()}
+	if o, err := a.Claim(ctx, "s2"); err != nil || o != "a" {
+		t.Fatalf("a claims s2: %q %v", o, err)
+	}
+	put("sessions/s2", string(old.Kvs[0].Value))
+	if err := a.Sync(ctx, local2); err != nil {
+		t.Fatal(err)
+	}
+	if len(local2.destroyed) > 0 {
+		t.Error("a played-back record of an earlier claim destroyed the session")
+	}
+	// A signed record cannot be moved to another session either.
+	put("sessions/s3", string(old.Kvs[0].Value))
+	if _, found, _ := a.Owner(ctx, "s3"); found {
+		t.Error("a record moved from s2 to s3 is trusted")
+	}
+
+	// No secret, no placement.
+	nosecret := placement.DefaultConfig()
+	nosecret.Endpoints = []string{ep}
+	if _, err := placement.Open(ctx, nosecret, placement.Node{ID: "x"}); err == nil {
+		t.Error("Open without a cluster secret")
 	}
 }

@@ -16,6 +16,8 @@ type Local interface {
 	Capacity() (sessions, most int)
 	// Destroy removes a local session that another node owns.
 	Destroy(ctx context.Context, sessionID string) error
+	// CreatedAt is when a local session was created.
+	CreatedAt(ctx context.Context, sessionID string) (time.Time, error)
 }
 
 // ClaimGrace is how long a fresh claim is kept from release while its
@@ -38,16 +40,20 @@ func (p *Placement) Sync(ctx context.Context, local Local) error {
 	held := make(map[string]bool, len(ids))
 	var errs []error
 	for _, id := range ids {
-		owner, err := p.Reclaim(ctx, id)
+		r, err := p.reclaim(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if owner == self {
+		if r.Node == self {
 			held[id] = true
 			continue
 		}
-		slog.Warn("placement: session now owned by another node, destroying the local copy", "session", id, "owner", owner)
+		if keep, why := p.keepLocalCopy(ctx, local, id, r); keep {
+			slog.Warn("placement: another node's record names a local session; keeping it", "session", id, "owner", r.Node, "why", why)
+			continue
+		}
+		slog.Warn("placement: session now owned by another node, destroying the local copy", "session", id, "owner", r.Node)
 		if err := local.Destroy(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("destroy local copy of %s: %w", id, err))
 		}
@@ -72,6 +78,26 @@ func (p *Placement) Sync(ctx context.Context, local Local) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// keepLocalCopy reports whether a local session stays although a signed
+// record names another node: a node never destroys on the word of a
+// record alone. The other node must be live (a signed node record) and
+// must have claimed the session after this node created its copy (it
+// created its own while this node's record had expired); a record older
+// than the local copy is an old one played back.
+func (p *Placement) keepLocalCopy(ctx context.Context, local Local, id string, r ownerRecord) (bool, string) {
+	if _, live, err := p.Node(ctx, r.Node); err != nil || !live {
+		return true, "the owner it names is not a live node"
+	}
+	created, err := local.CreatedAt(ctx, id)
+	if err != nil {
+		return true, "the local copy's creation time is unknown: " + err.Error()
+	}
+	if !r.At.After(created) {
+		return true, "the record's claim is older than the local copy"
+	}
+	return false, ""
 }
 
 // NextState is a node's state once it holds sessions: draining with none
