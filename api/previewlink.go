@@ -54,7 +54,7 @@ func pathLink(path string) (token string, port int, rest string, ok bool) {
 		return "", 0, path, false
 	}
 	parts := strings.Split(string(payload), "\n")
-	if len(parts) != 3 {
+	if len(parts) != 4 {
 		return "", 0, path, false
 	}
 	if port, err = strconv.Atoi(parts[1]); err != nil {

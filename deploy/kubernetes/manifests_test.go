@@ -7,10 +7,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -45,6 +48,8 @@ func decodeAll(t *testing.T) map[string][]any {
 				obj = &appsv1.DaemonSet{}
 			case "apps/v1 StatefulSet":
 				obj = &appsv1.StatefulSet{}
+			case "networking.k8s.io/v1 NetworkPolicy":
+				obj = &networkingv1.NetworkPolicy{}
 			default:
 				t.Fatalf("%s doc %d: kind %q %q has no decoder here", f, i, head.APIVersion, head.Kind)
 			}
@@ -86,6 +91,20 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	}
 	if d.Spec.Selector == nil || d.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != d.Spec.Template.Labels["app.kubernetes.io/name"] {
 		t.Error("DaemonSet: selector does not match the pod labels")
+	}
+	if len(objs["NetworkPolicy"]) != 1 {
+		t.Errorf("want a NetworkPolicy that admits only servcraftd to etcd, got %d", len(objs["NetworkPolicy"]))
+	} else if np := objs["NetworkPolicy"][0].(*networkingv1.NetworkPolicy); np.Spec.PodSelector.MatchLabels["app.kubernetes.io/name"] != "etcd" ||
+		len(np.Spec.Ingress) == 0 || np.Spec.Ingress[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] != "servcraftd" {
+		t.Errorf("NetworkPolicy: %+v, want etcd's client port open to servcraftd's pods only", np.Spec)
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--cluster-etcd=") && !strings.HasPrefix(a, "--cluster-etcd=https://") {
+			t.Errorf("DaemonSet: %s, want etcd over TLS", a)
+		}
+	}
+	if !slices.Contains(c.Args, "--etcd-ca-file=/etc/servcraft/etcd/ca.crt") || !slices.Contains(c.Args, "--etcd-cert-file=/etc/servcraft/etcd/client.crt") {
+		t.Errorf("DaemonSet: no etcd client certificate in %v", c.Args)
 	}
 	if len(objs["Service"]) < 2 || len(objs["StatefulSet"]) != 1 || len(objs["Namespace"]) != 1 {
 		t.Errorf("want a servcraftd and an etcd Service, an etcd StatefulSet, the namespace; got %d, %d, %d",

@@ -51,7 +51,7 @@ type ListLimits struct {
 	MaxDepth      int   // levels below the listed folder; 1 lists only its own entries
 	MaxEntries    int   // files plus folders
 	MaxFileBytes  int64 // largest file whose content is returned
-	MaxTotalBytes int64 // bytes of content per listing, counted as JSON writes them (escapes included)
+	MaxTotalBytes int64 // bytes a listing reads of files, a returned content counted as JSON writes it (escapes included)
 	Path          PathLimits
 }
 
@@ -243,18 +243,22 @@ func (l *lister) describe(d *os.Root, name, rel string, fi fs.FileInfo) FileInfo
 	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	info.Size = st.Size()
+	// What a file costs the listing is what it reads of it, or, for content
+	// the answer carries, what the answer writes: a byte JSON escapes
+	// counts for its escape (a control character six times).
 	switch {
 	case err != nil:
-		return info
+		l.budget -= int64(len(data))
 	case int64(len(data)) > limit:
+		l.budget -= int64(len(data))
 		info.Truncated = true
 	case isBinary(data):
+		l.budget -= int64(len(data))
 		info.Binary = true
 	default:
-		// What the content costs is what the answer writes: a byte JSON
-		// escapes counts for its escape (a control character six times).
 		cost := JSONStringLen(data)
 		if cost > l.budget {
+			l.budget -= int64(len(data))
 			info.Truncated = true
 			return info
 		}

@@ -358,3 +358,35 @@ func TestForgedRecordsAreIgnored(t *testing.T) {
 		t.Error("Open without a cluster secret")
 	}
 }
+
+// TestEtcdOverTLS: a node reaches an etcd that takes only clients with a
+// certificate of its CA; without one it is refused.
+func TestEtcdOverTLS(t *testing.T) {
+	ep, c := placementtest.StartEtcdTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := placement.DefaultConfig()
+	cfg.Endpoints, cfg.Secret, cfg.TLS, cfg.DialTimeout = []string{ep}, testSecret, c.Config, 3*time.Second
+	p, err := placement.Open(ctx, cfg, placement.Node{ID: "tls", Addr: "http://tls"})
+	if err != nil {
+		t.Fatalf("open over TLS with a client certificate: %v", err)
+	}
+	defer p.Close()
+	if o, err := p.Claim(ctx, "s1"); err != nil || o != "tls" {
+		t.Fatalf("claim over TLS: %q %v", o, err)
+	}
+	noCert := c.Config.Clone()
+	noCert.Certificates = nil
+	cfg.TLS = noCert
+	short, cancelShort := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShort()
+	if p2, err := placement.Open(short, cfg, placement.Node{ID: "nocert", Addr: "http://x"}); err == nil {
+		p2.Close()
+		t.Error("a client without a certificate registered")
+	}
+	cfg.TLS = nil
+	if p3, err := placement.Open(short, cfg, placement.Node{ID: "plain", Addr: "http://x"}); err == nil {
+		p3.Close()
+		t.Error("a plain-HTTP client registered with a TLS etcd")
+	}
+}
