@@ -10,16 +10,18 @@ LISTEN ?= 127.0.0.1:8080
 # staticcheck 2026.2.2, the first line that knows Go 1.26.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps containerd image build run test unit-test race-test web lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
+.PHONY: all deps deps-serve containerd image build run test unit-test race-test web lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
 
 all: build
 
-deps: ## install containerd, runc, tini, busybox-static, e2fsprogs, chromium (the page's test), etcd-server and haproxy (the cluster test) when missing
+deps-serve: ## install what serving needs when missing: containerd, runc, tini, busybox-static, e2fsprogs
 	@scripts/deps.sh
+
+deps: deps-serve ## also what the tests and the bench need: chromium (the page's test), etcd-server and haproxy (the cluster test)
 	@scripts/deps-browser.sh
 	@scripts/deps-cluster.sh
 
-image: deps ## build the offline Node 20 image archive and the TypeScript toolchain (cached)
+image: deps-serve ## build the offline Node 20 image archive and the TypeScript toolchain (cached)
 	@scripts/build-image.sh >/dev/null
 	@scripts/build-toolchain.sh >/dev/null
 
@@ -40,7 +42,7 @@ build: web ## build bin/servcraftd (with the page), bin/servcraft-spawner (each 
 	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
 	$(GO) build -o bin/servcraft-bench ./cmd/servcraft-bench
 
-run: deps image build ## start containerd if needed and serve on $(LISTEN)
+run: deps-serve image build ## start containerd if needed and serve on $(LISTEN) (installs nothing only the tests use)
 	@addr=$$(scripts/containerd-address.sh) && \
 	exec bin/servcraftd --listen $(LISTEN) --state-dir $(STATE)/daemon \
 		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) --toolchain-dir $(TOOLCHAIN) $(ARGS)

@@ -17,8 +17,8 @@ import (
 )
 
 // TestAttackListingsAreBounded: 20 listings at once of nine 1 MiB files of
-// control characters, then of a folder of 300,000 hard-link names (long
-// enough for a listing of them all to be some 20 MB of JSON). Each
+// control characters, then of a folder of 300,000 hard-link names (a
+// listing of them all would be some 20 MB of JSON). Each
 // answer is bounded by what the listing's budget writes; past the
 // per-client cap the listings get a 429; the daemon's RSS grows by less
 // than 64 MiB.
@@ -77,7 +77,7 @@ func TestAttackListingsAreBounded(t *testing.T) {
 	start := time.Now()
 	status, res := atkCall(t, srv, "POST", "/api/playground/execute", map[string]any{"sessionId": id, "timeoutMs": 120000, "code": `
 const fs = require("fs");
-for (let i = 0; i < 300000; i++) fs.linkSync("/workspace/many/f" + (i % 5), "/workspace/many/n" + String(i).padStart(12, "0"));
+for (let i = 0; i < 300000; i++) fs.linkSync("/workspace/many/f" + (i % 5), "/workspace/many/n" + String(i).padStart(6, "0"));
 console.log("linked");`})
 	if status != 200 || !strings.Contains(fmt.Sprint(res["output"]), "linked") {
 		t.Fatalf("make 300,000 names: %d %v", status, res)

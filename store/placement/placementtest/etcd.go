@@ -45,7 +45,7 @@ func FreePort(t testing.TB) int {
 // once it answers.
 func StartEtcd(t testing.TB) string {
 	t.Helper()
-	return startEtcd(t, "http", nil, "/health")
+	return startEtcd(t, "http", nil, "")
 }
 
 // TLS is what a client of StartEtcdTLS's etcd needs.
@@ -124,7 +124,7 @@ func newCert(t testing.TB, cn string, parent *x509.Certificate, parentKey *ecdsa
 }
 
 // startEtcd runs etcd with its client port on scheme and extra flags, and
-// waits until health answers.
+// waits until health answers ("": the client URL's /health).
 func startEtcd(t testing.TB, scheme string, extra []string, health string) string {
 	t.Helper()
 	if testing.Short() {
@@ -156,6 +156,9 @@ func startEtcd(t testing.TB, scheme string, extra []string, health string) strin
 		<-exited
 		log.Close()
 	})
+	if health == "" {
+		health = client + "/health"
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(health)
