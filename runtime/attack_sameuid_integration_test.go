@@ -166,6 +166,25 @@ func (h *harness) hijack(t *testing.T, s store.Session, pattern, mode string) {
 	}
 }
 
+// leaveRunnersWaiting runs a first JavaScript file and a first shell
+// command in s, which leaves runners of both kinds waiting.
+func (h *harness) leaveRunnersWaiting(t *testing.T, s store.Session) {
+	t.Helper()
+	ctx := h.env.Context(t)
+	if err := h.m.WriteFile(ctx, s.SessionID, "hello.js", []byte(`console.log("hi")`)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "hello.js"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("first run: %+v %v", res, err)
+	}
+	if res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Shell: "true"}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("first shell run: %+v %v", res, err)
+	}
+	if _, ok := runtime.WaitRunner(h.m, s.SessionID, "hello.js"); !ok {
+		t.Fatal("no JavaScript runner waiting")
+	}
+}
+
 // cpuSeconds is the CPU time, user and system, that pid has used.
 func cpuSeconds(pid int) float64 {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -236,19 +255,7 @@ func TestAttackSameUID_RunnerCPU(t *testing.T) {
 	})
 	s := h.session(t, "")
 	ctx := h.env.Context(t)
-	// A first run of each kind leaves runners waiting.
-	if err := h.m.WriteFile(ctx, s.SessionID, "hello.js", []byte(`console.log("hi")`)); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "hello.js"}); err != nil || res.ExitCode != 0 {
-		t.Fatalf("first run: %+v %v", res, err)
-	}
-	if res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Shell: "true"}); err != nil || res.ExitCode != 0 {
-		t.Fatalf("first shell run: %+v %v", res, err)
-	}
-	if _, ok := runtime.WaitRunner(h.m, s.SessionID, "hello.js"); !ok {
-		t.Fatal("no JavaScript runner waiting")
-	}
+	h.leaveRunnersWaiting(t, s)
 	h.hijack(t, s, jsRunnerPattern, "spin")
 	h.hijack(t, s, shellRunnerPattern, "spin")
 	if _, err := h.m.StartBackground(ctx, s.SessionID, "node -e 'for(;;){}'"); err != nil {
@@ -272,18 +279,7 @@ func TestAttackSameUID_RunnerForkBomb(t *testing.T) {
 	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.Limits.Pids = pids })
 	s := h.session(t, "")
 	ctx := h.env.Context(t)
-	if err := h.m.WriteFile(ctx, s.SessionID, "hello.js", []byte(`console.log("hi")`)); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "hello.js"}); err != nil || res.ExitCode != 0 {
-		t.Fatalf("first run: %+v %v", res, err)
-	}
-	if res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Shell: "true"}); err != nil || res.ExitCode != 0 {
-		t.Fatalf("first shell run: %+v %v", res, err)
-	}
-	if _, ok := runtime.WaitRunner(h.m, s.SessionID, "hello.js"); !ok {
-		t.Fatal("no JavaScript runner waiting")
-	}
+	h.leaveRunnersWaiting(t, s)
 	h.hijack(t, s, shellRunnerPattern, "fork")
 	most := 0
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
