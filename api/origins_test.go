@@ -533,9 +533,14 @@ func TestRandomMethodsLeaveMetricsFlat(t *testing.T) {
 		t.Errorf("heap grew %d bytes over 10,000 random methods", grew)
 	}
 	// RSS is flat within 8 MiB (what growth looked like: 10,000 series of
-	// a histogram are tens of MiB).
-	if grew := rssAfter - rssBefore; grew > 8<<20 {
-		t.Errorf("RSS grew %d bytes (from %d) over 10,000 random methods", grew, rssBefore)
+	// a histogram are tens of MiB). Under the race detector its shadow
+	// memory alone grows the RSS by 8-11 MiB here: 16 MiB then.
+	bound := int64(8 << 20)
+	if raceEnabled {
+		bound = 16 << 20
+	}
+	if grew := rssAfter - rssBefore; grew > bound {
+		t.Errorf("RSS grew %d bytes (from %d) over 10,000 random methods, over %d", grew, rssBefore, bound)
 	}
 	t.Logf("over 10,000 random methods: /metrics %d lines, heap %d → %d, RSS %d → %d bytes", after, heapBefore, heapAfter, rssBefore, rssAfter)
 	if methodLabel("PROPFIND") != "other" || methodLabel("GET") != "GET" {
