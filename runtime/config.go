@@ -10,8 +10,8 @@ import (
 type Config struct {
 	Image               ImageConfig
 	Runtime             string // containerd runtime, e.g. io.containerd.runc.v2 (or runsc)
-	InitPath            string // host path of a static init, bind-mounted as PID 1
-	SpawnerPath         string // host path of the static spawner (cmd/servcraft-spawner) run by each new container's init ("": every run is a runc exec)
+	InitPath            string // host path of a static init, bind-mounted as PID 1 of containers made without a spawner
+	SpawnerPath         string // host path of the static spawner (cmd/servcraft-spawner): each new container's PID 1, and every run's gate ("": the init is PID 1 and every run a runc exec behind a shell gate)
 	ToolchainDir        string // host folder of the TypeScript toolchain ("" : none)
 	StateDir            string // FIFOs live here
 	Limits              SpecLimits

@@ -24,8 +24,9 @@ const (
 	sandboxPath = "PATH=" + ToolchainPath + "/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// SandboxUID is the uid (and gid) every process of the user's runs as: "node".
 	SandboxUID = 1000
-	// initUID runs the container's init and its idle child: another uid than
-	// the user's, so user code cannot ptrace PID 1 or write its memory.
+	// initUID runs the container's PID 1 (the spawner, or the init and its
+	// idle child) and every run's gate until it is placed: another uid than
+	// the user's, so user code cannot signal, trace or write into them.
 	initUID = 65534
 )
 
@@ -43,9 +44,10 @@ type SpecLimits struct {
 // sessionSpecOpts builds a session container's spec: non-root, no
 // capabilities, no new privileges, read-only rootfs, a fresh network
 // namespace with only lo (from the default spec), resource limits, a reaping
-// init as PID 1, and the default seccomp profile applied last. With
-// hostSpawner, the init's child is the spawner that starts the runs
-// (withSpawner); without, an idle sleep.
+// PID 1, and the default seccomp profile applied last. With hostSpawner the
+// spawner is PID 1 (withSpawner replaces the init's argv: it reaps orphans
+// and starts the runs); without, the init (tini) is PID 1 over an idle
+// sleep and every run is a runc exec.
 func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, hostSpawner, toolchainDir string) []oci.SpecOpts {
 	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)

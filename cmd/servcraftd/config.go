@@ -325,6 +325,7 @@ Usage:
   servcraftd [flags]               serve the API
   servcraftd sessions ls [flags]   list the stored sessions (works while the daemon runs)
   servcraftd gc --yes [flags]      remove every session container, snapshot and workspace and the session database
+  servcraftd store rebuild [flags] rebuild a damaged session database from containerd and the workspaces
   servcraftd drain [--wait]        stop taking new sessions, keep serving the ones here (--undo: take them again)
 
 Every flag is also a key of the --config file (JSON, keys are flag names) and an environment
@@ -756,7 +757,7 @@ key is an error, and so is any invalid value (the daemon exits with status 2 and
 Sizes take B, KiB, MiB, GiB (KB, MB, GB are powers of 1000) or plain bytes; durations are Go
 durations (90s, 30m, 1h); rates are RATE/UNIT:BURST with UNIT s, m, h or a duration, e.g. 30/m:10
 for 30 a minute in bursts of up to 10; 0 is no limit. Host paths (state-dir, containerd-address,
-init, toolchain-dir, fallback-archive) may be relative to the working directory.
+init, spawner, toolchain-dir, fallback-archive) may be relative to the working directory.
 
 Some values follow from others: the CPU quota is cpus × the CFS period; a sync may carry up to
 max-body in all; max-path-depth bounds the paths of syncs and listings; the session database,
