@@ -34,7 +34,7 @@ func methodLabel(m string) string {
 // refuseUnknownMethods answers 501 to a method outside knownMethods.
 func refuseUnknownMethods(c *gin.Context) {
 	if !slices.Contains(knownMethods, c.Request.Method) {
-		c.AbortWithStatusJSON(http.StatusNotImplemented, errorBody{Error: "method not implemented", Code: "method_not_implemented"})
+		renderError(c, http.StatusNotImplemented, codeMethodNotImplemented, "method not implemented")
 		return
 	}
 	c.Next()
@@ -108,8 +108,7 @@ func (p hostPolicy) allows(r *http.Request) bool {
 func checkHost(p hostPolicy) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !p.allows(c.Request) {
-			c.AbortWithStatusJSON(http.StatusMisdirectedRequest, errorBody{
-				Error: "this server does not answer for that host name (add it to --allowed-hosts)", Code: "misdirected_host"})
+			renderError(c, http.StatusMisdirectedRequest, codeMisdirectedHost, "this server does not answer for that host name (add it to --allowed-hosts)")
 			return
 		}
 		c.Next()
@@ -132,8 +131,7 @@ func refuseForms(c *gin.Context) {
 	mt, _, err := mime.ParseMediaType(ct)
 	bodyless := c.Request.ContentLength == 0
 	if ct == "" && !bodyless || ct != "" && (err != nil || slices.Contains(formTypes, strings.ToLower(mt))) {
-		c.AbortWithStatusJSON(http.StatusUnsupportedMediaType, errorBody{
-			Error: "send the request body as Content-Type: application/json", Code: "unsupported_media_type"})
+		renderError(c, http.StatusUnsupportedMediaType, codeUnsupportedMediaType, "send the request body as Content-Type: application/json")
 		return
 	}
 	c.Next()
@@ -180,8 +178,7 @@ func checkOrigin(p originPolicy) gin.HandlerFunc {
 			foreign = origin == "" || !p.allowed[strings.ToLower(origin)]
 		}
 		if foreign {
-			c.AbortWithStatusJSON(http.StatusForbidden, errorBody{
-				Error: "requests from this browser origin are not allowed (see --cors-origins)", Code: "origin_forbidden"})
+			renderError(c, http.StatusForbidden, codeOriginForbidden, "requests from this browser origin are not allowed (see --cors-origins)")
 			return
 		}
 		c.Next()

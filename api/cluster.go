@@ -135,7 +135,7 @@ func (cl *cluster) hop(c *gin.Context, create, destroy, bodyNames bool) {
 		c.Next()
 	case !cl.on():
 		if create && cl.draining.Load() && !cl.exists(c.Request.Context(), id) {
-			unavailable(c, "draining", "this node is draining: it takes no new sessions", time.Minute)
+			unavailable(c, codeDraining, "this node is draining: it takes no new sessions", time.Minute)
 			return
 		}
 		c.Next()
@@ -190,7 +190,7 @@ func (cl *cluster) create(c *gin.Context, id string, hopped bool) {
 			c.Header("X-Servcraft-Node", self.ID)
 			c.Next()
 		case hopped:
-			unavailable(c, "owner_unavailable", fmt.Sprintf("session %s is being created on node %s: retry", id, owner.ID), time.Second)
+			unavailable(c, codeOwnerUnavailable, fmt.Sprintf("session %s is being created on node %s: retry", id, owner.ID), time.Second)
 		default:
 			cl.forward(c, owner)
 		}
@@ -204,7 +204,7 @@ func (cl *cluster) create(c *gin.Context, id string, hopped bool) {
 		}
 		target, ok := placement.PickNode(self, nodes)
 		if !ok {
-			unavailable(c, "no_capacity", "no node in the cluster takes new sessions", 10*time.Second)
+			unavailable(c, codeNoCapacity, "no node in the cluster takes new sessions", 10*time.Second)
 			return
 		}
 		if target.ID != self.ID {
@@ -212,7 +212,7 @@ func (cl *cluster) create(c *gin.Context, id string, hopped bool) {
 			return
 		}
 	} else if self.State != placement.Accepting {
-		unavailable(c, "draining", "this node is draining: retry", time.Second)
+		unavailable(c, codeDraining, "this node is draining: retry", time.Second)
 		return
 	}
 	winner, err := cl.p.Claim(ctx, id)
@@ -222,12 +222,12 @@ func (cl *cluster) create(c *gin.Context, id string, hopped bool) {
 	}
 	if winner != self.ID {
 		if hopped {
-			unavailable(c, "owner_unavailable", fmt.Sprintf("session %s is being created on node %s: retry", id, winner), time.Second)
+			unavailable(c, codeOwnerUnavailable, fmt.Sprintf("session %s is being created on node %s: retry", id, winner), time.Second)
 			return
 		}
 		n, ok, err := cl.p.Owner(ctx, id)
 		if err != nil || !ok {
-			unavailable(c, "owner_unavailable", fmt.Sprintf("session %s is being created on node %s: retry", id, winner), time.Second)
+			unavailable(c, codeOwnerUnavailable, fmt.Sprintf("session %s is being created on node %s: retry", id, winner), time.Second)
 			return
 		}
 		cl.forward(c, n)
@@ -253,7 +253,7 @@ func (cl *cluster) forward(c *gin.Context, node placement.Node) {
 	retry := cl.p.LeaseTTL()
 	target, err := url.Parse(node.Addr)
 	if node.Addr == "" || err != nil || target.Host == "" {
-		unavailable(c, "owner_unavailable", fmt.Sprintf("node %s owns this session and has no usable address", node.ID), retry)
+		unavailable(c, codeOwnerUnavailable, fmt.Sprintf("node %s owns this session and has no usable address", node.ID), retry)
 		return
 	}
 	if body, ok := c.Get(bodyKey); ok {
@@ -279,7 +279,7 @@ func (cl *cluster) forward(c *gin.Context, node placement.Node) {
 				return
 			}
 			slog.Warn("forward to owner", "node", node.ID, "addr", node.Addr, "err", err)
-			unavailable(c, "owner_unavailable", fmt.Sprintf("node %s owns this session and cannot be reached: retry", node.ID), retry)
+			unavailable(c, codeOwnerUnavailable, fmt.Sprintf("node %s owns this session and cannot be reached: retry", node.ID), retry)
 		},
 	}
 	c.Header("X-Servcraft-Forwarded-To", node.ID)
@@ -293,13 +293,13 @@ func (cl *cluster) forward(c *gin.Context, node placement.Node) {
 // storeDown answers when etcd cannot be read: a retryable 503.
 func (cl *cluster) storeDown(c *gin.Context, err error) {
 	slog.Warn("placement store", "err", err)
-	unavailable(c, "placement_unavailable", "the cluster's placement store cannot be reached: retry", time.Second)
+	unavailable(c, codePlacementUnavailable, "the cluster's placement store cannot be reached: retry", time.Second)
 }
 
 // unavailable writes a retryable 503 with Retry-After.
 func unavailable(c *gin.Context, code, msg string, retry time.Duration) {
 	c.Header("Retry-After", strconv.Itoa(int(math.Ceil(max(retry, time.Second).Seconds()))))
-	c.AbortWithStatusJSON(http.StatusServiceUnavailable, errorBody{Error: msg, Code: code})
+	renderError(c, http.StatusServiceUnavailable, code, msg)
 }
 
 // bodyKey holds a request body read to find its sessionId, for the forward.

@@ -23,43 +23,43 @@ func ToHTTP(err error) (int, string) {
 	var maxBytes *http.MaxBytesError
 	switch {
 	case errors.Is(err, errBodyTooLarge), errors.As(err, &maxBytes):
-		return http.StatusRequestEntityTooLarge, "body_too_large"
+		return http.StatusRequestEntityTooLarge, codeBodyTooLarge
 	case errors.Is(err, workspace.ErrFull):
 		// The session's own quota, used up by its own files: the client's to fix.
-		return http.StatusRequestEntityTooLarge, "workspace_full"
+		return http.StatusRequestEntityTooLarge, codeWorkspaceFull
 	case errors.Is(err, disk.ErrHostFull):
 		// The host's own disk, short of room for a new session: no client can fix it by retrying soon.
-		return http.StatusInsufficientStorage, "host_disk_full"
+		return http.StatusInsufficientStorage, codeHostDiskFull
 	case errors.Is(err, errRateLimited):
-		return http.StatusTooManyRequests, "rate_limited"
+		return http.StatusTooManyRequests, codeRateLimited
 	case errdefs.IsUnauthorized(err):
-		return http.StatusUnauthorized, "unauthorized"
+		return http.StatusUnauthorized, codeUnauthorized
 	case errors.Is(err, runtime.ErrUpstream):
-		return http.StatusBadGateway, "upstream_failed"
+		return http.StatusBadGateway, codeUpstreamFailed
 	case errdefs.IsInvalidArgument(err):
-		return http.StatusBadRequest, "invalid_argument"
+		return http.StatusBadRequest, codeInvalidArgument
 	case errdefs.IsNotFound(err):
-		return http.StatusNotFound, "not_found"
+		return http.StatusNotFound, codeNotFound
 	case errdefs.IsAlreadyExists(err):
-		return http.StatusConflict, "already_exists"
+		return http.StatusConflict, codeAlreadyExists
 	case errdefs.IsConflict(err):
-		return http.StatusConflict, "conflict"
+		return http.StatusConflict, codeConflict
 	case errdefs.IsFailedPrecondition(err):
-		return http.StatusConflict, "failed_precondition"
+		return http.StatusConflict, codeFailedPrecondition
 	case errdefs.IsPermissionDenied(err):
-		return http.StatusForbidden, "permission_denied"
+		return http.StatusForbidden, codePermissionDenied
 	case errdefs.IsResourceExhausted(err):
-		return http.StatusTooManyRequests, "resource_exhausted"
+		return http.StatusTooManyRequests, codeResourceExhausted
 	case errdefs.IsNotImplemented(err):
-		return http.StatusNotImplemented, "not_implemented"
+		return http.StatusNotImplemented, codeNotImplemented
 	case errdefs.IsUnavailable(err):
-		return http.StatusServiceUnavailable, "unavailable"
+		return http.StatusServiceUnavailable, codeUnavailable
 	case errdefs.IsDeadlineExceeded(err):
-		return http.StatusGatewayTimeout, "deadline_exceeded"
+		return http.StatusGatewayTimeout, codeDeadlineExceeded
 	case errdefs.IsCanceled(err):
-		return 499, "canceled"
+		return 499, codeCanceled
 	}
-	return http.StatusInternalServerError, "internal"
+	return http.StatusInternalServerError, codeInternal
 }
 
 // errorMiddleware writes the body of the last error a handler attached with c.Error.
@@ -78,7 +78,21 @@ func errorMiddleware(c *gin.Context) {
 	case status > 501:
 		slog.Warn("request failed", "requestId", requestID(c), "method", c.Request.Method, "route", c.FullPath(), "status", status, "err", err)
 	}
-	c.JSON(status, errorBody{Success: false, Error: msg, Code: code})
+	renderError(c, status, code, msg)
+}
+
+// renderError writes an error answer and stops the chain: the one place an
+// error body is written (errorMiddleware for the errors handlers attach,
+// and the middleware that refuses a request before any handler).
+func renderError(c *gin.Context, status int, code, msg string) {
+	c.AbortWithStatusJSON(status, newErrorBody(msg, code))
+}
+
+// newErrorBody is an error body, for the answers that carry one inside
+// another shape (the 404 of GET container, an install's error, an SSE
+// error event).
+func newErrorBody(msg, code string) errorBody {
+	return errorBody{Success: false, Error: msg, Code: code}
 }
 
 // fail attaches err for errorMiddleware and stops the handler chain.

@@ -71,7 +71,7 @@ func (h *handlers) getContainer(c *gin.Context) {
 	}
 	info, err := h.s.Get(c.Request.Context(), id)
 	if errdefs.IsNotFound(err) {
-		c.JSON(http.StatusNotFound, containerMissing{errorBody: newErrorBody(err, "not_found"), Exists: false})
+		c.JSON(http.StatusNotFound, containerMissing{errorBody: newErrorBody(err.Error(), codeNotFound), Exists: false})
 		return
 	} else if err != nil {
 		fail(c, err)

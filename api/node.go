@@ -49,18 +49,18 @@ func (h *handlers) ready(c *gin.Context) {
 	if h.opt.Disk != nil {
 		st, err := h.opt.Disk.DiskStatus()
 		if err != nil {
-			c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready"})
+			c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: codeNotReady})
 			return
 		}
 		dsk = newDiskStatus(st)
 	}
 	if err := h.s.Ready(c.Request.Context()); err != nil {
-		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: "not_ready", Disk: dsk})
+		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, Error: err.Error(), Code: codeNotReady, Disk: dsk})
 		return
 	}
 	if st := h.state(); st != placement.Accepting {
 		c.JSON(http.StatusServiceUnavailable, readyResponse{Success: false, Ready: false, State: string(st), Disk: dsk,
-			Error: "node is " + string(st) + ": it takes no new sessions", Code: "draining"})
+			Error: "node is " + string(st) + ": it takes no new sessions", Code: codeDraining})
 		return
 	}
 	c.JSON(http.StatusOK, readyResponse{Success: true, Ready: true, Disk: dsk})

@@ -208,7 +208,7 @@ func (h *handlers) streamRun(c *gin.Context, sessionID string, req runtime.ExecR
 			}
 			if o.err != nil {
 				status, code := ToHTTP(o.err)
-				sseEvent(c, "error", streamErrorEvent{errorBody: newErrorBody(o.err, code), Status: status})
+				sseEvent(c, "error", streamErrorEvent{errorBody: newErrorBody(o.err.Error(), code), Status: status})
 				return
 			}
 			sseEvent(c, "exit", newRunResponse(o.res))

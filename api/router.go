@@ -80,7 +80,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		if rec == http.ErrAbortHandler { // a proxied stream cut short: drop the connection
 			panic(rec)
 		}
-		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
+		renderError(c, http.StatusInternalServerError, codeInternal, "internal error")
 	}), errorMiddleware, h.limitBody)...)
 	a := access{opt: opt, lim: lim, acceptHop: h.cluster.acceptHop, cluster: h.cluster.middleware, preview: h.previewAccess}
 	a.register(r, h.routes(m.handler()))
@@ -90,7 +90,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		fail(c, notFound("no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})...)
 	r.NoMethod(append(a.chain(classAPI), func(c *gin.Context) {
-		c.JSON(http.StatusMethodNotAllowed, errorBody{Error: "method not allowed", Code: "method_not_allowed"})
+		renderError(c, http.StatusMethodNotAllowed, codeMethodNotAllowed, "method not allowed")
 	})...)
 	return previewHosts(domain, r)
 }

@@ -418,11 +418,7 @@ func newInstallResponse(r runtime.InstallResult) installResponse {
 }
 
 func newInstallError(err error, code string, r runtime.InstallResult) installError {
-	return installError{errorBody: errorBody{Error: err.Error(), Code: code}, Output: r.Stdout, NpmError: r.Stderr, NotFound: r.NotFound}
-}
-
-func newErrorBody(err error, code string) errorBody {
-	return errorBody{Success: false, Error: err.Error(), Code: code}
+	return installError{errorBody: newErrorBody(err.Error(), code), Output: r.Stdout, NpmError: r.Stderr, NotFound: r.NotFound}
 }
 
 // statusResponse is GET /status: the node and, in cluster mode, its peers.
