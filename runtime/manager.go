@@ -60,13 +60,19 @@ type Store interface {
 // containers), bg (background processes) and runners (pre-started Node
 // processes). Terminals are owned by whoever opened them.
 //
-// Lock order, outermost first:
+// Lock order, outermost first (every mutex of the package is named here):
 //
-//	layerBuilds → locks (one session's) → capMu
+//	layerBuilds → locks (one session's RWMutex) → capMu
 //
-// and every state owner's mutex is a leaf: it is never held while another
-// lock is taken, the store is called or containerd is asked (bg.mu, the one
-// exception, takes a background's own mu inside it).
+// Every other mutex is a leaf: it is never held while another lock is
+// taken, the store is called or containerd is asked. They are locks.mu
+// (inside keyedLocks' get and put only), activity.mu, live.mu, previews.mu,
+// pool.mu, runners.mu, calls.mu, reaping.mu, counters.mu, a run output's
+// cappedBuffer.mu and Reap's own result mutex; bg.mu, the one exception,
+// takes a background's own mu inside it. activity.flushMu is held across a
+// whole flush, which takes activity.mu and calls the store but takes no
+// session lock. A teardown (Destroy, a reap) cancels the session's calls
+// through calls.mu and lets go of it before it takes the session's lock.
 type Manager struct {
 	client *containerd.Client
 	db     Store

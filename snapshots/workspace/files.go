@@ -258,8 +258,11 @@ func mkdirAllOwned(root *os.Root, rel string) error {
 		if err != nil {
 			return fmt.Errorf("mkdir %q in workspace: %w", p, classify(err))
 		}
-		if err := root.Lchown(p, Owner, Owner); err != nil {
-			return fmt.Errorf("chown %q: %w", p, err)
+		if err := root.Lchown(p, Owner, Owner); errors.Is(err, fs.ErrNotExist) {
+			// made a moment ago and gone (or swapped): something in the session
+			return fmt.Errorf("chown %q: the folder changed while writing: %w", p, errdefs.ErrConflict)
+		} else if err != nil {
+			return fmt.Errorf("chown %q: %w", p, classify(err))
 		}
 	}
 	return nil
