@@ -116,8 +116,10 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
 	}
-	if _, err := os.Stat(cfg.InitPath); err != nil {
-		return nil, fmt.Errorf("init binary: %w", err)
+	if cfg.SpawnerPath == "" { // a spawner is its containers' PID 1: no init then
+		if _, err := os.Stat(cfg.InitPath); err != nil {
+			return nil, fmt.Errorf("init binary: %w", err)
+		}
 	}
 	if cfg.SpawnerPath != "" {
 		staged, err := stageSpawner(cfg.StateDir, cfg.SpawnerPath)

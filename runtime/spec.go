@@ -49,6 +49,9 @@ type SpecLimits struct {
 // and starts the runs); without, the init (tini) is PID 1 over an idle
 // sleep and every run is a runc exec.
 func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, hostSpawner, toolchainDir string) []oci.SpecOpts {
+	if hostSpawner != "" {
+		hostInit = "" // the spawner is PID 1 and reaps: no init is mounted
+	}
 	opts := append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices, oci.WithImageConfig(image)},
 		hardeningOpts(lim, workspaceDir, hostInit)...)
 	if toolchainDir != "" {
@@ -60,12 +63,16 @@ func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, ho
 	return opts
 }
 
-// hardeningOpts is everything of the session spec that does not come from the image.
+// hardeningOpts is everything of the session spec that does not come from
+// the image. With hostInit, the init (tini) is mounted and is PID 1 over an
+// idle sleep; without, the caller sets PID 1 (withSpawner).
 func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts {
-	return []oci.SpecOpts{
+	var pid1 []oci.SpecOpts
+	if hostInit != "" {
+		pid1 = []oci.SpecOpts{withInit(hostInit), oci.WithProcessArgs(initPath, "--", "/bin/sleep", "2147483647")}
+	}
+	return append(pid1,
 		oci.WithHostname("sandbox"),
-		withInit(hostInit),
-		oci.WithProcessArgs(initPath, "--", "/bin/sleep", "2147483647"),
 		oci.WithProcessCwd(WorkspacePath),
 		oci.WithEnv([]string{sandboxPath, "HOME=" + HomePath, "USER=node", "NPM_CONFIG_UPDATE_NOTIFIER=false"}),
 		oci.WithUIDGID(initUID, initUID),
@@ -85,7 +92,7 @@ func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts
 		withRlimit("RLIMIT_CORE", 0),
 		seccomp.WithDefaultProfile(), // it reads the capabilities set above
 		withoutSyscalls("ptrace", "process_vm_readv", "process_vm_writev"),
-	}
+	)
 }
 
 // withoutSyscalls removes names from every allow rule of the seccomp

@@ -33,6 +33,21 @@ func mountAt(s *oci.Spec, dest string) *specs.Mount {
 	return nil
 }
 
+// TestSpawnerContainersMountNoInit: with a spawner, PID 1 is the spawner
+// and no init is mounted; without, the init is PID 1.
+func TestSpawnerContainersMountNoInit(t *testing.T) {
+	with := generate(t, append(append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices},
+		hardeningOpts(testLimits, "/srv/ws/mnt", "")...), withSpawner("/srv/servcraft-spawner"))...)
+	if mountAt(with, initPath) != nil || with.Process.Args[0] != spawnerPath || mountAt(with, spawnerPath) == nil {
+		t.Errorf("with a spawner: init mounted %v, args %v", mountAt(with, initPath) != nil, with.Process.Args)
+	}
+	without := generate(t, append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices},
+		hardeningOpts(testLimits, "/srv/ws/mnt", "/usr/bin/tini-static")...)...)
+	if mountAt(without, initPath) == nil || without.Process.Args[0] != initPath {
+		t.Errorf("without a spawner: init mounted %v, args %v", mountAt(without, initPath) != nil, without.Process.Args)
+	}
+}
+
 func TestHardenedSpec(t *testing.T) {
 	s := generate(t, append([]oci.SpecOpts{oci.WithDefaultSpec(), oci.WithDefaultUnixDevices},
 		hardeningOpts(testLimits, "/srv/ws/mnt", "/usr/bin/tini-static")...)...)
