@@ -394,7 +394,7 @@ func TestAttack02_DangerousSyscallsFail(t *testing.T) {
 func TestAttack07_HardlinkToHostFileFails(t *testing.T) {
 	h := newHarness(t)
 	s := h.session(t, "")
-	targets := []string{"/etc/passwd", "/usr/local/bin/node", "/sbin/servcraft-init", "/tmp/x", "/home/node/x"}
+	targets := []string{"/etc/passwd", "/usr/local/bin/node", "/sbin/servcraft-spawner", "/tmp/x", "/home/node/x"}
 	if h.env.ToolchainDir != "" {
 		targets = append(targets, runtime.ToolchainPath+"/node_modules/tsx/package.json")
 	}

@@ -98,10 +98,11 @@ func (h *harness) startFDHolder(t *testing.T, s store.Session) {
 	}
 }
 
-// heldRun is a run that hands its stdout and stderr to the holder, says
-// whether it is held, then runs rest.
+// heldRun is a run that hands its stdout and stderr to the holder, waits
+// (5 s at most) until the holder says it has them, says so, then runs rest.
 func heldRun(rest string) string {
-	return `/workspace/fdholder send && [ -e /tmp/held ] && echo held; ` + rest
+	return `/workspace/fdholder send && i=0 && while [ ! -e /tmp/held ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; ` +
+		`[ -e /tmp/held ] && echo held; ` + rest
 }
 
 // TestAttackWedgedRunHoldsNothing: a run whose pipes another process
