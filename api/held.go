@@ -2,10 +2,8 @@ package api
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -32,23 +30,21 @@ type heldConns struct {
 }
 
 func newHeldConns(opt Options, onLimited func(string)) *heldConns {
-	return &heldConns{
-		perClient:  sessionSlots{max: opt.MaxHeldPerClient, n: map[string]int{}},
-		perSession: sessionSlots{max: opt.MaxHeldPerSession, n: map[string]int{}},
-		what:       "connections (previews, log streams, terminals)",
-		limit:      "held",
-		onLimited:  onLimited,
-	}
+	return newSlotCaps(opt.MaxHeldPerClient, opt.MaxHeldPerSession, "connections (previews, log streams, terminals)", "held", onLimited)
 }
 
 // newListings counts the file listings (GET files) in progress, each of
 // which holds up to a listing's bytes in the daemon's memory.
 func newListings(opt Options, onLimited func(string)) *heldConns {
+	return newSlotCaps(opt.MaxConcurrentListings, opt.MaxConcurrentListings, "file listings", "listings", onLimited)
+}
+
+func newSlotCaps(perClient, perSession int, what, limit string, onLimited func(string)) *heldConns {
 	return &heldConns{
-		perClient:  sessionSlots{max: opt.MaxConcurrentListings, n: map[string]int{}},
-		perSession: sessionSlots{max: opt.MaxConcurrentListings, n: map[string]int{}},
-		what:       "file listings",
-		limit:      "listings",
+		perClient:  sessionSlots{max: perClient, n: map[string]int{}},
+		perSession: sessionSlots{max: perSession, n: map[string]int{}},
+		what:       what,
+		limit:      limit,
 		onLimited:  onLimited,
 	}
 }
@@ -76,14 +72,7 @@ func (h *heldConns) hold(c *gin.Context, sessionID string) (release func(), err 
 }
 
 func (h *heldConns) refused(c *gin.Context, limit, format string, args ...any) error {
-	if h.onLimited != nil {
-		h.onLimited(limit)
-	}
-	secs := int(heldRetry.Seconds())
-	c.Header("Retry-After", strconv.Itoa(secs))
-	// Nor does the daemon keep the refused connection alive.
-	c.Header("Connection", "close")
-	return fmt.Errorf(format+"; retry in %ds: %w", append(args, secs, errRateLimited)...)
+	return refusal(c, heldRetry, h.onLimited, limit, format, args...)
 }
 
 // idleWatch keeps the deadlines of a proxied exchange's connections at idle

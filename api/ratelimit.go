@@ -324,16 +324,22 @@ func (l *limits) refuse(c *gin.Context, wait time.Duration, limit, format string
 	if wait <= 0 {
 		return false
 	}
-	secs := int(math.Ceil(wait.Seconds()))
-	secs = max(secs, 1)
-	if l.onLimited != nil {
-		l.onLimited(limit)
+	fail(c, refusal(c, wait, l.onLimited, limit, format, args...))
+	return true
+}
+
+// refusal readies a 429 of limit for c: it counts it (onLimited, for
+// /metrics), sets Retry-After to wait (a second at least) and Connection:
+// close (a refused client keeps no idle connection in the daemon either),
+// and returns the errRateLimited that format and args describe.
+func refusal(c *gin.Context, wait time.Duration, onLimited func(string), limit, format string, args ...any) error {
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
+	if onLimited != nil {
+		onLimited(limit)
 	}
 	c.Header("Retry-After", strconv.Itoa(secs))
-	// A refused client keeps no idle connection in the daemon either.
 	c.Header("Connection", "close")
-	fail(c, fmt.Errorf(format+"; retry in %ds: %w", append(args, secs, errRateLimited)...))
-	return true
+	return fmt.Errorf(format+"; retry in %ds: %w", append(args, secs, errRateLimited)...)
 }
 
 // clientKey is the address a client is limited by: its IP, or for IPv6 its

@@ -84,10 +84,3 @@ func (c *sessionCalls) end(id string) (done func()) {
 		c.drop(id, s)
 	}
 }
-
-// size is how many sessions have calls or teardowns (for tests).
-func (c *sessionCalls) size() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}

@@ -30,7 +30,7 @@ func TestSessionCallsEndCancelsInFlightAndNewCalls(t *testing.T) {
 	}
 	releaseAfter()
 	releaseOther()
-	if n := c.size(); n != 0 {
+	if n := len(c.m); n != 0 {
 		t.Fatalf("%d sessions still tracked with nothing in flight", n)
 	}
 }

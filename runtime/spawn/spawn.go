@@ -296,7 +296,6 @@ func Confine() error {
 
 // capNumbers are the numbers of the capabilities named in GateCaps.
 var capNumbers = map[string]int{
-	"CAP_CHOWN":   unix.CAP_CHOWN,
 	"CAP_SETUID":  unix.CAP_SETUID,
 	"CAP_SETGID":  unix.CAP_SETGID,
 	"CAP_SETPCAP": unix.CAP_SETPCAP,

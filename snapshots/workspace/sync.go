@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -255,17 +256,8 @@ func openDir(ws *os.Root, rel string, want fs.FileInfo) (*os.Root, error) {
 
 // readNames returns the names in the folder d, sorted.
 func readNames(d *os.Root) ([]string, error) {
-	f, err := d.Open(".")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	return names, nil
+	names, _, err := readNamesUpTo(d, math.MaxInt, math.MaxInt)
+	return names, err
 }
 
 // Hidden reports whether a name is one the frontend never sees, and a
