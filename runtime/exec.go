@@ -122,17 +122,26 @@ type runProcess interface {
 type execProcess struct{ containerd.Process }
 
 func (p execProcess) drained(wait time.Duration) bool {
+	return drainWithin(wait, p.IO().Wait, func() {
+		p.IO().Cancel()
+		_ = p.IO().Close()
+	})
+}
+
+// drainWithin waits for wait to return, for d at most; past that it calls
+// stop, which makes wait return, and waits (d again at most) for that. It
+// reports whether wait returned by itself.
+func drainWithin(d time.Duration, wait, stop func()) bool {
 	done := make(chan struct{})
 	go func() {
-		p.IO().Wait()
+		wait()
 		close(done)
 	}()
-	if waitFor(done, wait) {
+	if waitFor(done, d) {
 		return true
 	}
-	p.IO().Cancel()
-	_ = p.IO().Close()
-	waitFor(done, wait) // cancelled copies end at once
+	stop()
+	waitFor(done, d)
 	return false
 }
 
@@ -147,6 +156,7 @@ func waitFor(done <-chan struct{}, wait time.Duration) bool {
 		return false
 	}
 }
+
 func (p execProcess) release(ctx context.Context) { deleteProcess(ctx, p.Process) }
 
 // userProcess derives a user's process from the container's own spec: the

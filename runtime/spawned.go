@@ -308,18 +308,18 @@ func (p *spawnedProcess) Pid() uint32 { return p.pid }
 // drained waits for the copiers, closing the pipes' read ends once it has
 // (or, past wait, to stop them: a read end closed under a reader ends it).
 func (p *spawnedProcess) drained(wait time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		p.copies.Wait()
-		close(done)
-	}()
-	ok := waitFor(done, wait)
+	ok := drainWithin(wait, p.copies.Wait, p.closeReaders)
+	p.closeReaders() // drained: the pipes' read ends are done with
+	return ok
+}
+
+// closeReaders closes the pipes' read ends: a copier reading one returns.
+func (p *spawnedProcess) closeReaders() {
 	for _, r := range p.readers {
 		_ = r.Close()
 	}
-	<-done
-	return ok
 }
+
 func (p *spawnedProcess) release(ctx context.Context) { _ = p.sp.Close() }
 
 // hostPid is the host's pid of the process nsPid names in the container
