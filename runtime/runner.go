@@ -25,9 +25,17 @@ import (
 // rest of stdin stays the program's), then makes itself look like
 // `node <execArgv> <file>` and runs it as the main module. Every run still
 // gets its own fresh process: this one.
+//
+// Before it waits it hands SIGTERM and SIGINT back to the kernel's default
+// (adding and removing a listener does that; node's own handler resets a
+// terminal and re-raises, and runs never have one). A kill while it waits
+// is then fatal in the kernel at once and shows in /proc as a pending
+// signal or an exiting task (see deadOrDying), never as a handler still
+// running in user mode that looks like a runner waiting for its file.
 func runnerSource(execArgv []string, warm string) string {
 	keep, _ := json.Marshal(append([]string{}, execArgv...)) // [] rather than null
 	wait := `const fs=require("fs");const c=[];const b=Buffer.alloc(1);` +
+		`{const f=()=>{};for(const s of ["SIGTERM","SIGINT"]){process.on(s,f);process.off(s,f)}}` +
 		`for(;;){let n;try{n=fs.readSync(0,b,0,1,null)}catch(e){if(e.code==="EAGAIN")continue;throw e}` +
 		`if(n===0)process.exit(0);if(b[0]===10)break;c.push(b[0])}` +
 		`process.argv.splice(1,process.argv.length,Buffer.from(c).toString());` +

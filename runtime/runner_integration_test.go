@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,11 +109,44 @@ func TestWarmRunsBehaveLikeColdOnes(t *testing.T) {
 		{"p/loop.js", "", 700 * time.Millisecond}, {"p/spam.js", "", 0},
 	})
 	// A runner killed by user code while it waits is not mistaken for a run.
-	time.Sleep(time.Second)
+	// It waits with SIGTERM and SIGINT at the kernel's default, so a kill is
+	// fatal at once rather than a handler of node's that runs (and can be
+	// throttled) in user mode, looking like a runner waiting for its file.
+	pid, ok := runtime.WaitRunner(h.m, s.SessionID, "p/hello.js")
+	if !ok {
+		t.Fatal("no runner after the runs")
+	}
+	waitSignalsDefault(t, pid)
 	h.exec(t, s, 0, "/bin/sh", "-c", "killall node")
 	res, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "p/hello.js"})
 	if err != nil || res.Stdout != "hi\n" || res.ExitCode != 0 {
 		t.Fatalf("after the runner was killed: %+v %v", res, err)
+	}
+}
+
+// waitSignalsDefault waits until the runner pid catches neither SIGTERM
+// nor SIGINT: it has reached its wait for a file.
+func waitSignalsDefault(t *testing.T, pid uint32) {
+	t.Helper()
+	const termAndInt = 1<<(15-1) | 1<<(2-1)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatalf("runner %d: %v", pid, err)
+		}
+		_, rest, _ := strings.Cut(string(status), "SigCgt:")
+		caught, err := strconv.ParseUint(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 16, 64)
+		if err != nil {
+			t.Fatalf("runner %d SigCgt: %v", pid, err)
+		}
+		if caught&termAndInt == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runner %d still catches SIGTERM or SIGINT (SigCgt %x) after 30s", pid, caught)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
