@@ -102,7 +102,7 @@ func (h *handlers) install(c *gin.Context) {
 			return
 		}
 	}
-	timeout, err := h.timeout(req.TimeoutMs, h.opt.MaxInstallTimeout)
+	timeout, err := requestTimeout(req.TimeoutMs, h.opt.MaxInstallTimeout)
 	if err != nil {
 		fail(c, err)
 		return

@@ -109,9 +109,9 @@ func (h *handlers) deleteContainer(c *gin.Context) {
 	c.JSON(http.StatusOK, successResponse{Success: true})
 }
 
-// timeout turns the optional timeoutMs into a duration: 0 means the default,
+// requestTimeout turns the optional timeoutMs into a duration: 0 means the default,
 // anything over most is capped.
-func (h *handlers) timeout(ms *int64, most time.Duration) (time.Duration, error) {
+func requestTimeout(ms *int64, most time.Duration) (time.Duration, error) {
 	if ms == nil {
 		return 0, nil
 	}
@@ -134,7 +134,7 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	timeout, err := h.timeout(req.TimeoutMs, h.opt.MaxExecTimeout)
+	timeout, err := requestTimeout(req.TimeoutMs, h.opt.MaxExecTimeout)
 	if err != nil {
 		fail(c, err)
 		return
@@ -178,7 +178,7 @@ func (h *handlers) shell(c *gin.Context) {
 		h.startBackground(c, req.SessionID, req.Command)
 		return
 	}
-	timeout, err := h.timeout(req.TimeoutMs, h.opt.MaxExecTimeout)
+	timeout, err := requestTimeout(req.TimeoutMs, h.opt.MaxExecTimeout)
 	if err != nil {
 		fail(c, err)
 		return

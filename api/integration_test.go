@@ -44,7 +44,7 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 // startManager is the runtime under startServer's router, for tests that
 // put several routers over the same sessions; its sessions are destroyed
 // when the test ends.
-func startManager(t *testing.T, upstream *url.URL, tweak func(*runtime.Config)) *runtime.Manager {
+func startManager(t *testing.T, upstream *url.URL, tweak func(*runtime.Config)) *runtime.Runtime {
 	t.Helper()
 	env := runtimetest.Start(t, "servcraft-test-api")
 	if upstream == nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -154,7 +156,74 @@ func TestOpenAPICheckCatchesAWrongAnswer(t *testing.T) {
 	if err := v.Check(req, 400, hdr, []byte(`{"success":false,"error":{"m":"x"},"code":"invalid_argument"}`)); err == nil {
 		t.Error("an error body whose error is an object passed")
 	}
+	run := `{"success":true,"output":"","error":"","exitCode":0,"timedOut":false,"oomKilled":false,"truncated":false,"durationMs":1,"background":false}`
+	if err := v.Check(req, 200, hdr, []byte(run)); err != nil {
+		t.Fatalf("a documented execute answer failed: %v", err)
+	}
+	if err := v.Check(req, 200, hdr, []byte(run[:len(run)-1]+`,"undocumented":1}`)); err == nil {
+		t.Error("an execute answer with an undocumented field passed")
+	}
+	if err := v.Check(req, 400, hdr, []byte(`{"success":false,"error":"x","code":"invalid_argument","undocumented":1}`)); err == nil {
+		t.Error("an error body with an undocumented field passed")
+	}
+	get := newRequest("GET", "/api/playground/container?sessionId=a", nil)
+	if err := v.Check(get, 404, hdr, []byte(`{"success":false,"error":"x","code":"not_found","exists":false,"undocumented":1}`)); err == nil {
+		t.Error("a missing-container body with an undocumented field passed")
+	}
 	if err := v.Check(newRequest("GET", "/healthz/extra", nil), 200, hdr, []byte(`{"success":true}`)); err == nil {
 		t.Error("a 200 from an undocumented path passed")
+	}
+}
+
+// headerLiteral is a header name in the api package's source.
+var headerLiteral = regexp.MustCompile(`"((?:X-[A-Za-z]+(?:-[A-Za-z]+)*)|Retry-After)"`)
+
+// TestOpenAPIDeclaresEveryHeader reads the package's source for the header
+// names it sets or reads and fails on any the document does not declare
+// (components.headers for answers, components.parameters for requests).
+func TestOpenAPIDeclaresEveryHeader(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Headers    map[string]json.RawMessage `json:"headers"`
+			Parameters map[string]struct {
+				Name string `json:"name"`
+				In   string `json:"in"`
+			} `json:"parameters"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]bool{}
+	for name := range doc.Components.Headers {
+		declared[name] = true
+	}
+	for _, p := range doc.Components.Parameters {
+		if p.In == "header" {
+			declared[p.Name] = true
+		}
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range headerLiteral.FindAllStringSubmatch(string(src), -1) {
+			seen++
+			if !declared[m[1]] {
+				t.Errorf("%s uses header %s, which openapi.json does not declare", f, m[1])
+			}
+		}
+	}
+	if seen < 8 {
+		t.Fatalf("only %d header names found in the source", seen)
 	}
 }

@@ -90,6 +90,10 @@ func (b *background) snapshot() Process {
 //
 // Lock order: mu, then a background's own mu; nothing else is taken under them.
 type backgrounds struct {
+	cfg   Config // MaxBackground, BackgroundLogBytes, KeepEndedBackground
+	db    Store  // each process is recorded on its session's record
+	clock *clock
+
 	mu       sync.Mutex
 	m        map[string]map[string]*background // sessionID -> process ID -> process
 	starting map[string]int                    // sessionID -> starts under way
@@ -205,16 +209,16 @@ func newBackground(info Process, logBytes int) *background {
 
 // StartBackground starts `sh -c command` in the session, detached: it keeps
 // running after the call returns, its combined output kept in a ring buffer.
-func (m *Manager) StartBackground(ctx context.Context, sessionID, command string) (Process, error) {
+func (runs *Runs) StartBackground(ctx context.Context, sessionID, command string) (Process, error) {
 	var p Process
-	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
-		release, running, ok := m.bg.reserve(sessionID, m.cfg.MaxBackground)
+	err := runs.table.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+		release, running, ok := runs.bg.reserve(sessionID, runs.cfg.MaxBackground)
 		if !ok {
 			return fmt.Errorf("session %q runs %d background processes, the most allowed: %w", sessionID, running, errdefs.ErrResourceExhausted)
 		}
-		defer release() // added below (watchBackground), or failed
+		defer release() // added below (backgrounds.watch), or failed
 		id := backgroundPrefix + randomHex(6)
-		b := newBackground(Process{ID: id, Command: command, StartedAt: m.now().UTC(), Running: true}, m.cfg.BackgroundLogBytes)
+		b := newBackground(Process{ID: id, Command: command, StartedAt: runs.clock.read().UTC(), Running: true}, runs.cfg.BackgroundLogBytes)
 		// The process outlives this request: its calls must not end with it.
 		bctx := context.WithoutCancel(ctx)
 		r, err := l.start(bctx, runSpec{id: id, args: []string{"/bin/sh", "-c", command}, stdout: b, stderr: b, adoptable: true})
@@ -223,24 +227,24 @@ func (m *Manager) StartBackground(ctx context.Context, sessionID, command string
 		}
 		b.run = r
 		// Recorded so that a restarted daemon finds the process again.
-		if _, err := m.db.Update(sessionID, func(s *store.Session) error {
+		if _, err := runs.db.Update(sessionID, func(s *store.Session) error {
 			s.Processes = append(s.Processes, store.Process{ID: id, Command: command, StartedAt: b.info.StartedAt})
 			return nil
 		}); err != nil {
 			_ = r.kill()
 			return err
 		}
-		m.watchBackground(bctx, sessionID, b)
+		runs.bg.watch(bctx, sessionID, b)
 		p = b.snapshot()
 		return nil
 	})
 	return p, err
 }
 
-// watchBackground registers b and, when its program ends, records the exit,
+// watch registers b and, when its program ends, records the exit,
 // kills what it left and forgets its record.
-func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *background) {
-	m.bg.add(sessionID, b)
+func (bs *backgrounds) watch(ctx context.Context, sessionID string, b *background) {
+	bs.add(sessionID, b)
 	go func() {
 		exit := <-b.run.statusC // the program ends, or Kill ends it
 		b.release()
@@ -249,13 +253,13 @@ func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *back
 			slog.Warn("background process cleanup", "session", sessionID, "process", b.info.ID, "err", err)
 		}
 		code := int(st.ExitCode())
-		now := m.now().UTC()
+		now := bs.clock.read().UTC()
 		b.mu.Lock()
 		b.info.Running, b.info.ExitCode, b.info.ExitedAt = false, &code, &now
 		b.mu.Unlock()
 		close(b.done)
-		m.bg.prune(sessionID, m.cfg.KeepEndedBackground)
-		_, err = m.db.Update(sessionID, func(s *store.Session) error {
+		bs.prune(sessionID, bs.cfg.KeepEndedBackground)
+		_, err = bs.db.Update(sessionID, func(s *store.Session) error {
 			s.Processes = slices.DeleteFunc(s.Processes, func(p store.Process) bool { return p.ID == b.info.ID })
 			return nil
 		})
@@ -265,13 +269,13 @@ func (m *Manager) watchBackground(ctx context.Context, sessionID string, b *back
 	}()
 }
 
-// restoreBackground finds the background processes of a session again after
+// restore finds the background processes of a session again after
 // a daemon restart: containerd kept them running. Their output reattaches
 // from now on; what they printed while the daemon was away is lost.
-func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liveSession) {
+func (bs *backgrounds) restore(ctx context.Context, s store.Session, l *liveSession) {
 	bctx := context.WithoutCancel(ctx)
 	for _, rec := range s.Processes {
-		b := newBackground(Process{ID: rec.ID, Command: rec.Command, StartedAt: rec.StartedAt, Running: true}, m.cfg.BackgroundLogBytes)
+		b := newBackground(Process{ID: rec.ID, Command: rec.Command, StartedAt: rec.StartedAt, Running: true}, bs.cfg.BackgroundLogBytes)
 		p, err := l.task.LoadProcess(bctx, rec.ID, cio.NewAttach(cio.WithStreams(nil, b, b)))
 		var statusC <-chan containerd.ExitStatus
 		if err == nil {
@@ -279,7 +283,7 @@ func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liv
 		}
 		if err != nil {
 			slog.Info("background process gone after restart", "session", s.SessionID, "process", rec.ID, "err", err)
-			_, _ = m.db.Update(s.SessionID, func(s *store.Session) error {
+			_, _ = bs.db.Update(s.SessionID, func(s *store.Session) error {
 				s.Processes = slices.DeleteFunc(s.Processes, func(p store.Process) bool { return p.ID == rec.ID })
 				return nil
 			})
@@ -288,15 +292,15 @@ func (m *Manager) restoreBackground(ctx context.Context, s store.Session, l *liv
 		b.log.Write([]byte("[servcraftd restarted: earlier output of this process is not kept]\n"))
 		b.run = &run{id: rec.ID, p: execProcess{p}, group: existingRunGroup(l.cgroup, rec.ID),
 			statusC: statusC, cgroup: l.cgroup, started: rec.StartedAt}
-		m.watchBackground(bctx, s.SessionID, b)
+		bs.watch(bctx, s.SessionID, b)
 	}
 }
 
 // Processes lists the session's background processes, oldest first.
-func (m *Manager) Processes(ctx context.Context, sessionID string) ([]Process, error) {
+func (runs *Runs) Processes(ctx context.Context, sessionID string) ([]Process, error) {
 	var out []Process
-	err := m.readLive(ctx, sessionID, func(*liveSession, store.Session) error {
-		out = m.bg.list(sessionID)
+	err := runs.table.readLive(ctx, sessionID, func(*liveSession, store.Session) error {
+		out = runs.bg.list(sessionID)
 		return nil
 	})
 	return out, err
@@ -313,8 +317,8 @@ type ProcessLog struct {
 }
 
 // Logs returns a background process's output; follow also streams what comes next.
-func (m *Manager) Logs(ctx context.Context, sessionID, id string, follow bool) (ProcessLog, error) {
-	b, err := m.background(ctx, sessionID, id)
+func (runs *Runs) Logs(ctx context.Context, sessionID, id string, follow bool) (ProcessLog, error) {
+	b, err := runs.background(ctx, sessionID, id)
 	if err != nil {
 		return ProcessLog{}, err
 	}
@@ -358,8 +362,8 @@ func (m *Manager) Logs(ctx context.Context, sessionID, id string, follow bool) (
 }
 
 // Kill ends a background process and everything it started.
-func (m *Manager) Kill(ctx context.Context, sessionID, id string) (Process, error) {
-	b, err := m.background(ctx, sessionID, id)
+func (runs *Runs) Kill(ctx context.Context, sessionID, id string) (Process, error) {
+	b, err := runs.background(ctx, sessionID, id)
 	if err != nil {
 		return Process{}, err
 	}
@@ -375,10 +379,10 @@ func (m *Manager) Kill(ctx context.Context, sessionID, id string) (Process, erro
 }
 
 // background finds sessionID's process id; the call counts as activity.
-func (m *Manager) background(ctx context.Context, sessionID, id string) (*background, error) {
+func (runs *Runs) background(ctx context.Context, sessionID, id string) (*background, error) {
 	var b *background
-	err := m.withLive(ctx, sessionID, func(*liveSession, store.Session) (err error) {
-		b, err = m.bg.get(sessionID, id)
+	err := runs.table.withLive(ctx, sessionID, func(*liveSession, store.Session) (err error) {
+		b, err = runs.bg.get(sessionID, id)
 		return err
 	})
 	return b, err

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime/lrubudget"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -132,13 +134,62 @@ func (c *layerCache) copyInto(key, workspaceDir string) error {
 	return err
 }
 
-// depLayerKey names the dependency layer of an install: the workspace's
+// depLayers owns the dependency layers: the cache of built ones, their
+// builds, and the starter projects' layers seeded into new workspaces.
+//
+// Lock order: builds is the outermost lock of the runtime (a build makes,
+// installs into and destroys a private session under it).
+type depLayers struct {
+	cfg         Config
+	imageDigest string
+	cache       *layerCache    // nil: no dependency layers
+	starters    *starterLayers // nil: starters get no dependencies
+	sessions    privateSessions
+	db          Store
+	pool        *warmPool
+	stop        <-chan struct{} // closed when the manager stops: builds end
+
+	builds      sync.Mutex     // one dependency layer built at a time
+	running     sync.WaitGroup // layer builds started by installs; Close waits for them
+	startersEnd chan struct{}  // closed when keepStarters ends
+}
+
+// privateSessions is how a layer is built: in a session no client can
+// reach, made, installed into and destroyed through it.
+type privateSessions interface {
+	create(ctx context.Context, id string) (store.Session, error)
+	install(ctx context.Context, id string, req InstallRequest) (InstallResult, error)
+	destroy(ctx context.Context, id string) error
+}
+
+// starterKey is the dependency layer of projectType's starter ("": none).
+func (d *depLayers) starterKey(projectType string) string {
+	if d.starters == nil {
+		return ""
+	}
+	return d.starters.keys[projectType]
+}
+
+// reserveBytes is what the running daemon keeps free of workspaces: the
+// caches as they are now, through workspaceRoom.
+func (d *depLayers) reserveBytes() int64 {
+	var caches []disk.Reservation
+	if d.cache != nil {
+		caches = append(caches, layerReservation(d.cache.index.Budget(), d.cache.index.Used()))
+	}
+	if d.cfg.Registry != nil {
+		caches = append(caches, npmReservation(d.cfg.Registry.CacheBytes()))
+	}
+	return workspaceRoom(d.cfg.DiskReserve, caches)
+}
+
+// key names the dependency layer of an install: the workspace's
 // package.json and the requested specs, with the image and npm that install
 // them. "" when the workspace already has a lock file or node_modules (the
 // result would depend on them) or no package.json: those always run npm.
 // The returned package.json is what the layer's builder starts from.
-func (m *Manager) depLayerKey(s store.Session, specs []string) (string, []byte) {
-	if m.layers == nil {
+func (d *depLayers) key(s store.Session, specs []string) (string, []byte) {
+	if d.cache == nil {
 		return "", nil
 	}
 	current, err := workspace.List(s.Workspace, "package.json", workspace.ListLimits{MaxDepth: 1, MaxEntries: 1})
@@ -151,23 +202,23 @@ func (m *Manager) depLayerKey(s store.Session, specs []string) (string, []byte) 
 		}
 	}
 	pkg := []byte(current[0].Content)
-	return layerKey(pkg, string(m.image.Target().Digest), m.cfg.NpmPath, specs), pkg
+	return layerKey(pkg, d.imageDigest, d.cfg.NpmPath, specs), pkg
 }
 
-// layerReady reports whether the layer of key has been built.
-func (m *Manager) layerReady(key string) bool { return m.layers != nil && m.layers.ready(key) }
+// ready reports whether the layer of key has been built.
+func (d *depLayers) ready(key string) bool { return d.cache != nil && d.cache.ready(key) }
 
-// restoreLayer extracts a built layer into the session's workspace, inside
+// restore extracts a built layer into the session's workspace, inside
 // the session's own sandbox: the host streams the layer (its own files, of
 // this key only) as a tar archive into `tar -x` run as the sandbox user, so
 // the host never walks anything the session controls and the session never
 // sees any other layer.
-func (m *Manager) restoreLayer(ctx context.Context, l *liveSession, key string, timeout time.Duration) (ExecResult, error) {
-	m.layers.use(key)
+func (d *depLayers) restore(ctx context.Context, l *liveSession, key string, timeout time.Duration) (ExecResult, error) {
+	d.cache.use(key)
 	pr, pw := io.Pipe()
 	defer pr.Close()
-	go func() { pw.CloseWithError(writeLayerTar(pw, m.layers.path(key), layerFiles)) }()
-	out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
+	go func() { pw.CloseWithError(writeLayerTar(pw, d.cache.path(key), layerFiles)) }()
+	out := newRunOutput(ExecRequest{OutputLimit: d.cfg.OutputLimit})
 	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: []string{"/bin/tar", "-x", "-f", "-", "-C", WorkspacePath},
 		stdin: pr, stdout: out.stdout, stderr: out.stderr})
 	if err != nil {
@@ -176,7 +227,7 @@ func (m *Manager) restoreLayer(ctx context.Context, l *liveSession, key string, 
 	return waitRun(ctx, r, out, timeout)
 }
 
-// buildLayer repeats an install in a private session no client can reach,
+// build repeats an install in a private session no client can reach,
 // from the same package.json and specs, so that no session's own files
 // shape the result; it copies node_modules, the lock file and the updated
 // package.json out as the layer of key (stripped of setuid/setgid bits,
@@ -186,21 +237,21 @@ func (m *Manager) restoreLayer(ctx context.Context, l *liveSession, key string, 
 // that key runs. With wait, it waits for another build to end first;
 // without, it gives up when one is running. It reports whether the layer is
 // there at the end.
-func (m *Manager) buildLayer(key string, pkg []byte, specs []string, wait bool) bool {
+func (d *depLayers) build(key string, pkg []byte, specs []string, wait bool) bool {
 	if wait {
-		m.layerBuilds.Lock()
-	} else if !m.layerBuilds.TryLock() {
+		d.builds.Lock()
+	} else if !d.builds.TryLock() {
 		return false // one at a time; a later install builds it if this one was another key
 	}
-	defer m.layerBuilds.Unlock()
-	if m.layerReady(key) {
+	defer d.builds.Unlock()
+	if d.ready(key) {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.InstallTimeout+time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.InstallTimeout+time.Minute)
 	defer cancel()
 	go func() { // a stopping manager ends the build; the builder is still torn down
 		select {
-		case <-m.stop:
+		case <-d.stop:
 			cancel()
 		case <-ctx.Done():
 		}
@@ -208,42 +259,42 @@ func (m *Manager) buildLayer(key string, pkg []byte, specs []string, wait bool) 
 	id := layerBuilderPrefix + key
 	start := time.Now()
 	err := func() error {
-		s, err := m.build(ctx, id, "")
+		s, err := d.sessions.create(ctx, id)
 		if err != nil {
 			return err
 		}
-		defer func() { _ = m.Destroy(context.WithoutCancel(ctx), id) }()
+		defer func() { _ = d.sessions.destroy(context.WithoutCancel(ctx), id) }()
 		if err := workspace.WriteFile(s.Workspace, "package.json", pkg, 0o644); err != nil {
 			return err
 		}
-		res, err := m.Install(ctx, id, InstallRequest{Packages: specs})
+		res, err := d.sessions.install(ctx, id, InstallRequest{Packages: specs})
 		if err != nil {
 			return err
 		}
 		if res.ExitCode != 0 {
 			return fmt.Errorf("npm install exited %d: %s", res.ExitCode, lastLine(res.Stderr))
 		}
-		tmp, err := os.MkdirTemp(m.layers.dir, ".build-")
+		tmp, err := os.MkdirTemp(d.cache.dir, ".build-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(tmp)
 		// The install has ended and nothing of it runs (its run cgroup was
 		// killed): the builder's workspace holds still while it is copied.
-		if _, err := copyTree(s.Workspace, tmp, layerFiles, 0, 0, m.layers.maxLayer); err != nil {
+		if _, err := copyTree(s.Workspace, tmp, layerFiles, 0, 0, d.cache.maxLayer); err != nil {
 			return fmt.Errorf("copy layer: %w", err)
 		}
 		if err := os.Chmod(tmp, 0o755); err != nil {
 			return err
 		}
-		return m.layers.add(key, tmp)
+		return d.cache.add(key, tmp)
 	}()
 	if err != nil {
 		slog.Warn("build dependency layer", "key", key, "err", err)
 		return false
 	}
 	slog.Info("dependency layer built", "key", key, "packages", len(specs), "took", time.Since(start),
-		"cache_bytes", m.layers.index.Used(), "cache_layers", m.layers.index.Len())
+		"cache_bytes", d.cache.index.Used(), "cache_layers", d.cache.index.Len())
 	return true
 }
 

@@ -77,7 +77,7 @@ func mustChmod(t *testing.T, p string, m fs.FileMode) {
 }
 
 // smallLayer makes a finished layer build of a few files in a folder of the
-// cache, as buildLayer leaves it.
+// cache, as depLayers.build leaves it.
 func smallLayer(t *testing.T, c *layerCache, i int) string {
 	t.Helper()
 	tmp, err := os.MkdirTemp(c.dir, ".build-")
@@ -223,22 +223,22 @@ func TestSeedStarterDeps(t *testing.T) {
 	}
 	m, _, _ := unitManager(t, func(c *Config) { c.DepCacheDir = filepath.Join(t.TempDir(), "deps") })
 	var err error
-	if m.layers, err = openLayerCache(m.cfg.DepCacheDir, 1<<20, 1<<20); err != nil {
+	if m.deps.cache, err = openLayerCache(m.cfg.DepCacheDir, 1<<20, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if m.starters, err = newStarterLayers("sha256:a", "/npm"); err != nil {
+	if m.deps.starters, err = newStarterLayers("sha256:a", "/npm"); err != nil {
 		t.Fatal(err)
 	}
-	key := m.starterKey("js")
+	key := m.deps.starterKey("js")
 	ws := t.TempDir()
-	if lacks := m.seedStarterDeps(ws, key, ""); lacks != noticeNoRegistry || hasStarterDeps(ws) {
+	if lacks := m.deps.seedStarter(ws, key, ""); lacks != noticeNoRegistry || hasStarterDeps(ws) {
 		t.Fatalf("no layer, no registry: %q", lacks)
 	}
-	tmp := smallLayer(t, m.layers, 0)
-	if err := m.layers.add(key, tmp); err != nil {
+	tmp := smallLayer(t, m.deps.cache, 0)
+	if err := m.deps.cache.add(key, tmp); err != nil {
 		t.Fatal(err)
 	}
-	if lacks := m.seedStarterDeps(ws, key, ""); lacks != "" || !hasStarterDeps(ws) {
+	if lacks := m.deps.seedStarter(ws, key, ""); lacks != "" || !hasStarterDeps(ws) {
 		t.Fatalf("layer built: %q", lacks)
 	}
 	info, err := os.Lstat(filepath.Join(ws, "node_modules/pkg/index.js"))
@@ -248,11 +248,11 @@ func TestSeedStarterDeps(t *testing.T) {
 	if st := info.Sys().(*syscall.Stat_t); st.Uid != SandboxUID {
 		t.Errorf("restored file owned by %d, want %d", st.Uid, SandboxUID)
 	}
-	if lacks := m.seedStarterDeps(ws, key, key); lacks != "" {
+	if lacks := m.deps.seedStarter(ws, key, key); lacks != "" {
 		t.Fatalf("already there: %q", lacks)
 	}
-	m.layers = nil
-	if lacks := m.seedStarterDeps(t.TempDir(), key, ""); lacks != noticeNoLayers {
+	m.deps.cache = nil
+	if lacks := m.deps.seedStarter(t.TempDir(), key, ""); lacks != noticeNoLayers {
 		t.Fatalf("no layer cache: %q", lacks)
 	}
 }

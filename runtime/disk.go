@@ -70,19 +70,6 @@ func npmReservation(used, budget int64) disk.Reservation {
 	return disk.Reservation{Name: "npm tarballs", Setting: "--npm-cache-size " + disk.Format(budget), Bytes: budget, Used: used}
 }
 
-// workspaceReserve is what the running daemon keeps free of workspaces:
-// the manager's caches as they are now, through workspaceRoom.
-func (m *Manager) workspaceReserve() int64 {
-	var caches []disk.Reservation
-	if m.layers != nil {
-		caches = append(caches, layerReservation(m.layers.index.Budget(), m.layers.index.Used()))
-	}
-	if m.cfg.Registry != nil {
-		caches = append(caches, npmReservation(m.cfg.Registry.CacheBytes()))
-	}
-	return workspaceRoom(m.cfg.DiskReserve, caches)
-}
-
 // CheckDisk says whether DiskReservations and cfg.DiskReserve fit the
 // filesystem that holds vols; the error (wrapping disk.ErrHostFull) names
 // what does not.

@@ -185,13 +185,20 @@ type runSpec struct {
 	// a spawner: containerd keeps them (a background process) across a
 	// daemon restart, when a spawner's answer would be lost.
 	adoptable bool
+	// tty, when set, runs the program on a PTY of that size: a terminal.
+	// Its output is one stream (stdout; stderr is unused) and it is always
+	// started by containerd, which holds the PTY's master side.
+	tty *ttySize
 }
+
+// ttySize is a PTY's size in columns and rows; 0 keeps runc's default.
+type ttySize struct{ cols, rows uint32 }
 
 // start execs spec's args behind the gate, moves the process into a new run
 // cgroup, then opens the gate and hands it stdin (closed after). On error
 // nothing of the run is left.
 func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr error) {
-	if l.spawner != "" && !spec.adoptable {
+	if l.spawner != "" && !spec.adoptable && spec.tty == nil {
 		r, err := l.spawn(ctx, spec)
 		if !errors.Is(err, spawn.ErrUnreachable) {
 			return r, err
@@ -201,8 +208,16 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 	}
 	// Derive the process from the container's own spec: no_new_privileges,
 	// seccomp, rlimits; only args (behind the gate) and env change.
-	proc := l.gatedProcess(spec.args, spawn.GateCaps)
-	proc.Terminal = false
+	// A terminal's gate also hands the PTY to the sandbox user.
+	caps := spawn.GateCaps
+	opts := []cio.Opt{cio.WithStreams(nil, spec.stdout, spec.stderr), cio.WithFIFODir(l.fifoDir)}
+	if spec.tty != nil {
+		caps = spawn.TerminalGateCaps
+		opts = append(opts, cio.WithTerminal)
+	}
+	proc := l.gatedProcess(spec.args, caps)
+	proc.Terminal = spec.tty != nil
+	proc.ConsoleSize = nil
 	proc.Env = append(append([]string{}, l.proc.Env...), spec.env...)
 	proc.Cwd = WorkspacePath
 	id, task, containerCgroup, stdin := spec.id, l.task, l.cgroup, spec.stdin
@@ -218,7 +233,8 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 		}
 	}()
 	stdinR, stdinW := io.Pipe()
-	p, err := task.Exec(ctx, id, &proc, cio.NewCreator(cio.WithStreams(stdinR, spec.stdout, spec.stderr), cio.WithFIFODir(l.fifoDir)))
+	opts[0] = cio.WithStreams(stdinR, spec.stdout, spec.stderr)
+	p, err := task.Exec(ctx, id, &proc, cio.NewCreator(opts...))
 	if err != nil {
 		// Its FIFOs are made on the state filesystem: with no room there, a 507.
 		return nil, fmt.Errorf("exec %s in %s: %w", id, task.ID(), disk.HostFull(err))
@@ -246,6 +262,12 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 		if err := spec.placed(p.Pid()); err != nil {
 			_ = p.Kill(cleanupCtx, unix.SIGKILL)
 			return nil, err
+		}
+	}
+	if spec.tty != nil && spec.tty.cols > 0 && spec.tty.rows > 0 {
+		if err := p.Resize(ctx, spec.tty.cols, spec.tty.rows); err != nil {
+			_ = p.Kill(cleanupCtx, unix.SIGKILL)
+			return nil, fmt.Errorf("size terminal %s: %w", id, err)
 		}
 	}
 	go func() {

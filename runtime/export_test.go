@@ -14,34 +14,34 @@ import (
 
 // SetClock makes now the manager's time source, so that a test moves
 // deadlines instead of sleeping past them.
-func SetClock(m *Manager, now func() time.Time) { m.setClock(now) }
+func SetClock(m *Runtime, now func() time.Time) { m.clock.set(now) }
 
 // WarmReady is how many warm containers the pool can hand out now.
-func WarmReady(m *Manager) int {
+func WarmReady(m *Runtime) int {
 	m.pool.mu.Lock()
 	defer m.pool.mu.Unlock()
 	return len(m.pool.ids)
 }
 
 // WaitLayerBuilds waits for the dependency layer builds installs started.
-func WaitLayerBuilds(m *Manager) { m.layerRuns.Wait() }
+func WaitLayerBuilds(m *Runtime) { m.deps.running.Wait() }
 
 // BuildLayer builds the dependency layer an install of pkg with no packages
 // names (a private builder session running npm, copied into the cache), as
 // an install does after its own npm, and reports whether it is there.
-func BuildLayer(m *Manager, pkg []byte) bool {
-	return m.buildLayer(layerKey(pkg, string(m.image.Target().Digest), m.cfg.NpmPath, nil), pkg, nil, true)
+func BuildLayer(m *Runtime, pkg []byte) bool {
+	return m.deps.build(layerKey(pkg, m.deps.imageDigest, m.cfg.NpmPath, nil), pkg, nil, true)
 }
 
 // WaitStarterLayers waits for the starter layers Start builds and the warm
 // containers completed with them, and reports whether all are built.
-func WaitStarterLayers(m *Manager) bool {
-	<-m.startersEnd
-	if m.starters == nil {
+func WaitStarterLayers(m *Runtime) bool {
+	<-m.deps.startersEnd
+	if m.deps.starters == nil {
 		return false
 	}
-	for key := range m.starters.manifests {
-		if !m.layerReady(key) {
+	for key := range m.deps.starters.manifests {
+		if !m.deps.ready(key) {
 			return false
 		}
 	}
@@ -50,7 +50,7 @@ func WaitStarterLayers(m *Manager) bool {
 
 // WaitRunner waits until sessionID's oldest runner for files like script
 // has started, and returns its process id (false: none is on its way).
-func WaitRunner(m *Manager, sessionID, script string) (uint32, bool) {
+func WaitRunner(m *Runtime, sessionID, script string) (uint32, bool) {
 	list := m.runners.all()[runnerKey(sessionID, kindOfScript(script))]
 	if len(list) == 0 {
 		return 0, false
@@ -65,7 +65,7 @@ func WaitRunner(m *Manager, sessionID, script string) (uint32, bool) {
 
 // BootCgroup is the CPU cgroup folder a session's runners boot in ("" when
 // they boot in their session's own).
-func BootCgroup(ctx context.Context, m *Manager, sessionID string) (string, error) {
+func BootCgroup(ctx context.Context, m *Runtime, sessionID string) (string, error) {
 	if !m.boot.enabled() {
 		return "", nil
 	}
@@ -78,7 +78,7 @@ func BootCgroup(ctx context.Context, m *Manager, sessionID string) (string, erro
 }
 
 // SessionCPUCgroup is the CPU cgroup folder of a session's container (cgroup v1).
-func SessionCPUCgroup(ctx context.Context, m *Manager, sessionID string) (string, error) {
+func SessionCPUCgroup(ctx context.Context, m *Runtime, sessionID string) (string, error) {
 	var dir string
 	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		dir = cpuDir(l.cgroup)
@@ -89,7 +89,7 @@ func SessionCPUCgroup(ctx context.Context, m *Manager, sessionID string) (string
 
 // RunProcesses lists, as the host sees them, the command lines of the
 // processes in each run cgroup of a session's container.
-func RunProcesses(ctx context.Context, m *Manager, sessionID string) (map[string][]string, error) {
+func RunProcesses(ctx context.Context, m *Runtime, sessionID string) (map[string][]string, error) {
 	out := map[string][]string{}
 	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		names, err := runGroupNames(l.cgroup)
@@ -116,7 +116,7 @@ func RunProcesses(ctx context.Context, m *Manager, sessionID string) (map[string
 
 // ExecByRunc runs args in the session as Exec does, but started by runc
 // exec even where the session has a spawner (as a background process is).
-func ExecByRunc(ctx context.Context, m *Manager, sessionID string, stdin string, args ...string) (res ExecResult, err error) {
+func ExecByRunc(ctx context.Context, m *Runtime, sessionID string, stdin string, args ...string) (res ExecResult, err error) {
 	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		out := newRunOutput(ExecRequest{OutputLimit: 1 << 20})
 		r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: args, stdin: strings.NewReader(stdin),
@@ -131,7 +131,7 @@ func ExecByRunc(ctx context.Context, m *Manager, sessionID string, stdin string,
 }
 
 // SpawnerSocket is the host's path of the session's spawner socket ("": none).
-func SpawnerSocket(ctx context.Context, m *Manager, sessionID string) (sock string, err error) {
+func SpawnerSocket(ctx context.Context, m *Runtime, sessionID string) (sock string, err error) {
 	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		sock = l.spawner
 		return nil
@@ -151,7 +151,7 @@ type SessionProcess struct {
 // SessionProcesses lists every process of a session's container (its
 // freezer tree on cgroup v1, its cgroup tree on v2) and returns the
 // container's cgroup path beside them.
-func SessionProcesses(ctx context.Context, m *Manager, sessionID string) (procs []SessionProcess, containerCgroup string, err error) {
+func SessionProcesses(ctx context.Context, m *Runtime, sessionID string) (procs []SessionProcess, containerCgroup string, err error) {
 	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		containerCgroup = l.cgroup
 		return filepath.WalkDir(runGroupDir(l.cgroup, ""), func(path string, d os.DirEntry, err error) error {

@@ -8,11 +8,14 @@ import (
 	"github.com/servcraft/servcraftd/store"
 )
 
+// Files reads and writes the workspaces of running sessions.
+type Files struct{ table sessionTable }
+
 // Sync writes entries into the session's workspace; with replace, user files
 // absent from entries are removed (node_modules and dot-files never).
-func (m *Manager) Sync(ctx context.Context, sessionID string, entries []workspace.Entry, replace bool) (workspace.SyncResult, error) {
+func (f *Files) Sync(ctx context.Context, sessionID string, entries []workspace.Entry, replace bool) (workspace.SyncResult, error) {
 	var res workspace.SyncResult
-	err := m.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) (err error) {
+	err := f.table.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) (err error) {
 		if res, err = workspace.Sync(s.Workspace, entries, replace); err != nil {
 			return fmt.Errorf("session %q: sync: %w", sessionID, err)
 		}
@@ -22,9 +25,9 @@ func (m *Manager) Sync(ctx context.Context, sessionID string, entries []workspac
 }
 
 // ListFiles lists the session's workspace from sub ("" for the root) in the frontend's flat format.
-func (m *Manager) ListFiles(ctx context.Context, sessionID, sub string, lim workspace.ListLimits) ([]workspace.FileInfo, error) {
+func (f *Files) ListFiles(ctx context.Context, sessionID, sub string, lim workspace.ListLimits) ([]workspace.FileInfo, error) {
 	var files []workspace.FileInfo
-	err := m.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) (err error) {
+	err := f.table.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) (err error) {
 		if files, err = workspace.List(s.Workspace, sub, lim); err != nil {
 			return fmt.Errorf("session %q: list: %w", sessionID, err)
 		}
@@ -34,8 +37,8 @@ func (m *Manager) ListFiles(ctx context.Context, sessionID, sub string, lim work
 }
 
 // WriteFile writes data to rel (checked with workspace.CleanPath) in the session's workspace.
-func (m *Manager) WriteFile(ctx context.Context, sessionID, rel string, data []byte) error {
-	return m.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) error {
+func (f *Files) WriteFile(ctx context.Context, sessionID, rel string, data []byte) error {
+	return f.table.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) error {
 		if err := workspace.WriteFile(s.Workspace, rel, data, 0o644); err != nil {
 			return fmt.Errorf("session %q: %w", sessionID, err)
 		}

@@ -16,8 +16,6 @@ import (
 	"github.com/containerd/containerd/api/types"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/typeurl/v2"
-	digest "github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -72,49 +70,41 @@ func TestPackageNameAndNpmArgs(t *testing.T) {
 	}
 }
 
-// fakeImage is an image of a known digest; nothing else of it is used.
-type fakeImage struct {
-	containerd.Image
-	digest digest.Digest
-}
-
-func (f fakeImage) Target() ocispec.Descriptor { return ocispec.Descriptor{Digest: f.digest} }
-
 func TestDepLayerKey(t *testing.T) {
 	m, _, _ := unitManager(t, func(c *Config) { c.DepCacheDir = t.TempDir(); c.NpmPath = "/npm" })
-	m.image = fakeImage{digest: "sha256:abc"}
+	m.deps.imageDigest = "sha256:abc"
 	layers, err := openLayerCache(m.cfg.DepCacheDir, 1<<20, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.layers = layers
+	m.deps.cache = layers
 	dir := t.TempDir()
 	s := store.Session{Workspace: dir}
-	if key, _ := m.depLayerKey(s, nil); key != "" {
+	if key, _ := m.deps.key(s, nil); key != "" {
 		t.Fatal("no package.json: no layer")
 	}
 	writeFiles(t, dir, map[string]string{"package.json": `{"name":"p"}`})
-	key, pkg := m.depLayerKey(s, []string{"a"})
+	key, pkg := m.deps.key(s, []string{"a"})
 	if key != layerKey(pkg, "sha256:abc", "/npm", []string{"a"}) || string(pkg) != `{"name":"p"}` {
 		t.Fatalf("key %q of %q", key, pkg)
 	}
-	if m.layerReady(key) {
+	if m.deps.ready(key) {
 		t.Fatal("not built yet")
 	}
 	tmp := t.TempDir()
 	writeFiles(t, tmp, map[string]string{"package-lock.json": "{}"})
-	if err := m.layers.add(key, tmp); err != nil {
+	if err := m.deps.cache.add(key, tmp); err != nil {
 		t.Fatal(err)
 	}
-	if !m.layerReady(key) {
+	if !m.deps.ready(key) {
 		t.Fatal("built")
 	}
 	writeFiles(t, dir, map[string]string{"package-lock.json": "{}"})
-	if key, _ := m.depLayerKey(s, []string{"a"}); key != "" {
+	if key, _ := m.deps.key(s, []string{"a"}); key != "" {
 		t.Fatal("a lock file shapes the result: no layer")
 	}
-	m.layers = nil
-	if key, _ := m.depLayerKey(store.Session{Workspace: t.TempDir()}, nil); key != "" {
+	m.deps.cache = nil
+	if key, _ := m.deps.key(store.Session{Workspace: t.TempDir()}, nil); key != "" {
 		t.Fatal("no layer folder: no layer")
 	}
 }

@@ -81,13 +81,13 @@ func TestBackgroundPrune(t *testing.T) {
 
 func TestRemoveUnfinishedLayers(t *testing.T) {
 	none, _, _ := unitManager(t)
-	if removed, err := none.removeUnfinishedLayers(); err != nil || removed != nil {
+	if removed, err := removeUnfinishedLayers(none.cfg.DepCacheDir); err != nil || removed != nil {
 		t.Fatalf("no cache: %v %v", removed, err)
 	}
 	cache := t.TempDir()
 	m, _, _ := unitManager(t, func(c *Config) { c.DepCacheDir = cache })
 	writeFiles(t, cache, map[string]string{".build-1/node_modules/x/index.js": "x", ".build-2/a": "", "done/a": ""})
-	removed, err := m.removeUnfinishedLayers()
+	removed, err := removeUnfinishedLayers(m.cfg.DepCacheDir)
 	slices.Sort(removed)
 	if err != nil || !slices.Equal(removed, []string{".build-1", ".build-2"}) {
 		t.Fatalf("removed %v %v", removed, err)

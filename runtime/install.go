@@ -63,33 +63,33 @@ func npmArgs(npm, registry string, packages []string) []string {
 // Install runs `npm install` inside the session's container. npm reaches
 // the registry only through a proxy listening on 127.0.0.1 inside the
 // session's own network namespace; the container gains no interface.
-func (m *Manager) Install(ctx context.Context, sessionID string, req InstallRequest) (InstallResult, error) {
+func (runs *Runs) Install(ctx context.Context, sessionID string, req InstallRequest) (InstallResult, error) {
 	var res InstallResult
-	if m.cfg.Registry == nil {
+	if runs.cfg.Registry == nil {
 		return res, fmt.Errorf("no package registry is configured: %w", errdefs.ErrUnavailable)
 	}
-	ctx, release := m.calls.join(ctx, sessionID)
+	ctx, release := runs.calls.join(ctx, sessionID)
 	defer release()
-	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
-		res, err = m.install(ctx, l, s, req)
+	err := runs.table.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
+		res, err = runs.install(ctx, l, s, req)
 		return err
 	})
 	return res, err
 }
 
 // install runs an install in the live session s.
-func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, req InstallRequest) (InstallResult, error) {
+func (runs *Runs) install(ctx context.Context, l *liveSession, s store.Session, req InstallRequest) (InstallResult, error) {
 	var res InstallResult
 	sessionID := s.SessionID
-	timeout := installBound(req.Timeout, m.cfg.InstallTimeout)
-	layer, pkg := m.depLayerKey(s, req.Packages)
-	if layer != "" && m.layerReady(layer) {
-		run, err := m.restoreLayer(ctx, l, layer, timeout)
+	timeout := installBound(req.Timeout, runs.cfg.InstallTimeout)
+	layer, pkg := runs.deps.key(s, req.Packages)
+	if layer != "" && runs.deps.ready(layer) {
+		run, err := runs.deps.restore(ctx, l, layer, timeout)
 		if err == nil && run.ExitCode == 0 {
 			res.ExecResult, res.FromLayer = run, true
 			res.ExecResult.Stdout = "restored from the dependency layer of an identical earlier install\n"
 			res.Installed = installed(s.Workspace, req.Packages)
-			m.counters.inc("installs", "layer")
+			runs.counters.inc("installs", "layer")
 			return res, nil
 		}
 		slog.Warn("restore dependency layer; installing instead", "session", sessionID, "err", err, "exit", run.ExitCode, "stderr", run.Stderr)
@@ -100,14 +100,14 @@ func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, 
 	}
 	base := "http://" + ln.Addr().String()
 	rec := &npmproxy.Recorder{}
-	srv := &http.Server{Handler: m.cfg.Registry.Handler(base, rec), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: runs.cfg.Registry.Handler(base, rec), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
 	run, err := l.exec(ctx, ExecRequest{
-		Args:        npmArgs(m.cfg.NpmPath, base+"/", req.Packages),
+		Args:        npmArgs(runs.cfg.NpmPath, base+"/", req.Packages),
 		Timeout:     timeout,
-		OutputLimit: m.cfg.OutputLimit,
+		OutputLimit: runs.cfg.OutputLimit,
 	})
 	res.ExecResult = run
 	res.CacheHits, res.CacheMisses, res.BytesUpstream = rec.CacheHits(), rec.CacheMisses(), rec.BytesFromUpstream()
@@ -116,31 +116,31 @@ func (m *Manager) install(ctx context.Context, l *liveSession, s store.Session, 
 		res.UpstreamErrors = append(res.UpstreamErrors, e.Error())
 	}
 	if err != nil {
-		m.counters.inc("installs", "error")
+		runs.counters.inc("installs", "error")
 		return res, err
 	}
 	switch {
 	case run.TimedOut:
-		m.counters.inc("installs", "timeout")
+		runs.counters.inc("installs", "timeout")
 		return res, fmt.Errorf("npm install ran longer than %v and was stopped: %w", timeout, context.DeadlineExceeded)
 	case run.ExitCode != 0 && rec.BudgetExceeded():
-		m.counters.inc("installs", "budget")
+		runs.counters.inc("installs", "budget")
 		return res, fmt.Errorf("npm install read more than its budget from the registry (%s): %w",
 			strings.Join(res.UpstreamErrors, "; "), errdefs.ErrResourceExhausted)
 	case run.ExitCode != 0 && len(res.NotFound) > 0:
-		m.counters.inc("installs", "not_found")
+		runs.counters.inc("installs", "not_found")
 		return res, fmt.Errorf("not found in the registry: %s: %w", strings.Join(res.NotFound, ", "), errdefs.ErrNotFound)
 	case run.ExitCode != 0 && len(res.UpstreamErrors) > 0:
-		m.counters.inc("installs", "upstream")
+		runs.counters.inc("installs", "upstream")
 		return res, fmt.Errorf("%w: %s", ErrUpstream, res.UpstreamErrors[0])
 	}
-	m.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
+	runs.counters.inc("installs", map[bool]string{true: "ok", false: "failed"}[run.ExitCode == 0])
 	res.Installed = installed(s.Workspace, req.Packages)
 	if layer != "" && run.ExitCode == 0 && buildsLayer(sessionID) {
-		m.layerRuns.Add(1)
+		runs.deps.running.Add(1)
 		go func() { // from a private session, never from this one's files
-			defer m.layerRuns.Done()
-			m.buildLayer(layer, pkg, slices.Clone(req.Packages), false)
+			defer runs.deps.running.Done()
+			runs.deps.build(layer, pkg, slices.Clone(req.Packages), false)
 		}()
 	}
 	slog.Info("npm install", "session", sessionID, "exit", run.ExitCode, "packages", len(req.Packages),

@@ -2,9 +2,11 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 )
 
@@ -22,14 +24,32 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		slog.Error("reconcile", "err", err)
 	}
-	if err := m.indexPreviews(); err != nil {
+	if err := m.previews.load(m.db); err != nil {
 		return err
 	}
-	if err := m.startPool(); err != nil {
-		return err
+	// The warm containers the store holds (Reconcile kept them) are the
+	// pool's; it is kept full from now on.
+	if m.cfg.PoolSize > 0 {
+		records, err := m.db.List()
+		if err != nil {
+			return fmt.Errorf("list sessions: %w", err)
+		}
+		m.pool.adopt(records)
+		m.stopped.Add(1)
+		go func() {
+			defer m.stopped.Done()
+			m.pool.keep(m.stop, m.cfg.PoolParallel, func(ctx context.Context, id, projectType string) error {
+				_, err := m.build(ctx, id, projectType)
+				return err
+			})
+		}()
+		m.pool.refill()
 	}
 	m.stopped.Add(1)
-	go m.keepStarterLayers()
+	go func() {
+		defer m.stopped.Done()
+		m.deps.keepStarters()
+	}()
 	// The reaper outlives the caller's context: Close ends it.
 	reapCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopped.Add(2)
@@ -40,7 +60,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	}()
 	go m.runReaper(reapCtx, m.cfg.ReapInterval)
 	m.stopped.Add(1)
-	go m.flushLoop()
+	go func() {
+		defer m.stopped.Done()
+		m.activity.flushEvery(m.stop, m.cfg.TouchInterval, m.client, m.db)
+	}()
 	return nil
 }
 
@@ -48,33 +71,33 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) Close() error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	m.stopped.Wait()
-	m.layerRuns.Wait() // a build in flight was cancelled; its builder is torn down
-	m.reapRuns.Wait()  // a teardown under way is bounded by its own timeouts
+	m.deps.running.Wait() // a build in flight was cancelled; its builder is torn down
+	m.reapRuns.Wait()     // a teardown under way is bounded by its own timeouts
 	return m.activity.flush(m.db)
 }
 
 // labelTimeout bounds one round of label writes.
 const labelTimeout = 10 * time.Second
 
-// labelActivity copies the stored activity of the sessions used since the
+// labelStale copies the stored activity of the sessions used since the
 // last round onto their containers' labels, so that a store rebuilt from
 // containerd finds every deadline within one TouchInterval.
-func (m *Manager) labelActivity() {
-	ids := m.activity.takeStale()
+func (a *activity) labelStale(client *containerd.Client, db Store) {
+	ids := a.takeStale()
 	if len(ids) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), labelTimeout)
 	defer cancel()
 	for _, id := range ids {
-		s, err := m.db.Get(id)
+		s, err := db.Get(id)
 		if err != nil {
 			continue // destroyed meanwhile
 		}
 		// The view holds a touch that came after this round's flush: its
 		// stale mark was taken above, so this is the round to label it.
-		s = m.activity.view(s)
-		c, err := m.client.LoadContainer(ctx, s.ContainerID)
+		s = a.view(s)
+		c, err := client.LoadContainer(ctx, s.ContainerID)
 		if err == nil {
 			_, err = c.SetLabels(ctx, activityLabels(s))
 		}
@@ -84,20 +107,21 @@ func (m *Manager) labelActivity() {
 	}
 }
 
-func (m *Manager) flushLoop() {
-	defer m.stopped.Done()
-	t := time.NewTicker(m.cfg.TouchInterval)
+// flushEvery writes the activity to db, and then onto the containers'
+// labels, every interval until stop is closed.
+func (a *activity) flushEvery(stop <-chan struct{}, interval time.Duration, client *containerd.Client, db Store) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-m.stop:
+		case <-stop:
 			return
 		case <-t.C:
-			if err := m.activity.flush(m.db); err != nil {
+			if err := a.flush(db); err != nil {
 				slog.Error("flush activity", "err", err)
 				continue
 			}
-			m.labelActivity()
+			a.labelStale(client, db)
 		}
 	}
 }
@@ -112,7 +136,7 @@ func (m *Manager) runReaper(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.dropIdleRunners()
+			m.runners.dropIdle(m.clock.read(), m.cfg.RunnerIdle, m.lastActive)
 			reaped, err := m.Reap(ctx)
 			if len(reaped) > 0 {
 				slog.Info("reaped idle sessions", "count", len(reaped), "sessions", reaped)

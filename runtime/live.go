@@ -121,11 +121,11 @@ func (m *Manager) liveLocked(ctx context.Context, sessionID string) (*liveSessio
 	if err != nil {
 		return nil, s, fmt.Errorf("session %q: spec of %s: %w", sessionID, s.ContainerID, err)
 	}
-	l := newLiveSession(task, spec, m.fifoDir())
+	l := newLiveSession(task, spec, m.fifo)
 	if cached := m.live.add(sessionID, l); cached != l {
 		return cached, s, nil // another call loaded it meanwhile
 	}
 	// First use since this daemon started: pick up what the last one left running.
-	m.restoreBackground(ctx, s, l)
+	m.bg.restore(ctx, s, l)
 	return l, s, nil
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -53,16 +52,20 @@ type Store interface {
 	Rename(oldID string, fn func(*store.Session) error) (store.Session, error)
 }
 
-// Manager owns every session: its record, container, task and workspace.
-// Its state sits in small owners, each with its own mutex: live (cached
-// task handles), previews (live sessions by preview id), activity
-// (touches and their flush), pool (warm
-// containers), bg (background processes) and runners (pre-started Node
-// processes). Terminals are owned by whoever opened them.
+// Manager is the session table and its lifecycle: it creates, looks up,
+// extends, destroys, reconciles and reaps sessions (record, container,
+// task and workspace). What happens inside a session belongs to owners
+// that share its table (see Runtime): Runs (executions, installs,
+// terminals, background processes), Files and Previews. Its own state sits
+// in small owners, each with its own mutex: live (cached task handles),
+// previews (live sessions by preview id), activity (touches and their
+// flush), pool (warm containers), deps (dependency layers), bg (background
+// processes) and runners (pre-started Node processes). Terminals are owned
+// by whoever opened them.
 //
 // Lock order, outermost first (every mutex of the package is named here):
 //
-//	layerBuilds → locks (one session's RWMutex) → capMu
+//	deps.builds → locks (one session's RWMutex) → capMu
 //
 // Every other mutex is a leaf: it is never held while another lock is
 // taken, the store is called or containerd is asked. They are locks.mu
@@ -79,26 +82,23 @@ type Manager struct {
 	vols   *workspace.Volumes
 	cfg    Config
 	image  containerd.Image
-	clock  atomic.Pointer[func() time.Time] // what every deadline is read from; tests move it
+	clock  *clock
+	fifo   string // where the FIFOs of runc exec runs go
 
 	locks keyedLocks
-	calls sessionCalls // calls in flight that a teardown cancels first
-	capMu sync.Mutex   // held while counting sessions and reserving one
+	calls *sessionCalls // calls in flight that a teardown cancels first
+	capMu sync.Mutex    // held while counting sessions and reserving one
 
 	live     liveSessions
-	previews previewIndex
+	previews *previewIndex
 	activity *activity
 	pool     *warmPool
-	bg       backgrounds
-	runners  runners
+	bg       *backgrounds
+	runners  *runners
 	boot     *bootCPU
-	counters counters
+	counters *counters
 
-	layerBuilds sync.Mutex     // one dependency layer built at a time
-	layerRuns   sync.WaitGroup // layer builds started by installs; Close waits for them
-	layers      *layerCache    // nil: no dependency layers
-	starters    *starterLayers // nil: starters get no dependencies
-	startersEnd chan struct{}  // closed when keepStarterLayers ends
+	deps *depLayers
 
 	reaping  reapings       // sessions whose reap is under way
 	reapRuns sync.WaitGroup // reaps still under way; Close waits for them
@@ -112,7 +112,7 @@ type Manager struct {
 // manager ready for calls; Start brings its background work into service.
 // It makes vols keep cfg.DiskReserve free beside what the caches may still
 // grow by (workspaceRoom).
-func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Manager, error) {
+func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
 	}
@@ -146,29 +146,29 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 	}
 	m := newManager(client, db, vols, cfg, img)
 	if layers != nil {
-		m.layers = layers
-		if m.starters, err = newStarterLayers(string(img.Target().Digest), cfg.NpmPath); err != nil {
+		m.deps.cache = layers
+		if m.deps.starters, err = newStarterLayers(m.deps.imageDigest, cfg.NpmPath); err != nil {
 			return nil, err
 		}
 	}
-	vols.SetReserve(m.workspaceReserve)
-	return m, nil
+	vols.SetReserve(m.deps.reserveBytes)
+	return newRuntime(m), nil
 }
 
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		pool: newWarmPool(cfg.PoolSize), boot: newBootCPU(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), stop: make(chan struct{}), startersEnd: make(chan struct{})}
-	m.setClock(time.Now)
-	m.activity = newActivity(m.now, cfg.IdleTimeout)
+		pool: newWarmPool(cfg.PoolSize), boot: newBootCPU(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), clock: newClock(), fifo: filepath.Join(cfg.StateDir, "fifo"), stop: make(chan struct{})}
+	m.activity = newActivity(m.clock.read, cfg.IdleTimeout)
+	m.runners = &runners{cfg: cfg, boot: m.boot}
+	m.calls, m.counters, m.previews = &sessionCalls{}, &counters{}, &previewIndex{}
+	m.bg = &backgrounds{cfg: cfg, db: db, clock: m.clock}
+	m.deps = &depLayers{cfg: cfg, db: db, pool: m.pool, stop: m.stop, startersEnd: make(chan struct{})}
+	if img != nil {
+		m.deps.imageDigest = string(img.Target().Digest)
+	}
 	return m
 }
-
-// now is the manager's time.
-func (m *Manager) now() time.Time { return (*m.clock.Load())() }
-
-// setClock makes now the manager's time source.
-func (m *Manager) setClock(now func() time.Time) { m.clock.Store(&now) }
 
 // ImageName is the image sessions are created from.
 func (m *Manager) ImageName() string { return m.image.Name() }
@@ -218,7 +218,7 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 // sessionID. On failure nothing of it is left.
 func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ store.Session, retErr error) {
 	id := uuid.NewString()
-	now := m.now().UTC()
+	now := m.clock.read().UTC()
 	limits := store.Limits{MemoryBytes: m.cfg.Limits.MemoryBytes, CPUQuota: m.cfg.Limits.CPUQuota,
 		CPUPeriod: m.cfg.Limits.CPUPeriod, PidsLimit: m.cfg.Limits.Pids, WorkspaceBytes: m.vols.Size()}
 	s := newRecord(sessionID, id, m.image.Name(), projectType, m.vols.Dir(id), limits, now, m.cfg.IdleTimeout)
@@ -244,12 +244,12 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	// The starter's dependencies are copied in while the container starts
 	// (no user code runs before the create answers); a failed build waits
 	// for the copy before it removes the workspace.
-	depsKey := m.starterKey(projectType)
-	if KindOf(sessionID) == KindPool && m.starters != nil {
-		depsKey = m.starters.poolKey // every starter's; the project type is only known when it is claimed
+	depsKey := m.deps.starterKey(projectType)
+	if KindOf(sessionID) == KindPool && m.deps.starters != nil {
+		depsKey = m.deps.starters.poolKey // every starter's; the project type is only known when it is claimed
 	}
 	depsDone := make(chan string, 1)
-	go func() { depsDone <- m.seedStarterDeps(dir, depsKey, "") }()
+	go func() { depsDone <- m.deps.seedStarter(dir, depsKey, "") }()
 	lacks := sync.OnceValue(func() string { return <-depsDone }) // what of its starter project the session lacks
 	defer func() {
 		if retErr != nil {
@@ -278,7 +278,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	if err != nil {
 		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
 	}
-	live := newLiveSession(task, spec, m.fifoDir())
+	live := newLiveSession(task, spec, m.fifo)
 	if err := live.awaitSpawner(ctx); err != nil {
 		// Its runs are started with runc exec meanwhile (see start).
 		slog.Warn("spawner not listening", "container", s.ContainerID, "err", err)
@@ -308,14 +308,6 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	m.live.add(sessionID, live)
 	m.previews.add(sessionID, s.UUID)
 	return s, nil
-}
-
-// starterKey is the dependency layer of projectType's starter ("": none).
-func (m *Manager) starterKey(projectType string) string {
-	if m.starters == nil {
-		return ""
-	}
-	return m.starters.keys[projectType]
 }
 
 // sessionLabels are the labels of s's container: who it is and its activity.
@@ -411,7 +403,7 @@ func (m *Manager) reserve(s store.Session) error {
 	m.capMu.Lock()
 	defer m.capMu.Unlock()
 	if m.cfg.MaxSessions > 0 {
-		n, err := m.count()
+		n, err := countSessions(m.db)
 		if err != nil {
 			return err
 		}
@@ -422,9 +414,9 @@ func (m *Manager) reserve(s store.Session) error {
 	return m.db.Create(s)
 }
 
-// count is the number of sessions, live or being made or destroyed.
-func (m *Manager) count() (int, error) {
-	list, err := m.db.List()
+// countSessions is the number of sessions in db, live or being made or destroyed.
+func countSessions(db Store) (int, error) {
+	list, err := db.List()
 	if err != nil {
 		return 0, fmt.Errorf("count sessions: %w", err)
 	}
@@ -448,7 +440,7 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 			return err
 		}
 	}
-	if err := m.removeContainer(ctx, s.ContainerID); err != nil {
+	if err := removeContainer(ctx, m.client, s.ContainerID); err != nil {
 		return err
 	}
 	if err := m.vols.Remove(ctx, s.UUID); err != nil {
@@ -462,8 +454,8 @@ func (m *Manager) teardown(ctx context.Context, s store.Session) error {
 }
 
 // removeContainer kills the task and deletes it, the container and its rootfs snapshot.
-func (m *Manager) removeContainer(ctx context.Context, containerID string) error {
-	container, err := m.client.LoadContainer(ctx, containerID)
+func removeContainer(ctx context.Context, client *containerd.Client, containerID string) error {
+	container, err := client.LoadContainer(ctx, containerID)
 	if errdefs.IsNotFound(err) {
 		return nil
 	} else if err != nil {
@@ -483,30 +475,6 @@ func (m *Manager) removeContainer(ctx context.Context, containerID string) error
 	}
 	return nil
 }
-
-// Exec runs req in the session's container. A program that fails is a
-// result, not an error; errors are the service's own (or an unknown session).
-func (m *Manager) Exec(ctx context.Context, sessionID string, req ExecRequest) (ExecResult, error) {
-	req = execBounds(req, m.cfg.ExecTimeout, m.cfg.MaxExecTimeout, m.cfg.OutputLimit)
-	ctx, release := m.calls.join(ctx, sessionID)
-	defer release()
-	var res ExecResult
-	err := m.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
-		switch {
-		case req.Script != "":
-			res, err = m.runScript(ctx, sessionID, s.Workspace, l, req)
-		case req.Shell != "":
-			res, err = m.runShell(ctx, sessionID, l, req)
-		default:
-			res, err = l.exec(ctx, req)
-		}
-		m.counters.inc("exec", execOutcome(res, err))
-		return err
-	})
-	return res, err
-}
-
-func (m *Manager) fifoDir() string { return filepath.Join(m.cfg.StateDir, "fifo") }
 
 // readyTimeout bounds a readiness check.
 const readyTimeout = 2 * time.Second

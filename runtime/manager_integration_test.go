@@ -27,7 +27,7 @@ const testNamespace = "servcraft-test-runtime"
 
 type harness struct {
 	env   *runtimetest.Env
-	m     *runtime.Manager
+	m     *runtime.Runtime
 	db    *store.DB
 	vols  *workspace.Volumes
 	state string
@@ -475,7 +475,7 @@ func TestWarmPool(t *testing.T) {
 func TestPreviewIndexAcrossLives(t *testing.T) {
 	h := newHarness(t, func(c *runtime.Config) { c.PoolSize = 1; c.ReapInterval = time.Hour })
 	ctx := h.env.Context(t)
-	resolves := func(m *runtime.Manager, id, want string) {
+	resolves := func(m *runtime.Runtime, id, want string) {
 		t.Helper()
 		if got, err := m.PreviewSession(id); err != nil || got != want {
 			t.Fatalf("PreviewSession(%q) = %q, %v; want %q", id, got, err, want)

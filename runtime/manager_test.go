@@ -35,7 +35,7 @@ func (c *fakeClock) add(d time.Duration) {
 
 // unitManager is a manager over a real store and no containerd: what it
 // tests must not reach containerd.
-func unitManager(t *testing.T, tweak ...func(*Config)) (*Manager, *store.DB, *fakeClock) {
+func unitManager(t *testing.T, tweak ...func(*Config)) (*Runtime, *store.DB, *fakeClock) {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "servcraftd.db"))
 	if err != nil {
@@ -47,22 +47,22 @@ func unitManager(t *testing.T, tweak ...func(*Config)) (*Manager, *store.DB, *fa
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	m := newManager(nil, db, nil, cfg, nil)
+	m := newRuntime(newManager(nil, db, nil, cfg, nil))
 	clock := &fakeClock{t: t0}
-	m.setClock(clock.now)
+	m.clock.set(clock.now)
 	return m, db, clock
 }
 
 // running records a running session whose workspace is a plain folder and
 // whose live handles are cached (with no task: nothing may run in it).
-func running(t *testing.T, m *Manager, db *store.DB, id string) store.Session {
+func running(t *testing.T, m *Runtime, db *store.DB, id string) store.Session {
 	t.Helper()
-	s := newRecord(id, "u-"+strings.TrimPrefix(id, "~"), "img", "js", t.TempDir(), store.Limits{}, m.now(), m.cfg.IdleTimeout)
+	s := newRecord(id, "u-"+strings.TrimPrefix(id, "~"), "img", "js", t.TempDir(), store.Limits{}, m.clock.read(), m.cfg.IdleTimeout)
 	s.State = store.StateRunning
 	if err := db.Create(s); err != nil {
 		t.Fatal(err)
 	}
-	m.live.add(id, &liveSession{fifoDir: m.fifoDir()})
+	m.live.add(id, &liveSession{fifoDir: m.fifo})
 	return s
 }
 
@@ -300,10 +300,10 @@ func TestDropIdleRunnersKeepsActiveOnes(t *testing.T) {
 		t.Fatal("a depth of one holds one waiting runner per session and kind")
 	}
 	clock.add(4 * time.Minute)
-	m.dropIdleRunners() // idle 4 of 5 minutes, from the store
+	m.runners.dropIdle(m.clock.read(), m.cfg.RunnerIdle, m.lastActive) // idle 4 of 5 minutes, from the store
 	m.Touch("r")
 	clock.add(4 * time.Minute)
-	m.dropIdleRunners() // active 4 minutes ago, pending in memory
+	m.runners.dropIdle(m.clock.read(), m.cfg.RunnerIdle, m.lastActive) // active 4 minutes ago, pending in memory
 	if got := m.runners.take(key); got != rn {
 		t.Fatal("an active session keeps its runner")
 	}
@@ -347,9 +347,6 @@ func TestWarmPoolAccounting(t *testing.T) {
 	if _, ok := m.claimPooled(context.Background(), "s", "js"); ok {
 		t.Fatal("no pool configured")
 	}
-	if err := m.startPool(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestLiveSessions(t *testing.T) {
@@ -376,7 +373,10 @@ func TestLoopsEndAtClose(t *testing.T) {
 	cancel()
 	m.stopped.Add(2)
 	go m.runReaper(ctx, time.Hour)
-	go m.flushLoop()
+	go func() {
+		defer m.stopped.Done()
+		m.activity.flushEvery(m.stop, m.cfg.TouchInterval, m.client, m.db)
+	}()
 	m.Touch("l")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"golang.org/x/sys/unix"
 
@@ -155,7 +156,7 @@ func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string
 // written while the store commits the rename; both are done before it
 // returns.
 func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType string) (store.Session, error) {
-	now := m.now().UTC()
+	now := m.clock.read().UTC()
 	held := "" // the starter project the warm workspace holds
 	labelled := make(chan error, 1)
 	labelling := false
@@ -165,12 +166,12 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 			return err
 		}
 		labelling = true
-		go func(s store.Session) { labelled <- m.relabelAdopted(ctx, s) }(*s)
+		go func(s store.Session) { labelled <- relabelAdopted(ctx, m.client, s) }(*s)
 		return nil
 	})
 	if err == nil {
 		m.live.rename(poolID, sessionID)
-		s, err = m.seedAdopted(s, held)
+		s, err = m.deps.seedAdopted(s, held)
 	}
 	if labelling {
 		err = errors.Join(err, <-labelled)
@@ -184,13 +185,13 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 
 // relabelAdopted gives an adopted container the labels of its session, in
 // one round trip (what Container.SetLabels does, without loading it first).
-func (m *Manager) relabelAdopted(ctx context.Context, s store.Session) error {
+func relabelAdopted(ctx context.Context, client *containerd.Client, s store.Session) error {
 	labels := sessionLabels(s)
 	paths := make([]string, 0, len(labels))
 	for k := range labels {
 		paths = append(paths, "labels."+k)
 	}
-	if _, err := m.client.ContainerService().Update(ctx, containers.Container{ID: s.ContainerID, Labels: labels}, paths...); err != nil {
+	if _, err := client.ContainerService().Update(ctx, containers.Container{ID: s.ContainerID, Labels: labels}, paths...); err != nil {
 		return fmt.Errorf("label adopted container %s: %w", s.ContainerID, err)
 	}
 	return nil
@@ -198,7 +199,7 @@ func (m *Manager) relabelAdopted(ctx context.Context, s store.Session) error {
 
 // seedAdopted gives an adopted session's workspace its starter project
 // (unless the warm container holds it already: held) and its dependencies.
-func (m *Manager) seedAdopted(s store.Session, held string) (store.Session, error) {
+func (d *depLayers) seedAdopted(s store.Session, held string) (store.Session, error) {
 	if held != s.ProjectType {
 		if held != "" {
 			if err := unseed(s.Workspace, held); err != nil {
@@ -209,15 +210,15 @@ func (m *Manager) seedAdopted(s store.Session, held string) (store.Session, erro
 			return s, err
 		}
 	}
-	if m.starters == nil {
+	if d.starters == nil {
 		return s, nil
 	}
 	// Normally already there: the warm container was made with them.
-	lacks := m.seedStarterDeps(s.Workspace, m.starterKey(s.ProjectType), m.starters.poolKey)
+	lacks := d.seedStarter(s.Workspace, d.starterKey(s.ProjectType), d.starters.poolKey)
 	if lacks == "" {
 		return s, nil
 	}
-	return m.db.Update(s.SessionID, func(r *store.Session) error { r.DependenciesMissing = lacks; return nil })
+	return d.db.Update(s.SessionID, func(r *store.Session) error { r.DependenciesMissing = lacks; return nil })
 }
 
 // unseed removes the starter project of projectType from a warm container's
@@ -252,40 +253,38 @@ func unseed(dir, projectType string) error {
 	return nil
 }
 
-// keepPool fills the pool to PoolSize whenever it is woken, until the
-// manager stops, building up to PoolParallel containers at once so a steady
-// stream of creates stays on the pool. Warm containers count against capacity.
-func (m *Manager) keepPool() {
-	defer m.stopped.Done()
+// keep fills the pool to its size whenever it is woken, until stop is
+// closed, building up to parallel containers at once with build (so a
+// steady stream of creates stays on the pool). Warm containers count
+// against capacity.
+func (p *warmPool) keep(stop <-chan struct{}, parallel int, build func(ctx context.Context, id, projectType string) error) {
 	ctx := context.Background()
+	warmOne := func(ctx context.Context) error {
+		id := poolPrefix + randomHex(8)
+		start := time.Now()
+		if err := build(ctx, id, p.starterType()); err != nil {
+			if !errors.Is(err, ErrCapacity) {
+				slog.Error("warm a container", "err", err)
+			}
+			return err
+		}
+		p.push(id)
+		slog.Debug("warm container ready", "pool", id, "took", time.Since(start))
+		return nil
+	}
 	for {
-		for m.pool.short() {
-			if m.pool.fill(ctx, m.cfg.PoolParallel, m.warmOne) != nil {
+		for p.short() {
+			if p.fill(ctx, parallel, warmOne) != nil {
 				break
 			}
 		}
 		select {
-		case <-m.stop:
+		case <-stop:
 			return
-		case <-m.pool.wake:
+		case <-p.wake:
 		case <-time.After(time.Minute): // retry after failures
 		}
 	}
-}
-
-// warmOne builds one warm container and adds it to the pool.
-func (m *Manager) warmOne(ctx context.Context) error {
-	id := poolPrefix + randomHex(8)
-	start := time.Now()
-	if _, err := m.build(ctx, id, m.pool.starterType()); err != nil {
-		if !errors.Is(err, ErrCapacity) {
-			slog.Error("warm a container", "err", err)
-		}
-		return err
-	}
-	m.pool.push(id)
-	slog.Debug("warm container ready", "pool", id, "took", time.Since(start))
-	return nil
 }
 
 // fill runs build for as many containers as the pool lacks, at most parallel
@@ -306,23 +305,6 @@ func (p *warmPool) fill(ctx context.Context, parallel int, build func(context.Co
 		}
 	}
 	return first
-}
-
-// startPool adopts the warm containers the store holds (after Reconcile
-// kept them) and keeps the pool full from now on.
-func (m *Manager) startPool() error {
-	if m.cfg.PoolSize <= 0 {
-		return nil
-	}
-	records, err := m.db.List()
-	if err != nil {
-		return fmt.Errorf("list sessions: %w", err)
-	}
-	m.pool.adopt(records)
-	m.stopped.Add(1)
-	go m.keepPool()
-	m.pool.refill()
-	return nil
 }
 
 // flushWorkspace writes what a workspace's filesystem holds in memory to its

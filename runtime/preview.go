@@ -10,12 +10,18 @@ import (
 	"github.com/servcraft/servcraftd/store"
 )
 
+// Previews resolves preview addresses to sessions and connects into them.
+type Previews struct {
+	*previewIndex
+	table sessionTable
+}
+
 // DialSession connects to 127.0.0.1:port inside the session's own network
 // namespace: the session's loopback, never the host's and never another
 // session's. It counts as activity.
-func (m *Manager) DialSession(ctx context.Context, sessionID string, port int) (net.Conn, error) {
+func (p *Previews) DialSession(ctx context.Context, sessionID string, port int) (net.Conn, error) {
 	var conn net.Conn
-	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
+	err := p.table.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		err := inNetns(l.task.Pid(), func() (err error) {
 			d := net.Dialer{Timeout: 5 * time.Second}
 			conn, err = d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))

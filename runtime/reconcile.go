@@ -50,7 +50,7 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("list sessions: %w", err)
 	}
-	defer holdFIFOs(m.fifoDir())()
+	defer holdFIFOs(m.fifo)()
 	containers, err := m.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelSession))
 	if err != nil {
 		return rep, fmt.Errorf("list containers: %w", err)
@@ -60,11 +60,11 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		byID[c.ID()] = c
 	}
 	owned := map[string]bool{} // workspace UUIDs that stay
-	now := m.now()
+	now := m.clock.read()
 	for _, s := range records {
 		unlock := m.locks.Lock(s.SessionID)
 		var bucket *[]string
-		switch reconcileVerdict(s, now, func() bool { return m.taskRunning(ctx, byID[s.ContainerID]) }) {
+		switch reconcileVerdict(s, now, func() bool { return taskRunning(ctx, byID[s.ContainerID]) }) {
 		case unfinished:
 			bucket = &rep.Unfinished
 		case expired:
@@ -86,7 +86,7 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			if bucket == nil {
 				keepRuns = s.Processes
 			}
-			ended, err := m.killStaleRuns(ctx, c, keepRuns)
+			ended, err := killStaleRuns(ctx, c, keepRuns)
 			for _, r := range ended {
 				rep.StaleRuns = append(rep.StaleRuns, s.SessionID+"/"+r)
 			}
@@ -106,14 +106,14 @@ func (m *Manager) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		unlock()
 	}
 	var errs []error
-	layers, err := m.removeUnfinishedLayers()
+	layers, err := removeUnfinishedLayers(m.cfg.DepCacheDir)
 	rep.LayerBuilds = layers
 	if err != nil {
 		errs = append(errs, err)
 	}
 	for id, c := range byID {
 		rep.Orphans = append(rep.Orphans, id)
-		if err := m.removeContainer(ctx, id); err != nil {
+		if err := removeContainer(ctx, m.client, id); err != nil {
 			errs = append(errs, err)
 		}
 		if labels, err := c.Labels(ctx); err == nil && labels[LabelUUID] != "" {
@@ -145,7 +145,7 @@ const taskProbeTimeout = 10 * time.Second
 // makes it false: a session is torn down (its workspace with it) on that
 // alone. An answer that does not come (a busy shim, a timeout) keeps the
 // session; the reaper asks again at every reap.
-func (m *Manager) taskRunning(ctx context.Context, c containerd.Container) bool {
+func taskRunning(ctx context.Context, c containerd.Container) bool {
 	if c == nil {
 		return false
 	}
@@ -179,11 +179,11 @@ func (m *Manager) Reap(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
-	running, err := m.runningTasks(ctx)
+	running, err := runningTasks(ctx, m.client)
 	if err != nil {
 		return nil, err
 	}
-	now := m.now()
+	now := m.clock.read()
 	var (
 		mu     sync.Mutex
 		reaped []string
@@ -268,7 +268,7 @@ func (m *Manager) reapOne(ctx context.Context, sessionID string, now time.Time) 
 		return "", err
 	}
 	reason = reapReason(m.activity.view(cur), now, func() bool {
-		return m.taskRunning(ctx, m.loadContainer(ctx, cur.ContainerID))
+		return taskRunning(ctx, loadContainer(ctx, m.client, cur.ContainerID))
 	})
 	if reason == "" && stuck {
 		// Idle past its deadline with a call in flight since before it: the
@@ -314,33 +314,37 @@ func (r *reapings) remove(id string) {
 	delete(r.m, id)
 }
 
-// dropIdleRunners ends the waiting runners of sessions idle for RunnerIdle:
+// dropIdle ends the waiting runners of sessions idle for idleFor:
 // a pre-started Node process costs memory a sleeping session should not hold.
 // No lock is held while activity and the store are read.
-func (m *Manager) dropIdleRunners() {
-	now := m.now()
-	for key, list := range m.runners.all() {
-		sessionID := list[0].session
-		at, ok := m.activity.last(sessionID)
-		if !ok {
-			if s, err := m.db.Get(sessionID); err == nil {
-				at = s.LastActiveAt
-			}
-		}
-		if !runnerIdle(at, now, m.cfg.RunnerIdle) {
+func (rs *runners) dropIdle(now time.Time, idleFor time.Duration, lastActive func(sessionID string) time.Time) {
+	for key, list := range rs.all() {
+		if !runnerIdle(lastActive(list[0].session), now, idleFor) {
 			continue
 		}
 		for _, r := range list {
-			if m.runners.remove(key, r) {
+			if rs.remove(key, r) {
 				r.stop()
 			}
 		}
 	}
 }
 
+// lastActive is when sessionID was last active: a touch pending in memory,
+// else the store's record (zero when it has none).
+func (m *Manager) lastActive(sessionID string) time.Time {
+	at, ok := m.activity.last(sessionID)
+	if !ok {
+		if s, err := m.db.Get(sessionID); err == nil {
+			at = s.LastActiveAt
+		}
+	}
+	return at
+}
+
 // runningTasks lists, in one call, the containers whose task is running or paused.
-func (m *Manager) runningTasks(ctx context.Context) (map[string]bool, error) {
-	resp, err := m.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+func runningTasks(ctx context.Context, client *containerd.Client) (map[string]bool, error) {
+	resp, err := client.TaskService().List(ctx, &tasks.ListTasksRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
@@ -354,8 +358,8 @@ func (m *Manager) runningTasks(ctx context.Context) (map[string]bool, error) {
 }
 
 // loadContainer returns the container of id, or nil when it cannot be loaded.
-func (m *Manager) loadContainer(ctx context.Context, id string) containerd.Container {
-	c, err := m.client.LoadContainer(ctx, id)
+func loadContainer(ctx context.Context, client *containerd.Client, id string) containerd.Container {
+	c, err := client.LoadContainer(ctx, id)
 	if err != nil {
 		return nil
 	}

@@ -33,10 +33,10 @@ const (
 
 // killStaleRuns ends every run of container c that no handle of this daemon
 // owns: all of them, except the background processes in keep, which are
-// adopted again (restoreBackground). Their run cgroups say which runs there
+// adopted again (backgrounds.restore). Their run cgroups say which runs there
 // are; each is killed, its exec process deleted and its cgroup removed.
 // It returns the runs it ended.
-func (m *Manager) killStaleRuns(ctx context.Context, c containerd.Container, keep []store.Process) ([]string, error) {
+func killStaleRuns(ctx context.Context, c containerd.Container, keep []store.Process) ([]string, error) {
 	spec, err := c.Spec(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("spec of %s: %w", c.ID(), err)
@@ -151,16 +151,17 @@ func (m *Manager) teardownRetrying(ctx context.Context, s store.Session) error {
 }
 
 // unfinishedLayerPattern matches a dependency layer being copied into the
-// cache (buildLayer's temporary folder); a crash leaves it behind.
+// cache (depLayers.build's temporary folder); a crash leaves it behind.
 const unfinishedLayerPattern = ".build-*"
 
 // removeUnfinishedLayers removes the dependency layers whose build a crash
 // cut short: they were never renamed into place, so nothing uses them.
-func (m *Manager) removeUnfinishedLayers() ([]string, error) {
-	if m.cfg.DepCacheDir == "" {
+// cacheDir is the dependency cache ("": none).
+func removeUnfinishedLayers(cacheDir string) ([]string, error) {
+	if cacheDir == "" {
 		return nil, nil
 	}
-	dirs, err := filepath.Glob(filepath.Join(m.cfg.DepCacheDir, unfinishedLayerPattern))
+	dirs, err := filepath.Glob(filepath.Join(cacheDir, unfinishedLayerPattern))
 	if err != nil {
 		return nil, err
 	}

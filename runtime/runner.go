@@ -139,11 +139,14 @@ func (k scriptKind) stamp(workspace string) string {
 }
 
 // runners holds the waiting (or starting) runners of each session and
-// kind, oldest first: up to the kind's depth (see Manager.depth).
+// kind, oldest first: up to the kind's depth, and starts them.
 //
 // Lock order: mu is a leaf. It is never held while another lock is taken,
 // the store is called or a runner is stopped.
 type runners struct {
+	cfg  Config   // Runners, RunnerDepth, NodePath, OutputLimit
+	boot *bootCPU // where runners boot
+
 	mu sync.Mutex
 	m  map[string][]*runner
 }
@@ -311,46 +314,46 @@ func (r *runner) stop() {
 // for JavaScript and shell, one for TypeScript (a runner with the tsx
 // loader costs four times a plain one's CPU and memory, and a session's
 // memory limit holds its runners).
-func (m *Manager) depth(kind scriptKind) int {
+func (rs *runners) depth(kind scriptKind) int {
 	if kind == scriptTS {
 		return 1
 	}
-	return max(1, m.cfg.RunnerDepth)
+	return max(1, rs.cfg.RunnerDepth)
 }
 
 // prestart starts runners of kind for the session in the background until
 // it has its depth of them. Each is listed at once, so a request that
 // comes while it starts waits for it rather than starting a second Node
 // beside it. They boot on the boot CPU quota where there is one (see bootCPU).
-func (m *Manager) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
-	if !m.cfg.Runners {
+func (rs *runners) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
+	if !rs.cfg.Runners {
 		return
 	}
 	key := runnerKey(sessionID, kind)
 	for {
 		rn := &runner{session: sessionID, ready: make(chan struct{}), config: kind.stamp(workspace)}
-		if !m.runners.put(key, rn, m.depth(kind)) {
+		if !rs.put(key, rn, rs.depth(kind)) {
 			return
 		}
-		go m.startRunner(key, kind, rn, l)
+		go rs.startRunner(key, kind, rn, l)
 	}
 }
 
 // startRunner starts rn, listed under key, and closes its ready channel.
-func (m *Manager) startRunner(key string, kind scriptKind, rn *runner, l *liveSession) {
+func (rs *runners) startRunner(key string, kind scriptKind, rn *runner, l *liveSession) {
 	defer close(rn.ready)
 	var placed func(uint32) error
-	if m.boot.enabled() {
-		placed = func(pid uint32) error { return m.boot.enter(l.cgroup, pid) }
+	if rs.boot.enabled() {
+		placed = func(pid uint32) error { return rs.boot.enter(l.cgroup, pid) }
 	}
 	ctx := context.Background()
 	stdinR, stdinW := io.Pipe()
-	out := newRunOutput(ExecRequest{OutputLimit: m.cfg.OutputLimit})
-	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(m.cfg.NodePath),
+	out := newRunOutput(ExecRequest{OutputLimit: rs.cfg.OutputLimit})
+	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: kind.runnerArgs(rs.cfg.NodePath),
 		stdin: stdinR, stdout: out.stdout, stderr: out.stderr, placed: placed})
 	if err != nil {
 		slog.Warn("prestart runner", "session", rn.session, "kind", kind, "err", err)
-		m.runners.remove(key, rn)
+		rs.remove(key, rn)
 		return
 	}
 	rn.r, rn.stdin, rn.out, rn.started = r, stdinW, out, time.Now()
@@ -359,12 +362,12 @@ func (m *Manager) startRunner(key string, kind scriptKind, rn *runner, l *liveSe
 // usable reports whether a runner whose start has ended can take a run of
 // req now, and hands it the session's CPU quota if it booted on the boot
 // quota.
-func (m *Manager) usable(rn *runner, l *liveSession, kind scriptKind, workspace string, req ExecRequest) bool {
+func (rs *runners) usable(rn *runner, l *liveSession, kind scriptKind, workspace string, req ExecRequest) bool {
 	if rn.r == nil || rn.out.stdout.limit != req.OutputLimit || rn.config != kind.stamp(workspace) || rn.exited() {
 		return false
 	}
-	if m.boot.enabled() {
-		if err := m.boot.leave(l.cgroup, rn.r.group); err != nil {
+	if rs.boot.enabled() {
+		if err := rs.boot.leave(l.cgroup, rn.r.group); err != nil {
 			slog.Warn("hand runner to its session", "session", rn.session, "err", err)
 			return false
 		}
@@ -377,9 +380,9 @@ func (m *Manager) usable(rn *runner, l *liveSession, kind scriptKind, workspace 
 // way), and returns it if it can take req now. One that cannot (it died
 // while it waited, it read an older tsconfig.json) is stopped and the next
 // is tried; with none left it returns nil.
-func (m *Manager) takeRunner(ctx context.Context, sessionID, workspace string, l *liveSession, kind scriptKind, req ExecRequest) (*runner, error) {
+func (rs *runners) takeRunner(ctx context.Context, sessionID, workspace string, l *liveSession, kind scriptKind, req ExecRequest) (*runner, error) {
 	for {
-		rn := m.runners.take(runnerKey(sessionID, kind))
+		rn := rs.take(runnerKey(sessionID, kind))
 		if rn == nil {
 			return nil, nil
 		}
@@ -389,7 +392,7 @@ func (m *Manager) takeRunner(ctx context.Context, sessionID, workspace string, l
 			rn.stop()
 			return nil, fmt.Errorf("wait for %s runner: %w", kind, ctx.Err())
 		}
-		if m.usable(rn, l, kind, workspace, req) {
+		if rs.usable(rn, l, kind, workspace, req) {
 			return rn, nil
 		}
 		rn.stop()
@@ -400,16 +403,16 @@ func (m *Manager) takeRunner(ctx context.Context, sessionID, workspace string, l
 // TypeScript) would: on the session's runner of that kind when there is one
 // (see takeRunner), else cold. The next runner starts once this run has
 // answered: started beside it, its boot took the run's CPU.
-func (m *Manager) runScript(ctx context.Context, sessionID, workspace string, l *liveSession, req ExecRequest) (ExecResult, error) {
+func (rs *runners) runScript(ctx context.Context, sessionID, workspace string, l *liveSession, req ExecRequest) (ExecResult, error) {
 	file := WorkspacePath + "/" + req.Script
 	kind := kindOfScript(req.Script)
-	rn, err := m.takeRunner(ctx, sessionID, workspace, l, kind, req)
+	rn, err := rs.takeRunner(ctx, sessionID, workspace, l, kind, req)
 	if err != nil {
 		return ExecResult{}, err
 	}
-	defer m.prestart(sessionID, workspace, kind, l)
+	defer rs.prestart(sessionID, workspace, kind, l)
 	if rn == nil {
-		req.Args = kind.coldArgs(m.cfg.NodePath, file)
+		req.Args = kind.coldArgs(rs.cfg.NodePath, file)
 		return l.exec(ctx, req)
 	}
 	return rn.run(ctx, file+"\n", req)

@@ -158,22 +158,22 @@ func TestRunnerUsable(t *testing.T) {
 			r: &run{p: pidProcess{pid: uint32(pid)}, statusC: make(chan containerd.ExitStatus)}}
 	}
 	req := ExecRequest{OutputLimit: 100}
-	if !m.usable(waiting(scriptJS, os.Getpid()), nil, scriptJS, ws, req) {
+	if !m.runners.usable(waiting(scriptJS, os.Getpid()), nil, scriptJS, ws, req) {
 		t.Fatal("a live runner with the same limit is usable")
 	}
-	if m.usable(&runner{}, nil, scriptJS, ws, req) {
+	if m.runners.usable(&runner{}, nil, scriptJS, ws, req) {
 		t.Fatal("a runner whose start failed is not usable")
 	}
-	if m.usable(waiting(scriptJS, os.Getpid()), nil, scriptJS, ws, ExecRequest{OutputLimit: 50}) {
+	if m.runners.usable(waiting(scriptJS, os.Getpid()), nil, scriptJS, ws, ExecRequest{OutputLimit: 50}) {
 		t.Fatal("a runner capturing another output limit is not usable")
 	}
 	ts := waiting(scriptTS, os.Getpid())
 	writeFiles(t, ws, map[string]string{"tsconfig.json": "{}"})
-	if m.usable(ts, nil, scriptTS, ws, req) {
+	if m.runners.usable(ts, nil, scriptTS, ws, req) {
 		t.Fatal("a ts runner started before tsconfig.json changed is not usable")
 	}
 	// No process has pid 2^22+1 (above the kernel's largest pid_max).
-	if m.usable(waiting(scriptJS, 1<<22+1), nil, scriptJS, ws, req) {
+	if m.runners.usable(waiting(scriptJS, 1<<22+1), nil, scriptJS, ws, req) {
 		t.Fatal("a runner whose process is gone is not usable")
 	}
 	dead := waiting(scriptJS, os.Getpid())

@@ -59,16 +59,16 @@ func shellRunnable(req ExecRequest) bool {
 // end of a run that takes milliseconds (measured on a loaded 2-core host,
 // spaced `shell true`: median 137 ms with the next runner starting during
 // the run, 31 ms with it starting after).
-func (m *Manager) runShell(ctx context.Context, sessionID string, l *liveSession, req ExecRequest) (ExecResult, error) {
+func (rs *runners) runShell(ctx context.Context, sessionID string, l *liveSession, req ExecRequest) (ExecResult, error) {
 	if !shellRunnable(req) {
 		req.Args = shellArgs(req.Shell)
 		return l.exec(ctx, req)
 	}
-	rn, err := m.takeRunner(ctx, sessionID, "", l, shellKind, req)
+	rn, err := rs.takeRunner(ctx, sessionID, "", l, shellKind, req)
 	if err != nil {
 		return ExecResult{}, err
 	}
-	defer m.prestart(sessionID, "", shellKind, l)
+	defer rs.prestart(sessionID, "", shellKind, l)
 	if rn == nil {
 		req.Args = shellArgs(req.Shell)
 		return l.exec(ctx, req)

@@ -103,8 +103,8 @@ var ErrAmbiguousPreview = fmt.Errorf("ambiguous short preview id: %w", errdefs.E
 // unchanged, for the call that uses it to find (or not find) in the store;
 // an id that ends several live sessionIds is ErrAmbiguousPreview. It reads
 // only memory: every preview request calls it.
-func (m *Manager) PreviewSession(id string) (string, error) {
-	sessionID, n := m.previews.resolve(id)
+func (p *previewIndex) PreviewSession(id string) (string, error) {
+	sessionID, n := p.resolve(id)
 	switch {
 	case n == 0:
 		return id, nil
@@ -118,23 +118,23 @@ func (m *Manager) PreviewSession(id string) (string, error) {
 // address names, as PreviewSession resolves it; false when no live session
 // of this host has that name. A preview credential carries the instance it
 // was made for, so that it opens nothing of a later session of the same id.
-func (m *Manager) PreviewInstance(id string) (string, bool) {
-	sessionID, n := m.previews.resolve(id)
+func (p *previewIndex) PreviewInstance(id string) (string, bool) {
+	sessionID, n := p.resolve(id)
 	if n != 1 {
 		return "", false
 	}
-	m.previews.mu.Lock()
-	defer m.previews.mu.Unlock()
-	instance, ok := m.previews.full[sessionID]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	instance, ok := p.full[sessionID]
 	return instance, ok
 }
 
-// indexPreviews rebuilds the preview index from the store, as at start.
-func (m *Manager) indexPreviews() error {
-	records, err := m.db.List()
+// load rebuilds the index from the store, as at start.
+func (p *previewIndex) load(db Store) error {
+	records, err := db.List()
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
-	m.previews.reset(records)
+	p.reset(records)
 	return nil
 }

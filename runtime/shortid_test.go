@@ -23,9 +23,9 @@ func TestShortID(t *testing.T) {
 }
 
 // resolveTo checks what PreviewSession makes of id.
-func resolveTo(t *testing.T, m *Manager, id, want string) {
+func resolveTo(t *testing.T, m *Runtime, id, want string) {
 	t.Helper()
-	got, err := m.PreviewSession(id)
+	got, err := m.previews.PreviewSession(id)
 	if err != nil || got != want {
 		t.Fatalf("PreviewSession(%q) = %q, %v; want %q", id, got, err, want)
 	}
@@ -38,11 +38,11 @@ func TestPreviewIndexFollowsSessions(t *testing.T) {
 	// A restart finds the store's running client sessions, and only those.
 	running(t, m, db, a)
 	running(t, m, db, poolPrefix+"warm-abc")
-	made := newRecord("session-1-half", "u-half", "img", "js", t.TempDir(), store.Limits{}, m.now(), m.cfg.IdleTimeout)
+	made := newRecord("session-1-half", "u-half", "img", "js", t.TempDir(), store.Limits{}, m.clock.read(), m.cfg.IdleTimeout)
 	if err := db.Create(made); err != nil { // still creating: not live
 		t.Fatal(err)
 	}
-	if err := m.indexPreviews(); err != nil {
+	if err := m.previews.load(m.db); err != nil {
 		t.Fatal(err)
 	}
 	resolveTo(t, m, a, a)
@@ -53,20 +53,20 @@ func TestPreviewIndexFollowsSessions(t *testing.T) {
 	// Create: a new session is found by its short id at once.
 	m.previews.add(b, "u-b")
 	resolveTo(t, m, "zz9", b)
-	if inst, ok := m.PreviewInstance("zz9"); !ok || inst != "u-b" {
+	if inst, ok := m.previews.PreviewInstance("zz9"); !ok || inst != "u-b" {
 		t.Fatalf("instance of zz9: %q %v, want u-b", inst, ok)
 	}
-	if _, ok := m.PreviewInstance("nobody"); ok {
+	if _, ok := m.previews.PreviewInstance("nobody"); ok {
 		t.Fatal("an instance for a session that is not there")
 	}
 
 	// Two sessions ending the same way: the short id is ambiguous, the full ids are not.
 	c := "session-1796051267000-zz9"
 	m.previews.add(c, "u-c")
-	if _, ok := m.PreviewInstance("zz9"); ok {
+	if _, ok := m.previews.PreviewInstance("zz9"); ok {
 		t.Fatal("an instance for an ambiguous short id")
 	}
-	if _, err := m.PreviewSession("zz9"); !errors.Is(err, ErrAmbiguousPreview) || !errdefs.IsNotFound(err) {
+	if _, err := m.previews.PreviewSession("zz9"); !errors.Is(err, ErrAmbiguousPreview) || !errdefs.IsNotFound(err) {
 		t.Fatalf("ambiguous short id: %v", err)
 	}
 	resolveTo(t, m, b, b)
@@ -90,7 +90,7 @@ func TestPreviewIndexFollowsSessions(t *testing.T) {
 	resolveTo(t, m, "zz9", "zz9")
 
 	// A restart rebuilds from the store: what is not there is gone.
-	if err := m.indexPreviews(); err != nil {
+	if err := m.previews.load(m.db); err != nil {
 		t.Fatal(err)
 	}
 	resolveTo(t, m, "zz9", "zz9")

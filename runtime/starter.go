@@ -103,16 +103,16 @@ func hasStarterDeps(dir string) bool {
 	return err == nil
 }
 
-// seedStarterDeps copies the starter layer of key into a workspace folder no
+// seedStarter copies the starter layer of key into a workspace folder no
 // session has touched yet, unless it holds it already. It answers what the
 // session lacks ("" for nothing): the layer may be off, not built yet, or
 // unbuildable without a registry. keyHeld is the layer the folder may hold
 // already (a warm container's); a different one is replaced.
-func (m *Manager) seedStarterDeps(dir, key, keyHeld string) string {
+func (d *depLayers) seedStarter(dir, key, keyHeld string) string {
 	if key == "" {
 		return ""
 	}
-	if m.layers == nil || m.starters == nil {
+	if d.cache == nil || d.starters == nil {
 		return noticeNoLayers
 	}
 	if hasStarterDeps(dir) {
@@ -124,14 +124,14 @@ func (m *Manager) seedStarterDeps(dir, key, keyHeld string) string {
 			return noticeFailed
 		}
 	}
-	if !m.layers.ready(key) {
-		if m.cfg.Registry == nil {
+	if !d.cache.ready(key) {
+		if d.cfg.Registry == nil {
 			return noticeNoRegistry
 		}
 		return noticePreparing
 	}
 	start := time.Now()
-	if err := m.layers.copyInto(key, dir); err != nil {
+	if err := d.cache.copyInto(key, dir); err != nil {
 		slog.Error("restore starter dependencies", "key", key, "err", err)
 		if err := removeStarterDeps(dir); err != nil {
 			slog.Error("remove half-restored starter dependencies", "dir", dir, "err", err)
@@ -154,36 +154,35 @@ func removeStarterDeps(dir string) error {
 	return errors.Join(errs...)
 }
 
-// keepStarterLayers builds every starter layer that is missing, one after
+// keepStarters builds every starter layer that is missing, one after
 // the other, then completes the warm containers made before it was there;
 // it tries again every starterRetry until all are built or the manager
 // stops. Without a registry (or with StarterDeps off) it does nothing:
 // creates then say what the session lacks.
-func (m *Manager) keepStarterLayers() {
-	defer m.stopped.Done()
-	defer close(m.startersEnd)
-	if m.starters == nil || m.layers == nil || m.cfg.Registry == nil || !m.cfg.StarterDeps {
+func (d *depLayers) keepStarters() {
+	defer close(d.startersEnd)
+	if d.starters == nil || d.cache == nil || d.cfg.Registry == nil || !d.cfg.StarterDeps {
 		return
 	}
 	for {
 		missing := 0
-		for key, manifest := range m.starters.manifests {
-			if m.layerReady(key) {
+		for key, manifest := range d.starters.manifests {
+			if d.ready(key) {
 				continue
 			}
-			if !m.buildLayer(key, manifest, nil, true) {
+			if !d.build(key, manifest, nil, true) {
 				missing++
 				continue
 			}
-			if key == m.starters.poolKey {
-				m.completeWarm(key)
+			if key == d.starters.poolKey {
+				d.completeWarm(key)
 			}
 		}
 		if missing == 0 {
 			return
 		}
 		select {
-		case <-m.stop:
+		case <-d.stop:
 			return
 		case <-time.After(starterRetry):
 		}
@@ -194,19 +193,19 @@ func (m *Manager) keepStarterLayers() {
 // before it was built. Each is taken out of the pool while its workspace is
 // written (no client can claim it then; no user code ever ran in it) and
 // put back after.
-func (m *Manager) completeWarm(key string) {
-	for range m.cfg.PoolSize {
-		id, ok := m.pool.pop()
+func (d *depLayers) completeWarm(key string) {
+	for range d.cfg.PoolSize {
+		id, ok := d.pool.pop()
 		if !ok {
 			return
 		}
-		if rec, err := m.db.Get(id); err == nil && !hasStarterDeps(rec.Workspace) {
-			if notice := m.seedStarterDeps(rec.Workspace, key, ""); notice != "" {
+		if rec, err := d.db.Get(id); err == nil && !hasStarterDeps(rec.Workspace) {
+			if notice := d.seedStarter(rec.Workspace, key, ""); notice != "" {
 				slog.Warn("complete a warm container", "pool", id, "notice", notice)
 			} else if err := flushWorkspace(rec.Workspace); err != nil {
 				slog.Warn("complete a warm container", "pool", id, "err", err)
 			}
 		}
-		m.pool.push(id)
+		d.pool.push(id)
 	}
 }

@@ -6,11 +6,6 @@ import (
 	"io"
 	"sync"
 
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
-
-	"github.com/servcraft/servcraftd/runtime/spawn"
-	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -19,7 +14,6 @@ import (
 // everything it started.
 type Terminal struct {
 	run    *run
-	proc   containerd.Process // its shell, for resizes
 	input  *io.PipeWriter
 	output *io.PipeReader
 	once   sync.Once
@@ -34,7 +28,11 @@ func (t *Terminal) Read(p []byte) (int, error) { return t.output.Read(p) }
 
 // Resize sets the PTY's size in columns and rows.
 func (t *Terminal) Resize(ctx context.Context, cols, rows uint32) error {
-	return t.proc.Resize(ctx, cols, rows)
+	p, ok := t.run.p.(execProcess)
+	if !ok {
+		return fmt.Errorf("terminal %s has no PTY", t.run.id)
+	}
+	return p.Resize(ctx, cols, rows)
 }
 
 // Exit is the shell's exit code, sent once when it has ended.
@@ -55,56 +53,30 @@ var gateEcho = []byte("\r\n")
 
 // OpenTerminal starts `sh -i` on a PTY of cols×rows in the session, as the
 // sandbox user in /workspace. It counts as activity while input flows.
-func (m *Manager) OpenTerminal(ctx context.Context, sessionID string, cols, rows uint32) (*Terminal, error) {
+func (runs *Runs) OpenTerminal(ctx context.Context, sessionID string, cols, rows uint32) (*Terminal, error) {
 	var t *Terminal
-	err := m.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) (err error) {
+	err := runs.table.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) (err error) {
 		t, err = openTerminal(ctx, l, sessionID, cols, rows)
 		return err
 	})
 	return t, err
 }
 
-// openTerminal starts the shell of a terminal in l.
+// openTerminal starts the shell of a terminal in l, as every run starts
+// (liveSession.start), on a PTY.
 func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, rows uint32) (*Terminal, error) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	proc := l.gatedProcess([]string{"/bin/sh", "-i"}, spawn.TerminalGateCaps)
-	proc.Terminal = true
-	proc.Env = append(append([]string{}, l.proc.Env...), "TERM=xterm-256color", "PS1=\\w $ ")
-	proc.Cwd = WorkspacePath
-	proc.ConsoleSize = nil
-	id := "tty-" + randomHex(6)
-	group, err := newRunGroup(l.cgroup, id)
+	bctx := context.WithoutCancel(ctx) // the shell outlives the request that opened it
+	r, err := l.start(bctx, runSpec{id: "tty-" + randomHex(6), args: []string{"/bin/sh", "-i"},
+		env:   []string{"TERM=xterm-256color", "PS1=\\w $ "},
+		stdin: inR, stdout: &stripPrefix{w: outW, prefix: gateEcho}, tty: &ttySize{cols: cols, rows: rows}})
 	if err != nil {
-		return nil, err
-	}
-	bctx := context.WithoutCancel(ctx)
-	stripped := &stripPrefix{w: outW, prefix: gateEcho}
-	p, err := l.task.Exec(bctx, id, &proc, cio.NewCreator(cio.WithStreams(inR, stripped, nil), cio.WithTerminal, cio.WithFIFODir(l.fifoDir)))
-	if err != nil {
-		_ = group.remove()
-		return nil, fmt.Errorf("exec terminal in %s: %w", sessionID, disk.HostFull(err))
-	}
-	statusC, err := p.Wait(bctx)
-	if err == nil {
-		err = p.Start(bctx)
-	}
-	if err == nil {
-		err = group.add(p.Pid())
-	}
-	if err == nil && cols > 0 && rows > 0 {
-		err = p.Resize(bctx, cols, rows)
-	}
-	if err != nil {
-		_ = group.remove()
-		deleteProcess(bctx, p)
 		return nil, fmt.Errorf("start terminal in %s: %w", sessionID, err)
 	}
-	r := &run{id: id, p: execProcess{p}, group: group, statusC: statusC, cgroup: l.cgroup}
-	t := &Terminal{run: r, proc: p, input: inW, output: outR, exit: make(chan int, 1)}
-	_, _ = inW.Write([]byte("\n")) // open the gate
+	t := &Terminal{run: r, input: inW, output: outR, exit: make(chan int, 1)}
 	go func() {
-		exit := <-statusC
+		exit := <-r.statusC
 		st, _ := r.finish(bctx, &exit)
 		outW.Close()
 		inW.Close()

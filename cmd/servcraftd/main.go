@@ -180,14 +180,14 @@ func run(ctx context.Context, cfg config) error {
 		if err != nil {
 			return err
 		}
-		copts, p, leave, err := joinCluster(ctx, cfg.Cluster, nodeID, ln.Addr().String(), localSessions{db: db, mgr: mgr, maxSessions: cfg.Runtime.MaxSessions})
+		copts, p, leave, err := joinCluster(ctx, cfg.Cluster, nodeID, ln.Addr().String(), localSessions{db: db, mgr: mgr.Manager, maxSessions: cfg.Runtime.MaxSessions})
 		if err != nil {
 			return err
 		}
 		defer leave()
 		opts.Cluster, pl = copts, p
 	}
-	opts.OnDrain = drainHook(mgr, pl)
+	opts.OnDrain = drainHook(mgr.Manager, pl)
 	srv := &http.Server{
 		Handler:           api.NewRouter(mgr, opts),
 		ReadHeaderTimeout: 10 * time.Second,
