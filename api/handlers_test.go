@@ -317,3 +317,17 @@ func TestPreviewAddressPages(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultOptionsAreValidAndRangesAreChecked(t *testing.T) {
+	if err := DefaultOptions().Validate(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	bad := DefaultOptions()
+	bad.MaxTerminals, bad.CORSOrigins = 1001, []string{"https://a.example/path"}
+	err := bad.Validate()
+	for _, setting := range []string{"max-terminals", "cors-origins"} {
+		if err == nil || !strings.Contains(err.Error(), setting) {
+			t.Errorf("err %v does not name %s", err, setting)
+		}
+	}
+}

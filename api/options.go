@@ -2,14 +2,20 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
@@ -160,4 +166,63 @@ func (r Rate) human() string {
 		per = "per hour"
 	}
 	return fmt.Sprintf("%s %s (bursts of %d)", strconv.FormatFloat(r.Events, 'g', -1, 64), per, r.burst())
+}
+
+// Validate checks every option against its range; the error names each
+// option that is out of it (by its flag name) and why.
+func (o Options) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(o.MaxBodyBytes >= 1<<10, "max-body: %s is below 1KiB", disk.Format(o.MaxBodyBytes))
+	check(o.MaxCommandBytes >= 1 && int64(o.MaxCommandBytes) <= o.MaxBodyBytes, "max-command: %s must be within 1 byte and max-body", disk.Format(int64(o.MaxCommandBytes)))
+	check(o.PathLimits.MaxDepth >= 1 && o.PathLimits.MaxDepth <= 64, "max-path-depth: %d is not within 1 to 64", o.PathLimits.MaxDepth)
+	check(o.ExposedPort >= 1 && o.ExposedPort <= 65535, "exposed-port: %d is not a port", o.ExposedPort)
+	check(o.MaxPackages >= 1 && o.MaxPackages <= 1000, "max-packages: %d is not within 1 to 1000", o.MaxPackages)
+	check(o.SyncLimits.MaxFiles >= 1, "max-sync-files: %d is below 1", o.SyncLimits.MaxFiles)
+	check(o.SyncLimits.MaxFileBytes >= 1 && o.SyncLimits.MaxFileBytes <= o.MaxBodyBytes, "max-file-size: %s must be within 1 byte and max-body", disk.Format(o.SyncLimits.MaxFileBytes))
+	check(o.ListLimits.MaxDepth >= 1 && o.ListLimits.MaxDepth <= 64, "list-depth: %d is not within 1 to 64", o.ListLimits.MaxDepth)
+	check(o.ListLimits.MaxEntries >= 1, "list-entries: %d is below 1", o.ListLimits.MaxEntries)
+	check(o.MinPreviewPort >= 1 && o.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", o.MinPreviewPort)
+	check(o.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", o.PreviewTimeout)
+	check(o.PreviewIdleTimeout >= time.Second && o.PreviewIdleTimeout <= 24*time.Hour, "preview-idle-timeout: %v is not within 1s to 24h", o.PreviewIdleTimeout)
+	check(o.MaxPreviewBytes >= 1<<10, "max-preview-bytes: %s is below 1KiB", disk.Format(o.MaxPreviewBytes))
+	check(o.ListLimits.MaxFileBytes >= 1, "list-file-bytes: %s is below 1 byte", disk.Format(o.ListLimits.MaxFileBytes))
+	check(len(o.APIToken) >= 16 || o.APIToken == "", "api-token: %d characters; use at least 16 (e.g. openssl rand -hex 32)", len(o.APIToken))
+	check(!strings.ContainsFunc(o.APIToken, func(r rune) bool { return r <= ' ' || r == 0x7f }), "api-token: holds white space or control characters")
+	check(!slices.Contains(o.CORSOrigins, "*") || o.APIToken == "", "cors-origins: \"*\" is not allowed with an API token; list the origins")
+	check(o.PreviewLinkTTL >= 10*time.Second, "preview-link-ttl: %v is below 10s", o.PreviewLinkTTL)
+	check(o.PreviewCookieTTL >= time.Minute, "preview-cookie-ttl: %v is below 1m", o.PreviewCookieTTL)
+	check(o.MaxTerminals >= 0 && o.MaxTerminals <= 1000, "max-terminals: %d is not within 0 to 1000", o.MaxTerminals)
+	check(o.MaxHeldPerClient >= 0 && o.MaxHeldPerClient <= 100000, "max-held-per-client: %d is not within 0 to 100000", o.MaxHeldPerClient)
+	check(o.MaxConcurrentListings >= 0 && o.MaxConcurrentListings <= 1000, "max-concurrent-listings: %d is not within 0 to 1000", o.MaxConcurrentListings)
+	check(o.MaxHeldPerSession >= 0 && o.MaxHeldPerSession <= 100000, "max-held-per-session: %d is not within 0 to 100000", o.MaxHeldPerSession)
+	check(o.MaxConcurrentExecs >= 0 && o.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", o.MaxConcurrentExecs)
+	for _, origin := range o.CORSOrigins {
+		if origin != "*" {
+			if err := validOrigin(origin); err != nil {
+				errs = append(errs, fmt.Errorf("cors-origins: %w", err))
+			}
+		}
+	}
+	for _, p := range o.TrustedProxies {
+		_, _, cidrErr := net.ParseCIDR(p)
+		check(cidrErr == nil || net.ParseIP(p) != nil, "trusted-proxies: %q is not an IP or CIDR", p)
+	}
+	_, domainErr := ParsePreviewDomain(o.PreviewDomain)
+	check(domainErr == nil, "preview-domain: %v", domainErr)
+	return errors.Join(errs...)
+}
+
+// validOrigin reports whether o is an origin: scheme and host, nothing else.
+func validOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an origin like https://app.example.com", o)
+	}
+	return nil
 }

@@ -534,13 +534,11 @@ func TestRandomMethodsLeaveMetricsFlat(t *testing.T) {
 	}
 	// RSS is flat within 8 MiB (what growth looked like: 10,000 series of
 	// a histogram are tens of MiB). Under the race detector its shadow
-	// memory alone grows the RSS by 8-11 MiB here: 16 MiB then.
-	bound := int64(8 << 20)
-	if raceEnabled {
-		bound = 16 << 20
-	}
-	if grew := rssAfter - rssBefore; grew > bound {
-		t.Errorf("RSS grew %d bytes (from %d) over 10,000 random methods, over %d", grew, rssBefore, bound)
+	// memory alone grows the RSS by 8 to 18 MiB here, as much as the growth
+	// this looks for: there the heap and the series above are the check,
+	// and the RSS is checked by the plain build (make test).
+	if grew := rssAfter - rssBefore; grew > 8<<20 && !raceEnabled {
+		t.Errorf("RSS grew %d bytes (from %d) over 10,000 random methods, over %d", grew, rssBefore, 8<<20)
 	}
 	t.Logf("over 10,000 random methods: /metrics %d lines, heap %d → %d, RSS %d → %d bytes", after, heapBefore, heapAfter, rssBefore, rssAfter)
 	if methodLabel("PROPFIND") != "other" || methodLabel("GET") != "GET" {

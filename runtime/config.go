@@ -1,9 +1,12 @@
 package runtime
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
 // Config is the manager's configuration.
@@ -91,4 +94,41 @@ func DefaultConfig() Config {
 		PoolParallel:        2,
 		DiskReserve:         1 << 30,
 	}
+}
+
+// Validate checks every setting against its range; the error names each
+// setting that is out of it (by its flag name) and why.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Limits.MemoryBytes >= 32<<20, "memory: %s is below 32MiB", disk.Format(c.Limits.MemoryBytes))
+	check(c.Limits.Pids >= 16, "pids: %d is below 16", c.Limits.Pids)
+	check(c.Limits.TmpBytes >= 1<<20, "tmp-size: %s is below 1MiB", disk.Format(c.Limits.TmpBytes))
+	check(c.Limits.NoFile >= 64, "nofile: %d is below 64", c.Limits.NoFile)
+	check(c.Limits.FileBytes >= 8<<20, "workspace-size: %s is below 8MiB", disk.Format(int64(c.Limits.FileBytes)))
+	check(c.IdleTimeout >= time.Second, "idle-timeout: %v is below 1s", c.IdleTimeout)
+	check(c.ReapInterval >= 100*time.Millisecond, "reap-interval: %v is below 100ms", c.ReapInterval)
+	check(c.Image.PullTimeout >= time.Second, "pull-timeout: %v is below 1s", c.Image.PullTimeout)
+	check(c.ExtendBy >= 0, "extend-by: %v is negative", c.ExtendBy)
+	check(c.ExecTimeout > 0, "exec-timeout: %v must be positive", c.ExecTimeout)
+	check(c.MaxExecTimeout >= c.ExecTimeout, "max-exec-timeout: %v is below exec-timeout %v", c.MaxExecTimeout, c.ExecTimeout)
+	check(c.OutputLimit >= 1<<10, "output-limit: %s is below 1KiB", disk.Format(int64(c.OutputLimit)))
+	check(c.TouchInterval >= 10*time.Millisecond, "touch-interval: %v is below 10ms", c.TouchInterval)
+	check(c.InstallTimeout >= time.Second, "install-timeout: %v is below 1s", c.InstallTimeout)
+	check(c.DepLayerMaxBytes >= 1<<20, "dep-layer-max-size: %s is below 1MiB", disk.Format(c.DepLayerMaxBytes))
+	check(c.DepCacheBytes >= c.DepLayerMaxBytes, "dep-cache-size: %s is below dep-layer-max-size %s", disk.Format(c.DepCacheBytes), disk.Format(c.DepLayerMaxBytes))
+	check(c.MaxSessions >= 1, "max-sessions: %d is below 1", c.MaxSessions)
+	check(c.PoolSize >= 0 && c.PoolSize < c.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.PoolSize)
+	check(c.PoolParallel >= 1 && c.PoolParallel <= 16, "pool-parallel: %d is not within 1 and 16", c.PoolParallel)
+	check(c.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.RunnerIdle)
+	check(c.RunnerDepth >= 1 && c.RunnerDepth <= 8, "runner-depth: %d is not within 1 to 8", c.RunnerDepth)
+	check(c.RunnerBootCPUs == 0 || c.RunnerBootCPUs >= 0.01 && c.RunnerBootCPUs <= 64, "runner-boot-cpus: %v is neither 0 nor within 0.01 to 64", c.RunnerBootCPUs)
+	check(c.MaxBackground >= 1 && c.MaxBackground <= 256, "max-processes: %d is not within 1 to 256", c.MaxBackground)
+	check(c.KeepEndedBackground >= 0 && c.KeepEndedBackground <= 1024, "keep-ended-processes: %d is not within 0 to 1024", c.KeepEndedBackground)
+	check(c.BackgroundLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", disk.Format(int64(c.BackgroundLogBytes)))
+	return errors.Join(errs...)
 }

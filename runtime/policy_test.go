@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -423,5 +424,19 @@ func TestStartedAt(t *testing.T) {
 	}
 	if _, ok := startedAt(stat, []byte("cpu 1\n")); ok {
 		t.Error("no btime gave a time")
+	}
+}
+
+func TestDefaultConfigIsValidAndRangesAreChecked(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	bad := DefaultConfig()
+	bad.RunnerDepth, bad.PoolSize, bad.MaxSessions = 9, 5, 5
+	err := bad.Validate()
+	for _, setting := range []string{"runner-depth", "pool-size"} {
+		if err == nil || !strings.Contains(err.Error(), setting) {
+			t.Errorf("err %v does not name %s", err, setting)
+		}
 	}
 }

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -549,16 +547,6 @@ func (c *config) readTokenFile() error {
 	return nil
 }
 
-// validOrigin checks a browser origin: scheme://host[:port] and nothing more.
-func validOrigin(o string) error {
-	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not an origin like https://app.example.com", o)
-	}
-	return nil
-}
-
 func (c *config) validate() error {
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
@@ -566,76 +554,15 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
-	check(c.Runtime.Limits.MemoryBytes >= 32<<20, "memory: %s is below 32MiB", formatBytes(c.Runtime.Limits.MemoryBytes))
+	// The daemon's own settings; the runtime's and the API's check themselves.
 	check(c.CPUs >= 0.01 && c.CPUs <= 64, "cpus: %v is not within 0.01 to 64", c.CPUs)
-	check(c.Runtime.Limits.Pids >= 16, "pids: %d is below 16", c.Runtime.Limits.Pids)
-	check(c.Runtime.Limits.TmpBytes >= 1<<20, "tmp-size: %s is below 1MiB", formatBytes(c.Runtime.Limits.TmpBytes))
-	check(c.Runtime.Limits.NoFile >= 64, "nofile: %d is below 64", c.Runtime.Limits.NoFile)
-	check(c.Runtime.Limits.FileBytes >= 8<<20, "workspace-size: %s is below 8MiB", formatBytes(int64(c.Runtime.Limits.FileBytes)))
-	check(c.Runtime.IdleTimeout >= time.Second, "idle-timeout: %v is below 1s", c.Runtime.IdleTimeout)
-	check(c.Runtime.ReapInterval >= 100*time.Millisecond, "reap-interval: %v is below 100ms", c.Runtime.ReapInterval)
-	check(c.Runtime.Image.PullTimeout >= time.Second, "pull-timeout: %v is below 1s", c.Runtime.Image.PullTimeout)
-	check(c.Runtime.ExtendBy >= 0, "extend-by: %v is negative", c.Runtime.ExtendBy)
-	check(c.Runtime.ExecTimeout > 0, "exec-timeout: %v must be positive", c.Runtime.ExecTimeout)
-	check(c.Runtime.MaxExecTimeout >= c.Runtime.ExecTimeout, "max-exec-timeout: %v is below exec-timeout %v", c.Runtime.MaxExecTimeout, c.Runtime.ExecTimeout)
-	check(c.Runtime.OutputLimit >= 1<<10, "output-limit: %s is below 1KiB", formatBytes(int64(c.Runtime.OutputLimit)))
-	check(c.API.MaxBodyBytes >= 1<<10, "max-body: %s is below 1KiB", formatBytes(c.API.MaxBodyBytes))
-	check(c.API.MaxCommandBytes >= 1 && int64(c.API.MaxCommandBytes) <= c.API.MaxBodyBytes, "max-command: %s must be within 1 byte and max-body", formatBytes(int64(c.API.MaxCommandBytes)))
-	check(c.API.PathLimits.MaxDepth >= 1 && c.API.PathLimits.MaxDepth <= 64, "max-path-depth: %d is not within 1 to 64", c.API.PathLimits.MaxDepth)
-	check(c.API.ExposedPort >= 1 && c.API.ExposedPort <= 65535, "exposed-port: %d is not a port", c.API.ExposedPort)
-	check(c.Runtime.TouchInterval >= 10*time.Millisecond, "touch-interval: %v is below 10ms", c.Runtime.TouchInterval)
 	check(c.ShutdownTimeout >= 0, "shutdown-timeout: %v is negative", c.ShutdownTimeout)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log-format: %q is not text or json", c.LogFormat)
 	check(c.StateDir != "", "state-dir: empty")
-	check(c.Runtime.InstallTimeout >= time.Second, "install-timeout: %v is below 1s", c.Runtime.InstallTimeout)
 	check(c.InstallBytes >= 1<<20, "install-upstream-bytes: %s is below 1MiB", formatBytes(c.InstallBytes))
 	check(c.NpmCacheBytes >= npmproxy.DefaultMaxTarballBytes, "npm-cache-size: %s is below the largest tarball, %s", formatBytes(c.NpmCacheBytes), formatBytes(npmproxy.DefaultMaxTarballBytes))
-	check(c.Runtime.DepLayerMaxBytes >= 1<<20, "dep-layer-max-size: %s is below 1MiB", formatBytes(c.Runtime.DepLayerMaxBytes))
-	check(c.Runtime.DepCacheBytes >= c.Runtime.DepLayerMaxBytes, "dep-cache-size: %s is below dep-layer-max-size %s", formatBytes(c.Runtime.DepCacheBytes), formatBytes(c.Runtime.DepLayerMaxBytes))
-	check(c.API.MaxPackages >= 1 && c.API.MaxPackages <= 1000, "max-packages: %d is not within 1 to 1000", c.API.MaxPackages)
-	check(c.API.SyncLimits.MaxFiles >= 1, "max-sync-files: %d is below 1", c.API.SyncLimits.MaxFiles)
-	check(c.API.SyncLimits.MaxFileBytes >= 1 && c.API.SyncLimits.MaxFileBytes <= c.API.MaxBodyBytes, "max-file-size: %s must be within 1 byte and max-body", formatBytes(c.API.SyncLimits.MaxFileBytes))
-	check(c.API.ListLimits.MaxDepth >= 1 && c.API.ListLimits.MaxDepth <= 64, "list-depth: %d is not within 1 to 64", c.API.ListLimits.MaxDepth)
-	check(c.API.ListLimits.MaxEntries >= 1, "list-entries: %d is below 1", c.API.ListLimits.MaxEntries)
-	check(c.Runtime.MaxSessions >= 1, "max-sessions: %d is below 1", c.Runtime.MaxSessions)
-	check(c.Runtime.PoolSize >= 0 && c.Runtime.PoolSize < c.Runtime.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.Runtime.PoolSize)
-	check(c.Runtime.PoolParallel >= 1 && c.Runtime.PoolParallel <= 16, "pool-parallel: %d is not within 1 and 16", c.Runtime.PoolParallel)
-	check(c.Runtime.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.Runtime.RunnerIdle)
-	check(c.Runtime.RunnerDepth >= 1 && c.Runtime.RunnerDepth <= 8, "runner-depth: %d is not within 1 to 8", c.Runtime.RunnerDepth)
-	check(c.Runtime.RunnerBootCPUs == 0 || c.Runtime.RunnerBootCPUs >= 0.01 && c.Runtime.RunnerBootCPUs <= 64, "runner-boot-cpus: %v is neither 0 nor within 0.01 to 64", c.Runtime.RunnerBootCPUs)
-	check(c.Runtime.MaxBackground >= 1 && c.Runtime.MaxBackground <= 256, "max-processes: %d is not within 1 to 256", c.Runtime.MaxBackground)
-	check(c.Runtime.KeepEndedBackground >= 0 && c.Runtime.KeepEndedBackground <= 1024, "keep-ended-processes: %d is not within 0 to 1024", c.Runtime.KeepEndedBackground)
-	check(c.Runtime.BackgroundLogBytes >= 1<<10, "process-log-bytes: %s is below 1KiB", formatBytes(int64(c.Runtime.BackgroundLogBytes)))
-	check(c.API.MinPreviewPort >= 1 && c.API.MinPreviewPort <= 65535, "min-preview-port: %d is not a port", c.API.MinPreviewPort)
-	check(c.API.PreviewTimeout >= time.Second, "preview-timeout: %v is below 1s", c.API.PreviewTimeout)
-	check(c.API.PreviewIdleTimeout >= time.Second && c.API.PreviewIdleTimeout <= 24*time.Hour, "preview-idle-timeout: %v is not within 1s to 24h", c.API.PreviewIdleTimeout)
-	check(c.API.MaxPreviewBytes >= 1<<10, "max-preview-bytes: %s is below 1KiB", formatBytes(c.API.MaxPreviewBytes))
-	check(c.API.ListLimits.MaxFileBytes >= 1, "list-file-bytes: %s is below 1 byte", formatBytes(c.API.ListLimits.MaxFileBytes))
 	check(c.Namespace != "", "namespace: empty")
-	check(len(c.API.APIToken) >= 16 || c.API.APIToken == "", "api-token: %d characters; use at least 16 (e.g. openssl rand -hex 32)", len(c.API.APIToken))
-	check(!strings.ContainsFunc(c.API.APIToken, func(r rune) bool { return r <= ' ' || r == 0x7f }), "api-token: holds white space or control characters")
-	for _, o := range c.API.CORSOrigins {
-		if o != "*" {
-			if err := validOrigin(o); err != nil {
-				errs = append(errs, fmt.Errorf("cors-origins: %w", err))
-			}
-		}
-	}
-	check(!slices.Contains(c.API.CORSOrigins, "*") || c.API.APIToken == "", "cors-origins: \"*\" is not allowed with an API token; list the origins")
-	for _, p := range c.API.TrustedProxies {
-		_, _, cidrErr := net.ParseCIDR(p)
-		check(cidrErr == nil || net.ParseIP(p) != nil, "trusted-proxies: %q is not an IP or CIDR", p)
-	}
-	_, domainErr := api.ParsePreviewDomain(c.API.PreviewDomain)
-	check(domainErr == nil, "preview-domain: %v", domainErr)
-	check(c.API.PreviewLinkTTL >= 10*time.Second, "preview-link-ttl: %v is below 10s", c.API.PreviewLinkTTL)
-	check(c.API.PreviewCookieTTL >= time.Minute, "preview-cookie-ttl: %v is below 1m", c.API.PreviewCookieTTL)
-	check(c.API.MaxTerminals >= 0 && c.API.MaxTerminals <= 1000, "max-terminals: %d is not within 0 to 1000", c.API.MaxTerminals)
-	check(c.API.MaxHeldPerClient >= 0 && c.API.MaxHeldPerClient <= 100000, "max-held-per-client: %d is not within 0 to 100000", c.API.MaxHeldPerClient)
-	check(c.API.MaxConcurrentListings >= 0 && c.API.MaxConcurrentListings <= 1000, "max-concurrent-listings: %d is not within 0 to 1000", c.API.MaxConcurrentListings)
-	check(c.API.MaxHeldPerSession >= 0 && c.API.MaxHeldPerSession <= 100000, "max-held-per-session: %d is not within 0 to 100000", c.API.MaxHeldPerSession)
-	check(c.API.MaxConcurrentExecs >= 0 && c.API.MaxConcurrentExecs <= 1000, "max-concurrent-execs: %d is not within 0 to 1000", c.API.MaxConcurrentExecs)
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.Runtime.Validate(), c.API.Validate())...)
 }
 
 // cpuQuota turns CPUs into a CFS quota over the runtime's period.
