@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"log/slog"
 	"slices"
 	"sort"
@@ -290,7 +291,7 @@ func (bs *backgrounds) restore(ctx context.Context, s store.Session, l *liveSess
 			continue
 		}
 		b.log.Write([]byte("[servcraftd restarted: earlier output of this process is not kept]\n"))
-		b.run = &run{id: rec.ID, p: execProcess{p}, group: existingRunGroup(l.cgroup, rec.ID),
+		b.run = &run{id: rec.ID, p: execProcess{p}, group: cgroup.ExistingRun(l.cgroup, rec.ID),
 			statusC: statusC, cgroup: l.cgroup, started: rec.StartedAt}
 		bs.watch(bctx, s.SessionID, b)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"io"
 	"log/slog"
 	"slices"
@@ -97,7 +98,7 @@ const cleanupTimeout = 30 * time.Second
 type run struct {
 	id        string
 	p         runProcess
-	group     *runGroup
+	group     *cgroup.Run
 	statusC   <-chan containerd.ExitStatus
 	cgroup    string
 	oomBefore int64
@@ -222,14 +223,14 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 	proc.Cwd = WorkspacePath
 	id, task, containerCgroup, stdin := spec.id, l.task, l.cgroup, spec.stdin
 
-	group, err := newRunGroup(containerCgroup, id)
+	group, err := cgroup.NewRun(containerCgroup, id)
 	if err != nil {
 		return nil, err
 	}
 	cleanupCtx := context.WithoutCancel(ctx)
 	defer func() {
 		if retErr != nil {
-			_ = group.remove()
+			_ = group.Remove()
 		}
 	}()
 	stdinR, stdinW := io.Pipe()
@@ -250,11 +251,11 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 		return nil, fmt.Errorf("wait exec %s: %w", id, err)
 	}
 	r := &run{id: id, p: execProcess{p}, group: group, statusC: statusC, cgroup: containerCgroup,
-		oomBefore: oomKills(containerCgroup), started: time.Now()}
+		oomBefore: cgroup.OOMKills(containerCgroup), started: time.Now()}
 	if err := p.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start exec %s: %w", id, err)
 	}
-	if err := group.add(p.Pid()); err != nil {
+	if err := group.Add(p.Pid()); err != nil {
 		_ = p.Kill(cleanupCtx, unix.SIGKILL)
 		return nil, err
 	}
@@ -295,7 +296,7 @@ func openGate(w io.WriteCloser, stdin io.Reader) {
 // process and the cgroup are removed in the background: the answer need not
 // wait for containerd's bookkeeping.
 func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (containerd.ExitStatus, error) {
-	kerr := r.group.kill()
+	kerr := r.group.Kill()
 	var st containerd.ExitStatus
 	if status != nil {
 		st = *status
@@ -315,13 +316,13 @@ func (r *run) finish(ctx context.Context, status *containerd.ExitStatus) (contai
 // release deletes the exec process and its (empty) cgroup.
 func (r *run) release(ctx context.Context) {
 	r.p.release(ctx)
-	if err := r.group.remove(); err != nil {
+	if err := r.group.Remove(); err != nil {
 		slog.Warn("remove run cgroup", "exec", r.id, "err", err)
 	}
 }
 
 // kill ends the whole run now.
-func (r *run) kill() error { return r.group.kill() }
+func (r *run) kill() error { return r.group.Kill() }
 
 func deleteProcess(ctx context.Context, p containerd.Process) {
 	dctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
@@ -401,7 +402,7 @@ func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration)
 	res.Stderr, errCut = out.stderr.result()
 	res.Truncated = outCut || errCut
 	if r.oomBefore >= 0 && code == 128+uint32(unix.SIGKILL) && !res.TimedOut && !res.Truncated {
-		res.OOMKilled = oomKills(r.cgroup) > r.oomBefore
+		res.OOMKilled = cgroup.OOMKills(r.cgroup) > r.oomBefore
 	}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("exec %s: %w", r.id, ctx.Err())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,12 +67,12 @@ func WaitRunner(m *Runtime, sessionID, script string) (uint32, bool) {
 // BootCgroup is the CPU cgroup folder a session's runners boot in ("" when
 // they boot in their session's own).
 func BootCgroup(ctx context.Context, m *Runtime, sessionID string) (string, error) {
-	if !m.boot.enabled() {
+	if !m.boot.Enabled() {
 		return "", nil
 	}
 	var dir string
 	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
-		dir = bootDir(l.cgroup)
+		dir = cgroup.BootDir(l.cgroup)
 		return nil
 	})
 	return dir, err
@@ -81,7 +82,7 @@ func BootCgroup(ctx context.Context, m *Runtime, sessionID string) (string, erro
 func SessionCPUCgroup(ctx context.Context, m *Runtime, sessionID string) (string, error) {
 	var dir string
 	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
-		dir = cpuDir(l.cgroup)
+		dir = cgroup.CPUDir(l.cgroup)
 		return nil
 	})
 	return dir, err
@@ -92,12 +93,12 @@ func SessionCPUCgroup(ctx context.Context, m *Runtime, sessionID string) (string
 func RunProcesses(ctx context.Context, m *Runtime, sessionID string) (map[string][]string, error) {
 	out := map[string][]string{}
 	err := m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
-		names, err := runGroupNames(l.cgroup)
+		names, err := cgroup.RunNames(l.cgroup)
 		if err != nil {
 			return err
 		}
 		for _, name := range names {
-			pids, err := existingRunGroup(l.cgroup, name).pids()
+			pids, err := cgroup.ExistingRun(l.cgroup, name).Pids()
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
@@ -154,11 +155,11 @@ type SessionProcess struct {
 func SessionProcesses(ctx context.Context, m *Runtime, sessionID string) (procs []SessionProcess, containerCgroup string, err error) {
 	err = m.readLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
 		containerCgroup = l.cgroup
-		return filepath.WalkDir(runGroupDir(l.cgroup, ""), func(path string, d os.DirEntry, err error) error {
+		return filepath.WalkDir(cgroup.RunDir(l.cgroup, ""), func(path string, d os.DirEntry, err error) error {
 			if err != nil || !d.IsDir() {
 				return nil // a run cgroup removed while walking
 			}
-			pids, _ := (&runGroup{dir: path}).pids()
+			pids, _ := cgroup.RunAt(path).Pids()
 			for _, pid := range pids {
 				p := SessionProcess{Pid: pid}
 				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -169,7 +170,7 @@ func SessionProcesses(ctx context.Context, m *Runtime, sessionID string) (procs 
 					if len(f) != 3 {
 						continue
 					}
-					if f[0] == "0" && f[1] == "" && isCgroup2() {
+					if f[0] == "0" && f[1] == "" && cgroup.Unified() {
 						p.PidsCgroup, p.CPUCgroup = f[2], f[2]
 					}
 					for _, c := range strings.Split(f[1], ",") {

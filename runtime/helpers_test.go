@@ -4,11 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -228,45 +226,6 @@ func TestSmallPieces(t *testing.T) {
 	st := closedStatus(*containerd.NewExitStatus(3, t0, nil))
 	if s := <-st; s.ExitCode() != 3 {
 		t.Fatal("closed status hands over the status")
-	}
-}
-
-func TestRunGroupFiles(t *testing.T) {
-	dir := t.TempDir()
-	g := &runGroup{dir: dir}
-	if err := g.add(42); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a group without its procs file is gone, not made: %v", err)
-	}
-	writeFiles(t, dir, map[string]string{"cgroup.procs": "7\n"})
-	if err := g.add(42); err != nil {
-		t.Fatal(err)
-	}
-	if pids, err := g.pids(); err != nil || !slices.Equal(pids, []int{42}) {
-		t.Fatalf("pids %v %v", pids, err)
-	}
-	writeFiles(t, dir, map[string]string{"cgroup.procs": "1\n" + strconv.Itoa(2) + "\nx\n"})
-	if pids, _ := g.pids(); !slices.Equal(pids, []int{1, 2}) {
-		t.Fatalf("pids %v", pids)
-	}
-	writeFiles(t, dir, map[string]string{"cgroup.procs": ""})
-	if err := g.waitEmpty(); err != nil {
-		t.Fatal(err)
-	}
-	gone := &runGroup{dir: filepath.Join(dir, "gone")}
-	if err := gone.kill(); err != nil {
-		t.Fatalf("a group already gone is empty: %v", err)
-	}
-	if err := gone.remove(); err != nil {
-		t.Fatalf("removing a group already gone: %v", err)
-	}
-	if _, err := gone.pids(); err == nil {
-		t.Fatal("no procs file")
-	}
-	if oomKills("servcraft-test/does-not-exist") != -1 {
-		t.Fatal("unreadable counter is -1")
-	}
-	if existingRunGroup("c", "run-1").dir != runGroupDir("c", "run-1") {
-		t.Fatal("existing group dir")
 	}
 }
 

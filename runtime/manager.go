@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -95,7 +96,7 @@ type Manager struct {
 	pool     *warmPool
 	bg       *backgrounds
 	runners  *runners
-	boot     *bootCPU
+	boot     *cgroup.Boot
 	counters *counters
 
 	deps *depLayers
@@ -158,7 +159,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		pool: newWarmPool(cfg.PoolSize), boot: newBootCPU(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), clock: newClock(), fifo: filepath.Join(cfg.StateDir, "fifo"), stop: make(chan struct{})}
+		pool: newWarmPool(cfg.PoolSize), boot: cgroup.NewBoot(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), clock: newClock(), fifo: filepath.Join(cfg.StateDir, "fifo"), stop: make(chan struct{})}
 	m.activity = newActivity(m.clock.read, cfg.IdleTimeout)
 	m.runners = &runners{cfg: cfg, boot: m.boot}
 	m.calls, m.counters, m.previews = &sessionCalls{}, &counters{}, &previewIndex{}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"io"
 	"os"
 	"path/filepath"
@@ -224,7 +225,7 @@ func TestBackgroundProcesses(t *testing.T) {
 	first := newBackground(Process{ID: "bg-1", Command: "a", StartedAt: t0.Add(time.Second), Running: true}, 8)
 	second := newBackground(Process{ID: "bg-2", Command: "b", StartedAt: t0, Running: true}, 8)
 	// A run whose cgroup is already gone: killing it is a no-op.
-	first.run = &run{id: "bg-1", group: &runGroup{dir: filepath.Join(t.TempDir(), "gone")}}
+	first.run = &run{id: "bg-1", group: cgroup.RunAt(filepath.Join(t.TempDir(), "gone"))}
 	m.bg.add("b", first)
 	m.bg.add("b", second)
 	if n := m.bg.running("b"); n != 2 {
@@ -392,7 +393,7 @@ func TestLoopsEndAtClose(t *testing.T) {
 func TestTerminalPipes(t *testing.T) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	term := &Terminal{run: &run{group: &runGroup{dir: filepath.Join(t.TempDir(), "gone")}}, input: inW, output: outR, exit: make(chan int, 1)}
+	term := &Terminal{run: &run{group: cgroup.RunAt(filepath.Join(t.TempDir(), "gone"))}, input: inW, output: outR, exit: make(chan int, 1)}
 	go func() {
 		b := make([]byte, 2)
 		n, _ := inR.Read(b)

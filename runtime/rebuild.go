@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"os"
 	"strings"
 	"time"
@@ -46,10 +47,10 @@ func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols
 			continue
 		}
 		var limits store.Limits
-		var cgroup string
+		var containerCgroup string
 		spec, err := c.Spec(ctx)
 		if err == nil && spec.Linux != nil {
-			cgroup = spec.Linux.CgroupsPath
+			containerCgroup = spec.Linux.CgroupsPath
 		}
 		if err == nil && spec.Linux != nil && spec.Linux.Resources != nil {
 			r := spec.Linux.Resources
@@ -72,7 +73,7 @@ func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols
 			rep.Skipped = append(rep.Skipped, c.ID())
 			continue
 		}
-		if s.Processes, err = liveBackground(ctx, client, c, cgroup, now); err != nil {
+		if s.Processes, err = liveBackground(ctx, client, c, containerCgroup, now); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", c.ID(), err))
 			continue
 		}
@@ -89,15 +90,15 @@ func RebuildStore(ctx context.Context, client *containerd.Client, db Store, vols
 }
 
 // liveBackground lists the background processes still running in c, whose
-// run cgroups (bg-…) sit below cgroup: a rebuilt record without them would
+// run cgroups (bg-…) sit below containerCgroup: a rebuilt record without them would
 // make the next start take each for a run of a daemon gone, and kill it.
 // The command comes from the process's command line, the start time from
 // its /proc entry (now when that cannot be read).
-func liveBackground(ctx context.Context, client *containerd.Client, c containerd.Container, cgroup string, now time.Time) ([]store.Process, error) {
-	if cgroup == "" {
+func liveBackground(ctx context.Context, client *containerd.Client, c containerd.Container, containerCgroup string, now time.Time) ([]store.Process, error) {
+	if containerCgroup == "" {
 		return nil, nil
 	}
-	names, err := runGroupNames(cgroup)
+	names, err := cgroup.RunNames(containerCgroup)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil // no task, no cgroup: nothing runs
 	} else if err != nil {

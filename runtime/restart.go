@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -44,7 +45,7 @@ func killStaleRuns(ctx context.Context, c containerd.Container, keep []store.Pro
 	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
 		return nil, nil
 	}
-	names, err := runGroupNames(spec.Linux.CgroupsPath)
+	names, err := cgroup.RunNames(spec.Linux.CgroupsPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil // no task, no cgroup: nothing runs
 	} else if err != nil {
@@ -68,7 +69,7 @@ func killStaleRuns(ctx context.Context, c containerd.Container, keep []store.Pro
 		if kept[name] {
 			continue
 		}
-		if err := existingRunGroup(spec.Linux.CgroupsPath, name).remove(); err != nil {
+		if err := cgroup.ExistingRun(spec.Linux.CgroupsPath, name).Remove(); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -89,7 +90,7 @@ func killStaleRuns(ctx context.Context, c containerd.Container, keep []store.Pro
 // It returns the pids it killed.
 func killUnplacedRuns(containerCgroup string) []int {
 	var killed []int
-	pids, _ := (&runGroup{dir: runGroupDir(containerCgroup, "")}).pids() // none if unreadable
+	pids, _ := cgroup.Members(containerCgroup) // none if unreadable
 	for _, pid := range pids {
 		if atGate(pid) && unix.Kill(pid, unix.SIGKILL) == nil {
 			killed = append(killed, pid)

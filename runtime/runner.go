@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"io"
 	"log/slog"
 	"os"
@@ -144,8 +145,8 @@ func (k scriptKind) stamp(workspace string) string {
 // Lock order: mu is a leaf. It is never held while another lock is taken,
 // the store is called or a runner is stopped.
 type runners struct {
-	cfg  Config   // Runners, RunnerDepth, NodePath, OutputLimit
-	boot *bootCPU // where runners boot
+	cfg  Config       // Runners, RunnerDepth, NodePath, OutputLimit
+	boot *cgroup.Boot // where runners boot
 
 	mu sync.Mutex
 	m  map[string][]*runner
@@ -324,7 +325,7 @@ func (rs *runners) depth(kind scriptKind) int {
 // prestart starts runners of kind for the session in the background until
 // it has its depth of them. Each is listed at once, so a request that
 // comes while it starts waits for it rather than starting a second Node
-// beside it. They boot on the boot CPU quota where there is one (see bootCPU).
+// beside it. They boot on the boot CPU quota where there is one (see cgroup.Boot).
 func (rs *runners) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
 	if !rs.cfg.Runners {
 		return
@@ -343,8 +344,8 @@ func (rs *runners) prestart(sessionID, workspace string, kind scriptKind, l *liv
 func (rs *runners) startRunner(key string, kind scriptKind, rn *runner, l *liveSession) {
 	defer close(rn.ready)
 	var placed func(uint32) error
-	if rs.boot.enabled() {
-		placed = func(pid uint32) error { return rs.boot.enter(l.cgroup, pid) }
+	if rs.boot.Enabled() {
+		placed = func(pid uint32) error { return rs.boot.Enter(l.cgroup, pid) }
 	}
 	ctx := context.Background()
 	stdinR, stdinW := io.Pipe()
@@ -366,8 +367,8 @@ func (rs *runners) usable(rn *runner, l *liveSession, kind scriptKind, workspace
 	if rn.r == nil || rn.out.stdout.limit != req.OutputLimit || rn.config != kind.stamp(workspace) || rn.exited() {
 		return false
 	}
-	if rs.boot.enabled() {
-		if err := rs.boot.leave(l.cgroup, rn.r.group); err != nil {
+	if rs.boot.Enabled() {
+		if err := rs.boot.Leave(l.cgroup, rn.r.group); err != nil {
 			slog.Warn("hand runner to its session", "session", rn.session, "err", err)
 			return false
 		}
@@ -424,7 +425,7 @@ func (rn *runner) run(ctx context.Context, line string, req ExecRequest) (ExecRe
 	rn.out.stream(req.OnOutput)
 	// The run starts now: its duration, and the OOM kills it may be blamed
 	// for, count from here rather than from when the runner started.
-	rn.r.started, rn.r.oomBefore = time.Now(), oomKills(rn.r.cgroup)
+	rn.r.started, rn.r.oomBefore = time.Now(), cgroup.OOMKills(rn.r.cgroup)
 	go func() {
 		_, _ = rn.stdin.Write([]byte(line))
 		_, _ = rn.stdin.Write(req.Stdin)

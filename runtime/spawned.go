@@ -5,8 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"io"
 	"os"
 	"path/filepath"
@@ -145,46 +145,14 @@ func (l *liveSession) awaitSpawner(ctx context.Context) error {
 	}
 }
 
-// spawnerPidsName is the cgroup v1 pids-hierarchy folder, beside a
-// namespace's containers, that holds every spawner of the namespace.
-const spawnerPidsName = "servcraft-spawners"
-
-// pidsDir is the pids-hierarchy folder of a container cgroup path (cgroup v1).
-func pidsDir(containerCgroup string) string {
-	return filepath.Join(cgroupRoot, "pids", containerCgroup)
-}
-
 // spareFromPidsLimit moves the spawner out of its session's pids cgroup
-// into spawnerPidsName (cgroup v1 only; its memory, CPU and freezer cgroups
-// stay the session's). The Go runtime dies when it cannot make a thread,
-// and the spawner is the container's PID 1: a fork bomb that holds the
-// session at its pids limit would otherwise take the container with it.
-// Every run the spawner starts is moved into the session's pids cgroup
-// before its gate opens (enterSessionPids), so the limit holds for all of
-// the user's processes. On cgroup v2 the spawner stays under the limit.
+// (cgroup v1; see cgroup.SpareSpawner).
 func (l *liveSession) spareFromPidsLimit() error {
-	if l.spawner == "" || isCgroup2() {
+	if l.spawner == "" {
 		return nil
 	}
-	dir := filepath.Join(pidsDir(filepath.Dir(l.cgroup)), spawnerPidsName)
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("create spawner pids cgroup %s: %w", dir, err)
-	}
-	if err := writeControl(filepath.Join(dir, "cgroup.procs"), strconv.FormatUint(uint64(l.task.Pid()), 10)); err != nil {
-		return fmt.Errorf("move spawner %d to %s: %w", l.task.Pid(), dir, err)
-	}
-	return nil
-}
-
-// enterSessionPids moves a run's first process, born in the spawner's pids
-// cgroup, into its session's (cgroup v1; on v2 the run cgroup is it).
-func (l *liveSession) enterSessionPids(pid uint32) error {
-	if isCgroup2() {
-		return nil
-	}
-	dir := pidsDir(l.cgroup)
-	if err := writeControl(filepath.Join(dir, "cgroup.procs"), strconv.FormatUint(uint64(pid), 10)); err != nil {
-		return fmt.Errorf("move pid %d to %s: %w", pid, dir, err)
+	if err := cgroup.SpareSpawner(l.cgroup, l.task.Pid()); err != nil {
+		return fmt.Errorf("spare spawner of %s: %w", l.cgroup, err)
 	}
 	return nil
 }
@@ -196,13 +164,13 @@ const spawnTimeout = 10 * time.Second
 // same process (argv behind the gate, the sandbox uid, environment,
 // working directory, run cgroup) without a runc exec.
 func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr error) {
-	group, err := newRunGroup(l.cgroup, spec.id)
+	group, err := cgroup.NewRun(l.cgroup, spec.id)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if retErr != nil {
-			_ = group.remove()
+			_ = group.Remove()
 		}
 	}()
 	var pipes [3][2]*os.File // stdin, stdout, stderr: [read, write]
@@ -279,11 +247,11 @@ func (l *liveSession) spawn(ctx context.Context, spec runSpec) (_ *run, retErr e
 		return nil, err
 	}
 	r := &run{id: spec.id, p: p, group: group, statusC: statusC, cgroup: l.cgroup,
-		oomBefore: oomKills(l.cgroup), started: time.Now()}
-	if err := group.add(p.pid); err != nil {
+		oomBefore: cgroup.OOMKills(l.cgroup), started: time.Now()}
+	if err := group.Add(p.pid); err != nil {
 		return nil, err
 	}
-	if err := l.enterSessionPids(p.pid); err != nil {
+	if err := cgroup.EnterSessionPids(l.cgroup, p.pid); err != nil {
 		return nil, err
 	}
 	if spec.placed != nil {
@@ -326,9 +294,9 @@ func (p *spawnedProcess) release(ctx context.Context) { _ = p.sp.Close() }
 // whose cgroup is containerCgroup: a direct member of that cgroup (it is
 // not in its run cgroup yet) whose last NSpid is nsPid.
 func hostPid(containerCgroup string, nsPid int) (uint32, error) {
-	pids, err := (&runGroup{dir: runGroupDir(containerCgroup, "")}).pids()
+	pids, err := cgroup.Members(containerCgroup)
 	if err != nil {
-		return 0, fmt.Errorf("list %s: %w", containerCgroup, err)
+		return 0, err
 	}
 	want := strconv.Itoa(nsPid)
 	for _, pid := range pids {

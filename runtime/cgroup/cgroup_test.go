@@ -1,0 +1,90 @@
+package cgroup
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunGroupFiles(t *testing.T) {
+	dir := t.TempDir()
+	g := RunAt(dir)
+	if err := g.Add(42); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a group without its procs file is gone, not made: %v", err)
+	}
+	procsFile := filepath.Join(dir, "cgroup.procs")
+	writeFile(t, procsFile, "7\n")
+	if err := g.Add(42); err != nil {
+		t.Fatal(err)
+	}
+	if pids, err := g.Pids(); err != nil || !slices.Equal(pids, []int{42}) {
+		t.Fatalf("pids %v %v", pids, err)
+	}
+	writeFile(t, procsFile, "1\n2\nx\n")
+	if pids, _ := g.Pids(); !slices.Equal(pids, []int{1, 2}) {
+		t.Fatalf("pids %v", pids)
+	}
+	writeFile(t, procsFile, "")
+	if err := g.waitEmpty(); err != nil {
+		t.Fatal(err)
+	}
+	gone := RunAt(filepath.Join(dir, "gone"))
+	if err := gone.Kill(); err != nil {
+		t.Fatalf("a group already gone is empty: %v", err)
+	}
+	if err := gone.Remove(); err != nil {
+		t.Fatalf("removing a group already gone: %v", err)
+	}
+	if _, err := gone.Pids(); err == nil {
+		t.Fatal("no procs file")
+	}
+	if OOMKills("servcraft-test/does-not-exist") != -1 {
+		t.Fatal("unreadable counter is -1")
+	}
+	if ExistingRun("c", "run-1").Dir() != RunDir("c", "run-1") {
+		t.Fatal("existing group dir")
+	}
+	if _, err := Members("servcraft-test/does-not-exist"); err == nil {
+		t.Fatal("members of a container that is not there")
+	}
+}
+
+func TestPathsFollowTheHierarchy(t *testing.T) {
+	run := RunDir("ns/c", "r")
+	if Unified() {
+		if run != filepath.Join(Root, "ns/c/r") {
+			t.Fatalf("v2 run dir %s", run)
+		}
+	} else if run != filepath.Join(Root, "freezer", "ns/c/r") {
+		t.Fatalf("v1 run dir %s", run)
+	}
+	if BootDir("ns/c") != filepath.Join(Root, "cpu", "ns/c", BootName) {
+		t.Fatalf("boot dir %s", BootDir("ns/c"))
+	}
+	if PidsDir("ns/c") != filepath.Join(Root, "pids", "ns/c") {
+		t.Fatalf("pids dir %s", PidsDir("ns/c"))
+	}
+	if NewBoot(0, 100000).Enabled() {
+		t.Fatal("no boot quota, no boot group")
+	}
+	if NewBoot(0.5, 100000).Enabled() == Unified() {
+		t.Fatal("a boot quota makes a boot group on v1 only")
+	}
+}
+
+func TestBootLeaveNeedsAProcess(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "cgroup.procs"), "")
+	if err := NewBoot(0.5, 100000).Leave("ns/c", RunAt(dir)); err == nil {
+		t.Fatal("a runner with no process left cannot leave its boot group")
+	}
+}

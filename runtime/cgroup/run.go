@@ -1,0 +1,148 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Run is a child cgroup of a session container's own, holding one run's
+// process tree. Everything a run starts (double forks and setsid included)
+// stays in it, so the whole tree can be killed at once. On cgroup v1 it lives
+// in the freezer hierarchy (freeze, kill, thaw); on v2 it uses cgroup.kill.
+type Run struct {
+	dir string
+}
+
+// RunDir is where the run cgroup name below container lives; with an empty
+// name, the container's own cgroup in that hierarchy.
+func RunDir(container, name string) string {
+	if Unified() {
+		return filepath.Join(Root, container, name)
+	}
+	return filepath.Join(Root, "freezer", container, name)
+}
+
+// ExistingRun is a run cgroup made earlier (by a daemon before a restart).
+func ExistingRun(container, name string) *Run {
+	return &Run{dir: RunDir(container, name)}
+}
+
+// RunAt is the run cgroup at the folder dir (tests use folders of their own).
+func RunAt(dir string) *Run { return &Run{dir: dir} }
+
+// NewRun makes the run cgroup name below container.
+func NewRun(container, name string) (*Run, error) {
+	dir := RunDir(container, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create run cgroup %s: %w", dir, err)
+	}
+	return &Run{dir: dir}, nil
+}
+
+// Dir is the group's folder.
+func (g *Run) Dir() string { return g.dir }
+
+// Add moves pid into the group. Children it starts afterwards are born in it.
+func (g *Run) Add(pid uint32) error { return move(g.dir, pid) }
+
+// Pids lists the processes in the group.
+func (g *Run) Pids() ([]int, error) { return procs(g.dir) }
+
+// Kill SIGKILLs every process in the group and waits until it is empty. A
+// group already gone (its container's cgroup removed with the task) is empty.
+func (g *Run) Kill() error {
+	if _, err := os.Stat(g.dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if Unified() {
+		return g.killUnified()
+	}
+	return g.freezeKill("freezer.state", "FROZEN", "THAWED")
+}
+
+// killUnified kills through cgroup.kill, and on kernels before 5.14,
+// which lack it, by freezing through cgroup.freeze.
+func (g *Run) killUnified() error {
+	if err := writeControl(filepath.Join(g.dir, "cgroup.kill"), "1"); err == nil {
+		return g.waitEmpty()
+	}
+	return g.freezeKill("cgroup.freeze", "1", "0")
+}
+
+// freezeKill freezes the group so no process can fork while being killed,
+// signals every member, and thaws it so the signals are delivered.
+func (g *Run) freezeKill(file, frozen, thawed string) error {
+	state := filepath.Join(g.dir, file)
+	if err := writeControl(state, frozen); err != nil {
+		return fmt.Errorf("freeze %s: %w", g.dir, err)
+	}
+	if !Unified() {
+		// v1 goes FREEZING, then FROZEN once every task has stopped.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+			if b, err := os.ReadFile(state); err != nil || strings.TrimSpace(string(b)) == frozen {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	pids, err := g.Pids()
+	if err != nil {
+		return fmt.Errorf("list %s: %w", g.dir, err)
+	}
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	if err := writeControl(state, thawed); err != nil {
+		return fmt.Errorf("thaw %s: %w", g.dir, err)
+	}
+	return g.waitEmpty()
+}
+
+// waitEmpty polls until the group has no process; killed processes leave within milliseconds.
+func (g *Run) waitEmpty() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := g.Pids()
+		if err != nil {
+			return fmt.Errorf("list %s: %w", g.dir, err)
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("run cgroup %s: %d processes survive SIGKILL", g.dir, len(pids))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Remove kills what is left and deletes the cgroup.
+func (g *Run) Remove() error {
+	kerr := g.Kill()
+	if err := unix.Rmdir(g.dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return errors.Join(kerr, fmt.Errorf("remove run cgroup %s: %w", g.dir, err))
+	}
+	return kerr
+}
+
+// RunNames lists the run cgroups below container: one per run (exec,
+// shell, install, background process, runner) not yet released.
+func RunNames(container string) ([]string, error) {
+	entries, err := os.ReadDir(RunDir(container, ""))
+	if err != nil {
+		return nil, fmt.Errorf("list run cgroups of %s: %w", container, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
