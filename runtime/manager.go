@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/servcraft/servcraftd/runtime/cgroup"
+	"github.com/servcraft/servcraftd/store/statedir"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -114,7 +115,8 @@ type Manager struct {
 // It makes vols keep cfg.DiskReserve free beside what the caches may still
 // grow by (workspaceRoom).
 func New(ctx context.Context, client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config) (*Runtime, error) {
-	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "fifo"), 0o700); err != nil {
+	state := statedir.Dir(cfg.StateDir)
+	if err := os.MkdirAll(state.FIFOs(), 0o700); err != nil {
 		return nil, fmt.Errorf("create fifo folder: %w", err)
 	}
 	if cfg.SpawnerPath == "" { // a spawner is its containers' PID 1: no init then
@@ -123,7 +125,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 		}
 	}
 	if cfg.SpawnerPath != "" {
-		staged, err := stageSpawner(cfg.StateDir, cfg.SpawnerPath)
+		staged, err := stageSpawner(state.Spawner(), cfg.SpawnerPath)
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +161,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 // newManager wires a manager's state; it starts nothing.
 func newManager(client *containerd.Client, db Store, vols *workspace.Volumes, cfg Config, img containerd.Image) *Manager {
 	m := &Manager{client: client, db: db, vols: vols, cfg: cfg, image: img,
-		pool: newWarmPool(cfg.PoolSize), boot: cgroup.NewBoot(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), clock: newClock(), fifo: filepath.Join(cfg.StateDir, "fifo"), stop: make(chan struct{})}
+		pool: newWarmPool(cfg.PoolSize), boot: cgroup.NewBoot(cfg.RunnerBootCPUs, cfg.Limits.CPUPeriod), clock: newClock(), fifo: statedir.Dir(cfg.StateDir).FIFOs(), stop: make(chan struct{})}
 	m.activity = newActivity(m.clock.read, cfg.IdleTimeout)
 	m.runners = &runners{cfg: cfg, boot: m.boot}
 	m.calls, m.counters, m.previews = &sessionCalls{}, &counters{}, &previewIndex{}

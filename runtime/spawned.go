@@ -67,13 +67,12 @@ func withSpawner(hostSpawner string) oci.SpecOpts {
 // when the daemon runs in a container of its own (the Kubernetes
 // DaemonSet). A running container keeps the file it started with when an
 // upgrade brings another spawner.
-func stageSpawner(stateDir, src string) (string, error) {
+func stageSpawner(dir, src string) (string, error) {
 	data, err := os.ReadFile(src)
 	if err != nil {
 		return "", fmt.Errorf("spawner binary: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	dir := filepath.Join(stateDir, "spawner")
 	dst := filepath.Join(dir, "servcraft-spawner-"+hex.EncodeToString(sum[:8]))
 	if st, err := os.Stat(dst); err == nil && st.Size() == int64(len(data)) {
 		return dst, nil

@@ -8,7 +8,7 @@ import (
 )
 
 func TestStageSpawner(t *testing.T) {
-	state := t.TempDir()
+	state := filepath.Join(t.TempDir(), "spawner")
 	src := filepath.Join(t.TempDir(), "servcraft-spawner")
 	if err := os.WriteFile(src, []byte("v1"), 0o644); err != nil {
 		t.Fatal(err)
@@ -17,8 +17,8 @@ func TestStageSpawner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(first, filepath.Join(state, "spawner")+"/") {
-		t.Fatalf("staged at %s, not under the state folder", first)
+	if !strings.HasPrefix(first, state+"/") {
+		t.Fatalf("staged at %s, not in the spawner folder", first)
 	}
 	if st, err := os.Stat(first); err != nil || st.Mode().Perm() != 0o755 {
 		t.Fatalf("staged file: %v %v", st, err)
@@ -38,7 +38,7 @@ func TestStageSpawner(t *testing.T) {
 	if data, _ := os.ReadFile(first); string(data) != "v1" {
 		t.Fatalf("the first staged file changed: %q", data)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(state, "spawner")); len(entries) != 2 {
+	if entries, _ := os.ReadDir(state); len(entries) != 2 {
 		t.Fatalf("left in the folder: %v", entries)
 	}
 	if _, err := stageSpawner(state, filepath.Join(state, "missing")); err == nil {

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/servcraft/servcraftd/store/statedir"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -143,14 +143,11 @@ func (c *clusterConfig) load() error {
 	return nil
 }
 
-// nodeIDFile keeps the node's id in the state folder.
-const nodeIDFile = "node-id"
-
 // resolveNodeID is the node's id: the one kept in the state folder, which
 // --node-id must match when both are set (the sessions there belong to that
 // node); else --node-id, else the host name; kept for the next start.
-func resolveNodeID(state, flagID string) (string, error) {
-	path := filepath.Join(state, nodeIDFile)
+func resolveNodeID(state statedir.Dir, flagID string) (string, error) {
+	path := state.NodeID()
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:

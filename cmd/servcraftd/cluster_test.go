@@ -5,10 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/servcraft/servcraftd/store/statedir"
 )
 
 func TestResolveNodeID(t *testing.T) {
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	if _, err := resolveNodeID(state, "bad/id"); err == nil {
 		t.Fatal("invalid id accepted")
 	}
@@ -23,7 +25,7 @@ func TestResolveNodeID(t *testing.T) {
 		t.Fatalf("another id on the same state: %v, want a refusal", err)
 	}
 	host, _ := os.Hostname()
-	if id, err := resolveNodeID(t.TempDir(), ""); err != nil || id != host {
+	if id, err := resolveNodeID(statedir.Dir(t.TempDir()), ""); err != nil || id != host {
 		t.Fatalf("default id %q %v, want the host name %q", id, err, host)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/servcraft/servcraftd/store/statedir"
 	"io"
 	"math"
 	"net/url"
@@ -576,7 +577,7 @@ func (c *config) cpuQuota() (quota int64, period uint64) {
 func (c *config) derive() {
 	c.Runtime.Limits.CPUQuota, c.Runtime.Limits.CPUPeriod = c.cpuQuota()
 	c.Runtime.StateDir = c.StateDir
-	c.Runtime.DepCacheDir = filepath.Join(c.StateDir, "depcache")
+	c.Runtime.DepCacheDir = statedir.Dir(c.StateDir).DepCache()
 	// Settings both the runtime and the API need: the runtime's flag sets them.
 	c.API.IdleTimeout = c.Runtime.IdleTimeout
 	c.API.MaxExecTimeout = c.Runtime.MaxExecTimeout

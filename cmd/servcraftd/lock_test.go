@@ -1,14 +1,14 @@
 package main
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/store/statedir"
 )
 
 func TestLockDatabaseKeepsDaemonsOut(t *testing.T) {
-	path := filepath.Join(t.TempDir(), dbFileName)
+	path := statedir.Dir(t.TempDir()).DB()
 	db, err := store.Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/servcraft/servcraftd/store/statedir"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -106,7 +106,7 @@ func setupLogging(format string) {
 
 // run wires the daemon together and serves until ctx ends, then drains.
 func run(ctx context.Context, cfg config) error {
-	state := cfg.StateDir
+	state := statedir.Dir(cfg.StateDir)
 	client, err := containerd.New(cfg.ContainerdAddress,
 		containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(10*time.Second))
 	if err != nil {
@@ -124,12 +124,12 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err)
 	}
 
-	db, err := store.Open(filepath.Join(state, dbFileName))
+	db, err := store.Open(state.DB())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), int64(cfg.Runtime.Limits.FileBytes))
+	vols, err := workspace.NewVolumes(state.Workspaces(), int64(cfg.Runtime.Limits.FileBytes))
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func run(ctx context.Context, cfg config) error {
 // newRegistryProxy builds the npm registry proxy for installs. Its upstream is
 // --registry, else what the host's npm is configured with; without either,
 // installs answer 503 and everything else works.
-func newRegistryProxy(ctx context.Context, cfg config, state string) (*npmproxy.Proxy, error) {
+func newRegistryProxy(ctx context.Context, cfg config, state statedir.Dir) (*npmproxy.Proxy, error) {
 	upstream := cfg.Registry
 	if upstream == "" {
 		out, err := exec.CommandContext(ctx, "npm", "config", "get", "registry").Output()
@@ -243,7 +243,7 @@ func newRegistryProxy(ctx context.Context, cfg config, state string) (*npmproxy.
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("registry %q: not an http(s) URL", upstream)
 	}
-	p, err := npmproxy.New(npmproxy.Config{Upstream: u, CacheDir: filepath.Join(state, "npm-cache"),
+	p, err := npmproxy.New(npmproxy.Config{Upstream: u, CacheDir: state.NpmCache(),
 		CacheBytes: cfg.NpmCacheBytes, InstallBytes: cfg.InstallBytes})
 	if err != nil {
 		return nil, fmt.Errorf("registry proxy: %w", err)
@@ -258,20 +258,17 @@ func loopback(addr net.Addr) bool {
 	return ok && tcp.IP.IsLoopback()
 }
 
-// previewKeyFile holds the key that signs preview links, in the state folder.
-const previewKeyFile = "preview.key"
-
 // previewKey is the key preview links are signed with: in cluster mode one
 // derived from the cluster secret (every node verifies every node's links),
 // else 32 random bytes kept in the state folder (made on first start, 0600),
 // so links outlive a restart.
-func previewKey(state string, clusterSecret []byte) ([]byte, error) {
+func previewKey(state statedir.Dir, clusterSecret []byte) ([]byte, error) {
 	if len(clusterSecret) > 0 {
 		m := hmac.New(sha256.New, clusterSecret)
 		m.Write([]byte("servcraftd preview links"))
 		return m.Sum(nil), nil
 	}
-	file := filepath.Join(state, previewKeyFile)
+	file := state.PreviewKey()
 	key, err := os.ReadFile(file)
 	if err == nil && len(key) == 32 {
 		return key, nil

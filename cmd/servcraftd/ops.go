@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/servcraft/servcraftd/store/statedir"
 	"io"
 	"os"
 	"os/signal"
@@ -21,9 +22,6 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
-
-// dbFileName is the session database in the state folder.
-const dbFileName = "servcraftd.db"
 
 // gcTimeout bounds a whole gc run.
 const gcTimeout = 10 * time.Minute
@@ -80,7 +78,7 @@ func sessionsCommand(args []string, getenv func(string) string, stdout, stderr i
 	if code := parseSubcommand(fs, args[1:], getenv, stderr); code != nil {
 		return *code
 	}
-	list, err := store.ListFile(filepath.Join(cfg.StateDir, dbFileName))
+	list, err := store.ListFile(statedir.Dir(cfg.StateDir).DB())
 	if err != nil {
 		fmt.Fprintln(stderr, "servcraftd sessions ls:", err)
 		if code, advice := storeRefusal(err); code != 0 {
@@ -145,15 +143,15 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if err := cfg.absPaths(); err != nil {
 		return fail(err)
 	}
-	state := cfg.StateDir
-	dbPath := filepath.Join(state, dbFileName)
+	state := statedir.Dir(cfg.StateDir)
+	dbPath := state.DB()
 	ctx, client, done, err := offline(cfg, dbPath, gcTimeout)
 	if err != nil {
 		return fail(err)
 	}
 	defer done()
 	var vols *workspace.Volumes
-	wsRoot := filepath.Join(state, "workspaces")
+	wsRoot := state.Workspaces()
 	if _, err := os.Stat(wsRoot); err == nil {
 		if vols, err = workspace.NewVolumes(wsRoot, 8<<20); err != nil {
 			return fail(err)
@@ -178,7 +176,7 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "%s workspace %s\n", verb, filepath.Join(wsRoot, v))
 		n++
 	}
-	for _, p := range []string{dbPath, filepath.Join(state, "fifo")} {
+	for _, p := range []string{dbPath, state.FIFOs()} {
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}
@@ -217,10 +215,10 @@ const rebuildTimeout = 5 * time.Minute
 // from what containerd and the workspaces hold: one record per labelled
 // session container (runtime.RebuildStore). It refuses while a daemon runs.
 func storeCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	const synopsis = "Usage: servcraftd store rebuild [--state-dir DIR] [--containerd-address SOCK] [--namespace NS]\n\n" +
+	synopsis := "Usage: servcraftd store rebuild [--state-dir DIR] [--containerd-address SOCK] [--namespace NS]\n\n" +
 		"Rebuilds the session database from the session containers' labels and the workspace volumes, after\n" +
 		"the database was damaged or lost. Stop the daemon first. The old file is kept beside the new one as\n" +
-		dbFileName + ".damaged-<unix time>. Deadlines come back within one --touch-interval."
+		filepath.Base(statedir.Dir("/").DB()) + ".damaged-<unix time>. Deadlines come back within one --touch-interval."
 	if len(args) == 0 || args[0] != "rebuild" {
 		fmt.Fprintln(stderr, synopsis)
 		return 2
@@ -238,7 +236,7 @@ func storeCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	if err := cfg.absPaths(); err != nil {
 		return fail(err)
 	}
-	dbPath := filepath.Join(cfg.StateDir, dbFileName)
+	dbPath := statedir.Dir(cfg.StateDir).DB()
 	ctx, client, done, err := offline(cfg, dbPath, rebuildTimeout)
 	if err != nil {
 		return fail(err)
@@ -247,7 +245,7 @@ func storeCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	if _, err := client.Version(ctx); err != nil {
 		return fail(fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err))
 	}
-	vols, err := workspace.NewVolumes(filepath.Join(cfg.StateDir, "workspaces"), int64(cfg.Runtime.Limits.FileBytes))
+	vols, err := workspace.NewVolumes(statedir.Dir(cfg.StateDir).Workspaces(), int64(cfg.Runtime.Limits.FileBytes))
 	if err != nil {
 		return fail(err)
 	}
