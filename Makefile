@@ -77,12 +77,14 @@ lint: ## go vet, staticcheck, gofmt and go mod tidy: all must be clean
 	if [ -n "$$out" ]; then echo "gofmt -l: not formatted:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 
-config-doc: ## write docs/configuration.md from the daemon's flags
+config-doc: ## write docs/configuration.md and deploy/servcraftd.env.example from the daemon's flags
 	$(GO) run ./cmd/servcraftd config-doc >docs/configuration.md.tmp
 	mv docs/configuration.md.tmp docs/configuration.md
+	$(GO) run ./cmd/servcraftd env-example >deploy/servcraftd.env.example.tmp
+	mv deploy/servcraftd.env.example.tmp deploy/servcraftd.env.example
 
 check-config: ## docs/configuration.md and deploy/servcraftd.env.example agree with the flags
-	$(GO) test -count=1 -run 'TestConfigDocIsCurrent|TestEnvExampleMatchesFlags|TestSettingGroupsHoldEveryFlagOnce' ./cmd/servcraftd/
+	$(GO) test -count=1 -run 'TestConfigDocIsCurrent|TestEnvExampleIsCurrent|TestEnvExampleMatchesFlags|TestSettingGroupsHoldEveryFlagOnce' ./cmd/servcraftd/
 
 stop-containerd: ## stop the project-local containerd
 	@scripts/dev-containerd.sh stop

@@ -42,12 +42,15 @@ func setSession(c *gin.Context, id string) bool {
 	return true
 }
 
+// maxIDLen is the longest request ID and process ID.
+const maxIDLen = 64
+
 // requestID is the ID of the request: the client's X-Request-ID when it is
 // [A-Za-z0-9._-]{1,64}, else one made up here.
 func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
 
 func validRequestID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
+	if len(id) == 0 || len(id) > maxIDLen {
 		return false
 	}
 	for _, r := range []byte(id) {

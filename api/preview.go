@@ -30,6 +30,9 @@ const previewPortHeader = "X-Servcraft-Port"
 // upgrades pass through. Browsers see small HTML pages for the errors.
 // Nothing of the API's reaches the user's server (stripForPreview); a
 // path-form preview, which shares the API's origin, is defused (defuse).
+// maxPreviewHeaderBytes bounds the response headers of a preview.
+const maxPreviewHeaderBytes = 64 << 10
+
 func (h *handlers) preview(c *gin.Context) {
 	id, port, host, err := h.previewTarget(c)
 	if errors.Is(err, runtime.ErrAmbiguousPreview) {
@@ -77,7 +80,7 @@ func (h *handlers) preview(c *gin.Context) {
 			},
 			DisableKeepAlives:      true,
 			ResponseHeaderTimeout:  h.opt.PreviewTimeout,
-			MaxResponseHeaderBytes: 64 << 10,
+			MaxResponseHeaderBytes: maxPreviewHeaderBytes,
 		},
 		FlushInterval: -1, // stream as it comes (server-sent events, chunked pages)
 		ModifyResponse: func(resp *http.Response) error {

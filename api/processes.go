@@ -83,7 +83,7 @@ func processID(c *gin.Context) (string, string, error) {
 	if err := validSessionID(sid); err != nil {
 		return "", "", err
 	}
-	if pid == "" || len(pid) > 64 {
+	if pid == "" || len(pid) > maxIDLen {
 		return "", "", invalid("id is required (a process id from /processes)")
 	}
 	return sid, pid, nil

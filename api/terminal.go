@@ -22,7 +22,7 @@ func (h *handlers) terminal(c *gin.Context) {
 	cols, _ := strconv.ParseUint(c.DefaultQuery("cols", "80"), 10, 16)
 	rows, _ := strconv.ParseUint(c.DefaultQuery("rows", "24"), 10, 16)
 	if cols == 0 || rows == 0 {
-		fail(c, invalid("cols and rows must be 1 to 65535"))
+		fail(c, invalid("cols and rows must be 1 to %d", maxTerminalSize))
 		return
 	}
 	release, err := h.held.hold(c, id)
@@ -46,7 +46,7 @@ func (h *handlers) terminal(c *gin.Context) {
 		return // Accept has answered the client
 	}
 	defer ws.CloseNow()
-	ws.SetReadLimit(1 << 20)
+	ws.SetReadLimit(maxTerminalMessage)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
 	defer cancel()
 
@@ -108,6 +108,8 @@ func (h *handlers) terminal(c *gin.Context) {
 // terminalPingTimeout how long the pong may take: a peer that is gone
 // without closing the socket ends its shell within the two.
 const (
+	maxTerminalMessage  = 1 << 20 // bytes of one WebSocket message from the client
+	maxTerminalSize     = 65535   // most cols and rows
 	terminalPing        = 30 * time.Second
 	terminalPingTimeout = 15 * time.Second
 )

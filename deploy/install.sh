@@ -36,7 +36,7 @@
 #   --destdir DIR          stage every file under DIR and touch nothing else: no packages,
 #                          no systemctl, no root needed (packaging, tests)
 #   READY_TIMEOUT=SECONDS  how long to wait for /readyz (default 180: the first start may
-#                          try to pull the session image, up to --pull-timeout 60s)
+#                          try to pull the session image, for up to --pull-timeout)
 set -euo pipefail
 umask 022
 

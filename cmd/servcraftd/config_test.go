@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/servcraft/servcraftd/runtime/npmproxy"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -185,6 +189,29 @@ func TestConfigDocIsCurrent(t *testing.T) {
 	}
 }
 
+// TestEnvExampleIsCurrent keeps deploy/servcraftd.env.example what the flags say.
+func TestEnvExampleIsCurrent(t *testing.T) {
+	var want bytes.Buffer
+	if err := writeEnvExample(&want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../deploy/servcraftd.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("deploy/servcraftd.env.example does not match the flags: run make config-doc")
+	}
+}
+
+func TestWrapWords(t *testing.T) {
+	got := wrapWords("one two three averyveryverylongword four", 9)
+	want := []string{"one two", "three", "averyveryverylongword", "four"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("wrapWords: %q, want %q", got, want)
+	}
+}
+
 // TestEnvExampleMatchesFlags checks deploy/servcraftd.env.example: every
 // SERVCRAFT_* name in it is a flag's, every flag has a NAME= line, and a
 // flag with a default shows it (in any spelling the flag reads the same).
@@ -234,7 +261,7 @@ func TestEnvExampleMatchesFlags(t *testing.T) {
 // defaultNearFlag finds a flag mention (`--name`) and the few words after it,
 // up to the next flag mention or the end of the sentence.
 var (
-	flagMention  = regexp.MustCompile("--([a-z][a-z0-9-]*[a-z0-9])")
+	flagMention  = regexp.MustCompile("--([a-z][a-z0-9-]*[a-z0-9])|SERVCRAFT_([A-Z0-9_]*[A-Z0-9])")
 	valueWritten = regexp.MustCompile(`(?i)\b(\d+(?:\.\d+)?)(?:\s*(KiB|MiB|GiB|TiB|KB|MB|GB|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|h|/[smh](?::\d+)?))?\b`)
 	unitWords    = map[string]string{"second": "s", "seconds": "s", "sec": "s", "secs": "s",
 		"minute": "m", "minutes": "m", "min": "m", "mins": "m", "hour": "h", "hours": "h"}
@@ -243,17 +270,30 @@ var (
 // wordsAfterFlag is how far after a flag's mention a written value counts as its restated default.
 const wordsAfterFlag = 6
 
-// TestDocsRestateNoDefault checks that README.md and docs/*.md (all but the
-// generated docs/configuration.md) never write a flag's default by hand
-// next to the flag: it is said once, in --help and docs/configuration.md.
+// TestDocsRestateNoDefault checks that README.md, docs/*.md, deploy/ and
+// scripts/ (all but the generated docs/configuration.md and
+// deploy/servcraftd.env.example) never write a flag's default by hand next
+// to the flag or its SERVCRAFT_ variable: it is said once, in --help and
+// the generated files.
 func TestDocsRestateNoDefault(t *testing.T) {
 	files, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	files = append(files, "../../README.md")
+	for _, root := range []string{"../../deploy", "../../scripts"} {
+		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				files = append(files, path)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, file := range files {
-		if filepath.Base(file) == "configuration.md" {
+		if base := filepath.Base(file); base == "configuration.md" || base == "servcraftd.env.example" {
 			continue
 		}
 		data, err := os.ReadFile(file)
@@ -281,7 +321,13 @@ func restatedDefaults(text string) []restated {
 	var out []restated
 	mentions := flagMention.FindAllStringSubmatchIndex(text, -1)
 	for i, m := range mentions {
-		f := fs.Lookup(text[m[2]:m[3]])
+		name := ""
+		if m[2] >= 0 {
+			name = text[m[2]:m[3]]
+		} else {
+			name = strings.ToLower(strings.ReplaceAll(text[m[4]:m[5]], "_", "-"))
+		}
+		f := fs.Lookup(name)
 		if f == nil || f.DefValue == "" || f.DefValue == "0" || f.DefValue == "false" || f.DefValue == "true" {
 			continue // no default worth writing: a zero says "off", not the default
 		}
@@ -344,5 +390,30 @@ func TestSpawnerSetting(t *testing.T) {
 	}
 	if _, err := loadConfig([]string{"--spawner", dir}, env(nil)); err == nil {
 		t.Error("a folder as the spawner is accepted")
+	}
+}
+
+// TestFixedServerLimitsInDocs checks the daemon's fixed limits that
+// docs/api.md lists (the HTTP server's, the npm registry proxy's) against
+// the constants the daemon uses.
+func TestFixedServerLimitsInDocs(t *testing.T) {
+	data, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mib := func(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }
+	secs := func(d time.Duration) string { return fmt.Sprintf("%d s", d/time.Second) }
+	for _, phrase := range []string{
+		fmt.Sprintf("%s to read headers, %s to read a request, the longer of max-exec-timeout and install-timeout + %s to write an answer",
+			secs(serverReadHeaderTimeout), secs(serverReadTimeout), secs(serverWriteSlack)),
+		fmt.Sprintf("%s idle keep-alive", secs(serverIdleTimeout)),
+		fmt.Sprintf("headers %d KiB (fixed)", serverMaxHeaderBytes>>10),
+		fmt.Sprintf("package documents ≤ %s, tarballs ≤ %s, %s per upstream request, documents remembered %d min (%s in all)",
+			mib(npmproxy.DefaultMaxDocBytes), mib(npmproxy.DefaultMaxTarballBytes), secs(npmproxy.DefaultTimeout),
+			npmproxy.DefaultDocTTL/time.Minute, mib(npmproxy.DefaultDocCacheBytes)),
+	} {
+		if !strings.Contains(string(data), phrase) {
+			t.Errorf("docs/api.md does not say %q", phrase)
+		}
 	}
 }

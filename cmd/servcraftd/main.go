@@ -49,6 +49,12 @@ func main() {
 				os.Exit(1)
 			}
 			os.Exit(0)
+		case "env-example": // hidden: writes deploy/servcraftd.env.example (make config-doc)
+			if err := writeEnvExample(os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "servcraftd env-example:", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		case "drain":
 			os.Exit(drainCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 		}
@@ -103,6 +109,15 @@ func setupLogging(format string) {
 	}
 	slog.SetDefault(slog.New(h))
 }
+
+// The HTTP server's fixed limits (docs/api.md lists them).
+const (
+	serverReadHeaderTimeout = 10 * time.Second
+	serverReadTimeout       = 60 * time.Second
+	serverWriteSlack        = 60 * time.Second // beyond the longest run or install
+	serverIdleTimeout       = 120 * time.Second
+	serverMaxHeaderBytes    = 64 << 10
+)
 
 // run wires the daemon together and serves until ctx ends, then drains.
 func run(ctx context.Context, cfg config) error {
@@ -190,12 +205,12 @@ func run(ctx context.Context, cfg config) error {
 	opts.OnDrain = drainHook(mgr.Manager, pl)
 	srv := &http.Server{
 		Handler:           api.NewRouter(mgr, opts),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
+		ReadHeaderTimeout: serverReadHeaderTimeout,
+		ReadTimeout:       serverReadTimeout,
 		// The longest answer is a run or an install at its timeout; streams lift this per request.
-		WriteTimeout:   max(cfg.Runtime.MaxExecTimeout, cfg.Runtime.InstallTimeout) + 60*time.Second,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
+		WriteTimeout:   max(cfg.Runtime.MaxExecTimeout, cfg.Runtime.InstallTimeout) + serverWriteSlack,
+		IdleTimeout:    serverIdleTimeout,
+		MaxHeaderBytes: serverMaxHeaderBytes,
 	}
 	slog.Info("servcraftd serving", "listen", ln.Addr().String(), "image", mgr.ImageName(), "state", state,
 		"auth", cfg.API.APIToken != "", "config", cfg.ConfigFile)
