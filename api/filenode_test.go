@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
@@ -141,9 +142,7 @@ func TestFileNodeJSON(t *testing.T) {
 // TestSyncTreeRoundTrip writes a tree with a base64 file through
 // workspace.Sync and reads it back with workspace.List.
 func TestSyncTreeRoundTrip(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to chown workspace files")
-	}
+	testneeds.Root(t)
 	ws := t.TempDir()
 	png := []byte{0x89, 'P', 'N', 'G', 0, 0, 0xff}
 	entries, err := flattenTree([]FileNode{

@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"fmt"
-	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"log/slog"
 	"slices"
 	"sort"
@@ -14,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"github.com/servcraft/servcraftd/store"
 )
 

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 )
 
@@ -218,9 +219,7 @@ func TestStarterLayersShared(t *testing.T) {
 // owned by the sandbox user; without a built layer it gets nothing and the
 // session is told what it lacks.
 func TestSeedStarterDeps(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("restored files are given to the sandbox user: chown needs root")
-	}
+	testneeds.Root(t) // restored files are given to the sandbox user
 	m, _, _ := unitManager(t, func(c *Config) { c.DepCacheDir = filepath.Join(t.TempDir(), "deps") })
 	var err error
 	if m.deps.cache, err = openLayerCache(m.cfg.DepCacheDir, 1<<20, 1<<20); err != nil {

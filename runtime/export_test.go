@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"github.com/servcraft/servcraftd/store"
 )
 

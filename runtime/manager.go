@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/servcraft/servcraftd/runtime/cgroup"
-	"github.com/servcraft/servcraftd/store/statedir"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,11 +18,13 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"github.com/google/uuid"
 
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"github.com/servcraft/servcraftd/snapshots"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/store/statedir"
 )
 
 // Labels on every session container, so `ctr -n servcraft c ls` explains itself.

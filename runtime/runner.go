@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"io"
 	"log/slog"
 	"os"
@@ -19,6 +18,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"golang.org/x/sys/unix"
+
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 )
 
 // runnerSource is the program of a Node process started ahead of a request.

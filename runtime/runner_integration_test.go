@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -154,7 +155,7 @@ func waitSignalsDefault(t *testing.T, pid uint32) {
 func tsSession(t *testing.T) (*harness, store.Session) {
 	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.OutputLimit = 64 << 10 })
 	if h.env.ToolchainDir == "" {
-		t.Skip("no TypeScript toolchain (SERVCRAFT_TEST_TOOLCHAIN)")
+		testneeds.Unavailable(t, "no TypeScript toolchain (SERVCRAFT_TEST_TOOLCHAIN)")
 	}
 	s := h.session(t, "")
 	writeFiles(t, h, s, map[string]string{

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/servcraft/servcraftd/store/statedir"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/store"
 	"github.com/servcraft/servcraftd/store/placement"
+	"github.com/servcraft/servcraftd/store/statedir"
 )
 
 // clusterConfig is cluster mode's settings; without etcd endpoints the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/servcraft/servcraftd/store/statedir"
 	"io"
 	"math"
 	"net/url"
@@ -20,6 +19,7 @@ import (
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
+	"github.com/servcraft/servcraftd/store/statedir"
 )
 
 // size is a flag value in bytes that accepts units (512MiB, 1GiB, 64k,

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/servcraft/servcraftd/store/statedir"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +30,7 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 	"github.com/servcraft/servcraftd/store/placement"
+	"github.com/servcraft/servcraftd/store/statedir"
 	"github.com/servcraft/servcraftd/web"
 )
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/servcraft/servcraftd/store/statedir"
 	"io"
 	"os"
 	"os/signal"
@@ -21,6 +20,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
+	"github.com/servcraft/servcraftd/store/statedir"
 )
 
 // gcTimeout bounds a whole gc run.
