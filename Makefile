@@ -10,7 +10,20 @@ LISTEN ?= 127.0.0.1:8080
 # staticcheck 2026.2.2, the first line that knows Go 1.26.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps deps-serve containerd image build run test unit-test race-test web lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
+# CONTAINERD=2: test, bench and run against containerd 2.x with runc 1.5, built from their Go
+# modules (scripts/build-containerd2.sh) and started project-local; empty: the host's (Debian's).
+CONTAINERD ?=
+# The packages `make test` runs (CI runs the container suites again on containerd 2.x).
+TEST_PKGS ?= ./...
+ifeq ($(CONTAINERD),2)
+export SERVCRAFT_CONTAINERD_FLAVOR := 2
+export PATH := $(STATE)/containerd2/bin:$(PATH)
+CONTAINERD_DEPS := containerd2
+else ifneq ($(CONTAINERD),)
+$(error CONTAINERD=$(CONTAINERD): want 2 (containerd 2.x with runc 1.5) or empty (the host's))
+endif
+
+.PHONY: test-cgroup2 containerd2 all deps deps-serve containerd image build run test unit-test race-test web lint config-doc check-config bench stop-containerd clean check-deploy install-service upgrade-service
 
 all: build
 
@@ -20,6 +33,12 @@ deps-serve: ## install what serving needs when missing: containerd, runc, tini, 
 deps: deps-serve ## also what the tests and the bench need: chromium (the page's test), etcd-server and haproxy (the cluster test)
 	@scripts/deps-browser.sh
 	@scripts/deps-cluster.sh
+
+test-cgroup2: build image ## boot a Debian 12 guest on cgroup v2 and run the API checks and the runtime tests there (about an hour)
+	@scripts/test-cgroup2.sh
+
+containerd2: ## build containerd 2.x and runc 1.5 from their Go modules into .servcraft/containerd2 (cached)
+	@scripts/build-containerd2.sh >/dev/null
 
 image: deps-serve ## build the offline Node 20 image archive and the TypeScript toolchain (cached)
 	@scripts/build-image.sh >/dev/null
@@ -42,17 +61,17 @@ build: web ## build bin/servcraftd (with the page), bin/servcraft-spawner (each 
 	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
 	$(GO) build -o bin/servcraft-bench ./cmd/servcraft-bench
 
-run: deps-serve image build ## start containerd if needed and serve on $(LISTEN) (installs nothing only the tests use)
+run: deps-serve $(CONTAINERD_DEPS) image build ## start containerd if needed and serve on $(LISTEN) (installs nothing only the tests use)
 	@addr=$$(scripts/containerd-address.sh) && \
 	exec bin/servcraftd --listen $(LISTEN) --state-dir $(STATE)/daemon \
 		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) --toolchain-dir $(TOOLCHAIN) $(ARGS)
 
-test: deps image web ## every test: unit and integration, against a real containerd
+test: deps $(CONTAINERD_DEPS) image web ## every test: unit and integration, against a real containerd
 	@addr=$$(scripts/containerd-address.sh) && \
 	SERVCRAFT_TEST_CONTAINERD="$$addr" SERVCRAFT_TEST_IMAGE_ARCHIVE=$(ARCHIVE) SERVCRAFT_TEST_TOOLCHAIN=$(TOOLCHAIN) \
-		$(GO) test -count=1 -p 1 -timeout 20m ./...
+		$(GO) test -count=1 -p 1 -timeout 20m $(TEST_PKGS)
 
-bench: deps image build ## benchmark a private daemon on loopback (BENCH_ARGS=--quick|--json)
+bench: deps $(CONTAINERD_DEPS) image build ## benchmark a private daemon on loopback (BENCH_ARGS=--quick|--json)
 	@scripts/bench.sh $(BENCH_ARGS)
 
 unit-test: ## only the tests that need neither root nor containerd

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 )
 
 // HostReport is what the daemon learns about its host at start.
@@ -18,13 +20,14 @@ type HostReport struct {
 	Runc       string // first line of `runc --version`, "" if runc is not on PATH
 	Libseccomp string // libseccomp version runc was built with, "" if none
 	Seccomp    bool   // the kernel filters system calls (Seccomp: in /proc/self/status)
+	Cgroup     string // the cgroup layout: v2, v1 (hybrid), v1
 }
 
 // CheckHost reads runc's version and whether seccomp filtering is available.
 // Without seccomp the default profile, and so most of the sandbox's syscall
 // filtering, would silently not apply: refuse, unless allowNoSeccomp.
 func CheckHost(ctx context.Context, allowNoSeccomp bool) (HostReport, error) {
-	var rep HostReport
+	rep := HostReport{Cgroup: cgroup.ModeName()}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "runc", "--version").Output(); err == nil {

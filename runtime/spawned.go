@@ -144,14 +144,14 @@ func (l *liveSession) awaitSpawner(ctx context.Context) error {
 	}
 }
 
-// spareFromPidsLimit moves the spawner out of its session's pids cgroup
-// (cgroup v1; see cgroup.SpareSpawner).
+// spareFromPidsLimit keeps the session's pids limit off its PID 1 (see cgroup.SpareSpawner).
 func (l *liveSession) spareFromPidsLimit() error {
-	if l.spawner == "" {
-		return nil
+	var spawnerPid uint32
+	if l.spawner != "" {
+		spawnerPid = l.task.Pid()
 	}
-	if err := cgroup.SpareSpawner(l.cgroup, l.task.Pid()); err != nil {
-		return fmt.Errorf("spare spawner of %s: %w", l.cgroup, err)
+	if err := cgroup.SpareSpawner(l.cgroup, spawnerPid); err != nil {
+		return fmt.Errorf("spare the spawner of %s: %w", l.cgroup, err)
 	}
 	return nil
 }

@@ -9,10 +9,23 @@
 # socket it only prints the socket path. The socket path is always the last
 # line on stdout, so callers can do: SOCK=$(scripts/dev-containerd.sh | tail -n1)
 # Installing containerd/runc is not this script's job (apt-get install containerd runc).
+#
+# SERVCRAFT_CONTAINERD_FLAVOR=2 runs containerd 2.x with runc 1.5 instead, built by
+# scripts/build-containerd2.sh, in .servcraft/containerd2 (its own socket and state).
 set -euo pipefail
 
 STATE_PARENT="${SERVCRAFT_STATE:-$PWD/.servcraft}"
 DIR="$STATE_PARENT/containerd"
+CONFIG_VERSION=2
+CRI_PLUGINS='"io.containerd.grpc.v1.cri",'
+if [ "${SERVCRAFT_CONTAINERD_FLAVOR:-}" = 2 ]; then
+	DIR="$STATE_PARENT/containerd2"
+	# containerd finds its shim, and the shim finds runc, on PATH.
+	export PATH="$DIR/bin:$PATH"
+	CONTAINERD_BIN="$DIR/bin/containerd" CTR_BIN="$DIR/bin/ctr"
+	CONFIG_VERSION=3
+	CRI_PLUGINS='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",'
+fi
 SOCK="${SERVCRAFT_CONTAINERD_ADDRESS:-$DIR/containerd.sock}"
 CONFIG="$DIR/config.toml"
 LOG="$DIR/containerd.log"
@@ -43,13 +56,13 @@ write_config() {
 	mkdir -p "$DIR/root" "$DIR/state"
 	cat >"$CONFIG.tmp" <<TOML
 # Written by scripts/dev-containerd.sh; rewritten on every start.
-version = 2
+version = $CONFIG_VERSION
 root = "$DIR/root"
 state = "$DIR/state"
 # No Kubernetes here: skipping CRI makes startup fast and the log quiet, and
 # overlayfs is the only snapshotter servcraftd uses (native stays as fallback).
 disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+  $CRI_PLUGINS
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -71,7 +84,7 @@ start() {
 		echo "$SOCK"
 		return 0
 	fi
-	command -v "$CONTAINERD" >/dev/null || die "$CONTAINERD not found (apt-get install containerd runc)"
+	command -v "$CONTAINERD" >/dev/null || die "$CONTAINERD not found (apt-get install containerd runc; for containerd 2.x: scripts/build-containerd2.sh)"
 	command -v "$CTR" >/dev/null || die "$CTR not found (apt-get install containerd)"
 	if pid="$(our_pid)"; then
 		die "containerd pid $pid is running but does not answer on $SOCK; see $LOG or run '$0 stop'"

@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg config) error {
 	if v, err := client.Version(ctx); err == nil {
 		slog.Info("containerd connected", "address", cfg.ContainerdAddress, "version", v.Version, "namespace", cfg.Namespace)
 		host, err := runtime.CheckHost(ctx, cfg.AllowNoSeccomp)
-		slog.Info("host", "runc", host.Runc, "libseccomp", host.Libseccomp, "seccomp", host.Seccomp, "runtime", cfg.Runtime.Runtime)
+		slog.Info("host", "cgroup", host.Cgroup, "runc", host.Runc, "libseccomp", host.Libseccomp, "seccomp", host.Seccomp, "runtime", cfg.Runtime.Runtime)
 		if err != nil {
 			return err
 		}

@@ -48,6 +48,19 @@ func startOpsDaemon(t *testing.T, env *runtimetest.Env, state string, extra ...s
 	return d
 }
 
+// logRecord is the first JSON log record of the daemon whose msg is msg.
+func logRecord(t *testing.T, log, msg string) map[string]any {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			return rec
+		}
+	}
+	t.Fatalf("no %q record in the daemon's log:\n%s", msg, apitest.Tail(log, 4000))
+	return nil
+}
+
 // request sends an API call with the token (or without, if auth is false).
 func (d *opsDaemon) request(method, path string, body any, auth bool) (*http.Response, []byte) {
 	d.t.Helper()
@@ -134,6 +147,14 @@ func TestSessionsLsAndGCAgainstARealDaemon(t *testing.T) {
 		servcraftd(t, "gc", "--yes", "--state-dir", state, "--containerd-address", env.Address, "--namespace", opsNamespace)
 	})
 	d := startOpsDaemon(t, env, state)
+
+	// The start-up log says what the host is: cgroup layout, containerd and runc.
+	host, connected := logRecord(t, d.Log(), "host"), logRecord(t, d.Log(), "containerd connected")
+	for key, rec := range map[string]map[string]any{"cgroup": host, "runc": host, "libseccomp": host, "version": connected} {
+		if v, _ := rec[key].(string); v == "" {
+			t.Errorf("start-up log: no %s in %v", key, rec)
+		}
+	}
 
 	// The API wants the token; /healthz does not.
 	if resp, _ := d.request("POST", "/api/playground/container", map[string]any{"sessionId": "ops-a"}, false); resp.StatusCode != 401 {

@@ -21,6 +21,20 @@ const Root = "/sys/fs/cgroup"
 // controllers the daemon uses live in the v1 hierarchies there.
 func Unified() bool { return cgroups.Mode() == cgroups.Unified }
 
+// ModeName says which cgroup layout the host mounts, for the start-up log
+// and /readyz: "v2", "v1 (hybrid)", "v1" or "unavailable".
+func ModeName() string {
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		return "v2"
+	case cgroups.Hybrid:
+		return "v1 (hybrid)"
+	case cgroups.Legacy:
+		return "v1"
+	}
+	return "unavailable"
+}
+
 // procs lists the processes of the cgroup folder dir.
 func procs(dir string) ([]int, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
@@ -72,7 +86,10 @@ func mkdirExisting(dir, what string) error {
 // hierarchy that holds run cgroups): its PID 1, and a run's first process
 // before it is moved into its run cgroup.
 func Members(container string) ([]int, error) {
-	dir := RunDir(container, "")
+	dir := filepath.Join(Root, "freezer", container)
+	if Unified() {
+		dir = filepath.Join(Root, container)
+	}
 	pids, err := procs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)

@@ -88,3 +88,57 @@ func TestBootLeaveNeedsAProcess(t *testing.T) {
 		t.Fatal("a runner with no process left cannot leave its boot group")
 	}
 }
+
+func TestModeName(t *testing.T) {
+	name := ModeName()
+	if name == "unavailable" {
+		t.Fatalf("no cgroup filesystem at %s", Root)
+	}
+	if (name == "v2") != Unified() {
+		t.Fatalf("mode %q, unified %v", name, Unified())
+	}
+}
+
+// TestSeparateRunsAt plays the kernel's files of a container cgroup v2:
+// the runs' group gets the session's limit, the container's own is raised,
+// and a second call changes nothing.
+func TestSeparateRunsAt(t *testing.T) {
+	for _, tc := range []struct{ limit, raised string }{{"256", "320"}, {"max", "max"}} {
+		dir := t.TempDir()
+		user := filepath.Join(dir, UserName)
+		if err := os.Mkdir(user, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "pids.max"), tc.limit)
+		writeFile(t, filepath.Join(dir, "cgroup.subtree_control"), "")
+		writeFile(t, filepath.Join(user, "pids.max"), "")
+		if err := separateRunsAt(dir); err != nil {
+			t.Fatal(err)
+		}
+		read := func(path string) string {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		if got := read(filepath.Join(user, "pids.max")); got != tc.limit {
+			t.Errorf("runs' limit %q, want %q", got, tc.limit)
+		}
+		if got := read(filepath.Join(dir, "pids.max")); got != tc.raised {
+			t.Errorf("container's limit %q, want %q", got, tc.raised)
+		}
+		if got := read(filepath.Join(dir, "cgroup.subtree_control")); got != "+pids" {
+			t.Errorf("subtree_control written %q", got)
+		}
+		// The kernel then lists the controller: nothing more is done.
+		writeFile(t, filepath.Join(dir, "cgroup.subtree_control"), "pids\n")
+		writeFile(t, filepath.Join(dir, "pids.max"), "7")
+		if err := separateRunsAt(dir); err != nil || read(filepath.Join(dir, "pids.max")) != "7" {
+			t.Errorf("a second call changed the limit: %v", err)
+		}
+	}
+	if err := separateRunsAt(filepath.Join(t.TempDir(), "gone")); err == nil {
+		t.Error("a container cgroup that is not there")
+	}
+}

@@ -6,10 +6,11 @@
 //     (the freezer hierarchy on v1, the single hierarchy on v2);
 //   - the runner-boot CPU group (Boot, v1 only): where pre-started runners
 //     boot when --runner-boot-cpus is set;
-//   - the spawners' pids group (SpareSpawner, v1 only): the spawner, the
-//     container's PID 1, leaves its session's pids limit so a fork bomb at
-//     the limit cannot kill it, and every run enters the session's pids
-//     cgroup (EnterSessionPids) before its gate opens.
+//   - the spawner's room outside the session's pids limit (SpareSpawner), so
+//     a fork bomb at the limit cannot kill the container's PID 1: on v1 the
+//     spawners' pids group, which every run leaves for the session's pids
+//     cgroup (EnterSessionPids) before its gate opens; on v2 a child of the
+//     container's cgroup holding every run under the limit.
 //
 // Containers are named by the cgroup path of their OCI spec
 // (spec.Linux.CgroupsPath), relative to Root.

@@ -19,13 +19,9 @@ type Run struct {
 	dir string
 }
 
-// RunDir is where the run cgroup name below container lives; with an empty
-// name, the container's own cgroup in that hierarchy.
+// RunDir is where the run cgroup name below container lives (see runParent).
 func RunDir(container, name string) string {
-	if Unified() {
-		return filepath.Join(Root, container, name)
-	}
-	return filepath.Join(Root, "freezer", container, name)
+	return filepath.Join(runParent(container), name)
 }
 
 // ExistingRun is a run cgroup made earlier (by a daemon before a restart).
@@ -134,7 +130,7 @@ func (g *Run) Remove() error {
 // RunNames lists the run cgroups below container: one per run (exec,
 // shell, install, background process, runner) not yet released.
 func RunNames(container string) ([]string, error) {
-	entries, err := os.ReadDir(RunDir(container, ""))
+	entries, err := os.ReadDir(runParent(container))
 	if err != nil {
 		return nil, fmt.Errorf("list run cgroups of %s: %w", container, err)
 	}
