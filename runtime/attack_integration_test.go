@@ -475,6 +475,15 @@ func TestAttack08_DestroyAndReapLeaveHostCanaries(t *testing.T) {
 	if _, err := h.m.StartBackground(ctx, destroyed.SessionID, "exec 3>/workspace/deep/a/held; cd /workspace/deep/a && exec sleep 600"); err != nil {
 		t.Fatal(err)
 	}
+	// The sync below must find the file made: it would race the shell's open otherwise.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if res := h.sh(t, destroyed, 0, "test -e /workspace/deep/a/held && echo made"); res.Stdout == "made\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background process did not open its file")
+		}
+	}
 	// A replace sync deletes the links themselves, never their targets.
 	if _, err := h.m.Sync(ctx, destroyed.SessionID, []workspace.Entry{{Path: "kept.js", Data: []byte("1")}}, true); err != nil {
 		t.Fatalf("replace sync: %v", err)
