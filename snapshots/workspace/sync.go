@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 )
@@ -199,7 +200,11 @@ func prune(ws *os.Root, rel string, want fs.FileInfo, keep map[string]bool, res 
 		p := joinRel(rel, name)
 		isDir, ok := keep[p]
 		if !ok {
-			if err := d.RemoveAll(name); err != nil {
+			if err := d.RemoveAll(name); errors.Is(err, syscall.ENOTEMPTY) {
+				// A process of the session made a file in it meanwhile.
+				errs = append(errs, fmt.Errorf("remove %q: the folder changed while removing it: %w", p, errdefs.ErrConflict))
+				continue
+			} else if err != nil {
 				errs = append(errs, fmt.Errorf("remove %q: %w", p, classify(err)))
 				continue
 			}
