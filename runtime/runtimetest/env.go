@@ -136,9 +136,13 @@ var (
 )
 
 // buildSpawner builds cmd/servcraft-spawner (static, as make build does)
-// once per test process and returns its path.
+// once per test process and returns its path; SERVCRAFT_TEST_SPAWNER names
+// one built already (a machine without Go: the cgroup v2 guest).
 func buildSpawner(t testing.TB, root string) string {
 	t.Helper()
+	if prebuilt := os.Getenv("SERVCRAFT_TEST_SPAWNER"); prebuilt != "" {
+		return prebuilt
+	}
 	spawnerOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "servcraft-spawner")
 		if err != nil {

@@ -17,7 +17,7 @@ v() { local name=$1; shift; if "$@" >/dev/null 2>&1; then echo "CHECK PASS: $nam
 api() { # METHOD PATH [JSON]
   local m=$1 p=$2 d=${3-}
   echo ">>> $m $p${d:+ $d}"
-  if [ -n "$d" ]; then R=$(curl -sS -m 180 -X "$m" "$B$p" -d "$d" -w '\n%{http_code}' 2>&1)
+  if [ -n "$d" ]; then R=$(curl -sS -m 180 -X "$m" "$B$p" -H 'Content-Type: application/json' -d "$d" -w '\n%{http_code}' 2>&1)
   else R=$(curl -sS -m 180 -X "$m" "$B$p" -w '\n%{http_code}' 2>&1); fi
   CODE=${R##*$'\n'}; R=${R%$'\n'*}
   echo "<<< HTTP $CODE $R"
@@ -153,7 +153,7 @@ section "runtime integration tests"
 cd /opt/cg2/src/runtime
 TT=45m; [ -f /mnt/host/GO_TEST_TIMEOUT ] && TT=$(cat /mnt/host/GO_TEST_TIMEOUT)
 SERVCRAFT_TEST_CONTAINERD=/run/containerd/containerd.sock SERVCRAFT_TEST_IMAGE_ARCHIVE=/opt/cg2/node20.tar SERVCRAFT_TEST_TOOLCHAIN=/opt/cg2/toolchain \
-  /opt/cg2/runtime.test -test.v -test.count=1 -test.timeout "$TT" > "$OUT/runtime-test.log" 2>&1
+  SERVCRAFT_TEST_SPAWNER=/opt/cg2/servcraft-spawner /opt/cg2/runtime.test -test.v -test.count=1 -test.timeout "$TT" > "$OUT/runtime-test.log" 2>&1
 echo "runtime.test exit $?"
 grep -E '^\s*--- (PASS|FAIL|SKIP)|^(PASS|FAIL|ok)|^panic' "$OUT/runtime-test.log"
 echo "TESTS: $(grep -c -- '^--- PASS' "$OUT/runtime-test.log") passed, $(grep -c -- '^--- FAIL' "$OUT/runtime-test.log") failed, $(grep -c -- '^--- SKIP' "$OUT/runtime-test.log") skipped"
