@@ -36,8 +36,11 @@ func ModeName() string {
 }
 
 // procs lists the processes of the cgroup folder dir.
-func procs(dir string) ([]int, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+func procs(dir string) ([]int, error) { return idsIn(filepath.Join(dir, "cgroup.procs")) }
+
+// idsIn reads a cgroup's list of process or thread ids.
+func idsIn(file string) ([]int, error) {
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}

@@ -112,6 +112,7 @@ func TestSeparateRunsAt(t *testing.T) {
 		writeFile(t, filepath.Join(dir, "pids.max"), tc.limit)
 		writeFile(t, filepath.Join(dir, "cgroup.subtree_control"), "")
 		writeFile(t, filepath.Join(user, "pids.max"), "")
+		writeFile(t, filepath.Join(user, "cgroup.type"), "domain")
 		if err := separateRunsAt(dir); err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +128,9 @@ func TestSeparateRunsAt(t *testing.T) {
 		}
 		if got := read(filepath.Join(dir, "pids.max")); got != tc.raised {
 			t.Errorf("container's limit %q, want %q", got, tc.raised)
+		}
+		if got := read(filepath.Join(user, "cgroup.type")); got != "threaded" {
+			t.Errorf("runs' group type %q", got)
 		}
 		if got := read(filepath.Join(dir, "cgroup.subtree_control")); got != "+pids" {
 			t.Errorf("subtree_control written %q", got)

@@ -80,11 +80,18 @@ func separateRunsAt(dir string) error {
 		return fmt.Errorf("read pids limit of %s: %w", dir, err)
 	}
 	limit := strings.TrimSpace(string(raw))
-	if err := writeControl(filepath.Join(dir, "cgroup.subtree_control"), "+pids"); err != nil {
-		return fmt.Errorf("enable pids below %s: %w", dir, err)
-	}
+	// The container's cgroup holds the spawner, so its children with a
+	// controller of their own must be threaded (it becomes their threaded
+	// domain, where memory and CPU are still charged): made threaded
+	// first, then given pids.
 	if err := mkdirExisting(user, "runs"); err != nil {
 		return err
+	}
+	if err := writeControl(filepath.Join(user, "cgroup.type"), "threaded"); err != nil {
+		return fmt.Errorf("make %s threaded: %w", user, err)
+	}
+	if err := writeControl(filepath.Join(dir, "cgroup.subtree_control"), "+pids"); err != nil {
+		return fmt.Errorf("enable pids below %s: %w", dir, err)
 	}
 	if err := writeControl(filepath.Join(user, "pids.max"), limit); err != nil {
 		return fmt.Errorf("set pids limit of %s: %w", user, err)

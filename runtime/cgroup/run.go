@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,8 +48,43 @@ func (g *Run) Dir() string { return g.dir }
 // Add moves pid into the group. Children it starts afterwards are born in it.
 func (g *Run) Add(pid uint32) error { return move(g.dir, pid) }
 
-// Pids lists the processes in the group.
-func (g *Run) Pids() ([]int, error) { return procs(g.dir) }
+// Pids lists the processes in the group. A threaded group (a run on cgroup
+// v2, see SpareSpawner) cannot list its processes, only their threads:
+// those are listed, one per process.
+func (g *Run) Pids() ([]int, error) {
+	pids, err := procs(g.dir)
+	if !errors.Is(err, unix.EOPNOTSUPP) {
+		return pids, err
+	}
+	tids, err := idsIn(filepath.Join(g.dir, "cgroup.threads"))
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	for _, tid := range tids {
+		tgid := threadGroup(tid)
+		if tgid > 0 && !seen[tgid] {
+			seen[tgid] = true
+			pids = append(pids, tgid)
+		}
+	}
+	return pids, nil
+}
+
+// threadGroup is the process a thread belongs to; 0 once it is gone.
+func threadGroup(tid int) int {
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(tid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(rest))
+			return n
+		}
+	}
+	return 0
+}
 
 // Kill SIGKILLs every process in the group and waits until it is empty. A
 // group already gone (its container's cgroup removed with the task) is empty.
@@ -62,8 +98,9 @@ func (g *Run) Kill() error {
 	return g.freezeKill("freezer.state", "FROZEN", "THAWED")
 }
 
-// killUnified kills through cgroup.kill, and on kernels before 5.14,
-// which lack it, by freezing through cgroup.freeze.
+// killUnified kills through cgroup.kill. A threaded group refuses that
+// (killing is for whole processes), as do kernels before 5.14, which lack
+// it: those freeze through cgroup.freeze and signal each process.
 func (g *Run) killUnified() error {
 	if err := writeControl(filepath.Join(g.dir, "cgroup.kill"), "1"); err == nil {
 		return g.waitEmpty()
@@ -76,6 +113,9 @@ func (g *Run) killUnified() error {
 func (g *Run) freezeKill(file, frozen, thawed string) error {
 	state := filepath.Join(g.dir, file)
 	if err := writeControl(state, frozen); err != nil {
+		if Unified() {
+			return g.killUntilEmpty()
+		}
 		return fmt.Errorf("freeze %s: %w", g.dir, err)
 	}
 	if !Unified() {
@@ -98,6 +138,29 @@ func (g *Run) freezeKill(file, frozen, thawed string) error {
 		return fmt.Errorf("thaw %s: %w", g.dir, err)
 	}
 	return g.waitEmpty()
+}
+
+// killUntilEmpty signals every process of the group until none is left,
+// for a group that can be neither killed at once nor frozen: each pass
+// kills what the last one let fork, and the pids limit bounds them.
+func (g *Run) killUntilEmpty() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := g.Pids()
+		if err != nil {
+			return fmt.Errorf("list %s: %w", g.dir, err)
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("run cgroup %s: %d processes survive SIGKILL", g.dir, len(pids))
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // waitEmpty polls until the group has no process; killed processes leave within milliseconds.
