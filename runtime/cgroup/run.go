@@ -39,6 +39,14 @@ func NewRun(container, name string) (*Run, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create run cgroup %s: %w", dir, err)
 	}
+	// A new child of a threaded cgroup (the runs' group on v2) starts as
+	// "domain invalid", which takes no process until it is made threaded.
+	if Unified() && filepath.Base(filepath.Dir(dir)) == UserName {
+		if err := writeControl(filepath.Join(dir, "cgroup.type"), "threaded"); err != nil {
+			_ = unix.Rmdir(dir)
+			return nil, fmt.Errorf("make run cgroup %s threaded: %w", dir, err)
+		}
+	}
 	return &Run{dir: dir}, nil
 }
 
