@@ -467,6 +467,13 @@ func removeContainer(ctx context.Context, client *containerd.Client, containerID
 	task, err := container.Task(ctx, nil)
 	switch {
 	case err == nil:
+		if cgroup.Unified() {
+			if spec, err := container.Spec(ctx); err == nil && spec.Linux != nil {
+				if err := cgroup.Release(spec.Linux.CgroupsPath); err != nil {
+					return fmt.Errorf("release cgroups of %s: %w", containerID, err)
+				}
+			}
+		}
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete task %s: %w", containerID, err)
 		}

@@ -132,3 +132,30 @@ func EnterSessionPids(container string, pid uint32) error {
 	}
 	return move(PidsDir(container), pid)
 }
+
+// Release removes the runs' group of a container on cgroup v2, killing
+// what is left in it, before the container's task is deleted: runc (1.1)
+// reads cgroup.procs of every cgroup below the container's when it
+// deletes one, which a threaded cgroup refuses. Nothing on v1.
+func Release(container string) error {
+	if !Unified() {
+		return nil
+	}
+	user := filepath.Join(Root, container, UserName)
+	entries, err := os.ReadDir(user)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("list %s: %w", user, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() {
+			errs = append(errs, RunAt(filepath.Join(user, e.Name())).Remove())
+		}
+	}
+	if err := os.Remove(user); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove %s: %w", user, err))
+	}
+	return errors.Join(errs...)
+}

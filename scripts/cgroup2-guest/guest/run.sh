@@ -118,8 +118,11 @@ v "no sleep left after the kill" bash -c '! jq -r .output <<<"$1" | grep -q "sle
 
 section "fork bomb at the pids limit"
 SPAWNER_BEFORE=$(task_pid "$CID1")
-shell t1 'b(){ b | b & }; b' '{"timeoutMs":15000}'
+shell t1 'b(){ b | b & }; b; while :; do :; done' '{"timeoutMs":15000}'
+v "the bomb ran until its timeout" jqt '.timedOut == true'
 show_cgroup "$CID1"
+run cat "$CG1/servcraft-user/pids.events"
+v "the bomb met the runs' pids limit" [ "$(awk '$1=="max"{print $2}' "$CG1/servcraft-user/pids.events")" -gt 0 ]
 sleep 2
 v "the spawner survived (same task pid)" [ "$(task_pid "$CID1")" = "$SPAWNER_BEFORE" ]
 exec_js t1 'console.log("after the bomb")'
