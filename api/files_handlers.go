@@ -107,7 +107,9 @@ func (h *handlers) install(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	markPhase(c, "parse")
 	res, err := h.s.Install(c.Request.Context(), req.SessionID, runtime.InstallRequest{Packages: req.Packages, Timeout: timeout})
+	serverTiming(c)
 	if err != nil {
 		status, code := ToHTTP(err)
 		if res.Duration == 0 {

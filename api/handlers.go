@@ -140,10 +140,12 @@ func (h *handlers) execute(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	markPhase(c, "parse")
 	if err := h.s.WriteFile(ctx, req.SessionID, filename, []byte(req.Code)); err != nil {
 		fail(c, err)
 		return
 	}
+	markPhase(c, "write")
 	// As `node <file>` (TypeScript: `node --import <tsx loader> <file>`), on a
 	// pre-started runner when one waits.
 	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin), Script: filename}
@@ -156,6 +158,7 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	serverTiming(c)
 	c.JSON(http.StatusOK, newRunResponse(res))
 }
 
@@ -189,10 +192,12 @@ func (h *handlers) shell(c *gin.Context) {
 		h.streamRun(c, req.SessionID, run)
 		return
 	}
+	markPhase(c, "parse")
 	res, err := h.s.Exec(c.Request.Context(), req.SessionID, run)
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	serverTiming(c)
 	c.JSON(http.StatusOK, newRunResponse(res))
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/runtime/phases"
 )
 
 // errUnauthorized is the cause of every 401: ToHTTP maps it (errdefs'
@@ -28,6 +30,9 @@ const (
 
 // requestIDHeader carries a request's ID both ways.
 const requestIDHeader = "X-Request-ID"
+
+// serverTimingHeader carries a run's phases (see serverTiming).
+const serverTimingHeader = "Server-Timing"
 
 // setSession names the session a handler works on, for the request's log
 // line, and applies the per-session limits of execute, shell and install
@@ -81,6 +86,9 @@ func observe(m *metrics) gin.HandlerFunc {
 		}
 		c.Set(requestIDKey, id)
 		c.Header(requestIDHeader, id)
+		rec := phases.New(start)
+		c.Set(phasesKey, rec)
+		c.Request = c.Request.WithContext(phases.With(c.Request.Context(), rec))
 		defer func() { // deferred: a proxied stream cut short panics through here
 			elapsed := time.Since(start)
 			route, status := c.FullPath(), c.Writer.Status()
@@ -94,9 +102,29 @@ func observe(m *metrics) gin.HandlerFunc {
 			if sid := requestSession(c); sid != "" {
 				attrs = append(attrs, "sessionId", sid)
 			}
+			if timing := rec.LogValue(); timing != "" {
+				attrs = append(attrs, "phases", timing)
+			}
 			slog.Info("request", attrs...)
 		}()
 		c.Next()
+	}
+}
+
+// phasesKey holds the request's phases.Recorder.
+const phasesKey = "servcraft.phases"
+
+// markPhase ends the request's phase called name now (see phases.Mark).
+func markPhase(c *gin.Context, name string) { phases.Mark(c.Request.Context(), name) }
+
+// serverTiming ends the request's last phase, "answer" (the result made
+// into its answer), and sets the Server-Timing header from its phases: a
+// run's parse, write, lock, runner or start, run, finish and answer, and
+// their total since the request arrived.
+func serverTiming(c *gin.Context) {
+	if rec, ok := c.Value(phasesKey).(*phases.Recorder); ok {
+		rec.MarkAt("answer", time.Now())
+		c.Header(serverTimingHeader, rec.Header())
 	}
 }
 

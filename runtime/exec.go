@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/runtime/cgroup"
+	"github.com/servcraft/servcraftd/runtime/phases"
 	"github.com/servcraft/servcraftd/runtime/spawn"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
@@ -338,6 +339,7 @@ func (l *liveSession) exec(ctx context.Context, req ExecRequest) (ExecResult, er
 	out := newRunOutput(req)
 	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: req.Args, env: req.Env,
 		stdin: bytes.NewReader(req.Stdin), stdout: out.stdout, stderr: out.stderr})
+	phases.Mark(ctx, "start") // a cold start: a process made, placed and let through its gate
 	if err != nil {
 		return ExecResult{}, err
 	}
@@ -386,7 +388,9 @@ func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration)
 	case <-out.full:
 	case <-ctx.Done():
 	}
+	phases.Mark(ctx, "run")
 	st, err := r.finish(ctx, status)
+	phases.Mark(ctx, "finish") // output drained, run cgroup removed
 	if err != nil {
 		return res, err
 	}

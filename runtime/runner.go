@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/servcraft/servcraftd/runtime/cgroup"
+	"github.com/servcraft/servcraftd/runtime/phases"
 )
 
 // runnerSource is the program of a Node process started ahead of a request.
@@ -409,6 +410,7 @@ func (rs *runners) runScript(ctx context.Context, sessionID, workspace string, l
 	file := WorkspacePath + "/" + req.Script
 	kind := kindOfScript(req.Script)
 	rn, err := rs.takeRunner(ctx, sessionID, workspace, l, kind, req)
+	phases.Mark(ctx, "runner") // a waiting runner taken (and ready), or none
 	if err != nil {
 		return ExecResult{}, err
 	}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 
+	"github.com/servcraft/servcraftd/runtime/phases"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -59,6 +60,7 @@ func (runs *Runs) Exec(ctx context.Context, sessionID string, req ExecRequest) (
 	defer release()
 	var res ExecResult
 	err := runs.table.withLive(ctx, sessionID, func(l *liveSession, s store.Session) (err error) {
+		phases.Mark(ctx, "lock") // the session found and held
 		switch {
 		case req.Script != "":
 			res, err = runs.runners.runScript(ctx, sessionID, s.Workspace, l, req)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/servcraft/servcraftd/runtime/phases"
 )
 
 // shellKind is the waiting runner of shell commands: a /bin/sh started as
@@ -65,6 +67,7 @@ func (rs *runners) runShell(ctx context.Context, sessionID string, l *liveSessio
 		return l.exec(ctx, req)
 	}
 	rn, err := rs.takeRunner(ctx, sessionID, "", l, shellKind, req)
+	phases.Mark(ctx, "runner") // a waiting runner taken (and ready), or none
 	if err != nil {
 		return ExecResult{}, err
 	}

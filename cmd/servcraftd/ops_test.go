@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +48,43 @@ func startOpsDaemon(t *testing.T, env *runtimetest.Env, state string, extra ...s
 	d.Start()
 	d.url = d.URL
 	return d
+}
+
+// parseServerTimingPhases reads "name;dur=1.5, ..." into milliseconds by name.
+func parseServerTimingPhases(header string) map[string]float64 {
+	out := map[string]float64{}
+	for _, part := range strings.Split(header, ",") {
+		name, dur, ok := strings.Cut(strings.TrimSpace(part), ";dur=")
+		if v, err := strconv.ParseFloat(dur, 64); ok && err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// parseServerTiming is the phases of a Server-Timing header and its total.
+func parseServerTiming(t *testing.T, header string) (map[string]float64, float64) {
+	t.Helper()
+	phases := parseServerTimingPhases(header)
+	total, ok := phases["total"]
+	if !ok || len(phases) < 3 {
+		t.Fatalf("Server-Timing %q: no phases and total", header)
+	}
+	delete(phases, "total")
+	return phases, total
+}
+
+// logRecordWhere is the first JSON log record of the daemon that match accepts.
+func logRecordWhere(t *testing.T, log string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && match(rec) {
+			return rec
+		}
+	}
+	t.Fatalf("no such record in the daemon's log:\n%s", apitest.Tail(log, 4000))
+	return nil
 }
 
 // logRecord is the first JSON log record of the daemon whose msg is msg.
@@ -174,9 +213,39 @@ func TestSessionsLsAndGCAgainstARealDaemon(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"output":"42\n"`) {
 		t.Fatalf("execute: %d %s", resp.StatusCode, body)
 	}
+	executeTiming := resp.Header.Get("Server-Timing")
 	resp, body = d.request("POST", "/api/playground/shell", map[string]any{"sessionId": "ops-b", "command": "exit 3"}, true)
 	if resp.StatusCode != 200 {
 		t.Fatalf("shell: %d %s", resp.StatusCode, body)
+	}
+	// Each run answer carries its phases; they add up to their total, and
+	// the total to the request's time in the log (which also ends with
+	// writing the body) within 1 ms.
+	for route, timing := range map[string]string{"/api/playground/execute": executeTiming, "/api/playground/shell": resp.Header.Get("Server-Timing")} {
+		phases, total := parseServerTiming(t, timing)
+		for _, name := range []string{"parse", "lock", "runner", "run", "finish", "answer"} {
+			if _, ok := phases[name]; !ok {
+				t.Errorf("%s: no %s phase in %q", route, name, timing)
+			}
+		}
+		var sum float64
+		for _, v := range phases {
+			sum += v
+		}
+		if math.Abs(sum-total) > 0.01 {
+			t.Errorf("%s: phases add up to %.3f ms, total %.3f ms (%q)", route, sum, total, timing)
+		}
+		rec := logRecordWhere(t, d.Log(), func(r map[string]any) bool { return r["msg"] == "request" && r["route"] == route })
+		logged, _ := rec["durationMs"].(float64)
+		if logged < total || logged-total > 1 {
+			t.Errorf("%s: total %.3f ms, the request took %.3f ms in the log", route, total, logged)
+		}
+		if p, _ := rec["phases"].(string); !strings.Contains(p, "run=") {
+			t.Errorf("%s: the log line has no phases: %v", route, rec)
+		}
+	}
+	if _, ok := parseServerTimingPhases(executeTiming)["write"]; !ok {
+		t.Errorf("execute: no write phase in %q", executeTiming)
 	}
 
 	// /metrics after that traffic (it wants the token too).
