@@ -29,6 +29,7 @@ import (
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
 	"github.com/servcraft/servcraftd/runtime/runtimetest"
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -295,6 +296,9 @@ func staticBinary(t *testing.T, source string) []byte {
 	defer staticMu.Unlock()
 	if bin, ok := staticBins[source]; ok {
 		return bin
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		testneeds.Unavailable(t, "go is not on PATH: it builds the program this test runs in a session")
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module probe\n\ngo 1.22\n"), 0o644); err != nil {
