@@ -151,7 +151,14 @@ func (g *Run) freezeKill(file, frozen, thawed string) error {
 // killUntilEmpty signals every process of the group until none is left,
 // for a group that can be neither killed at once nor frozen: each pass
 // kills what the last one let fork, and the pids limit bounds them.
-func (g *Run) killUntilEmpty() error {
+func (g *Run) killUntilEmpty() error { return g.untilEmpty(true) }
+
+// waitEmpty polls until the group has no process; killed processes leave within milliseconds.
+func (g *Run) waitEmpty() error { return g.untilEmpty(false) }
+
+// untilEmpty polls the group, SIGKILLing what it finds when kill is set,
+// until it is empty, for at most 5 s.
+func (g *Run) untilEmpty(kill bool) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		pids, err := g.Pids()
@@ -165,25 +172,9 @@ func (g *Run) killUntilEmpty() error {
 			return fmt.Errorf("run cgroup %s: %d processes survive SIGKILL", g.dir, len(pids))
 		}
 		for _, pid := range pids {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// waitEmpty polls until the group has no process; killed processes leave within milliseconds.
-func (g *Run) waitEmpty() error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		pids, err := g.Pids()
-		if err != nil {
-			return fmt.Errorf("list %s: %w", g.dir, err)
-		}
-		if len(pids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("run cgroup %s: %d processes survive SIGKILL", g.dir, len(pids))
+			if kill {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -40,6 +40,10 @@ show_cgroup() {
   echo "  processes in the tree:"; for p in $(cat $(find "$cg" -name cgroup.procs)); do echo "    $p $(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)  [$(cut -d: -f3 /proc/$p/cgroup 2>/dev/null)]"; done
   [ -d "$cg/servcraft-user" ] && echo "  servcraft-user pids.max: $(cat "$cg/servcraft-user/pids.max") pids.current: $(cat "$cg/servcraft-user/pids.current")"
 }
+none_running() { # CHECK-NAME PATTERN: no process of t1 matches PATTERN
+  shell t1 'ps -o pid,args'
+  v "$1" bash -c '! jq -r .output <<<"$1" | grep -q "$2"' _ "$R" "$2"
+}
 start_daemon() {
   setsid "$D" "${DARGS[@]}" >> "$OUT/servcraftd.log" 2>&1 < /dev/null &
   DPID=$!; echo "servcraftd pid $DPID"
@@ -105,16 +109,14 @@ run cat "$CG1/cpu.stat"
 section "timeout kill leaves nothing"
 exec_js t1 'require("child_process").spawn("sh",["-c","sleep 1000"],{detached:true}); while(true){}' '{"timeoutMs":2000}'
 v "timedOut" jqt '.timedOut == true'
-shell t1 'ps -o pid,args'
-v "no sleep or loop left" bash -c '! jq -r .output <<<"$1" | grep -q "sleep 1000"' _ "$R"
+none_running "no sleep or loop left" "sleep 1000"
 
 section "background process tree killed"
 shell t1 'sleep 1001 & sleep 1002' '{"background":true}'
 BG=$(jq -r .pid <<<"$R"); sleep 2
 api DELETE "/api/playground/processes?sessionId=t1&id=$BG"
 v "DELETE process" jqt '.success == true'
-shell t1 'ps -o pid,args'
-v "no sleep left after the kill" bash -c '! jq -r .output <<<"$1" | grep -q "sleep 100"' _ "$R"
+none_running "no sleep left after the kill" "sleep 100"
 
 section "fork bomb at the pids limit"
 SPAWNER_BEFORE=$(task_pid "$CID1")
