@@ -378,9 +378,7 @@ func loadConfig(args []string, getenv func(string) string) (config, error) {
 
 // settingNames are the daemon's settings: its flags but --config.
 func settingNames() map[string]bool {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	names := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) { names[f.Name] = f.Name != "config" })
 	return names
@@ -640,6 +638,15 @@ func (c *config) absPaths() error {
 	return nil
 }
 
+// defaultFlags is every flag of the daemon at its default, on a flag set of
+// its own (the docs, the env example and the checks read it).
+func defaultFlags() *flag.FlagSet {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	c := defaultConfig()
+	c.register(fs)
+	return fs
+}
+
 // settingGroups orders docs/configuration.md and deploy/servcraftd.env.example;
 // every flag is in exactly one group (a test checks).
 var settingGroups = []struct {
@@ -698,9 +705,7 @@ On a systemd host the settings go in /etc/servcraftd/servcraftd.env
 // writeConfigDoc writes docs/configuration.md from the flag set: every
 // setting with its variable, default and meaning, grouped as settingGroups.
 func writeConfigDoc(w io.Writer) error {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	var b strings.Builder
 	b.WriteString(configDocHeader)
 	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

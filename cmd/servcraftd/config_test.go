@@ -160,9 +160,7 @@ func TestSettingGroupsHoldEveryFlagOnce(t *testing.T) {
 			seen[n]++
 		}
 	}
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	fs.VisitAll(func(f *flag.Flag) {
 		if seen[f.Name] != 1 {
 			t.Errorf("--%s is in %d groups of settingGroups, want 1", f.Name, seen[f.Name])
@@ -220,9 +218,7 @@ func TestEnvExampleMatchesFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	byEnv := map[string]*flag.Flag{}
 	fs.VisitAll(func(f *flag.Flag) { byEnv[envName(f.Name)] = f })
 	for _, name := range regexp.MustCompile(`SERVCRAFT_[A-Z0-9_]*[A-Z0-9]`).FindAllString(string(data), -1) {
@@ -245,9 +241,7 @@ func TestEnvExampleMatchesFlags(t *testing.T) {
 		}
 		shown := false
 		for _, v := range vs {
-			probe := flag.NewFlagSet("", flag.ContinueOnError)
-			pc := defaultConfig()
-			pc.register(probe)
+			probe := defaultFlags()
 			if probe.Set(f.Name, v) == nil && probe.Lookup(f.Name).Value.String() == f.DefValue {
 				shown = true
 			}
@@ -315,9 +309,7 @@ type restated struct {
 // restatedDefaults lists each flag mention in text followed within a few
 // words by a value that the flag reads as its default.
 func restatedDefaults(text string) []restated {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	var out []restated
 	mentions := flagMention.FindAllStringSubmatchIndex(text, -1)
 	for i, m := range mentions {
@@ -355,9 +347,7 @@ func restatedDefaults(text string) []restated {
 
 // readsAsDefault reports whether the flag name, set to written, holds its default.
 func readsAsDefault(name, written string) bool {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	f := fs.Lookup(name)
 	return fs.Set(name, written) == nil && f.Value.String() == f.DefValue
 }

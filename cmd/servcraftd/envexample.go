@@ -60,9 +60,7 @@ const envExampleWidth = 95
 // every setting's usage as a comment and its default as a commented line,
 // grouped as settingGroups, with envExampleNotes below the usage.
 func writeEnvExample(w io.Writer) error {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	c := defaultConfig()
-	c.register(fs)
+	fs := defaultFlags()
 	var b strings.Builder
 	b.WriteString(envExampleHeader)
 	for name := range envExampleNotes {
