@@ -354,6 +354,10 @@ func (m *Manager) Get(ctx context.Context, sessionID string) (Info, error) {
 		}
 		if u, err := taskUsage(ctx, l.task); err == nil {
 			info.Usage = u
+			// The user's processes alone, as on cgroup v1 where the spawner is outside.
+			if n, ok := cgroup.RunsPids(l.cgroup); ok {
+				info.Usage.Pids = n
+			}
 		} else {
 			slog.Warn("read usage", "session", sessionID, "container", s.ContainerID, "err", err)
 		}

@@ -109,6 +109,22 @@ func separateRunsAt(dir string) error {
 	return nil
 }
 
+// RunsPids is how many processes the runs of a container hold on cgroup v2
+// (the runs' group's pids.current: the spawner is not among them); false
+// on v1, where the container's own count already leaves the spawner out,
+// and where the group cannot be read.
+func RunsPids(container string) (uint64, bool) {
+	if !Unified() {
+		return 0, false
+	}
+	raw, err := os.ReadFile(filepath.Join(Root, container, UserName, "pids.current"))
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64)
+	return n, err == nil
+}
+
 // runParent is the folder run cgroups of container are made in: on v1 the
 // container's freezer cgroup; on v2 its UserName group, or the container's
 // cgroup itself for a container made before that group existed.
