@@ -37,6 +37,9 @@ func TestRunGroupFiles(t *testing.T) {
 	if err := g.waitEmpty(); err != nil {
 		t.Fatal(err)
 	}
+	if err := RunAt(filepath.Join(dir, "gone")).waitEmpty(); err != nil {
+		t.Fatalf("a group removed meanwhile is empty: %v", err)
+	}
 	gone := RunAt(filepath.Join(dir, "gone"))
 	if err := gone.Kill(); err != nil {
 		t.Fatalf("a group already gone is empty: %v", err)

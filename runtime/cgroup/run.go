@@ -162,7 +162,9 @@ func (g *Run) untilEmpty(kill bool) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		pids, err := g.Pids()
-		if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // removed meanwhile (by the run's own end): empty
+		} else if err != nil {
 			return fmt.Errorf("list %s: %w", g.dir, err)
 		}
 		if len(pids) == 0 {
