@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -141,20 +142,30 @@ func (h *handlers) execute(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	markPhase(c, "parse")
-	if err := h.s.WriteFile(ctx, req.SessionID, filename, []byte(req.Code)); err != nil {
+	flush, err := h.s.WriteFileUnflushed(ctx, req.SessionID, filename, []byte(req.Code))
+	if err != nil {
 		fail(c, err)
 		return
 	}
 	markPhase(c, "write")
+	// The file goes to the workspace's disk while it runs; the answer waits for both.
+	flushed := make(chan error, 1)
+	go func() { flushed <- flush() }()
 	// As `node <file>` (TypeScript: `node --import <tsx loader> <file>`), on a
 	// pre-started runner when one waits.
 	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin), Script: filename}
 	if wantsStream(c) {
+		if err := <-flushed; err != nil {
+			fail(c, err)
+			return
+		}
 		h.streamRun(c, req.SessionID, run)
 		return
 	}
 	res, err := h.s.Exec(ctx, req.SessionID, run)
-	if err != nil {
+	flushErr := <-flushed
+	markPhase(c, "flush") // what the flush took beyond the run: usually nothing
+	if err = errors.Join(err, flushErr); err != nil {
 		fail(c, err)
 		return
 	}

@@ -50,10 +50,10 @@ func (f *fakeSessions) Exec(_ context.Context, _ string, req runtime.ExecRequest
 	f.lastExec = req
 	return runtime.ExecResult{Stdout: "ok\n", ExitCode: 0, Duration: time.Millisecond}, nil
 }
-func (f *fakeSessions) WriteFile(_ context.Context, _, rel string, _ []byte) error {
+func (f *fakeSessions) WriteFileUnflushed(_ context.Context, _, rel string, _ []byte) (func() error, error) {
 	f.calls.Add(1)
 	f.lastFile = rel
-	return nil
+	return func() error { return nil }, nil
 }
 func (f *fakeSessions) Sync(context.Context, string, []workspace.Entry, bool) (workspace.SyncResult, error) {
 	f.calls.Add(1)

@@ -24,7 +24,7 @@ type Sessions interface {
 	Extend(ctx context.Context, sessionID string) (store.Session, error)
 	Destroy(ctx context.Context, sessionID string) error
 	Exec(ctx context.Context, sessionID string, req runtime.ExecRequest) (runtime.ExecResult, error)
-	WriteFile(ctx context.Context, sessionID, rel string, data []byte) error
+	WriteFileUnflushed(ctx context.Context, sessionID, rel string, data []byte) (flush func() error, err error)
 	Sync(ctx context.Context, sessionID string, entries []workspace.Entry, replace bool) (workspace.SyncResult, error)
 	ListFiles(ctx context.Context, sessionID, sub string, lim workspace.ListLimits) ([]workspace.FileInfo, error)
 	Install(ctx context.Context, sessionID string, req runtime.InstallRequest) (runtime.InstallResult, error)

@@ -38,10 +38,30 @@ func (f *Files) ListFiles(ctx context.Context, sessionID, sub string, lim worksp
 
 // WriteFile writes data to rel (checked with workspace.CleanPath) in the session's workspace.
 func (f *Files) WriteFile(ctx context.Context, sessionID, rel string, data []byte) error {
-	return f.table.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) error {
-		if err := workspace.WriteFile(s.Workspace, rel, data, 0o644); err != nil {
+	flush, err := f.WriteFileUnflushed(ctx, sessionID, rel, data)
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// WriteFileUnflushed writes as WriteFile does and returns the flush that
+// puts it on the workspace's disk (see workspace.WriteFileUnflushed): an
+// execute overlaps it with the run of the file.
+func (f *Files) WriteFileUnflushed(ctx context.Context, sessionID, rel string, data []byte) (flush func() error, err error) {
+	err = f.table.withLive(ctx, sessionID, func(_ *liveSession, s store.Session) error {
+		fl, err := workspace.WriteFileUnflushed(s.Workspace, rel, data, 0o644)
+		if err != nil {
 			return fmt.Errorf("session %q: %w", sessionID, err)
+		}
+		flush = func() error {
+			if err := fl(); err != nil {
+				return fmt.Errorf("session %q: %w", sessionID, err)
+			}
+			return nil
 		}
 		return nil
 	})
+	return flush, err
 }
+

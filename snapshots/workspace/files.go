@@ -74,15 +74,27 @@ func CleanPath(p string, lim PathLimits) (string, error) {
 // meanwhile is replaced, never written through. Only regular files are
 // replaced; whatever is created is owned by Owner.
 func WriteFile(dir, rel string, data []byte, perm fs.FileMode) error {
-	fl, err := openFlusher(dir)
+	flush, err := WriteFileUnflushed(dir, rel, data, perm)
 	if err != nil {
 		return err
 	}
+	return flush()
+}
+
+// WriteFileUnflushed writes as WriteFile does and returns the flush that
+// puts the write on the volume's disk, to be called once, which the caller
+// may overlap with other work (a run of the file): the write is
+// acknowledged only when the flush has returned nil.
+func WriteFileUnflushed(dir, rel string, data []byte, perm fs.FileMode) (flush func() error, err error) {
+	fl, err := openFlusher(dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := writeFile(dir, rel, data, perm); err != nil {
 		fl.close()
-		return err
+		return nil, err
 	}
-	return fl.flush()
+	return fl.flush, nil
 }
 
 // flusher holds the workspace's filesystem open from before a change until
