@@ -64,4 +64,3 @@ func (f *Files) WriteFileUnflushed(ctx context.Context, sessionID, rel string, d
 	})
 	return flush, err
 }
-

@@ -10,6 +10,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
+	"github.com/servcraft/servcraftd/runtime/cgroup"
 	"github.com/servcraft/servcraftd/snapshots"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
@@ -52,7 +53,7 @@ func GC(ctx context.Context, client *containerd.Client, vols *workspace.Volumes,
 			continue
 		}
 		if !dryRun {
-			if err := gcContainer(ctx, c); err != nil {
+			if err := deleteContainer(ctx, c); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -96,11 +97,19 @@ func GC(ctx context.Context, client *containerd.Client, vols *workspace.Volumes,
 	return rep, errors.Join(errs...)
 }
 
-// gcContainer kills and deletes the task of c, then c with its snapshot.
-func gcContainer(ctx context.Context, c containerd.Container) error {
+// deleteContainer kills and deletes the task of c (its runs' cgroups
+// first, see cgroup.Release), then c with its snapshot.
+func deleteContainer(ctx context.Context, c containerd.Container) error {
 	task, err := c.Task(ctx, nil)
 	switch {
 	case err == nil:
+		if cgroup.Unified() {
+			if spec, err := c.Spec(ctx); err == nil && spec.Linux != nil {
+				if err := cgroup.Release(spec.Linux.CgroupsPath); err != nil {
+					return fmt.Errorf("release cgroups of %s: %w", c.ID(), err)
+				}
+			}
+		}
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete task %s: %w", c.ID(), err)
 		}

@@ -468,26 +468,7 @@ func removeContainer(ctx context.Context, client *containerd.Client, containerID
 	} else if err != nil {
 		return fmt.Errorf("load container %s: %w", containerID, err)
 	}
-	task, err := container.Task(ctx, nil)
-	switch {
-	case err == nil:
-		if cgroup.Unified() {
-			if spec, err := container.Spec(ctx); err == nil && spec.Linux != nil {
-				if err := cgroup.Release(spec.Linux.CgroupsPath); err != nil {
-					return fmt.Errorf("release cgroups of %s: %w", containerID, err)
-				}
-			}
-		}
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("delete task %s: %w", containerID, err)
-		}
-	case !errdefs.IsNotFound(err):
-		return fmt.Errorf("load task %s: %w", containerID, err)
-	}
-	if err := container.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("delete container %s: %w", containerID, err)
-	}
-	return nil
+	return deleteContainer(ctx, container)
 }
 
 // readyTimeout bounds a readiness check.

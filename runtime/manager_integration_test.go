@@ -254,7 +254,7 @@ func TestMemoryHogIsOOMKilledAndSessionSurvives(t *testing.T) {
 func TestCPUQuota(t *testing.T) {
 	h := newHarness(t)
 	s := h.session(t, "")
-	res := h.node(t, s, `const t0 = Date.now(); while (Date.now() - t0 < 2000); const u = process.cpuUsage(); console.log((u.user + u.system) / 1e6);`, 20*time.Second)
+	res := h.node(t, s, `const s = process.cpuUsage(), t0 = Date.now(); while (Date.now() - t0 < 2000); const u = process.cpuUsage(s); console.log((u.user + u.system) / 1e6);`, 20*time.Second)
 	cpu, err := strconv.ParseFloat(strings.TrimSpace(res.Stdout), 64)
 	if err != nil {
 		t.Fatalf("%+v: %v", res, err)

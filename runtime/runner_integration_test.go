@@ -229,7 +229,7 @@ func TestRunnersBootOnTheirOwnQuota(t *testing.T) {
 	s := h.session(t, "")
 	ctx := h.env.Context(t)
 	// The program prints the CPU cgroup it runs in.
-	writeFiles(t, h, s, map[string]string{"cg.js": `const l = require("fs").readFileSync("/proc/self/cgroup", "utf8").split("\n").find(l => /:(cpu|cpu,cpuacct|):/.test(l)); console.log(l.slice(l.lastIndexOf(":") + 1))`})
+	writeFiles(t, h, s, map[string]string{"cg.js": `const l = require("fs").readFileSync("/proc/self/cgroup", "utf8").split("\n").find(l => /:(cpu|cpu,cpuacct|):/.test(l)); console.log(l.slice(l.lastIndexOf(":") + 1).replace(/\/servcraft-user\/[^/]+$/, ""))`})
 	first, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: "cg.js"})
 	if err != nil || first.ExitCode != 0 || first.Warm {
 		t.Fatalf("first run: %+v %v", first, err)

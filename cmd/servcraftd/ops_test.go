@@ -74,17 +74,21 @@ func parseServerTiming(t *testing.T, header string) (map[string]float64, float64
 	return phases, total
 }
 
-// logRecordWhere is the first JSON log record of the daemon that match accepts.
-func logRecordWhere(t *testing.T, log string, match func(map[string]any) bool) map[string]any {
+// awaitLogRecord waits (5 s at most) for a JSON log record of the daemon
+// that match accepts: a request's line is written after its answer is sent.
+func awaitLogRecord(t *testing.T, d *apitest.Daemon, match func(map[string]any) bool) map[string]any {
 	t.Helper()
-	for _, line := range strings.Split(log, "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && match(rec) {
-			return rec
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		for _, line := range strings.Split(d.Log(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && match(rec) {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no such record in the daemon's log:\n%s", apitest.Tail(d.Log(), 4000))
 		}
 	}
-	t.Fatalf("no such record in the daemon's log:\n%s", apitest.Tail(log, 4000))
-	return nil
 }
 
 // logRecord is the first JSON log record of the daemon whose msg is msg.
@@ -235,7 +239,7 @@ func TestSessionsLsAndGCAgainstARealDaemon(t *testing.T) {
 		if math.Abs(sum-total) > 0.01 {
 			t.Errorf("%s: phases add up to %.3f ms, total %.3f ms (%q)", route, sum, total, timing)
 		}
-		rec := logRecordWhere(t, d.Log(), func(r map[string]any) bool { return r["msg"] == "request" && r["route"] == route })
+		rec := awaitLogRecord(t, d.Daemon, func(r map[string]any) bool { return r["msg"] == "request" && r["route"] == route })
 		logged, _ := rec["durationMs"].(float64)
 		if logged < total || logged-total > 1 {
 			t.Errorf("%s: total %.3f ms, the request took %.3f ms in the log", route, total, logged)
