@@ -1,8 +1,8 @@
 package api
 
 import (
-	"fmt"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
