@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -126,15 +127,7 @@ func (g *Run) freezeKill(file, frozen, thawed string) error {
 		}
 		return fmt.Errorf("freeze %s: %w", g.dir, err)
 	}
-	if !Unified() {
-		// v1 goes FREEZING, then FROZEN once every task has stopped.
-		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-			if b, err := os.ReadFile(state); err != nil || strings.TrimSpace(string(b)) == frozen {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	g.awaitFrozen(state, frozen)
 	pids, err := g.Pids()
 	if err != nil {
 		return fmt.Errorf("list %s: %w", g.dir, err)
@@ -145,7 +138,25 @@ func (g *Run) freezeKill(file, frozen, thawed string) error {
 	if err := writeControl(state, thawed); err != nil {
 		return fmt.Errorf("thaw %s: %w", g.dir, err)
 	}
-	return g.waitEmpty()
+	return g.killUntilEmpty() // what escaped a freeze that had not yet held
+}
+
+// awaitFrozen waits (2 s at most) until every task of the group has
+// stopped: a freeze is asynchronous. v1's freezer.state goes FREEZING, then
+// FROZEN; v2's cgroup.events says "frozen 1".
+func (g *Run) awaitFrozen(state, frozen string) {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if Unified() {
+			b, err := os.ReadFile(filepath.Join(g.dir, "cgroup.events"))
+			if err != nil || slices.Contains(strings.Split(string(b), "\n"), "frozen 1") {
+				return
+			}
+			continue
+		}
+		if b, err := os.ReadFile(state); err != nil || strings.TrimSpace(string(b)) == frozen {
+			return
+		}
+	}
 }
 
 // killUntilEmpty signals every process of the group until none is left,
