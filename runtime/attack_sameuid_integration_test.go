@@ -156,7 +156,8 @@ func (h *harness) hijack(t *testing.T, s store.Session, pattern, mode string) {
 	if err := h.m.WriteFile(ctx, s.SessionID, "hijack.js", []byte(hijackSource)); err != nil {
 		t.Fatal(err)
 	}
-	res := h.exec(t, s, 10*time.Second, "/usr/local/bin/node", "/workspace/hijack.js", pattern, mode)
+	// It answers as soon as it has written; the bound is for slow (emulated) machines.
+	res := h.exec(t, s, 30*time.Second, "/usr/local/bin/node", "/workspace/hijack.js", pattern, mode)
 	var out struct {
 		Pid   int
 		Error string

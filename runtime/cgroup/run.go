@@ -173,8 +173,8 @@ func (g *Run) untilEmpty(kill bool) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		pids, err := g.Pids()
-		if errors.Is(err, os.ErrNotExist) {
-			return nil // removed meanwhile (by the run's own end): empty
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+			return nil // removed meanwhile (by the run's own end), or going: empty
 		} else if err != nil {
 			return fmt.Errorf("list %s: %w", g.dir, err)
 		}
