@@ -24,7 +24,7 @@ log "root filesystem (cached after the first run)"
 log "disk image"
 "$G/make-image.sh"
 rm -rf "$W/share/out"; mkdir -p "$W/share/out"
-log "booting the guest (software emulation takes about an hour); serial console: $W/serial.log"
+log "booting the guest (software emulation: about 20 minutes on 2 cores); serial console: $W/serial.log"
 start=$SECONDS
 "$G/boot-vm.sh" || log "qemu exited with status $?"
 log "guest ran $(( (SECONDS - start) / 60 )) min; results in $W/share/out"

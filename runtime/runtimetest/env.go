@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,9 +109,10 @@ func Start(t testing.TB, namespace string) *Env {
 	}
 }
 
-// Context is a context in the env's namespace.
+// Context is a context in the env's namespace, bounded by two minutes times
+// Slowdown.
 func (e *Env) Context(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), e.Namespace), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), e.Namespace), 2*time.Minute*time.Duration(Slowdown(t)))
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -223,4 +225,21 @@ func (e *Env) Config(state string) runtime.Config {
 	cfg.TouchInterval = 50 * time.Millisecond
 	cfg.MaxSessions, cfg.PoolSize, cfg.Runners = 0, 0, false
 	return cfg
+}
+
+// Slowdown is how many times slower than a real host this machine runs
+// (SERVCRAFT_TEST_SLOWDOWN, a whole number, 1 when unset): the cgroup v2
+// guest runs under software emulation, where a cold TypeScript start takes
+// 15-28 s instead of 0.5 s. Only test contexts stretch by it; no limit under
+// test does.
+func Slowdown(t testing.TB) int {
+	v := os.Getenv("SERVCRAFT_TEST_SLOWDOWN")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 100 {
+		t.Fatalf("SERVCRAFT_TEST_SLOWDOWN=%q: want a whole number from 1 to 100", v)
+	}
+	return n
 }

@@ -158,7 +158,7 @@ section "runtime integration tests"
 cd /opt/cg2/src/runtime
 TT=45m; [ -f /mnt/host/GO_TEST_TIMEOUT ] && TT=$(cat /mnt/host/GO_TEST_TIMEOUT)
 SERVCRAFT_TEST_CONTAINERD=/run/containerd/containerd.sock SERVCRAFT_TEST_IMAGE_ARCHIVE=/opt/cg2/node20.tar SERVCRAFT_TEST_TOOLCHAIN=/opt/cg2/toolchain \
-  SERVCRAFT_TEST_SPAWNER=/opt/cg2/servcraft-spawner /opt/cg2/runtime.test -test.v -test.count=1 -test.timeout "$TT" > "$OUT/runtime-test.log" 2>&1
+  SERVCRAFT_TEST_SPAWNER=/opt/cg2/servcraft-spawner SERVCRAFT_TEST_SLOWDOWN=5 /opt/cg2/runtime.test -test.v -test.count=1 -test.timeout "$TT" > "$OUT/runtime-test.log" 2>&1
 echo "runtime.test exit $?"
 grep -E '^\s*--- (PASS|FAIL|SKIP)|^(PASS|FAIL|ok)|^panic' "$OUT/runtime-test.log"
 echo "TESTS: $(grep -c -- '^--- PASS' "$OUT/runtime-test.log") passed, $(grep -c -- '^--- FAIL' "$OUT/runtime-test.log") failed, $(grep -c -- '^--- SKIP' "$OUT/runtime-test.log") skipped"
