@@ -56,6 +56,9 @@ type ExecResult struct {
 	Truncated bool
 	Duration  time.Duration
 	Warm      bool // served by a pre-started Node process
+	// TypeScript is how a TypeScript file ran: "esbuild" (transformed by the
+	// daemon, run by plain node) or "tsx: <why>"; "" for anything else.
+	TypeScript string
 }
 
 // shellGateArgs is the run gate of a container made without a spawner: a

@@ -148,6 +148,7 @@ func New(ctx context.Context, client *containerd.Client, db Store, vols *workspa
 		return nil, err
 	}
 	m := newManager(client, db, vols, cfg, img)
+	m.runners.nodeVersion = imageNodeVersion(ctx, img)
 	if layers != nil {
 		m.deps.cache = layers
 		if m.deps.starters, err = newStarterLayers(m.deps.imageDigest, cfg.NpmPath); err != nil {

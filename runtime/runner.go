@@ -27,7 +27,20 @@ import (
 // It blocks reading one line from stdin (a file name, byte by byte, so the
 // rest of stdin stays the program's), then makes itself look like
 // `node <execArgv> <file>` and runs it as the main module. Every run still
-// gets its own fresh process: this one.
+// gets its own fresh process: this one. All of it is in a block, so none of
+// its names is a global the program could see.
+//
+// A line of the form `<file>\0<n>` is followed by n bytes of JSON (see
+// tsRunPayload): a TypeScript program the daemon transformed ahead of the run
+// (runtime/tsprogram). The runner then reads exactly those bytes, takes the
+// payload's execArgv (tsx's, as a cold TypeScript run has them), turns
+// source maps on as tsx does, and compiles each of the program's files from
+// the payload when node loads it; a TypeScript file that is not in it (a
+// require with a computed name) brings in tsx's own CommonJS hooks from then on.
+// The main module runs inside an async function, so that what its first
+// turn throws is a rejected promise, as under tsx, whose `--import` makes
+// node load the main module through its ES-module loader: node reports it
+// where the error was made, and a process.on("unhandledRejection") sees it.
 //
 // Before it waits it hands SIGTERM and SIGINT back to the kernel's default
 // (adding and removing a listener does that; node's own handler resets a
@@ -37,14 +50,21 @@ import (
 // running in user mode that looks like a runner waiting for its file.
 func runnerSource(execArgv []string, warm string) string {
 	keep, _ := json.Marshal(append([]string{}, execArgv...)) // [] rather than null
-	wait := `const fs=require("fs");const c=[];const b=Buffer.alloc(1);` +
+	wait := `{const fs=require("fs"),R=require;const c=[];const b=Buffer.alloc(1);` +
 		`{const f=()=>{};for(const s of ["SIGTERM","SIGINT"]){process.on(s,f);process.off(s,f)}}` +
-		`for(;;){let n;try{n=fs.readSync(0,b,0,1,null)}catch(e){if(e.code==="EAGAIN")continue;throw e}` +
-		`if(n===0)process.exit(0);if(b[0]===10)break;c.push(b[0])}` +
-		`process.argv.splice(1,process.argv.length,Buffer.from(c).toString());` +
-		`process.execArgv.splice(0,process.execArgv.length,...` + string(keep) + `);delete process._eval;const M=require("module");` +
+		`const rd=(p,o,n)=>{for(;;){try{return fs.readSync(0,p,o,n,null)}catch(e){if(e.code!=="EAGAIN")throw e}}};` +
+		`for(;;){const n=rd(b,0,1);if(n===0)process.exit(0);if(b[0]===10)break;c.push(b[0])}` +
+		`let f=Buffer.from(c).toString(),P=null;const z=f.indexOf("\0");` +
+		`if(z>=0){const n=+f.slice(z+1),p=Buffer.alloc(n);f=f.slice(0,z);` +
+		`for(let o=0;o<n;){const r=rd(p,o,n-o);if(r===0)process.exit(0);o+=r}P=JSON.parse(p.toString())}` +
+		`process.argv.splice(1,process.argv.length,f);` +
+		`process.execArgv.splice(0,process.execArgv.length,...(P?P.execArgv:` + string(keep) + `));delete process._eval;const M=require("module");` +
 		// -e defines require, module, exports, __filename and __dirname as globals; a file run by node has none.
-		`for(const k of ["require","module","exports","__filename","__dirname"])delete globalThis[k];M.runMain();`
+		`for(const k of ["require","module","exports","__filename","__dirname"])delete globalThis[k];` +
+		`if(P){process.setSourceMapsEnabled(true);const F=P.files,X=[".ts",".tsx",".cts"];` +
+		`const h=function(m,p){const s=F[p];if(s!==undefined)return m._compile(s,p);` +
+		`for(const e of X)delete M._extensions[e];R(P.tsx).register();return M._extensions[R("path").extname(p)](m,p)};` +
+		`for(const e of X)M._extensions[e]=h;(async()=>M.runMain())()}else M.runMain()}`
 	if warm == "" {
 		return wait
 	}
@@ -147,8 +167,9 @@ func (k scriptKind) stamp(workspace string) string {
 // Lock order: mu is a leaf. It is never held while another lock is taken,
 // the store is called or a runner is stopped.
 type runners struct {
-	cfg  Config       // Runners, RunnerDepth, NodePath, OutputLimit
-	boot *cgroup.Boot // where runners boot
+	cfg         Config       // Runners, RunnerDepth, NodePath, OutputLimit
+	boot        *cgroup.Boot // where runners boot
+	nodeVersion string       // the image's node, the target of TypeScript transforms
 
 	mu sync.Mutex
 	m  map[string][]*runner
@@ -404,22 +425,47 @@ func (rs *runners) takeRunner(ctx context.Context, sessionID, workspace string, 
 
 // runScript runs a workspace file as `node <file>` (with the tsx loader for
 // TypeScript) would: on the session's runner of that kind when there is one
-// (see takeRunner), else cold. The next runner starts once this run has
-// answered: started beside it, its boot took the run's CPU.
+// (see takeRunner), else cold. A TypeScript program that runtime/tsprogram
+// can transform ahead of the run goes to a JavaScript runner instead (see
+// runnerSource), with the same result as tsx's. The next runner starts once
+// this run has answered: started beside it, its boot took the run's CPU.
 func (rs *runners) runScript(ctx context.Context, sessionID, workspace string, l *liveSession, req ExecRequest) (ExecResult, error) {
 	file := WorkspacePath + "/" + req.Script
 	kind := kindOfScript(req.Script)
+	line, why, transformed := file+"\n", "", false
+	if kind == scriptTS {
+		var tsLine string
+		if tsLine, why = planTypeScript(workspace, req.Script, rs.nodeVersion); why == "" {
+			kind, line, transformed = scriptJS, tsLine, true
+		}
+		phases.Mark(ctx, "transform") // the program transformed, or left to tsx
+		logTypeScriptPath(sessionID, req.Script, why)
+	}
 	rn, err := rs.takeRunner(ctx, sessionID, workspace, l, kind, req)
 	phases.Mark(ctx, "runner") // a waiting runner taken (and ready), or none
 	if err != nil {
 		return ExecResult{}, err
 	}
 	defer rs.prestart(sessionID, workspace, kind, l)
-	if rn == nil {
+	var res ExecResult
+	switch {
+	case rn != nil:
+		res, err = rn.run(ctx, line, req)
+	case transformed: // cold: a runner's program, given its line at once
+		req.Args = kind.runnerArgs(rs.cfg.NodePath)
+		req.Stdin = append([]byte(line), req.Stdin...)
+		res, err = l.exec(ctx, req)
+	default:
 		req.Args = kind.coldArgs(rs.cfg.NodePath, file)
-		return l.exec(ctx, req)
+		res, err = l.exec(ctx, req)
 	}
-	return rn.run(ctx, file+"\n", req)
+	switch {
+	case transformed:
+		res.TypeScript = "esbuild"
+	case why != "":
+		res.TypeScript = "tsx: " + why
+	}
+	return res, err
 }
 
 // run hands the runner line (what it waits for: a file name, a command)

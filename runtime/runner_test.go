@@ -48,7 +48,7 @@ func TestScriptKinds(t *testing.T) {
 func TestRunnerSource(t *testing.T) {
 	plain := runnerSource(nil, "")
 	// A runner started without flags must look like `node <file>`: an empty execArgv, never null.
-	if !strings.Contains(plain, "process.execArgv.length,...[])") {
+	if !strings.Contains(plain, "process.execArgv.length,...(P?P.execArgv:[]))") {
 		t.Errorf("plain runner does not empty execArgv: %s", plain)
 	}
 	if strings.Contains(plain, "import(") {
@@ -57,7 +57,7 @@ func TestRunnerSource(t *testing.T) {
 	args := []string{"--import", `/x"y.mjs`}
 	keep, _ := json.Marshal(args)
 	warm := runnerSource(args, "/tc/warm.ts")
-	if !strings.Contains(warm, "process.execArgv.length,..."+string(keep)+")") {
+	if !strings.Contains(warm, "process.execArgv.length,...(P?P.execArgv:"+string(keep)+"))") {
 		t.Errorf("runner does not restore its execArgv as JSON: %s", warm)
 	}
 	if !strings.HasPrefix(warm, `import("/tc/warm.ts").catch(()=>{}).then(()=>setImmediate(()=>{`) ||

@@ -1,0 +1,452 @@
+// Package tsprogram turns a TypeScript program of a workspace into the
+// CommonJS that tsx would run for it, ahead of the run and in the daemon, with
+// esbuild's Go API: the transformer tsx itself calls, at the version the
+// toolchain pins, with the options tsx passes (target the sandbox's node,
+// CommonJS, inline source maps without sources, whitespace minified, names
+// kept, `import.meta` defined as tsx defines it, the workspace's
+// tsconfig.json). A plain waiting `node` then runs it (see runtime's runner
+// source), so a TypeScript run costs what a JavaScript one does instead of a
+// tsx start.
+//
+// Plan decides before the run whether a program can take this path. What it
+// cannot make equal to tsx it leaves to tsx, and says why (a *Fallback): ES
+// modules (.mts, or a package of "type": "module"), a tsconfig.json that is
+// not plain JSON or that tsx would apply in ways a transform alone cannot
+// (extends, paths, baseUrl, files, include, exclude, references), dynamic
+// import() and require.resolve, imports of the workspace's own JavaScript
+// (tsx transforms ES-module syntax in it), directory and ambiguous
+// extensionless imports, packages that are not installed or are ES modules,
+// symlinks, programs over the size bounds, and anything esbuild does not
+// parse (tsx then reports the error as it always has).
+package tsprogram
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/evanw/esbuild/pkg/api"
+)
+
+// Options say where the program will run.
+type Options struct {
+	// Mount is where the workspace is in the sandbox ("/workspace"): file
+	// names in the program, its source maps and `import.meta` are under it.
+	Mount string
+	// NodeVersion is the sandbox's node ("20.20.2"): the syntax target.
+	NodeVersion string
+	// MaxFiles and MaxBytes bound the program's own TypeScript files, and
+	// their source bytes, that one plan reads and transforms.
+	MaxFiles int
+	MaxBytes int64
+}
+
+// Program is a TypeScript program transformed ahead of its run.
+type Program struct {
+	// Files maps each of the program's TypeScript files, by its path in the
+	// sandbox, to the CommonJS its run compiles in place of the file.
+	Files map[string]string `json:"files"`
+}
+
+// Fallback is why a program is left to tsx.
+type Fallback struct{ Reason string }
+
+func (f *Fallback) Error() string { return "left to tsx: " + f.Reason }
+
+func fallback(format string, args ...any) error {
+	return &Fallback{Reason: fmt.Sprintf(format, args...)}
+}
+
+// tsEndings are the endings tsx runs as TypeScript; .mts is an ES module.
+var tsEndings = map[string]api.Loader{".ts": api.LoaderTS, ".cts": api.LoaderTS, ".tsx": api.LoaderTSX}
+
+// tsconfigKeysLeftToTsx are the tsconfig.json settings that do more than a
+// transform's options: tsx applies them while it resolves or selects files.
+var tsconfigKeysLeftToTsx = []string{"extends", "files", "include", "exclude", "references"}
+var compilerOptionsLeftToTsx = []string{"paths", "baseUrl", "rootDirs", "allowJs"}
+
+// Plan reads the program whose main file is entry (a slash path relative to
+// root, the workspace) and the TypeScript files it imports, and transforms
+// each. Every error is a reason to leave the program to tsx: a *Fallback
+// for what this path does not do, another for a file it could not read.
+func Plan(root *os.Root, entry string, opt Options) (*Program, error) {
+	if path.Ext(entry) == ".mts" {
+		return nil, fallback("an ES module (.mts)")
+	}
+	if _, ok := tsEndings[path.Ext(entry)]; !ok {
+		return nil, fallback("not a TypeScript file")
+	}
+	tsconfig, err := readTsconfig(root)
+	if err != nil {
+		return nil, err
+	}
+	p := &planner{root: root, opt: opt, tsconfig: tsconfig, prog: &Program{Files: map[string]string{}}}
+	queue := []string{path.Clean(entry)}
+	seen := map[string]bool{queue[0]: true}
+	for len(queue) > 0 {
+		rel := queue[0]
+		queue = queue[1:]
+		next, err := p.add(rel)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range next {
+			if !seen[n] {
+				seen[n] = true
+				queue = append(queue, n)
+			}
+		}
+	}
+	return p.prog, nil
+}
+
+type planner struct {
+	root     *os.Root
+	opt      Options
+	tsconfig string
+	prog     *Program
+	bytes    int64
+}
+
+// add transforms the TypeScript file rel and returns the workspace's
+// TypeScript files it imports.
+func (p *planner) add(rel string) ([]string, error) {
+	if len(p.prog.Files) >= p.opt.MaxFiles {
+		return nil, fallback("more than %d TypeScript files", p.opt.MaxFiles)
+	}
+	if err := p.plainFile(rel); err != nil {
+		return nil, err
+	}
+	src, err := p.root.ReadFile(rel)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", rel, err)
+	}
+	if p.bytes += int64(len(src)); p.bytes > p.opt.MaxBytes {
+		return nil, fallback("more than %d bytes of TypeScript", p.opt.MaxBytes)
+	}
+	if path.Ext(rel) != ".cts" {
+		module, err := p.packageIsModule(path.Dir(rel))
+		if err != nil {
+			return nil, err
+		}
+		if module {
+			return nil, fallback("%s is in a package of \"type\": \"module\"", rel)
+		}
+	}
+	imports, err := p.imports(rel, src)
+	if err != nil {
+		return nil, err
+	}
+	var local []string
+	for _, imp := range imports {
+		target, err := p.resolve(rel, imp)
+		if err != nil {
+			return nil, err
+		}
+		if target != "" {
+			local = append(local, target)
+		}
+	}
+	code, err := p.transform(rel, src)
+	if err != nil {
+		return nil, err
+	}
+	p.prog.Files[p.sandboxPath(rel)] = code
+	return local, nil
+}
+
+func (p *planner) sandboxPath(rel string) string { return path.Join(p.opt.Mount, rel) }
+
+// plainFile checks that rel is a regular file reached through no symlink:
+// node names a module by its real path, which a transform cannot follow.
+func (p *planner) plainFile(rel string) error {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		fi, err := p.root.Lstat(strings.Join(parts[:i+1], "/"))
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", rel, err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fallback("%s is reached through a symlink", rel)
+		}
+		if i == len(parts)-1 && !fi.Mode().IsRegular() {
+			return fallback("%s is not a regular file", rel)
+		}
+	}
+	return nil
+}
+
+// packageIsModule reports whether the nearest package.json from dir up to
+// the workspace says "type": "module".
+func (p *planner) packageIsModule(dir string) (bool, error) {
+	for {
+		data, err := p.root.ReadFile(path.Join(dir, "package.json"))
+		switch {
+		case err == nil:
+			var pkg struct {
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(data, &pkg); err != nil {
+				return false, fallback("%s/package.json is not valid JSON", dir)
+			}
+			return pkg.Type == "module", nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return false, fmt.Errorf("read %s/package.json: %w", dir, err)
+		}
+		if dir == "." {
+			return false, nil
+		}
+		dir = path.Dir(dir)
+	}
+}
+
+// anImport is one import of a file, as esbuild found it.
+type anImport struct {
+	spec string
+	kind api.ResolveKind
+}
+
+// imports lists what the file imports or requires, as the transform keeps
+// them (type-only imports are gone), by parsing it with every import left
+// external.
+func (p *planner) imports(rel string, src []byte) ([]anImport, error) {
+	var mu sync.Mutex
+	var found []anImport
+	record := api.Plugin{Name: "imports", Setup: func(b api.PluginBuild) {
+		b.OnResolve(api.OnResolveOptions{Filter: ".*"}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
+			mu.Lock()
+			found = append(found, anImport{spec: a.Path, kind: a.Kind})
+			mu.Unlock()
+			return api.OnResolveResult{Path: a.Path, External: true}, nil
+		})
+	}}
+	res := api.Build(api.BuildOptions{
+		Stdin: &api.StdinOptions{Contents: string(src), Sourcefile: p.sandboxPath(rel),
+			ResolveDir: path.Dir(p.sandboxPath(rel)), Loader: tsEndings[path.Ext(rel)]},
+		Bundle: true, Write: false, Platform: api.PlatformNode, Format: api.FormatCommonJS,
+		TsconfigRaw: p.tsconfig, LogLevel: api.LogLevelSilent, Plugins: []api.Plugin{record},
+	})
+	if len(res.Errors) > 0 {
+		return nil, fallback("%s does not parse: %s", rel, res.Errors[0].Text)
+	}
+	return found, nil
+}
+
+// resolve checks one import of the file rel and returns the workspace file
+// it loads when that is TypeScript of the program ("" for a package or a
+// JSON file, which node loads as tsx would).
+func (p *planner) resolve(rel string, imp anImport) (string, error) {
+	if imp.kind != api.ResolveJSImportStatement && imp.kind != api.ResolveJSRequireCall {
+		return "", fallback("%s uses %s", rel, kindName(imp.kind))
+	}
+	spec := imp.spec
+	switch {
+	case isBuiltin(spec):
+		return "", nil
+	case strings.HasPrefix(spec, "./") || strings.HasPrefix(spec, "../") || spec == "." || spec == "..":
+		return p.resolveLocal(rel, spec)
+	case strings.HasPrefix(spec, "/") || strings.HasPrefix(spec, "#") || strings.Contains(spec, ":"):
+		return "", fallback("%s imports %q", rel, spec)
+	default:
+		return "", p.checkPackage(rel, spec)
+	}
+}
+
+// resolveLocal finds the file a relative specifier names, as node's
+// CommonJS resolver would with .ts, .tsx and .cts registered, and accepts
+// it only where tsx finds the same one.
+func (p *planner) resolveLocal(rel, spec string) (string, error) {
+	target := path.Join(path.Dir(rel), spec)
+	if target == ".." || strings.HasPrefix(target, "../") {
+		return "", fallback("%s imports %q, outside the workspace", rel, spec)
+	}
+	isFile := func(name string) (bool, error) {
+		fi, err := p.root.Lstat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("stat %s: %w", name, err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return false, fallback("%s imports %q, reached through a symlink", rel, spec)
+		}
+		if !fi.Mode().IsRegular() {
+			return false, fallback("%s imports %q, not a regular file", rel, spec)
+		}
+		return true, nil
+	}
+	ext := path.Ext(target)
+	if _, ts := tsEndings[ext]; ts || ext == ".json" {
+		ok, err := isFile(target)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", fallback("%s imports %q, which is not there", rel, spec)
+		}
+		if ext == ".json" {
+			return "", nil
+		}
+		return target, nil
+	}
+	switch ext {
+	case ".js", ".cjs", ".mjs", ".jsx", ".mts", ".node":
+		return "", fallback("%s imports %q: JavaScript or a module tsx resolves its own way", rel, spec)
+	}
+	// Extensionless: exactly one TypeScript file, and nothing node would take first.
+	var found []string
+	for _, cand := range []string{target, target + ".js", target + ".json", target + ".node", target + ".ts", target + ".tsx", target + ".cts", target + ".mts", target + ".jsx", target + ".cjs", target + ".mjs"} {
+		ok, err := isFile(cand)
+		if err != nil {
+			var fb *Fallback
+			if errors.As(err, &fb) && cand == target {
+				return "", fallback("%s imports %q, a folder", rel, spec)
+			}
+			return "", err
+		}
+		if ok {
+			found = append(found, cand)
+		}
+	}
+	if len(found) != 1 {
+		return "", fallback("%s imports %q: %d files answer to it", rel, spec, len(found))
+	}
+	if _, ts := tsEndings[path.Ext(found[0])]; !ts || found[0] == target {
+		return "", fallback("%s imports %q, which names %s", rel, spec, found[0])
+	}
+	return found[0], nil
+}
+
+// checkPackage accepts an installed package that node's require loads as
+// it is: one without "type": "module", found in a node_modules folder from
+// the importing file's folder up to the workspace.
+func (p *planner) checkPackage(rel, spec string) error {
+	name := spec
+	parts := strings.SplitN(spec, "/", 3)
+	if strings.HasPrefix(spec, "@") && len(parts) >= 2 {
+		name = parts[0] + "/" + parts[1]
+	} else {
+		name = parts[0]
+	}
+	dir := path.Dir(rel)
+	for {
+		data, err := p.root.ReadFile(path.Join(dir, "node_modules", name, "package.json"))
+		switch {
+		case err == nil:
+			var pkg struct {
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(data, &pkg); err != nil {
+				return fallback("package %s has no valid package.json", name)
+			}
+			if pkg.Type == "module" {
+				return fallback("package %s is an ES module", name)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrInvalid):
+			return fallback("package %s: %v", name, err)
+		}
+		if dir == "." {
+			return fallback("package %s is not installed in the workspace", name)
+		}
+		dir = path.Dir(dir)
+	}
+}
+
+// transform is tsx's CommonJS transform of one file, with its source map inline.
+func (p *planner) transform(rel string, src []byte) (string, error) {
+	file := p.sandboxPath(rel)
+	opts := api.TransformOptions{
+		Loader: tsEndings[path.Ext(rel)], Format: api.FormatCommonJS, Platform: api.PlatformNode,
+		Engines:   []api.Engine{{Name: api.EngineNode, Version: p.opt.NodeVersion}},
+		Sourcemap: api.SourceMapExternal, SourcesContent: api.SourcesContentExclude,
+		MinifyWhitespace: true, KeepNames: true, Sourcefile: file, TsconfigRaw: p.tsconfig,
+		Banner: "__filename=" + jsonString(file) + ";(()=>{", Footer: "})()",
+		LogLevel: api.LogLevelSilent,
+	}
+	if path.Ext(rel) != ".cts" {
+		meta, _ := json.Marshal(map[string]string{"dirname": path.Dir(file), "filename": file,
+			"url": (&url.URL{Scheme: "file", Path: file}).String()})
+		opts.Define = map[string]string{"import.meta": string(meta)}
+	}
+	res := api.Transform(string(src), opts)
+	if len(res.Errors) > 0 {
+		return "", fallback("%s does not transform: %s", rel, res.Errors[0].Text)
+	}
+	return string(res.Code) + "\n//# sourceMappingURL=data:application/json;base64," +
+		base64.StdEncoding.EncodeToString(res.Map), nil
+}
+
+// readTsconfig returns the workspace's tsconfig.json for the transforms
+// ("" when there is none), or why tsx must apply it itself.
+func readTsconfig(root *os.Root) (string, error) {
+	data, err := root.ReadFile("tsconfig.json")
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read tsconfig.json: %w", err)
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return "", fallback("tsconfig.json is not plain JSON")
+	}
+	for _, k := range tsconfigKeysLeftToTsx {
+		if _, ok := cfg[k]; ok {
+			return "", fallback("tsconfig.json has %q", k)
+		}
+	}
+	if raw, ok := cfg["compilerOptions"]; ok {
+		var co map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &co); err != nil {
+			return "", fallback("tsconfig.json's compilerOptions is not an object")
+		}
+		for _, k := range compilerOptionsLeftToTsx {
+			if _, ok := co[k]; ok {
+				return "", fallback("tsconfig.json has compilerOptions.%s", k)
+			}
+		}
+	}
+	return string(data), nil
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func kindName(k api.ResolveKind) string {
+	switch k {
+	case api.ResolveJSDynamicImport:
+		return "import()"
+	case api.ResolveJSRequireResolve:
+		return "require.resolve"
+	default:
+		return "an import esbuild calls kind " + fmt.Sprint(k)
+	}
+}
+
+// builtins are node's own modules, importable without node: (and their
+// subpaths, as "fs/promises").
+var builtins = []string{"assert", "async_hooks", "buffer", "child_process", "cluster", "console",
+	"constants", "crypto", "dgram", "diagnostics_channel", "dns", "domain", "events", "fs", "http",
+	"http2", "https", "inspector", "module", "net", "os", "path", "perf_hooks", "process", "punycode",
+	"querystring", "readline", "repl", "stream", "string_decoder", "sys", "timers", "tls",
+	"trace_events", "tty", "url", "util", "v8", "vm", "wasi", "worker_threads", "zlib"}
+
+func isBuiltin(spec string) bool {
+	if strings.HasPrefix(spec, "node:") {
+		return true
+	}
+	head, _, _ := strings.Cut(spec, "/")
+	return slices.Contains(builtins, head)
+}

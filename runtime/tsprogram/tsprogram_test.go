@@ -1,0 +1,150 @@
+package tsprogram
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var testOptions = Options{Mount: "/workspace", NodeVersion: "20.20.2", MaxFiles: 8, MaxBytes: 1 << 20}
+
+func workspace(t *testing.T, files map[string]string) *os.Root {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root
+}
+
+func TestPlanTransformsTheProgramsOwnFiles(t *testing.T) {
+	root := workspace(t, map[string]string{
+		"main.ts":                       "import { x } from './lib'\nimport type { T } from './types'\nimport * as fs from 'node:fs'\nimport path from 'path'\nimport data from './data.json'\nimport dep from 'dep'\nconst t: T = 1\nconsole.log(x, t, fs, path, data, dep, import.meta.url)",
+		"lib.ts":                        "export const x: number = 42; export { y } from './sub/y.cts'",
+		"sub/y.cts":                     "export const y = require('../view')",
+		"view.tsx":                      "export const v = <b>x</b>",
+		"types.ts":                      "export type T = number",
+		"data.json":                     "{}",
+		"node_modules/dep/package.json": `{"main":"index.js"}`,
+	})
+	prog, err := Plan(root, "main.ts", testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for name := range prog.Files {
+		got = append(got, name)
+	}
+	want := []string{"/workspace/lib.ts", "/workspace/main.ts", "/workspace/sub/y.cts", "/workspace/view.tsx"}
+	if strings.Join(sorted(got), " ") != strings.Join(want, " ") {
+		t.Fatalf("files %v, want %v (the type-only import is not one)", sorted(got), want)
+	}
+	main := prog.Files["/workspace/main.ts"]
+	for _, part := range []string{`__filename="/workspace/main.ts";(()=>{`, `"file:///workspace/main.ts"`, `require("./lib")`, "sourceMappingURL=data:application/json;base64,"} {
+		if !strings.Contains(main, part) {
+			t.Errorf("main.ts's CommonJS lacks %q:\n%s", part, main)
+		}
+	}
+	if strings.Contains(main, ": T") || strings.Contains(main, "./types") {
+		t.Errorf("types survived the transform:\n%s", main)
+	}
+}
+
+func TestPlanLeavesToTsxWhatItCannotMakeEqual(t *testing.T) {
+	cases := []struct {
+		name  string
+		files map[string]string
+		entry string
+		why   string
+	}{
+		{"mts", map[string]string{"a.mts": "export {}"}, "a.mts", "ES module"},
+		{"type module", map[string]string{"package.json": `{"type":"module"}`, "a.ts": "1"}, "a.ts", `"type": "module"`},
+		{"nested type module", map[string]string{"esm/package.json": `{"type":"module"}`, "esm/a.ts": "1"}, "esm/a.ts", `"type": "module"`},
+		{"tsconfig paths", map[string]string{"tsconfig.json": `{"compilerOptions":{"paths":{"@/*":["src/*"]}}}`, "a.ts": "1"}, "a.ts", "paths"},
+		{"tsconfig extends", map[string]string{"tsconfig.json": `{"extends":"./base.json"}`, "a.ts": "1"}, "a.ts", "extends"},
+		{"tsconfig with comments", map[string]string{"tsconfig.json": "{ // strict\n}", "a.ts": "1"}, "a.ts", "plain JSON"},
+		{"dynamic import", map[string]string{"a.ts": "import('./b')", "b.ts": "1"}, "a.ts", "import()"},
+		{"local javascript", map[string]string{"a.ts": "import './b.js'", "b.ts": "1"}, "a.ts", "JavaScript"},
+		{"ambiguous", map[string]string{"a.ts": "import './b'", "b.ts": "1", "b.js": "1"}, "a.ts", "2 files"},
+		{"folder", map[string]string{"a.ts": "import './b'", "b/index.ts": "1"}, "a.ts", "folder"},
+		{"missing local", map[string]string{"a.ts": "import './nope'"}, "a.ts", "0 files"},
+		{"outside", map[string]string{"a.ts": "import '../../etc/x.ts'"}, "a.ts", "outside"},
+		{"missing package", map[string]string{"a.ts": "import 'left-pad'"}, "a.ts", "not installed"},
+		{"esm package", map[string]string{"a.ts": "import chalk from 'chalk'; console.log(chalk)", "node_modules/chalk/package.json": `{"type":"module"}`}, "a.ts", "ES module"},
+		{"subpath import", map[string]string{"a.ts": "import '#x'"}, "a.ts", "#x"},
+		{"syntax error", map[string]string{"a.ts": "const x: number = ;"}, "a.ts", "does not parse"},
+		{"top-level await", map[string]string{"a.ts": "await Promise.resolve(1); export {}"}, "a.ts", "Top-level await"},
+		{"too many files", map[string]string{"a.ts": "import './b'", "b.ts": "import './c'", "c.ts": "import './d'", "d.ts": "import './e'", "e.ts": "import './f'", "f.ts": "import './g'", "g.ts": "import './h'", "h.ts": "import './i'", "i.ts": "1"}, "a.ts", "more than 8"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Plan(workspace(t, tc.files), tc.entry, testOptions)
+			var fb *Fallback
+			if !errors.As(err, &fb) {
+				t.Fatalf("got %v, want a fallback naming %q", err, tc.why)
+			}
+			if !strings.Contains(fb.Reason, tc.why) {
+				t.Errorf("reason %q, want it to name %q", fb.Reason, tc.why)
+			}
+		})
+	}
+}
+
+func TestPlanRefusesSymlinks(t *testing.T) {
+	root := workspace(t, map[string]string{"real.ts": "1", "a.ts": "import './link'"})
+	if err := os.Symlink("real.ts", filepath.Join(root.Name(), "link.ts")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(root.Name(), "host.ts")); err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range []string{"a.ts", "host.ts"} {
+		_, err := Plan(root, entry, testOptions)
+		var fb *Fallback
+		if !errors.As(err, &fb) || !strings.Contains(fb.Reason, "symlink") {
+			t.Errorf("%s: got %v, want a fallback for the symlink", entry, err)
+		}
+	}
+}
+
+func TestPlanBoundsBytes(t *testing.T) {
+	opts := testOptions
+	opts.MaxBytes = 100
+	_, err := Plan(workspace(t, map[string]string{"a.ts": strings.Repeat("// x\n", 30)}), "a.ts", opts)
+	var fb *Fallback
+	if !errors.As(err, &fb) || !strings.Contains(fb.Reason, "more than 100 bytes") {
+		t.Fatalf("got %v, want the byte bound", err)
+	}
+}
+
+func TestPlanAppliesPlainTsconfig(t *testing.T) {
+	root := workspace(t, map[string]string{
+		"tsconfig.json": `{"compilerOptions":{"jsx":"react","jsxFactory":"h","experimentalDecorators":true}}`,
+		"a.tsx":         "declare function h(...a: unknown[]): unknown; console.log(<b/>)",
+	})
+	prog, err := Plan(root, "a.tsx", testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := prog.Files["/workspace/a.tsx"]; !strings.Contains(code, `h("b"`) {
+		t.Fatalf("jsxFactory not applied:\n%s", code)
+	}
+}
+
+func sorted(s []string) []string {
+	return slices.Sorted(slices.Values(s))
+}

@@ -1,0 +1,160 @@
+package runtime_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
+)
+
+// tsEqualityCorpus is the TypeScript the equality suite runs both ways:
+// programs the daemon transforms itself and programs it leaves to tsx.
+var tsEqualityCorpus = map[string]string{
+	"tsconfig.json": `{"compilerOptions":{"target":"es2022","experimentalDecorators":true,"jsx":"react","jsxFactory":"h","jsxFragmentFactory":"Frag"}}`,
+	// CommonJS project: local imports, enums, decorators, satisfies, JSON,
+	// type-only imports, packages (CommonJS), names of the file.
+	"cjs/main.ts": `import { add, Color } from "./lib";
+import type { Shape } from "./types";
+import data from "./data.json";
+import * as path from "node:path";
+import { readFileSync } from "fs";
+import pkg from "cjs-pkg";
+const s: Shape = { kind: "sq", side: 2 } satisfies Shape;
+console.log(add(2, 3), Color.Green, Color[1], data.name, s.kind, pkg.hello("ts"));
+console.log(__filename, __dirname, path.basename(process.argv[1]), require.main === module, typeof import.meta);
+console.log(readFileSync("cjs/data.json", "utf8").trim(), JSON.stringify(process.execArgv.length));`,
+	"cjs/lib.ts": `export enum Color { Red, Green, Blue }
+export function add(a: number, b: number): number { return a + b }`,
+	"cjs/types.ts":  `export interface Shape { kind: "sq"; side: number }`,
+	"cjs/data.json": `{"name":"corpus"}`,
+	"cjs/deco.ts": `function logged(target: any, key: string, desc: PropertyDescriptor) {
+  const f = desc.value; desc.value = function (...a: any[]) { console.log("call", key, a); return f.apply(this, a) }
+}
+class Calc { @logged twice(n: number) { return n * 2 } }
+console.log(new Calc().twice(21));
+class Box<T> { constructor(public readonly v: T) {} }
+console.log(new Box<string>("boxed").v, Calc.name);`,
+	"cjs/meta.ts": `console.log(import.meta.url, import.meta.filename, import.meta.dirname);`,
+	"cjs/view.tsx": `function h(t: any, p: any, ...c: any[]) { return { t, c } }
+function Frag() {}
+console.log(JSON.stringify(<b>x<i>y</i></b>), JSON.stringify(<>z</>));`,
+	"cjs/throw.ts": `interface A { a: number }
+const a: A = { a: 1 };
+function inner(): never {
+  throw new Error("boom " + a.a);
+}
+function outer() { inner() }
+outer();`,
+	"cjs/lib-throw.ts": `import { explode } from "./explode";
+console.log("before");
+explode(3);`,
+	"cjs/explode.ts": `export function explode(n: number): void {
+  if (n > 0) return explode(n - 1);
+  const e: Error = new TypeError("deep");
+  throw e;
+}`,
+	"cjs/exit.ts":   `console.log("bye"); process.exitCode = 4;`,
+	"cjs/reject.ts": `const p: Promise<void> = Promise.reject(new Error("nope")); p;`,
+	"cjs/stdin.ts":  `let s: string = ""; process.stdin.on("data", (d: Buffer) => (s += d)).on("end", () => console.log(s.toUpperCase()));`,
+	"cjs/fork.ts":   `import { fork } from "child_process"; fork(__dirname + "/child.ts").on("exit", (c: number) => console.log("forked", c));`,
+	"cjs/child.ts":  `const n: number = 7; console.log("child", n, process.execArgv.length > 0);`,
+	"cjs/old.cts":   `const os = require("os"); console.log(typeof os.cpus, typeof module, __filename);`,
+	"cjs/dynreq.ts": `const name: string = "./lib"; const lib = require(name + ".ts"); console.log(lib.add(1, 1));`,
+	"cjs/runtime-error.ts": `const o: any = undefined;
+console.log("x");
+o.missing.field = 1;`,
+	// Left to tsx: ES modules, top-level await, syntax errors, ES-module packages, dynamic import().
+	"esm/package.json": `{"type":"module"}`,
+	"esm/main.ts":      `import { v } from "./lib.js"; console.log("esm", v, import.meta.url, typeof require);`,
+	"esm/lib.ts":       `export const v: number = 7;`,
+	"mod.mts":          `const u: string = import.meta.url; console.log(u, process.argv[1]);`,
+	"tla.ts":           `const v = await Promise.resolve(5); console.log("tla", v); export {};`,
+	"syntax.ts":        "const x: number = ;\n",
+	"esmpkg.ts":        `import e from "esm-pkg"; console.log(e);`,
+	"dyn.ts":           `import("./cjs/lib").then((m) => console.log("dyn", m.add(1, 2)));`,
+	// Packages.
+	"node_modules/cjs-pkg/package.json": `{"name":"cjs-pkg","main":"index.js"}`,
+	"node_modules/cjs-pkg/index.js":     `exports.hello = (n) => "hello " + n;`,
+	"node_modules/esm-pkg/package.json": `{"name":"esm-pkg","type":"module","exports":"./index.js"}`,
+	"node_modules/esm-pkg/index.js":     `export default "esm-pkg default";`,
+}
+
+// TestTypeScriptTransformMatchesTsx is the equality suite: each program of
+// the corpus runs as a cold `node --import <tsx loader>` and through
+// execute, and the two must agree on stdout, exit code, stderr (stack lines
+// aside) and the stack frames in the user's files. Programs the daemon can
+// transform must have been transformed (and, after the first, run warm on a
+// JavaScript runner); the rest must have been left to tsx.
+func TestTypeScriptTransformMatchesTsx(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.OutputLimit = 64 << 10 })
+	if h.env.ToolchainDir == "" {
+		testneeds.Unavailable(t, "no TypeScript toolchain (SERVCRAFT_TEST_TOOLCHAIN)")
+	}
+	s := h.session(t, "")
+	writeFiles(t, h, s, tsEqualityCorpus)
+	ctx := h.env.Context(t)
+	cases := []struct {
+		script, stdin string
+		transformed   bool
+	}{
+		{"cjs/main.ts", "", true}, {"cjs/deco.ts", "", true}, {"cjs/meta.ts", "", true},
+		{"cjs/view.tsx", "", true}, {"cjs/throw.ts", "", true}, {"cjs/lib-throw.ts", "", true},
+		{"cjs/exit.ts", "", true}, {"cjs/reject.ts", "", true}, {"cjs/stdin.ts", "abc\ndef", true},
+		{"cjs/fork.ts", "", true}, {"cjs/old.cts", "", true}, {"cjs/dynreq.ts", "", true},
+		{"cjs/runtime-error.ts", "", true},
+		{"esm/main.ts", "", false}, {"mod.mts", "", false}, {"tla.ts", "", false},
+		{"syntax.ts", "", false}, {"esmpkg.ts", "", false}, {"dyn.ts", "", false},
+	}
+	for i, tc := range cases {
+		cold, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{
+			Args:  []string{"/usr/local/bin/node", "--import", runtime.TSLoader, "/workspace/" + tc.script},
+			Stdin: []byte(tc.stdin), Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{Script: tc.script, Stdin: []byte(tc.stdin), Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tc.transformed && got.TypeScript != "esbuild":
+			t.Errorf("%s: ran as %q, want it transformed by the daemon", tc.script, got.TypeScript)
+		case tc.transformed && i > 0 && !got.Warm:
+			t.Errorf("%s: transformed but ran cold with a JavaScript runner on its way", tc.script)
+		case !tc.transformed && !strings.HasPrefix(got.TypeScript, "tsx: "):
+			t.Errorf("%s: ran as %q, want it left to tsx", tc.script, got.TypeScript)
+		}
+		if cold.ExitCode != got.ExitCode || cold.Stdout != got.Stdout || cold.TimedOut != got.TimedOut ||
+			stderrWithoutStack(cold.Stderr) != stderrWithoutStack(got.Stderr) ||
+			strings.Join(userFrames(cold.Stderr), "\n") != strings.Join(userFrames(got.Stderr), "\n") {
+			t.Errorf("%s differs from tsx:\ntsx  %+v\nthis %+v", tc.script, cold, got)
+		}
+		t.Logf("%s (%s): exit %d, tsx %v, this %v (warm %v)", tc.script, got.TypeScript, got.ExitCode,
+			cold.Duration.Round(time.Millisecond), got.Duration.Round(time.Millisecond), got.Warm)
+	}
+}
+
+// stderrWithoutStack is stderr without its stack frames: tsx's own frames
+// and the runner's differ below the program's.
+func stderrWithoutStack(s string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "    at ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// userFrames are the stack frames that name the workspace's files.
+func userFrames(s string) []string {
+	var frames []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "    at ") && strings.Contains(l, "/workspace/") {
+			frames = append(frames, l)
+		}
+	}
+	return frames
+}
