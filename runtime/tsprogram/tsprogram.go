@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -32,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/evanw/esbuild/pkg/api"
 )
@@ -125,13 +127,14 @@ func (p *planner) add(rel string) ([]string, error) {
 	if err := p.plainFile(rel); err != nil {
 		return nil, err
 	}
-	src, err := p.root.ReadFile(rel)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", rel, err)
-	}
-	if p.bytes += int64(len(src)); p.bytes > p.opt.MaxBytes {
+	src, err := readRegular(p.root, rel, p.opt.MaxBytes-p.bytes)
+	if errors.Is(err, errTooBig) {
 		return nil, fallback("more than %d bytes of TypeScript", p.opt.MaxBytes)
 	}
+	if err != nil {
+		return nil, err
+	}
+	p.bytes += int64(len(src))
 	if path.Ext(rel) != ".cts" {
 		module, err := p.packageIsModule(path.Dir(rel))
 		if err != nil {
@@ -188,7 +191,7 @@ func (p *planner) plainFile(rel string) error {
 // the workspace says "type": "module".
 func (p *planner) packageIsModule(dir string) (bool, error) {
 	for {
-		data, err := p.root.ReadFile(path.Join(dir, "package.json"))
+		data, err := readRegular(p.root, path.Join(dir, "package.json"), maxJSONBytes)
 		switch {
 		case err == nil:
 			var pkg struct {
@@ -339,7 +342,7 @@ func (p *planner) checkPackage(rel, spec string) error {
 	}
 	dir := path.Dir(rel)
 	for {
-		data, err := p.root.ReadFile(path.Join(dir, "node_modules", name, "package.json"))
+		data, err := readRegular(p.root, path.Join(dir, "node_modules", name, "package.json"), maxJSONBytes)
 		switch {
 		case err == nil:
 			var pkg struct {
@@ -389,7 +392,7 @@ func (p *planner) transform(rel string, src []byte) (string, error) {
 // readTsconfig returns the workspace's tsconfig.json for the transforms
 // ("" when there is none), or why tsx must apply it itself.
 func readTsconfig(root *os.Root) (string, error) {
-	data, err := root.ReadFile("tsconfig.json")
+	data, err := readRegular(root, "tsconfig.json", maxJSONBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -417,6 +420,42 @@ func readTsconfig(root *os.Root) (string, error) {
 		}
 	}
 	return string(data), nil
+}
+
+// maxJSONBytes bounds a package.json or tsconfig.json the planner reads.
+const maxJSONBytes = 1 << 20
+
+var errTooBig = errors.New("file over the bound")
+
+// readRegular reads name under root if it is a regular file of at most max
+// bytes (errTooBig past that). User code can swap any file of the workspace
+// while the daemon reads it: the file is opened without blocking (a FIFO put
+// in its place answers at once) and checked through the open handle, and no
+// more than max+1 bytes are read whatever its size says.
+func readRegular(root *os.Root, name string, max int64) ([]byte, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fallback("%s is not a regular file", name)
+	}
+	if fi.Size() > max {
+		return nil, errTooBig
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if int64(len(data)) > max {
+		return nil, errTooBig
+	}
+	return data, nil
 }
 
 func jsonString(s string) string {

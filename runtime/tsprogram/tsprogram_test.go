@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var testOptions = Options{Mount: "/workspace", NodeVersion: "20.20.2", MaxFiles: 8, MaxBytes: 1 << 20}
@@ -147,4 +149,29 @@ func TestPlanAppliesPlainTsconfig(t *testing.T) {
 
 func sorted(s []string) []string {
 	return slices.Sorted(slices.Values(s))
+}
+
+// TestPlanNeverBlocksOnAFIFO: user code can put a FIFO where the planner
+// reads (a program file, package.json, tsconfig.json); opening one for
+// reading must not wait for a writer.
+func TestPlanNeverBlocksOnAFIFO(t *testing.T) {
+	for _, name := range []string{"b.ts", "package.json", "tsconfig.json"} {
+		t.Run(name, func(t *testing.T) {
+			root := workspace(t, map[string]string{"a.ts": "import './b'"})
+			if err := syscall.Mkfifo(filepath.Join(root.Name(), name), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { _, err := Plan(root, "a.ts", testOptions); done <- err }()
+			select {
+			case err := <-done:
+				var fb *Fallback
+				if !errors.As(err, &fb) {
+					t.Fatalf("got %v, want a fallback", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the plan blocked on a FIFO")
+			}
+		})
+	}
 }
