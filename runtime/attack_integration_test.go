@@ -824,6 +824,7 @@ func (h *harness) listProcs(t *testing.T, s store.Session) (procs []procEntry, s
 func TestAttack14_DetachedChildrenDieAtTimeout(t *testing.T) {
 	h := newHarness(t)
 	s := h.session(t, "")
+	slow := time.Duration(runtimetest.Slowdown(t))
 	start := time.Now()
 	res := h.node(t, s, `
 const { spawn } = require("child_process");
@@ -834,12 +835,12 @@ spawn("/bin/sh", ["-c", "trap '' HUP TERM INT; exec sleep 1003"], opts).unref();
 spawn(process.execPath, ["-e", "for (const s of ['SIGTERM','SIGHUP','SIGINT']) process.on(s, () => {}); setInterval(() => {}, 1000)"], opts).unref();
 spawn("/bin/sh", ["-c", "cd /workspace && exec sleep 1004 < /dev/null > /dev/null 2>&1"], opts).unref();
 setTimeout(() => { console.log("spawned"); for (;;) {} }, 300);
-`, 2*time.Second)
+`, 2*time.Second*slow) // the run's timeout: node and five spawns must fit in it on an emulated machine too
 	t.Logf("run: timedOut=%v exit=%d in %v; stdout %q", res.TimedOut, res.ExitCode, time.Since(start), res.Stdout)
 	if !res.TimedOut || res.Stdout != "spawned\n" {
 		t.Fatalf("run: %+v", res)
 	}
-	if d := time.Since(start); d > 6*time.Second {
+	if d := time.Since(start); d > 6*time.Second*slow {
 		t.Errorf("the timeout took %v to end the run", d)
 	}
 	procs, self := h.listProcs(t, s)

@@ -2,12 +2,14 @@ package runtime_test
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/runtime/runtimetest"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -120,7 +122,6 @@ func TestWarmShellBehavesLikeCold(t *testing.T) {
 // waiting shell runner.
 func TestWarmShellLeavesNothing(t *testing.T) {
 	h, s := shellSession(t)
-	ctx := h.env.Context(t)
 	for _, tc := range []shellCase{
 		{name: "timeout", command: "sleep 101 & sleep 102", timeout: 500 * time.Millisecond},
 		{name: "detached", command: "setsid sleep 103 & (setsid sleep 104 &); echo detached"},
@@ -130,10 +131,7 @@ func TestWarmShellLeavesNothing(t *testing.T) {
 		if tc.timeout > 0 && (!res.TimedOut || res.Signal != "SIGKILL") {
 			t.Fatalf("%s: %+v", tc.name, res)
 		}
-		procs, err := runtime.RunProcesses(ctx, h.m, s.SessionID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		procs := settledRunProcesses(t, h, s.SessionID)
 		waiting := 0
 		for group, cmdlines := range procs {
 			for _, c := range cmdlines {
@@ -151,6 +149,31 @@ func TestWarmShellLeavesNothing(t *testing.T) {
 	ps := h.exec(t, s, 0, "/bin/sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
 	if strings.Contains(ps.Stdout, "sleep 10") {
 		t.Fatalf("processes survive:\n%s", ps.Stdout)
+	}
+}
+
+// settledRunProcesses lists the session's run cgroups once no process in
+// them is between fork and exec (its cmdline reads empty while execve
+// swaps its memory): the next waiting runner may be starting. It gives up
+// after 5 s (times SERVCRAFT_TEST_SLOWDOWN) and returns what it saw.
+func settledRunProcesses(t *testing.T, h *harness, sessionID string) map[string][]string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second * time.Duration(runtimetest.Slowdown(t)))
+	for {
+		procs, err := runtime.RunProcesses(h.env.Context(t), h.m, sessionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := true
+		for _, cmdlines := range procs {
+			if slices.Contains(cmdlines, "") {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			return procs
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
