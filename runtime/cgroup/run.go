@@ -129,7 +129,9 @@ func (g *Run) freezeKill(file, frozen, thawed string) error {
 	}
 	g.awaitFrozen(state, frozen)
 	pids, err := g.Pids()
-	if err != nil {
+	if gone(err) {
+		return nil // removed meanwhile (by the run's own end): nothing to kill
+	} else if err != nil {
 		return fmt.Errorf("list %s: %w", g.dir, err)
 	}
 	for _, pid := range pids {
@@ -173,7 +175,7 @@ func (g *Run) untilEmpty(kill bool) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		pids, err := g.Pids()
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+		if gone(err) {
 			return nil // removed meanwhile (by the run's own end), or going: empty
 		} else if err != nil {
 			return fmt.Errorf("list %s: %w", g.dir, err)
@@ -192,6 +194,10 @@ func (g *Run) untilEmpty(kill bool) error {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// gone reports whether err says the group was removed (ENOENT) or is
+// being removed (ENODEV): no process can be in it.
+func gone(err error) bool { return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) }
 
 // Remove kills what is left and deletes the cgroup.
 func (g *Run) Remove() error {
