@@ -200,6 +200,11 @@ type runResponse struct {
 	Truncated  bool   `json:"truncated"`
 	DurationMs int64  `json:"durationMs"`
 	Background bool   `json:"background"`
+	// Warm says a waiting runner served the run (no process start in it).
+	Warm bool `json:"warm"`
+	// TypeScript says how a TypeScript file ran: "esbuild" (transformed by
+	// the daemon) or "tsx: <why the daemon left it to tsx>".
+	TypeScript string `json:"typeScript,omitempty"`
 }
 
 // backgroundResponse answers a shell command started with background:true.
@@ -365,6 +370,8 @@ func newRunResponse(r runtime.ExecResult) runResponse {
 		OOMKilled:  r.OOMKilled,
 		Truncated:  r.Truncated,
 		DurationMs: r.Duration.Milliseconds(),
+		Warm:       r.Warm,
+		TypeScript: r.TypeScript,
 	}
 }
 

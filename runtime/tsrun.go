@@ -24,14 +24,17 @@ const (
 )
 
 // tsRunPayload is what a runner reads after a `<file>\0<n>` line (see
-// runnerSource): the program's files as CommonJS, the execArgv a cold
-// TypeScript run has (so process.execArgv and the children a program forks
-// are those of tsx), and tsx's CommonJS API for a TypeScript file the
-// program loads that is not in Files.
+// runnerSource): the program's files as JavaScript, whether they are ES
+// modules and, if so, what their relative imports name; the execArgv a
+// cold TypeScript run has (so process.execArgv and the children a program
+// forks are those of tsx), and tsx's CommonJS API for a TypeScript file a
+// CommonJS program loads that is not in Files.
 type tsRunPayload struct {
-	Files    map[string]string `json:"files"`
-	ExecArgv []string          `json:"execArgv"`
-	TSX      string            `json:"tsx"`
+	Files    map[string]string            `json:"files"`
+	Module   bool                         `json:"module,omitempty"`
+	Imports  map[string]map[string]string `json:"imports,omitempty"`
+	ExecArgv []string                     `json:"execArgv"`
+	TSX      string                       `json:"tsx"`
 }
 
 // tsxCJSAPI is tsx's CommonJS API in the sandbox (register() installs its hooks).
@@ -53,13 +56,21 @@ func imageNodeVersion(ctx context.Context, img containerd.Image) string {
 	return "20"
 }
 
+// tsPlan is a TypeScript program ready for a runner: the line and payload
+// it reads, and whether the program is ES modules (a runner of the
+// ES-module kind runs it) or CommonJS (a JavaScript runner does).
+type tsPlan struct {
+	line   string
+	module bool
+}
+
 // planTypeScript transforms the TypeScript program of the workspace (a
-// host path) whose main file is script, and returns the line and payload a
-// JavaScript runner reads to run it, or why it is left to tsx.
-func planTypeScript(workspace, script, nodeVersion string) (line string, why string) {
+// host path) whose main file is script, and returns what a runner reads to
+// run it, or why it is left to tsx.
+func planTypeScript(workspace, script, nodeVersion string) (plan tsPlan, why string) {
 	root, err := os.OpenRoot(workspace)
 	if err != nil {
-		return "", fmt.Sprintf("open workspace: %v", err)
+		return tsPlan{}, fmt.Sprintf("open workspace: %v", err)
 	}
 	defer root.Close()
 	if nodeVersion == "" {
@@ -70,18 +81,19 @@ func planTypeScript(workspace, script, nodeVersion string) (line string, why str
 	if err != nil {
 		var fb *tsprogram.Fallback
 		if errors.As(err, &fb) {
-			return "", fb.Reason
+			return tsPlan{}, fb.Reason
 		}
-		return "", err.Error()
+		return tsPlan{}, err.Error()
 	}
-	payload, err := json.Marshal(tsRunPayload{Files: prog.Files, ExecArgv: scriptTS.execArgv(), TSX: tsxCJSAPI})
+	payload, err := json.Marshal(tsRunPayload{Files: prog.Files, Module: prog.Module, Imports: prog.Imports,
+		ExecArgv: scriptTS.execArgv(), TSX: tsxCJSAPI})
 	if err != nil {
-		return "", fmt.Sprintf("encode the program: %v", err)
+		return tsPlan{}, fmt.Sprintf("encode the program: %v", err)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s/%s\x00%d\n", WorkspacePath, script, len(payload))
 	b.Write(payload)
-	return b.String(), ""
+	return tsPlan{line: b.String(), module: prog.Module}, ""
 }
 
 // logTypeScriptPath says at debug level which way a TypeScript run went.

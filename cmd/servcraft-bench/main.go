@@ -80,6 +80,7 @@ func main() {
 		node: *node, n: *n, quick: *quick, install: *install,
 		address: *address, namespace: *namespace, image: *image, densityN: *densityN, coldNamespace: *coldNamespace,
 		clusterOwnerURL: strings.TrimRight(*clusterOwner, "/"), clusterPeerURL: strings.TrimRight(*clusterPeer, "/")}
+	loadAtStart, _ := os.ReadFile("/proc/loadavg")
 	results, err := b.run(context.Background())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "servcraft-bench:", err)
@@ -91,8 +92,10 @@ func main() {
 		_ = enc.Encode(results)
 		return
 	}
+	// A loaded machine slows the baselines and flatters every ratio: say how loaded it was.
+	fmt.Printf("load average at start: %s", loadAtStart)
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Printf("load average: %s", la)
+		fmt.Printf("load average at end:   %s", la)
 	}
 	fmt.Printf("%-44s %5s %10s %10s  %s\n", "measurement", "runs", "median", "p95", "ratio to baseline (medians)")
 	for _, r := range results {
@@ -217,6 +220,9 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 		{"execute hello.ts, spaced 0.5 s", "index.ts", 500 * time.Millisecond, 1, false},
 		{"execute hello.js, stream of 10", "index.js", 500 * time.Millisecond, 10, false},
 		{"execute hello.ts, stream of 10", "index.ts", 500 * time.Millisecond, 10, false},
+		// An ES module, as the ts template's programs are (runs on the ES-module runner).
+		{"execute hello.mts, back to back", "index.mts", 0, 1, true},
+		{"execute hello.mts, spaced 0.5 s", "index.mts", 500 * time.Millisecond, 1, false},
 	}
 	for _, row := range clientRows {
 		var bare, runs []time.Duration

@@ -1,23 +1,33 @@
 // Package tsprogram turns a TypeScript program of a workspace into the
-// CommonJS that tsx would run for it, ahead of the run and in the daemon, with
-// esbuild's Go API: the transformer tsx itself calls, at the version the
+// JavaScript that tsx would run for it, ahead of the run and in the daemon,
+// with esbuild's Go API: the transformer tsx itself calls, at the version the
 // toolchain pins, with the options tsx passes (target the sandbox's node,
-// CommonJS, inline source maps without sources, whitespace minified, names
-// kept, `import.meta` defined as tsx defines it, the workspace's
-// tsconfig.json). A plain waiting `node` then runs it (see runtime's runner
+// inline source maps without sources, whitespace minified, names kept, the
+// workspace's tsconfig.json; for CommonJS, tsx's wrapper and its
+// `import.meta`). A plain waiting `node` then runs it (see runtime's runner
 // source), so a TypeScript run costs what a JavaScript one does instead of a
 // tsx start.
 //
+// A program is CommonJS or an ES module as its main file is under node's
+// and tsx's rules (.cts and .mts say so; .ts and .tsx follow the nearest
+// package.json's "type"), and every file of it must be the same. An
+// ES-module program also carries how each of its relative imports resolves,
+// as tsx resolves it (`./lib.js` names lib.ts when only that is there), for
+// the runner's module hooks.
+//
 // Plan decides before the run whether a program can take this path. What it
-// cannot make equal to tsx it leaves to tsx, and says why (a *Fallback): ES
-// modules (.mts, or a package of "type": "module"), a tsconfig.json that is
+// cannot make equal to tsx it leaves to tsx, and says why (a *Fallback): a
+// program that mixes CommonJS and ES-module files, a tsconfig.json that is
 // not plain JSON or that tsx would apply in ways a transform alone cannot
 // (extends, paths, baseUrl, files, include, exclude, references), dynamic
-// import() and require.resolve, imports of the workspace's own JavaScript
-// (tsx transforms ES-module syntax in it), directory and ambiguous
-// extensionless imports, packages that are not installed or are ES modules,
-// symlinks, programs over the size bounds, and anything esbuild does not
-// parse (tsx then reports the error as it always has).
+// import() and require.resolve, require in an ES module, imports of the
+// workspace's own JavaScript (tsx transforms ES-module syntax in it), JSON
+// imports in an ES module (tsx adds the import attribute node wants),
+// directory and ambiguous extensionless imports, packages that are not
+// installed (and, from CommonJS, packages that are ES modules; from an ES
+// module, packages whose entry is TypeScript), symlinks, programs over the
+// size bounds, and anything esbuild does not parse (tsx then reports the
+// error as it always has).
 package tsprogram
 
 import (
@@ -54,8 +64,13 @@ type Options struct {
 // Program is a TypeScript program transformed ahead of its run.
 type Program struct {
 	// Files maps each of the program's TypeScript files, by its path in the
-	// sandbox, to the CommonJS its run compiles in place of the file.
+	// sandbox, to the JavaScript its run compiles in place of the file.
 	Files map[string]string `json:"files"`
+	// Module says the program is ES modules (else CommonJS).
+	Module bool `json:"module,omitempty"`
+	// Imports, for an ES-module program, maps each file (by its path in the
+	// sandbox) to the files its relative imports name, by specifier.
+	Imports map[string]map[string]string `json:"imports,omitempty"`
 }
 
 // Fallback is why a program is left to tsx.
@@ -67,8 +82,8 @@ func fallback(format string, args ...any) error {
 	return &Fallback{Reason: fmt.Sprintf(format, args...)}
 }
 
-// tsEndings are the endings tsx runs as TypeScript; .mts is an ES module.
-var tsEndings = map[string]api.Loader{".ts": api.LoaderTS, ".cts": api.LoaderTS, ".tsx": api.LoaderTSX}
+// tsEndings are the endings tsx runs as TypeScript.
+var tsEndings = map[string]api.Loader{".ts": api.LoaderTS, ".cts": api.LoaderTS, ".mts": api.LoaderTS, ".tsx": api.LoaderTSX}
 
 // tsconfigKeysLeftToTsx are the tsconfig.json settings that do more than a
 // transform's options: tsx applies them while it resolves or selects files.
@@ -80,9 +95,6 @@ var compilerOptionsLeftToTsx = []string{"paths", "baseUrl", "rootDirs", "allowJs
 // each. Every error is a reason to leave the program to tsx: a *Fallback
 // for what this path does not do, another for a file it could not read.
 func Plan(root *os.Root, entry string, opt Options) (*Program, error) {
-	if path.Ext(entry) == ".mts" {
-		return nil, fallback("an ES module (.mts)")
-	}
 	if _, ok := tsEndings[path.Ext(entry)]; !ok {
 		return nil, fallback("not a TypeScript file")
 	}
@@ -91,6 +103,12 @@ func Plan(root *os.Root, entry string, opt Options) (*Program, error) {
 		return nil, err
 	}
 	p := &planner{root: root, opt: opt, tsconfig: tsconfig, prog: &Program{Files: map[string]string{}}}
+	if p.prog.Module, err = p.isModule(path.Clean(entry)); err != nil {
+		return nil, err
+	}
+	if p.prog.Module {
+		p.prog.Imports = map[string]map[string]string{}
+	}
 	queue := []string{path.Clean(entry)}
 	seen := map[string]bool{queue[0]: true}
 	for len(queue) > 0 {
@@ -135,14 +153,12 @@ func (p *planner) add(rel string) ([]string, error) {
 		return nil, err
 	}
 	p.bytes += int64(len(src))
-	if path.Ext(rel) != ".cts" {
-		module, err := p.packageIsModule(path.Dir(rel))
-		if err != nil {
-			return nil, err
-		}
-		if module {
-			return nil, fallback("%s is in a package of \"type\": \"module\"", rel)
-		}
+	module, err := p.isModule(rel)
+	if err != nil {
+		return nil, err
+	}
+	if module != p.prog.Module {
+		return nil, fallback("%s is %s in a program of %s", rel, formatName(module), formatName(p.prog.Module))
 	}
 	imports, err := p.imports(rel, src)
 	if err != nil {
@@ -156,6 +172,13 @@ func (p *planner) add(rel string) ([]string, error) {
 		}
 		if target != "" {
 			local = append(local, target)
+			if p.prog.Module {
+				file := p.sandboxPath(rel)
+				if p.prog.Imports[file] == nil {
+					p.prog.Imports[file] = map[string]string{}
+				}
+				p.prog.Imports[file][imp.spec] = p.sandboxPath(target)
+			}
 		}
 	}
 	code, err := p.transform(rel, src)
@@ -187,28 +210,109 @@ func (p *planner) plainFile(rel string) error {
 	return nil
 }
 
+// isModule reports whether node and tsx run the TypeScript file rel as an
+// ES module: .mts is one, .cts is not, and .ts and .tsx are one in a package
+// of "type": "module".
+func (p *planner) isModule(rel string) (bool, error) {
+	switch path.Ext(rel) {
+	case ".mts":
+		return true, nil
+	case ".cts":
+		return false, nil
+	}
+	return p.packageIsModule(path.Dir(rel))
+}
+
+func formatName(module bool) string {
+	if module {
+		return "an ES module"
+	}
+	return "CommonJS"
+}
+
 // packageIsModule reports whether the nearest package.json from dir up to
 // the workspace says "type": "module".
 func (p *planner) packageIsModule(dir string) (bool, error) {
 	for {
-		data, err := readRegular(p.root, path.Join(dir, "package.json"), maxJSONBytes)
+		pkg, err := readPackageJSON(p.root, path.Join(dir, "package.json"))
 		switch {
 		case err == nil:
-			var pkg struct {
-				Type string `json:"type"`
-			}
-			if err := json.Unmarshal(data, &pkg); err != nil {
-				return false, fallback("%s/package.json is not valid JSON", dir)
-			}
 			return pkg.Type == "module", nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return false, fmt.Errorf("read %s/package.json: %w", dir, err)
+			return false, err
 		}
 		if dir == "." {
 			return false, nil
 		}
 		dir = path.Dir(dir)
 	}
+}
+
+// packageJSON is what the planner reads of a package.json.
+type packageJSON struct {
+	Type    string          `json:"type"`
+	Main    any             `json:"main"`
+	Module  any             `json:"module"`
+	Exports json.RawMessage `json:"exports"`
+}
+
+// readPackageJSON reads the package.json name: fs.ErrNotExist (wrapped)
+// when there is none, a *Fallback when it is not a regular file or not JSON.
+func readPackageJSON(root *os.Root, name string) (*packageJSON, error) {
+	data, err := readRegular(root, name, maxJSONBytes)
+	switch {
+	case errors.Is(err, fs.ErrInvalid):
+		return nil, fmt.Errorf("read %s: %w", name, fs.ErrNotExist) // a file where a folder should be
+	case errors.Is(err, errTooBig):
+		return nil, fallback("%s is over %d bytes", name, maxJSONBytes)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	var pkg packageJSON
+	if err := json.Unmarshal(data, &pkg); err != nil {
+		return nil, fallback("%s is not valid JSON", name)
+	}
+	return &pkg, nil
+}
+
+// entryIsTypeScript reports whether a package's package.json points an
+// entry (main, module or exports) at a TypeScript file, which node's own
+// loader cannot run and tsx's transforms.
+func (pkg *packageJSON) entryIsTypeScript() bool {
+	var entries []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			entries = append(entries, v)
+		case map[string]any:
+			for k, e := range v {
+				if k != "types" && k != "typings" {
+					walk(e)
+				}
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(pkg.Main)
+	walk(pkg.Module)
+	if len(pkg.Exports) > 0 {
+		var exports any
+		if json.Unmarshal(pkg.Exports, &exports) == nil {
+			walk(exports)
+		}
+	}
+	for _, e := range entries {
+		_, ts := tsEndings[path.Ext(e)]
+		declaration := strings.HasSuffix(strings.TrimSuffix(e, path.Ext(e)), ".d")
+		if ts && !declaration {
+			return true
+		}
+	}
+	return false
 }
 
 // anImport is one import of a file, as esbuild found it.
@@ -234,7 +338,7 @@ func (p *planner) imports(rel string, src []byte) ([]anImport, error) {
 	res := api.Build(api.BuildOptions{
 		Stdin: &api.StdinOptions{Contents: string(src), Sourcefile: p.sandboxPath(rel),
 			ResolveDir: path.Dir(p.sandboxPath(rel)), Loader: tsEndings[path.Ext(rel)]},
-		Bundle: true, Write: false, Platform: api.PlatformNode, Format: api.FormatCommonJS,
+		Bundle: true, Write: false, Platform: api.PlatformNode, Format: p.format(),
 		TsconfigRaw: p.tsconfig, LogLevel: api.LogLevelSilent, Plugins: []api.Plugin{record},
 	})
 	if len(res.Errors) > 0 {
@@ -243,11 +347,22 @@ func (p *planner) imports(rel string, src []byte) ([]anImport, error) {
 	return found, nil
 }
 
+// format is the program's module format, for esbuild.
+func (p *planner) format() api.Format {
+	if p.prog.Module {
+		return api.FormatESModule
+	}
+	return api.FormatCommonJS
+}
+
 // resolve checks one import of the file rel and returns the workspace file
 // it loads when that is TypeScript of the program ("" for a package or a
 // JSON file, which node loads as tsx would).
 func (p *planner) resolve(rel string, imp anImport) (string, error) {
-	if imp.kind != api.ResolveJSImportStatement && imp.kind != api.ResolveJSRequireCall {
+	switch {
+	case imp.kind == api.ResolveJSRequireCall && p.prog.Module:
+		return "", fallback("%s uses require in an ES module", rel)
+	case imp.kind != api.ResolveJSImportStatement && imp.kind != api.ResolveJSRequireCall:
 		return "", fallback("%s uses %s", rel, kindName(imp.kind))
 	}
 	spec := imp.spec
@@ -288,6 +403,12 @@ func (p *planner) resolveLocal(rel, spec string) (string, error) {
 		return true, nil
 	}
 	ext := path.Ext(target)
+	if ext == ".json" && p.prog.Module {
+		return "", fallback("%s imports %q: JSON in an ES module", rel, spec)
+	}
+	if js, ok := tsForJS[ext]; ok && p.prog.Module {
+		return p.resolveJSToTS(rel, spec, target, js, isFile)
+	}
 	if _, ts := tsEndings[ext]; ts || ext == ".json" {
 		ok, err := isFile(target)
 		if err != nil {
@@ -302,7 +423,7 @@ func (p *planner) resolveLocal(rel, spec string) (string, error) {
 		return target, nil
 	}
 	switch ext {
-	case ".js", ".cjs", ".mjs", ".jsx", ".mts", ".node":
+	case ".js", ".cjs", ".mjs", ".jsx", ".node":
 		return "", fallback("%s imports %q: JavaScript or a module tsx resolves its own way", rel, spec)
 	}
 	// Extensionless: exactly one TypeScript file, and nothing node would take first.
@@ -329,9 +450,44 @@ func (p *planner) resolveLocal(rel, spec string) (string, error) {
 	return found[0], nil
 }
 
-// checkPackage accepts an installed package that node's require loads as
-// it is: one without "type": "module", found in a node_modules folder from
-// the importing file's folder up to the workspace.
+// tsForJS are the TypeScript endings tsx tries, in an ES module, for an
+// import that names a JavaScript file that is not there (TypeScript's own
+// rule: `./lib.js` names lib.ts).
+var tsForJS = map[string][]string{".js": {".ts", ".tsx"}, ".jsx": {".ts", ".tsx"}, ".mjs": {".mts"}, ".cjs": {".cts"}}
+
+// resolveJSToTS resolves, in an ES module, an import that names a
+// JavaScript file: it must be absent and exactly one of its TypeScript
+// names there.
+func (p *planner) resolveJSToTS(rel, spec, target string, endings []string, isFile func(string) (bool, error)) (string, error) {
+	ok, err := isFile(target)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return "", fallback("%s imports %q: JavaScript of the workspace", rel, spec)
+	}
+	var found []string
+	base := strings.TrimSuffix(target, path.Ext(target))
+	for _, e := range endings {
+		ok, err := isFile(base + e)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			found = append(found, base+e)
+		}
+	}
+	if len(found) != 1 {
+		return "", fallback("%s imports %q: %d TypeScript files answer to it", rel, spec, len(found))
+	}
+	return found[0], nil
+}
+
+// checkPackage accepts an installed package, found in a node_modules
+// folder from the importing file's folder up to the workspace, that node
+// loads as it is: from CommonJS, one without "type": "module" (require
+// cannot load an ES module in node 20); from an ES module, one whose entries
+// are not TypeScript.
 func (p *planner) checkPackage(rel, spec string) error {
 	name := spec
 	parts := strings.SplitN(spec, "/", 3)
@@ -342,20 +498,15 @@ func (p *planner) checkPackage(rel, spec string) error {
 	}
 	dir := path.Dir(rel)
 	for {
-		data, err := readRegular(p.root, path.Join(dir, "node_modules", name, "package.json"), maxJSONBytes)
+		pkg, err := readPackageJSON(p.root, path.Join(dir, "node_modules", name, "package.json"))
 		switch {
+		case err == nil && p.prog.Module && pkg.entryIsTypeScript():
+			return fallback("package %s's entry is TypeScript", name)
+		case err == nil && !p.prog.Module && pkg.Type == "module":
+			return fallback("package %s is an ES module", name)
 		case err == nil:
-			var pkg struct {
-				Type string `json:"type"`
-			}
-			if err := json.Unmarshal(data, &pkg); err != nil {
-				return fallback("package %s has no valid package.json", name)
-			}
-			if pkg.Type == "module" {
-				return fallback("package %s is an ES module", name)
-			}
 			return nil
-		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrInvalid):
+		case !errors.Is(err, fs.ErrNotExist):
 			return fallback("package %s: %v", name, err)
 		}
 		if dir == "." {
@@ -365,9 +516,31 @@ func (p *planner) checkPackage(rel, spec string) error {
 	}
 }
 
-// transform is tsx's CommonJS transform of one file, with its source map inline.
+// transform is tsx's transform of one file, with its source map inline:
+// its ES-module one (node runs the result as the file, `import.meta` and
+// all) or its CommonJS one (wrapped, with `import.meta` defined).
 func (p *planner) transform(rel string, src []byte) (string, error) {
 	file := p.sandboxPath(rel)
+	opts := api.TransformOptions{
+		Loader: tsEndings[path.Ext(rel)], Format: api.FormatESModule,
+		Engines:   []api.Engine{{Name: api.EngineNode, Version: p.opt.NodeVersion}},
+		Sourcemap: api.SourceMapExternal, SourcesContent: api.SourcesContentExclude,
+		MinifyWhitespace: true, KeepNames: true, Sourcefile: file, TsconfigRaw: p.tsconfig,
+		LogLevel: api.LogLevelSilent,
+	}
+	if !p.prog.Module {
+		opts = p.commonJSOptions(rel, file)
+	}
+	res := api.Transform(string(src), opts)
+	if len(res.Errors) > 0 {
+		return "", fallback("%s does not transform: %s", rel, res.Errors[0].Text)
+	}
+	return string(res.Code) + "\n//# sourceMappingURL=data:application/json;base64," +
+		base64.StdEncoding.EncodeToString(res.Map), nil
+}
+
+// commonJSOptions are tsx's options for a CommonJS file.
+func (p *planner) commonJSOptions(rel, file string) api.TransformOptions {
 	opts := api.TransformOptions{
 		Loader: tsEndings[path.Ext(rel)], Format: api.FormatCommonJS, Platform: api.PlatformNode,
 		Engines:   []api.Engine{{Name: api.EngineNode, Version: p.opt.NodeVersion}},
@@ -381,12 +554,7 @@ func (p *planner) transform(rel string, src []byte) (string, error) {
 			"url": (&url.URL{Scheme: "file", Path: file}).String()})
 		opts.Define = map[string]string{"import.meta": string(meta)}
 	}
-	res := api.Transform(string(src), opts)
-	if len(res.Errors) > 0 {
-		return "", fallback("%s does not transform: %s", rel, res.Errors[0].Text)
-	}
-	return string(res.Code) + "\n//# sourceMappingURL=data:application/json;base64," +
-		base64.StdEncoding.EncodeToString(res.Map), nil
+	return opts
 }
 
 // readTsconfig returns the workspace's tsconfig.json for the transforms

@@ -73,9 +73,16 @@ func TestPlanLeavesToTsxWhatItCannotMakeEqual(t *testing.T) {
 		entry string
 		why   string
 	}{
-		{"mts", map[string]string{"a.mts": "export {}"}, "a.mts", "ES module"},
-		{"type module", map[string]string{"package.json": `{"type":"module"}`, "a.ts": "1"}, "a.ts", `"type": "module"`},
-		{"nested type module", map[string]string{"esm/package.json": `{"type":"module"}`, "esm/a.ts": "1"}, "esm/a.ts", `"type": "module"`},
+		{"commonjs imports an es module", map[string]string{"a.ts": "import './b.mts'", "b.mts": "export {}"}, "a.ts", "b.mts is an ES module in a program of CommonJS"},
+		{"es module imports commonjs", map[string]string{"a.mts": "import './b.cts'", "b.cts": "export {}"}, "a.mts", "b.cts is CommonJS in a program of an ES module"},
+		{"commonjs package inside an es module", map[string]string{"package.json": `{"type":"module"}`, "a.ts": "import './sub/b'", "sub/package.json": `{"type":"commonjs"}`, "sub/b.ts": "1"}, "a.ts", "sub/b.ts is CommonJS"},
+		{"require in an es module", map[string]string{"package.json": `{"type":"module"}`, "a.ts": "const b = require('./b'); console.log(b)", "b.ts": "1"}, "a.ts", "require in an ES module"},
+		{"json in an es module", map[string]string{"a.mts": "import d from './d.json'; console.log(d)", "d.json": "{}"}, "a.mts", "JSON in an ES module"},
+		{"local javascript in an es module", map[string]string{"a.mts": "import './b.js'", "b.js": "1"}, "a.mts", "JavaScript"},
+		{"ambiguous .js in an es module", map[string]string{"a.mts": "import './b.js'", "b.ts": "1", "b.tsx": "1"}, "a.mts", "2 TypeScript files"},
+		{"missing .js in an es module", map[string]string{"a.mts": "import './b.js'"}, "a.mts", "0 TypeScript files"},
+		{"typescript package entry", map[string]string{"a.mts": "import x from 'p'; console.log(x)", "node_modules/p/package.json": `{"exports":{".":{"types":"./i.d.ts","import":"./src/i.ts"}}}`}, "a.mts", "entry is TypeScript"},
+		{"dynamic import in an es module", map[string]string{"a.mts": "await import('./b.mts')", "b.mts": "1"}, "a.mts", "import()"},
 		{"tsconfig paths", map[string]string{"tsconfig.json": `{"compilerOptions":{"paths":{"@/*":["src/*"]}}}`, "a.ts": "1"}, "a.ts", "paths"},
 		{"tsconfig extends", map[string]string{"tsconfig.json": `{"extends":"./base.json"}`, "a.ts": "1"}, "a.ts", "extends"},
 		{"tsconfig with comments", map[string]string{"tsconfig.json": "{ // strict\n}", "a.ts": "1"}, "a.ts", "plain JSON"},
@@ -103,6 +110,49 @@ func TestPlanLeavesToTsxWhatItCannotMakeEqual(t *testing.T) {
 				t.Errorf("reason %q, want it to name %q", fb.Reason, tc.why)
 			}
 		})
+	}
+}
+
+func TestPlanESModuleProgram(t *testing.T) {
+	root := workspace(t, map[string]string{
+		"package.json": `{"type":"module"}`,
+		"main.ts":      "import { x } from './lib.js'\nimport { y } from './util'\nimport { z } from './old.mjs'\nimport type { T } from './types.js'\nimport dep from 'dep'\nimport { readFileSync } from 'node:fs'\nconst t: T = await Promise.resolve(1)\nconsole.log(x, y, z, t, dep, readFileSync, import.meta.url)",
+		"lib.ts":       "export const x: number = 42",
+		"util.ts":      "export { x as y } from './lib.js'",
+		"old.mts":      "export const z = 3",
+		"types.ts":     "export type T = number",
+		"node_modules/dep/package.json": `{"type":"module","exports":{".":{"types":"./index.d.ts","import":"./index.js"}}}`,
+	})
+	prog, err := Plan(root, "main.ts", testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !prog.Module {
+		t.Fatal("a program of a \"type\": \"module\" package is not an ES module")
+	}
+	var got []string
+	for name := range prog.Files {
+		got = append(got, name)
+	}
+	want := []string{"/workspace/lib.ts", "/workspace/main.ts", "/workspace/old.mts", "/workspace/util.ts"}
+	if strings.Join(sorted(got), " ") != strings.Join(want, " ") {
+		t.Fatalf("files %v, want %v", sorted(got), want)
+	}
+	imports := prog.Imports["/workspace/main.ts"]
+	if imports["./lib.js"] != "/workspace/lib.ts" || imports["./util"] != "/workspace/util.ts" || imports["./old.mjs"] != "/workspace/old.mts" || len(imports) != 3 {
+		t.Errorf("main.ts's imports resolve to %v", imports)
+	}
+	if prog.Imports["/workspace/util.ts"]["./lib.js"] != "/workspace/lib.ts" {
+		t.Errorf("util.ts's imports resolve to %v", prog.Imports["/workspace/util.ts"])
+	}
+	main := prog.Files["/workspace/main.ts"]
+	for _, part := range []string{`import{x}from"./lib.js"`, "await Promise.resolve(1)", "import.meta.url", "sourceMappingURL=data:application/json;base64,"} {
+		if !strings.Contains(main, part) {
+			t.Errorf("main.ts's ES module lacks %q:\n%s", part, main)
+		}
+	}
+	if strings.Contains(main, "__filename") || strings.Contains(main, "./types") {
+		t.Errorf("main.ts's ES module has CommonJS's wrapper or a type-only import:\n%s", main)
 	}
 }
 
