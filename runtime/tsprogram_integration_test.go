@@ -6,13 +6,23 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/store"
 	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 )
 
 // tsEqualityCorpus is the TypeScript the equality suite runs both ways:
 // programs the daemon transforms itself and programs it leaves to tsx.
 var tsEqualityCorpus = map[string]string{
-	"tsconfig.json": `{"compilerOptions":{"target":"es2022","experimentalDecorators":true,"jsx":"react","jsxFactory":"h","jsxFragmentFactory":"Frag"}}`,
+	"tsconfig.json": `{"compilerOptions":{"target":"es2022","experimentalDecorators":true,"jsx":"react","jsxFactory":"h","jsxFragmentFactory":"Frag"},
+"include":["cjs","esm","*.ts","*.mts"],"exclude":["cjs/plain"]}`,
+	// Outside the tsconfig's scope (excluded): TC39 decorators, not the
+	// tsconfig's experimental ones, and its imports of files in scope.
+	"cjs/plain/deco.ts": `import { add } from "../lib";
+function logged(value: any, ctx: ClassMethodDecoratorContext) {
+  return function (this: any, ...a: any[]) { console.log("tc39", String(ctx.name), a); return value.apply(this, a) }
+}
+class Calc { @logged twice(n: number) { return add(n, n) } }
+console.log(new Calc().twice(5));`,
 	// CommonJS project: local imports, enums, decorators, satisfies, JSON,
 	// type-only imports, packages (CommonJS), names of the file.
 	"cjs/main.ts": `import { add, Color } from "./lib";
@@ -126,22 +136,61 @@ func TestTypeScriptTransformMatchesTsx(t *testing.T) {
 	}
 	s := h.session(t, "")
 	writeFiles(t, h, s, tsEqualityCorpus)
-	ctx := h.env.Context(t)
-	cases := []struct {
-		script, stdin string
-		transformed   bool
-	}{
+	compareWithTsx(t, h, s, []tsCase{
 		{"cjs/main.ts", "", true}, {"cjs/deco.ts", "", true}, {"cjs/meta.ts", "", true},
 		{"cjs/view.tsx", "", true}, {"cjs/throw.ts", "", true}, {"cjs/lib-throw.ts", "", true},
 		{"cjs/exit.ts", "", true}, {"cjs/reject.ts", "", true}, {"cjs/stdin.ts", "abc\ndef", true},
 		{"cjs/fork.ts", "", true}, {"cjs/old.cts", "", true}, {"cjs/dynreq.ts", "", true},
-		{"cjs/runtime-error.ts", "", true},
+		{"cjs/runtime-error.ts", "", true}, {"cjs/plain/deco.ts", "", true},
 		{"esm/main.ts", "", true}, {"esm/deco.ts", "", true}, {"esm/throw.ts", "", true},
 		{"esm/reject.ts", "", true}, {"esm/hang.ts", "", true}, {"esm/stdin.ts", "ab\ncd", true},
 		{"mod.mts", "", true},
 		{"tla.ts", "", false}, {"syntax.ts", "", false}, {"esmpkg.ts", "", false}, {"dyn.ts", "", false},
 		{"esm/json.ts", "", false}, {"esm/dyn.ts", "", false},
+	})
+}
+
+// TestTypeScriptTemplateProgramMatchesTsx: a program of the ts template
+// (an ES-module package, its tsconfig.json with NodeNext and "include":
+// ["src"]) is transformed, and runs as under tsx.
+func TestTypeScriptTemplateProgramMatchesTsx(t *testing.T) {
+	h := newHarness(t, func(c *runtime.Config) { c.Runners = true; c.OutputLimit = 64 << 10 })
+	if h.env.ToolchainDir == "" {
+		testneeds.Unavailable(t, "no TypeScript toolchain (SERVCRAFT_TEST_TOOLCHAIN)")
 	}
+	s, created, err := h.m.Create(h.env.Context(t), strings.ReplaceAll(t.Name(), "/", "."), "ts")
+	if err != nil || !created {
+		t.Fatalf("create from the ts template: created=%v err=%v", created, err)
+	}
+	writeFiles(t, h, s, map[string]string{
+		"src/hello.ts": `import { greet, type Who } from "./greet.js";
+const who: Who = { name: "template" };
+console.log(greet(who), import.meta.url.endsWith("/src/hello.ts"));
+greet({ name: "" });`,
+		"src/greet.ts": `export interface Who { name: string }
+export function greet(w: Who): string {
+  if (!w.name) throw new Error("nobody to greet");
+  return "hello " + w.name;
+}`,
+	})
+	compareWithTsx(t, h, s, []tsCase{{"src/hello.ts", "", true}, {"src/hello.ts", "", true}})
+}
+
+// tsCase is a program of a corpus: its main file, its stdin, and whether
+// the daemon must transform it (else leave it to tsx).
+type tsCase struct {
+	script, stdin string
+	transformed   bool
+}
+
+// compareWithTsx runs each case as a cold `node --import <tsx loader>` and
+// through execute, and fails where the two disagree on stdout, exit code,
+// stderr (stack lines aside) and the stack frames in the user's files, or
+// where the run took the other path. Transformed runs after the first of
+// their kind must have been warm.
+func compareWithTsx(t *testing.T, h *harness, s store.Session, cases []tsCase) {
+	t.Helper()
+	ctx := h.env.Context(t)
 	for i, tc := range cases {
 		cold, err := h.m.Exec(ctx, s.SessionID, runtime.ExecRequest{
 			Args:  []string{"/usr/local/bin/node", "--import", runtime.TSLoader, "/workspace/" + tc.script},

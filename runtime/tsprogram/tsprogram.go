@@ -13,13 +13,15 @@
 // package.json's "type"), and every file of it must be the same. An
 // ES-module program also carries how each of its relative imports resolves,
 // as tsx resolves it (`./lib.js` names lib.ts when only that is there), for
-// the runner's module hooks.
+// the runner's module hooks. The tsconfig.json applies to the files its
+// "files", "include" and "exclude" select, as tsx decides (see
+// tsconfigScope); the others are transformed without it.
 //
 // Plan decides before the run whether a program can take this path. What it
 // cannot make equal to tsx it leaves to tsx, and says why (a *Fallback): a
 // program that mixes CommonJS and ES-module files, a tsconfig.json that is
 // not plain JSON or that tsx would apply in ways a transform alone cannot
-// (extends, paths, baseUrl, files, include, exclude, references), dynamic
+// (extends, references, paths, baseUrl, rootDirs, allowJs), dynamic
 // import() and require.resolve, require in an ES module, imports of the
 // workspace's own JavaScript (tsx transforms ES-module syntax in it), JSON
 // imports in an ES module (tsx adds the import attribute node wants),
@@ -87,7 +89,7 @@ var tsEndings = map[string]api.Loader{".ts": api.LoaderTS, ".cts": api.LoaderTS,
 
 // tsconfigKeysLeftToTsx are the tsconfig.json settings that do more than a
 // transform's options: tsx applies them while it resolves or selects files.
-var tsconfigKeysLeftToTsx = []string{"extends", "files", "include", "exclude", "references"}
+var tsconfigKeysLeftToTsx = []string{"extends", "references"}
 var compilerOptionsLeftToTsx = []string{"paths", "baseUrl", "rootDirs", "allowJs"}
 
 // Plan reads the program whose main file is entry (a slash path relative to
@@ -98,11 +100,11 @@ func Plan(root *os.Root, entry string, opt Options) (*Program, error) {
 	if _, ok := tsEndings[path.Ext(entry)]; !ok {
 		return nil, fallback("not a TypeScript file")
 	}
-	tsconfig, err := readTsconfig(root)
+	tsconfig, scope, err := readTsconfig(root, opt.Mount)
 	if err != nil {
 		return nil, err
 	}
-	p := &planner{root: root, opt: opt, tsconfig: tsconfig, prog: &Program{Files: map[string]string{}}}
+	p := &planner{root: root, opt: opt, tsconfig: tsconfig, scope: scope, prog: &Program{Files: map[string]string{}}}
 	if p.prog.Module, err = p.isModule(path.Clean(entry)); err != nil {
 		return nil, err
 	}
@@ -132,6 +134,7 @@ type planner struct {
 	root     *os.Root
 	opt      Options
 	tsconfig string
+	scope    *tsconfigScope // the files tsconfig applies to; nil with none
 	prog     *Program
 	bytes    int64
 }
@@ -153,6 +156,9 @@ func (p *planner) add(rel string) ([]string, error) {
 		return nil, err
 	}
 	p.bytes += int64(len(src))
+	if p.scope != nil && wildcardsSkip(rel) {
+		return nil, fallback("%s is in a folder tsconfig.json's wildcards skip", rel)
+	}
 	module, err := p.isModule(rel)
 	if err != nil {
 		return nil, err
@@ -339,7 +345,7 @@ func (p *planner) imports(rel string, src []byte) ([]anImport, error) {
 		Stdin: &api.StdinOptions{Contents: string(src), Sourcefile: p.sandboxPath(rel),
 			ResolveDir: path.Dir(p.sandboxPath(rel)), Loader: tsEndings[path.Ext(rel)]},
 		Bundle: true, Write: false, Platform: api.PlatformNode, Format: p.format(),
-		TsconfigRaw: p.tsconfig, LogLevel: api.LogLevelSilent, Plugins: []api.Plugin{record},
+		TsconfigRaw: p.tsconfigFor(rel), LogLevel: api.LogLevelSilent, Plugins: []api.Plugin{record},
 	})
 	if len(res.Errors) > 0 {
 		return nil, fallback("%s does not parse: %s", rel, res.Errors[0].Text)
@@ -525,7 +531,7 @@ func (p *planner) transform(rel string, src []byte) (string, error) {
 		Loader: tsEndings[path.Ext(rel)], Format: api.FormatESModule,
 		Engines:   []api.Engine{{Name: api.EngineNode, Version: p.opt.NodeVersion}},
 		Sourcemap: api.SourceMapExternal, SourcesContent: api.SourcesContentExclude,
-		MinifyWhitespace: true, KeepNames: true, Sourcefile: file, TsconfigRaw: p.tsconfig,
+		MinifyWhitespace: true, KeepNames: true, Sourcefile: file, TsconfigRaw: p.tsconfigFor(rel),
 		LogLevel: api.LogLevelSilent,
 	}
 	if !p.prog.Module {
@@ -545,7 +551,7 @@ func (p *planner) commonJSOptions(rel, file string) api.TransformOptions {
 		Loader: tsEndings[path.Ext(rel)], Format: api.FormatCommonJS, Platform: api.PlatformNode,
 		Engines:   []api.Engine{{Name: api.EngineNode, Version: p.opt.NodeVersion}},
 		Sourcemap: api.SourceMapExternal, SourcesContent: api.SourcesContentExclude,
-		MinifyWhitespace: true, KeepNames: true, Sourcefile: file, TsconfigRaw: p.tsconfig,
+		MinifyWhitespace: true, KeepNames: true, Sourcefile: file, TsconfigRaw: p.tsconfigFor(rel),
 		Banner: "__filename=" + jsonString(file) + ";(()=>{", Footer: "})()",
 		LogLevel: api.LogLevelSilent,
 	}
@@ -557,37 +563,51 @@ func (p *planner) commonJSOptions(rel, file string) api.TransformOptions {
 	return opts
 }
 
+// tsconfigFor is the tsconfig.json the transform of rel takes: the
+// workspace's when it applies to the file, else none (as under tsx).
+func (p *planner) tsconfigFor(rel string) string {
+	if p.scope == nil || !p.scope.applies(p.sandboxPath(rel)) {
+		return ""
+	}
+	return p.tsconfig
+}
+
 // readTsconfig returns the workspace's tsconfig.json for the transforms
-// ("" when there is none), or why tsx must apply it itself.
-func readTsconfig(root *os.Root) (string, error) {
+// ("" when there is none) and the files it applies to, or why tsx must
+// apply it itself. mount is where the workspace is in the sandbox.
+func readTsconfig(root *os.Root, mount string) (string, *tsconfigScope, error) {
 	data, err := readRegular(root, "tsconfig.json", maxJSONBytes)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return "", nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read tsconfig.json: %w", err)
+		return "", nil, fmt.Errorf("read tsconfig.json: %w", err)
 	}
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return "", fallback("tsconfig.json is not plain JSON")
+		return "", nil, fallback("tsconfig.json is not plain JSON")
 	}
 	for _, k := range tsconfigKeysLeftToTsx {
 		if _, ok := cfg[k]; ok {
-			return "", fallback("tsconfig.json has %q", k)
+			return "", nil, fallback("tsconfig.json has %q", k)
 		}
 	}
 	if raw, ok := cfg["compilerOptions"]; ok {
 		var co map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &co); err != nil {
-			return "", fallback("tsconfig.json's compilerOptions is not an object")
+			return "", nil, fallback("tsconfig.json's compilerOptions is not an object")
 		}
 		for _, k := range compilerOptionsLeftToTsx {
 			if _, ok := co[k]; ok {
-				return "", fallback("tsconfig.json has compilerOptions.%s", k)
+				return "", nil, fallback("tsconfig.json has compilerOptions.%s", k)
 			}
 		}
 	}
-	return string(data), nil
+	scope, err := newTsconfigScope(mount, cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	return string(data), scope, nil
 }
 
 // maxJSONBytes bounds a package.json or tsconfig.json the planner reads.

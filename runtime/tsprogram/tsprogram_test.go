@@ -1,6 +1,7 @@
 package tsprogram
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -82,6 +83,7 @@ func TestPlanLeavesToTsxWhatItCannotMakeEqual(t *testing.T) {
 		{"ambiguous .js in an es module", map[string]string{"a.mts": "import './b.js'", "b.ts": "1", "b.tsx": "1"}, "a.mts", "2 TypeScript files"},
 		{"missing .js in an es module", map[string]string{"a.mts": "import './b.js'"}, "a.mts", "0 TypeScript files"},
 		{"typescript package entry", map[string]string{"a.mts": "import x from 'p'; console.log(x)", "node_modules/p/package.json": `{"exports":{".":{"types":"./i.d.ts","import":"./src/i.ts"}}}`}, "a.mts", "entry is TypeScript"},
+		{"typescript under node_modules", map[string]string{"tsconfig.json": `{}`, "a.ts": "import './node_modules/x/y'", "node_modules/x/y.ts": "1"}, "a.ts", "wildcards skip"},
 		{"dynamic import in an es module", map[string]string{"a.mts": "await import('./b.mts')", "b.mts": "1"}, "a.mts", "import()"},
 		{"tsconfig paths", map[string]string{"tsconfig.json": `{"compilerOptions":{"paths":{"@/*":["src/*"]}}}`, "a.ts": "1"}, "a.ts", "paths"},
 		{"tsconfig extends", map[string]string{"tsconfig.json": `{"extends":"./base.json"}`, "a.ts": "1"}, "a.ts", "extends"},
@@ -223,5 +225,63 @@ func TestPlanNeverBlocksOnAFIFO(t *testing.T) {
 				t.Fatal("the plan blocked on a FIFO")
 			}
 		})
+	}
+}
+
+// TestTsconfigScope: which files the tsconfig applies to, as get-tsconfig
+// decides for tsx.
+func TestTsconfigScope(t *testing.T) {
+	cases := []struct {
+		config string
+		in     []string
+		out    []string
+	}{
+		{`{}`, []string{"/workspace/a.ts", "/workspace/src/deep/b.tsx"}, []string{"/workspace/.hidden/c.ts"}}, // node_modules: see the fallback "typescript under node_modules"
+		{`{"include":["src"]}`, []string{"/workspace/src/app.ts", "/workspace/src/a/b/c.mts"}, []string{"/workspace/app.ts", "/workspace/srcs/app.ts", "/workspace/src/.x/a.ts"}},
+		{`{"include":["src/*.ts"]}`, []string{"/workspace/src/app.ts"}, []string{"/workspace/src/a/b.ts", "/workspace/src/app.tsx"}},
+		{`{"include":["**/*.ts"],"exclude":["**/*.test.ts","gen"]}`, []string{"/workspace/a.ts", "/workspace/x/y.ts"}, []string{"/workspace/a.test.ts", "/workspace/x/a.test.ts", "/workspace/gen/a.ts", "/workspace/a.tsx"}},
+		{`{"files":["main.ts"]}`, []string{"/workspace/main.ts"}, []string{"/workspace/other.ts"}},
+		{`{"files":["main.ts"],"include":["lib"]}`, []string{"/workspace/main.ts", "/workspace/lib/a.ts"}, []string{"/workspace/other.ts"}},
+		{`{"compilerOptions":{"outDir":"dist"}}`, []string{"/workspace/a.ts"}, []string{"/workspace/dist/a.ts"}},
+		{`{"include":["src/?.ts"]}`, []string{"/workspace/src/a.ts"}, []string{"/workspace/src/ab.ts"}},
+	}
+	for _, tc := range cases {
+		var cfg map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(tc.config), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		scope, err := newTsconfigScope("/workspace", cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.config, err)
+		}
+		for _, f := range tc.in {
+			if !scope.applies(f) {
+				t.Errorf("%s: does not apply to %s", tc.config, f)
+			}
+		}
+		for _, f := range tc.out {
+			if scope.applies(f) {
+				t.Errorf("%s: applies to %s", tc.config, f)
+			}
+		}
+	}
+}
+
+func TestPlanTransformsAFileOutsideTheTsconfigWithoutIt(t *testing.T) {
+	root := workspace(t, map[string]string{
+		"tsconfig.json": `{"compilerOptions":{"jsx":"react","jsxFactory":"h"},"include":["src"]}`,
+		"src/a.tsx":     "import './b'\ndeclare function h(...a: unknown[]): unknown; console.log(<b/>)",
+		"src/b.tsx":     "import '../outside'\nconsole.log(<i/>)",
+		"outside.tsx":   "console.log(<u/>)",
+	})
+	prog, err := Plan(root, "src/a.tsx", testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prog.Files["/workspace/src/b.tsx"], `h("i"`) {
+		t.Errorf("the tsconfig's jsxFactory not applied inside its include:\n%s", prog.Files["/workspace/src/b.tsx"])
+	}
+	if code := prog.Files["/workspace/outside.tsx"]; !strings.Contains(code, `React.createElement("u"`) {
+		t.Errorf("a file outside the include got the tsconfig:\n%s", code)
 	}
 }
