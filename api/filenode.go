@@ -22,6 +22,10 @@ type SyncLimits struct {
 	MaxFileBytes  int64 // one file, decoded
 	MaxTotalBytes int64 // all files, decoded
 	Path          workspace.PathLimits
+	// ListFileBytes is /files' --list-file-bytes: a file over it, like a
+	// binary one, was listed without content, so a text entry of "" for it
+	// keeps it (the client never had its content to empty). 0: no such rule.
+	ListFileBytes int64
 }
 
 func (l SyncLimits) withDefaults() SyncLimits {
@@ -48,7 +52,10 @@ func (l SyncLimits) withDefaults() SyncLimits {
 // anywhere (npm's, not the editor's), an unknown type or encoding, bad
 // base64, a file with children, a path given twice, or a limit passed. A
 // file whose content was withheld becomes a Keep entry: the workspace
-// keeps what it has there.
+// keeps what it has there. So, at sync time, does a file sent as empty
+// text whose workspace file the listing gives without content (see
+// workspace.Entry.KeepIfWithheld): the ServCraft page rebuilds every file as
+// {content: file.content || ”}, which turns a listed binary file into "".
 func flattenTree(nodes []FileNode, lim SyncLimits) ([]workspace.Entry, error) {
 	f := flattener{lim: lim.withDefaults(), seen: make(map[string]bool)}
 	if err := f.walk(nodes, ""); err != nil {
@@ -119,7 +126,11 @@ func (f *flattener) walk(nodes []FileNode, parent string) error {
 			if f.total > f.lim.MaxTotalBytes {
 				return invalid("file %q: files over %d bytes in all", p, f.lim.MaxTotalBytes)
 			}
-			f.out = append(f.out, workspace.Entry{Path: p, Data: data})
+			e := workspace.Entry{Path: p, Data: data}
+			if n.Encoding == "" && len(data) == 0 {
+				e.KeepIfWithheld = f.lim.ListFileBytes // emptying such a file takes base64 ""
+			}
+			f.out = append(f.out, e)
 		default:
 			return invalid("file %q: type %q: want \"file\" or \"folder\"", p, n.Type)
 		}

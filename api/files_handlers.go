@@ -25,7 +25,9 @@ func (h *handlers) sync(c *gin.Context) {
 		fail(c, invalid("mode %q: want \"merge\" (the default) or \"replace\"", req.Mode))
 		return
 	}
-	entries, err := flattenTree(req.Files, h.opt.SyncLimits)
+	lim := h.opt.SyncLimits
+	lim.ListFileBytes = h.opt.ListLimits.MaxFileBytes
+	entries, err := flattenTree(req.Files, lim)
 	if err != nil {
 		fail(c, err)
 		return

@@ -58,7 +58,10 @@ type installRequest struct {
 // A file without Content (the listing gave none: binary, over the size
 // limit, not a regular file) is left as it is in the workspace, and not
 // made when missing; so is one marked Binary or Truncated whose Content is
-// empty (an echoed listing). Language and Expanded are the editor's, and
+// empty (an echoed listing), and so is one whose Content is empty text
+// (no encoding) where the workspace holds a file the listing gives without
+// content: the frontend never had that content, so "" cannot be an edit.
+// Emptying such a file takes "encoding":"base64" with "". Language and Expanded are the editor's, and
 // the listing's path and size may be echoed too: all are ignored (names
 // make paths).
 type FileNode struct {

@@ -297,7 +297,7 @@ func TestDropIdleRunnersKeepsActiveOnes(t *testing.T) {
 	close(ready)
 	rn := &runner{session: "r", ready: ready}
 	key := runnerKey("r", scriptJS)
-	if !m.runners.put(key, rn, 1) || m.runners.put(key, &runner{session: "r", ready: ready}, 1) {
+	if !putOK(m.runners, key, rn, 1) || putOK(m.runners, key, &runner{session: "r", ready: ready}, 1) {
 		t.Fatal("a depth of one holds one waiting runner per session and kind")
 	}
 	clock.add(4 * time.Minute)

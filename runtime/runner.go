@@ -234,18 +234,23 @@ func (rs *runners) takeSession(sessionID string) []*runner {
 	return out
 }
 
-// put lists r under key unless depth runners are there already.
-func (rs *runners) put(key string, r *runner, depth int) bool {
+// put lists r under key unless depth runners are there already, and
+// returns the runner listed last before it (nil if none).
+func (rs *runners) put(key string, r *runner, depth int) (ok bool, before *runner) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.m == nil {
 		rs.m = map[string][]*runner{}
 	}
-	if len(rs.m[key]) >= depth {
-		return false
+	list := rs.m[key]
+	if len(list) >= depth {
+		return false, nil
 	}
-	rs.m[key] = append(rs.m[key], r)
-	return true
+	if len(list) > 0 {
+		before = list[len(list)-1]
+	}
+	rs.m[key] = append(list, r)
+	return true, before
 }
 
 // all is a copy of the waiting runners by key.
@@ -359,7 +364,7 @@ func (rs *runners) depth(kind scriptKind) int {
 }
 
 // prestart starts runners of kind for the session in the background until
-// it has its depth of them. Each is listed at once, so a request that
+// it has its depth of them, each once the one before it is ready. Each is listed at once, so a request that
 // comes while it starts waits for it rather than starting a second Node
 // beside it. They boot on the boot CPU quota where there is one (see cgroup.Boot).
 func (rs *runners) prestart(sessionID, workspace string, kind scriptKind, l *liveSession) {
@@ -369,10 +374,18 @@ func (rs *runners) prestart(sessionID, workspace string, kind scriptKind, l *liv
 	key := runnerKey(sessionID, kind)
 	for {
 		rn := &runner{session: sessionID, ready: make(chan struct{}), config: kind.stamp(workspace)}
-		if !rs.put(key, rn, rs.depth(kind)) {
+		ok, before := rs.put(key, rn, rs.depth(kind))
+		if !ok {
 			return
 		}
-		go rs.startRunner(key, kind, rn, l)
+		// One after another: booted side by side on the session's quota,
+		// the first would be ready only when all are.
+		go func() {
+			if before != nil {
+				<-before.ready
+			}
+			rs.startRunner(key, kind, rn, l)
+		}()
 	}
 }
 

@@ -92,11 +92,11 @@ func TestRunnersBySession(t *testing.T) {
 	var rs runners
 	a, b, c := &runner{session: "a"}, &runner{session: "a"}, &runner{session: "b"}
 	for key, r := range map[string]*runner{runnerKey("a", scriptJS): a, runnerKey("a", scriptTS): b, runnerKey("b", scriptJS): c} {
-		if !rs.put(key, r, 1) {
+		if !putOK(&rs, key, r, 1) {
 			t.Fatalf("put %s", key)
 		}
 	}
-	if rs.put(runnerKey("a", scriptJS), &runner{session: "a"}, 1) {
+	if putOK(&rs, runnerKey("a", scriptJS), &runner{session: "a"}, 1) {
 		t.Fatal("a second runner of the same session and kind at depth 1")
 	}
 	if rs.remove(runnerKey("b", scriptJS), a) {
@@ -122,17 +122,17 @@ func TestRunnersTakeTheReadyOneFirst(t *testing.T) {
 	close(ready.ready)
 	later := &runner{session: "s", ready: make(chan struct{})}
 	for _, r := range []*runner{starting, ready} {
-		if !rs.put(key, r, 2) {
+		if !putOK(&rs, key, r, 2) {
 			t.Fatal("put within the depth")
 		}
 	}
-	if rs.put(key, later, 2) {
+	if putOK(&rs, key, later, 2) {
 		t.Fatal("a third runner at depth 2")
 	}
 	if got := rs.take(key); got != ready {
 		t.Fatal("take passed over the runner that is ready")
 	}
-	if !rs.put(key, later, 2) {
+	if !putOK(&rs, key, later, 2) {
 		t.Fatal("a runner taken makes room")
 	}
 	if got := rs.take(key); got != starting {
@@ -186,5 +186,28 @@ func TestRunnerUsable(t *testing.T) {
 	// The status stays there for whoever waits on the run.
 	if st := <-dead.r.statusC; st.ExitCode() != 137 {
 		t.Fatalf("status handed on: %d", st.ExitCode())
+	}
+}
+
+// putOK is runners.put's first answer.
+func putOK(rs *runners, key string, r *runner, depth int) bool {
+	ok, _ := rs.put(key, r, depth)
+	return ok
+}
+
+// TestPutNamesTheRunnerBefore: prestart boots each runner once the one
+// listed before it is ready, so put says which that is.
+func TestPutNamesTheRunnerBefore(t *testing.T) {
+	var rs runners
+	key := runnerKey("a", scriptESM)
+	first, second := &runner{session: "a"}, &runner{session: "a"}
+	if ok, before := rs.put(key, first, 2); !ok || before != nil {
+		t.Fatalf("first put: %v, %v", ok, before)
+	}
+	if ok, before := rs.put(key, second, 2); !ok || before != first {
+		t.Fatalf("second put: %v, before %p, want %p", ok, before, first)
+	}
+	if ok, _ := rs.put(key, &runner{session: "a"}, 2); ok {
+		t.Fatal("a third runner listed past the depth")
 	}
 }

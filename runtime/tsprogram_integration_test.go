@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime"
-	"github.com/servcraft/servcraftd/store"
 	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
+	"github.com/servcraft/servcraftd/store"
 )
 
 // tsEqualityCorpus is the TypeScript the equality suite runs both ways:
@@ -104,18 +104,18 @@ explode(2);`,
   throw new RangeError("deep esm");
 }`,
 	"esm/reject.ts": `const p: Promise<void> = Promise.reject(new Error("esm nope")); await p;`,
-	"esm/hang.ts":   `const never: Promise<void> = new Promise(() => {});
+	"esm/hang.ts": `const never: Promise<void> = new Promise(() => {});
 await never;`,
 	"esm/stdin.ts": `let s: string = ""; for await (const d of process.stdin) s += d; console.log(s.toUpperCase());`,
 	"mod.mts":      `const u: string = import.meta.url; console.log(u, process.argv[1]);`,
 	// Left to tsx: top-level await in CommonJS, syntax errors, ES-module
 	// packages from CommonJS, dynamic import(), JSON in an ES module.
-	"tla.ts":        `const v = await Promise.resolve(5); console.log("tla", v); export {};`,
-	"esm/json.ts":   `import data from "../cjs/data.json"; console.log(data.name);`,
-	"esm/dyn.ts":    `const m = await import("./lib.js"); console.log(m.v);`,
-	"syntax.ts":        "const x: number = ;\n",
-	"esmpkg.ts":        `import e from "esm-pkg"; console.log(e);`,
-	"dyn.ts":           `import("./cjs/lib").then((m) => console.log("dyn", m.add(1, 2)));`,
+	"tla.ts":      `const v = await Promise.resolve(5); console.log("tla", v); export {};`,
+	"esm/json.ts": `import data from "../cjs/data.json"; console.log(data.name);`,
+	"esm/dyn.ts":  `const m = await import("./lib.js"); console.log(m.v);`,
+	"syntax.ts":   "const x: number = ;\n",
+	"esmpkg.ts":   `import e from "esm-pkg"; console.log(e);`,
+	"dyn.ts":      `import("./cjs/lib").then((m) => console.log("dyn", m.add(1, 2)));`,
 	// Packages.
 	"node_modules/cjs-pkg/package.json": `{"name":"cjs-pkg","main":"index.js"}`,
 	"node_modules/cjs-pkg/index.js":     `exports.hello = (n) => "hello " + n;`,

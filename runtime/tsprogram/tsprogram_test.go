@@ -117,12 +117,12 @@ func TestPlanLeavesToTsxWhatItCannotMakeEqual(t *testing.T) {
 
 func TestPlanESModuleProgram(t *testing.T) {
 	root := workspace(t, map[string]string{
-		"package.json": `{"type":"module"}`,
-		"main.ts":      "import { x } from './lib.js'\nimport { y } from './util'\nimport { z } from './old.mjs'\nimport type { T } from './types.js'\nimport dep from 'dep'\nimport { readFileSync } from 'node:fs'\nconst t: T = await Promise.resolve(1)\nconsole.log(x, y, z, t, dep, readFileSync, import.meta.url)",
-		"lib.ts":       "export const x: number = 42",
-		"util.ts":      "export { x as y } from './lib.js'",
-		"old.mts":      "export const z = 3",
-		"types.ts":     "export type T = number",
+		"package.json":                  `{"type":"module"}`,
+		"main.ts":                       "import { x } from './lib.js'\nimport { y } from './util'\nimport { z } from './old.mjs'\nimport type { T } from './types.js'\nimport dep from 'dep'\nimport { readFileSync } from 'node:fs'\nconst t: T = await Promise.resolve(1)\nconsole.log(x, y, z, t, dep, readFileSync, import.meta.url)",
+		"lib.ts":                        "export const x: number = 42",
+		"util.ts":                       "export { x as y } from './lib.js'",
+		"old.mts":                       "export const z = 3",
+		"types.ts":                      "export type T = number",
 		"node_modules/dep/package.json": `{"type":"module","exports":{".":{"types":"./index.d.ts","import":"./index.js"}}}`,
 	})
 	prog, err := Plan(root, "main.ts", testOptions)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -21,11 +22,50 @@ import (
 // marks a file whose content the client does not have (it was listed
 // without): whatever stands at Path is left as it is, and nothing is made
 // where nothing is.
+//
+// KeepIfWithheld above 0 marks a file entry of empty text from a client that
+// may never have been given the file's content (a listing leaves it out of
+// files over its MaxFileBytes, binary files and what is not a regular file;
+// a client that echoes such a file back as "" has not emptied it): if what
+// stands at Path is any of those, with KeepIfWithheld as the size bound, it
+// is kept as a Keep entry would be; otherwise the file is emptied.
 type Entry struct {
-	Path string
-	Dir  bool
-	Data []byte
-	Keep bool
+	Path           string
+	Dir            bool
+	Data           []byte
+	Keep           bool
+	KeepIfWithheld int64
+}
+
+// withheld reports whether the file at rel is one a listing with
+// MaxFileBytes of maxBytes gives without content: not a regular file,
+// over maxBytes, or binary. A missing file is not.
+func withheld(root *os.Root, rel string, maxBytes int64) (bool, error) {
+	fi, err := root.Lstat(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("stat %s: %w", rel, err)
+	case fi.IsDir():
+		return false, nil // a folder where a file should be: the entry's kind decides
+	case !fi.Mode().IsRegular():
+		return true, nil
+	case fi.Size() > maxBytes:
+		return true, nil
+	case fi.Size() == 0:
+		return false, nil
+	}
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return true, nil // a file the listing could not read: it gave no content
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxBytes+1))
+	if err != nil || int64(len(data)) > maxBytes {
+		return true, nil
+	}
+	return isBinary(data), nil
 }
 
 // SyncResult says what a Sync did.
@@ -101,6 +141,12 @@ func syncEntries(dir string, entries []Entry, replace bool) (SyncResult, error) 
 	for i, e := range sorted {
 		if i+1 < len(sorted) && sorted[i+1].Path == e.Path {
 			continue // a later entry for the same path wins
+		}
+		if !e.Keep && !e.Dir && e.KeepIfWithheld > 0 && len(e.Data) == 0 {
+			if e.Keep, err = withheld(root, e.Path, e.KeepIfWithheld); err != nil {
+				return res, err
+			}
+			sorted[i].Keep = e.Keep // and so replace keeps it too
 		}
 		if e.Keep {
 			res.Kept++

@@ -325,3 +325,36 @@ func TestSyncKeepLeavesFilesAlone(t *testing.T) {
 		sameTree(t, "workspace", snapshot(t, ws), want)
 	}
 }
+
+// TestSyncKeepsWithheldFilesSentAsEmptyText: an empty text entry marked
+// KeepIfWithheld leaves a binary file, one over the bound and a link as
+// they are (merging or replacing), and empties a text file within it.
+func TestSyncKeepsWithheldFilesSentAsEmptyText(t *testing.T) {
+	testneeds.Root(t)
+	bin := string([]byte{0x89, 'P', 'N', 'G', 0, 1})
+	for _, replace := range []bool{false, true} {
+		ws := t.TempDir()
+		tree(t, ws, map[string]string{"logo.png": bin, "big.txt": "0123456789", "small.txt": "text", "latin1.txt": "caf\xe9"})
+		if err := os.Symlink("small.txt", filepath.Join(ws, "link.txt")); err != nil {
+			t.Fatal(err)
+		}
+		var entries []Entry
+		for _, p := range []string{"logo.png", "big.txt", "small.txt", "latin1.txt", "link.txt", "new.txt"} {
+			entries = append(entries, Entry{Path: p, KeepIfWithheld: 8})
+		}
+		res, err := Sync(ws, entries, replace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (SyncResult{Written: 2, Kept: 4}); res != want {
+			t.Errorf("replace=%v: result %+v, want %+v (logo.png, big.txt, latin1.txt and link.txt kept)", replace, res, want)
+		}
+		want := map[string]string{"logo.png": bin, "big.txt": "0123456789", "small.txt": "", "latin1.txt": "caf\xe9", "new.txt": ""}
+		got := snapshot(t, ws)
+		delete(got, "link.txt")
+		sameTree(t, "workspace", got, want)
+		if target, err := os.Readlink(filepath.Join(ws, "link.txt")); err != nil || target != "small.txt" {
+			t.Errorf("replace=%v: link.txt = %q, %v", replace, target, err)
+		}
+	}
+}
