@@ -3,6 +3,7 @@ package tsprogram
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,13 +49,9 @@ func TestPlanTransformsTheProgramsOwnFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for name := range prog.Files {
-		got = append(got, name)
-	}
 	want := []string{"/workspace/lib.ts", "/workspace/main.ts", "/workspace/sub/y.cts", "/workspace/view.tsx"}
-	if strings.Join(sorted(got), " ") != strings.Join(want, " ") {
-		t.Fatalf("files %v, want %v (the type-only import is not one)", sorted(got), want)
+	if got := fileNames(prog); !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v (the type-only import is not one)", got, want)
 	}
 	main := prog.Files["/workspace/main.ts"]
 	for _, part := range []string{`__filename="/workspace/main.ts";(()=>{`, `"file:///workspace/main.ts"`, `require("./lib")`, "sourceMappingURL=data:application/json;base64,"} {
@@ -132,13 +129,9 @@ func TestPlanESModuleProgram(t *testing.T) {
 	if !prog.Module {
 		t.Fatal("a program of a \"type\": \"module\" package is not an ES module")
 	}
-	var got []string
-	for name := range prog.Files {
-		got = append(got, name)
-	}
 	want := []string{"/workspace/lib.ts", "/workspace/main.ts", "/workspace/old.mts", "/workspace/util.ts"}
-	if strings.Join(sorted(got), " ") != strings.Join(want, " ") {
-		t.Fatalf("files %v, want %v", sorted(got), want)
+	if got := fileNames(prog); !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v", got, want)
 	}
 	imports := prog.Imports["/workspace/main.ts"]
 	if imports["./lib.js"] != "/workspace/lib.ts" || imports["./util"] != "/workspace/util.ts" || imports["./old.mjs"] != "/workspace/old.mts" || len(imports) != 3 {
@@ -199,8 +192,9 @@ func TestPlanAppliesPlainTsconfig(t *testing.T) {
 	}
 }
 
-func sorted(s []string) []string {
-	return slices.Sorted(slices.Values(s))
+// fileNames are the program's files, sorted.
+func fileNames(prog *Program) []string {
+	return slices.Sorted(maps.Keys(prog.Files))
 }
 
 // TestPlanNeverBlocksOnAFIFO: user code can put a FIFO where the planner
