@@ -40,7 +40,10 @@ import (
 // An ES-module program goes to a runner of the ES-module kind, whose module
 // hooks (esmHooksSource) were registered while it booted: the runner hands
 // them the payload, and they resolve and load the program's files from it.
-// The main module runs inside an async function, so that what its first
+// The main module is loaded as CommonJS main (Module._load, as runMain does
+// for CommonJS: runMain itself would hand a .cts file in a package of
+// "type": "module" to the ES-module loader, which cannot run it) inside an
+// async function, so that what its first
 // turn throws is a rejected promise, as under tsx, whose `--import` makes
 // node load the main module through its ES-module loader: node reports it
 // where the error was made, and a process.on("unhandledRejection") sees it.
@@ -69,7 +72,7 @@ func runnerSource(execArgv []string, warm string) string {
 		`if(P){process.setSourceMapsEnabled(true);const F=P.files,X=[".ts",".tsx",".cts"];` +
 		`const h=function(m,p){const s=F[p];if(s!==undefined)return m._compile(s,p);` +
 		`for(const e of X)delete M._extensions[e];R(P.tsx).register();return M._extensions[R("path").extname(p)](m,p)};` +
-		`for(const e of X)M._extensions[e]=h;(async()=>M.runMain())()}else M.runMain()}`
+		`for(const e of X)M._extensions[e]=h;(async()=>M._load(f,null,true))()}else M.runMain()}`
 	if warm == "" {
 		return wait
 	}

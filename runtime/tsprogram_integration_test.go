@@ -108,6 +108,8 @@ explode(2);`,
 await never;`,
 	"esm/stdin.ts": `let s: string = ""; for await (const d of process.stdin) s += d; console.log(s.toUpperCase());`,
 	"mod.mts":      `const u: string = import.meta.url; console.log(u, process.argv[1]);`,
+	// CommonJS inside the ES-module package: .cts says so.
+	"esm/legacy.cts": `const n: number = 1; console.log("cts", n, require.main === module, typeof module);`,
 	// Left to tsx: top-level await in CommonJS, syntax errors, ES-module
 	// packages from CommonJS, dynamic import(), JSON in an ES module.
 	"tla.ts":      `const v = await Promise.resolve(5); console.log("tla", v); export {};`,
@@ -144,7 +146,7 @@ func TestTypeScriptTransformMatchesTsx(t *testing.T) {
 		{"cjs/runtime-error.ts", "", true}, {"cjs/plain/deco.ts", "", true},
 		{"esm/main.ts", "", true}, {"esm/deco.ts", "", true}, {"esm/throw.ts", "", true},
 		{"esm/reject.ts", "", true}, {"esm/hang.ts", "", true}, {"esm/stdin.ts", "ab\ncd", true},
-		{"mod.mts", "", true},
+		{"mod.mts", "", true}, {"esm/legacy.cts", "", true},
 		{"tla.ts", "", false}, {"syntax.ts", "", false}, {"esmpkg.ts", "", false}, {"dyn.ts", "", false},
 		{"esm/json.ts", "", false}, {"esm/dyn.ts", "", false},
 	})
