@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"path"
 	"strings"
 	"testing"
 
@@ -24,27 +23,26 @@ type pageNode struct {
 	Children []*pageNode `json:"children,omitempty"`
 }
 
-// pageTree builds the page's sync tree from a getFiles listing, parents first.
+// pageTree is the page's sync tree of a getFiles listing: seedTree's
+// nesting, each file rebuilt as the page rebuilds it.
 func pageTree(files []listedFile) []*pageNode {
-	var roots []*pageNode
-	byPath := map[string]*pageNode{}
-	for _, f := range files {
-		n := &pageNode{Name: f.Name, Type: f.Type, Language: f.Language}
-		if f.Type == "file" {
-			content := ""
-			if f.Content != nil {
-				content = *f.Content // file.content || ''
+	var rebuild func([]*seedNode) []*pageNode
+	rebuild = func(nodes []*seedNode) []*pageNode {
+		var out []*pageNode
+		for _, n := range nodes {
+			p := &pageNode{Name: n.Name, Type: n.Type, Language: n.Language, Children: rebuild(n.Children)}
+			if n.Type == "file" {
+				content := ""
+				if n.Content != nil {
+					content = *n.Content // file.content || ''
+				}
+				p.Content = &content
 			}
-			n.Content = &content
+			out = append(out, p)
 		}
-		byPath[f.Path] = n
-		if parent := byPath[path.Dir(f.Path)]; parent != nil {
-			parent.Children = append(parent.Children, n)
-		} else {
-			roots = append(roots, n)
-		}
+		return out
 	}
-	return roots
+	return rebuild(seedTree(files))
 }
 
 // TestPageSyncKeepsWhatItNeverSaw replays the ServCraft page over a tree with
