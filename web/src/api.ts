@@ -86,17 +86,41 @@ export const api = {
   startBackground: (sessionId: string, command: string) =>
     call<{ pid: string; process: Process }>("POST", "/shell", { sessionId, command, background: true }),
   processes: (sessionId: string) => call<{ processes: Process[] }>("GET", "/processes?" + q(sessionId)),
+  shell: (sessionId: string, command: string) => call<RunResult>("POST", "/shell", { sessionId, command }),
   kill: (sessionId: string, id: string) =>
     call<{ process: Process }>("DELETE", "/processes?" + q(sessionId) + "&id=" + encodeURIComponent(id)),
 };
 
-/** The sync body for one file: the nested FileNode tree /sync takes (merge mode never deletes). */
-export function fileTree(path: string, content: string): unknown[] {
-  const parts = path.split("/");
-  let node: any = { name: parts[parts.length - 1], type: "file", content };
-  for (let i = parts.length - 2; i >= 0; i--) node = { name: parts[i], type: "folder", children: [node] };
-  return [node];
+/** One file or folder to write through /sync: a file's content is text unless encoding says base64. */
+export interface Write {
+  path: string;
+  type: "file" | "folder";
+  content?: string;
+  encoding?: "base64";
 }
+
+/** The sync body for some writes: the nested FileNode tree /sync takes (merge mode never deletes). */
+export function syncTree(writes: Write[]): unknown[] {
+  const root: any[] = [];
+  for (const w of writes) {
+    const parts = w.path.split("/");
+    let level = root;
+    for (const name of parts.slice(0, -1)) {
+      let folder = level.find((n) => n.name === name && n.type === "folder");
+      if (!folder) level.push((folder = { name, type: "folder", children: [] }));
+      level = folder.children;
+    }
+    const node: any = { name: parts[parts.length - 1], type: w.type };
+    if (w.type === "folder") node.children = [];
+    else node.content = w.content ?? "";
+    if (w.encoding) node.encoding = w.encoding;
+    level.push(node);
+  }
+  return root;
+}
+
+/** A word for /bin/sh: single-quoted. */
+export const shellQuote = (s: string) => "'" + s.replace(/'/g, "'\\''") + "'";
 
 /**
  * Reads a server-sent event stream (execute with Accept: text/event-stream,
@@ -125,17 +149,22 @@ export async function stream(
     const { value, done } = await reader.read();
     if (done) return;
     buf += value;
-    let end: number;
-    while ((end = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, end);
-      buf = buf.slice(end + 2);
-      let event = "message";
-      const data: string[] = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      }
-      if (data.length) onEvent(event, JSON.parse(data.join("\n")));
+    // One read may hold hundreds of events: walk them by index, cut the buffer once.
+    let start = 0, end: number;
+    while ((end = buf.indexOf("\n\n", start)) >= 0) {
+      dispatch(buf.slice(start, end), onEvent);
+      start = end + 2;
     }
+    buf = buf.slice(start);
   }
+}
+
+function dispatch(block: string, onEvent: (event: string, data: any) => void) {
+  let event = "message";
+  const data: string[] = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (data.length) onEvent(event, JSON.parse(data.join("\n")));
 }

@@ -1,9 +1,11 @@
 // The playground page servcraftd serves at /: a session of its own (kept in
-// localStorage, so a reload continues it), the session's files in a tree and
-// an editor whose edits are synced, Run of a file and of `npm start`, package
-// installs, a terminal and the preview. Built only on the public API.
+// localStorage, so a reload continues it), the session's files in a tree
+// (folders that collapse; new file and folder, rename, delete, upload) and an
+// editor with a tab per open file whose edits are synced, Run of a file and of
+// `npm start` with output that never blocks the page, package installs, a
+// terminal and the preview. Built only on the public API.
 import { EditorView, basicSetup } from "codemirror";
-import { EditorState, Compartment } from "@codemirror/state";
+import { EditorState } from "@codemirror/state";
 import { javascript } from "@codemirror/lang-javascript";
 import { json } from "@codemirror/lang-json";
 import { oneDark } from "@codemirror/theme-one-dark";
@@ -11,7 +13,9 @@ import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
-import { api, APIError, fileTree, stream, FileEntry, SessionInfo, Process, RunResult } from "./api";
+import { api, APIError, shellQuote, stream, syncTree, FileEntry, SessionInfo, Process, RunResult } from "./api";
+import { OutputView } from "./output";
+import { inside, renderTree } from "./tree";
 
 const syncDelayMs = 500; // quiet time after the last keystroke before the file is synced
 const pollMs = 15_000; // how often the session's deadline is read again
@@ -24,13 +28,25 @@ const store = {
   set openFile(v: string) { localStorage.setItem("servcraft.openFile", v); },
   get projectType() { return localStorage.getItem("servcraft.projectType") || "js"; },
   set projectType(v: string) { localStorage.setItem("servcraft.projectType", v); },
+  get tabs(): string[] { return list(localStorage.getItem("servcraft.tabs")); },
+  set tabs(v: string[]) { localStorage.setItem("servcraft.tabs", JSON.stringify(v)); },
+  get collapsed(): string[] { return list(localStorage.getItem("servcraft.collapsed")); },
+  set collapsed(v: string[]) { localStorage.setItem("servcraft.collapsed", JSON.stringify(v)); },
 };
+
+/** A list of strings kept in localStorage; anything else is an empty list. */
+function list(json: string | null): string[] {
+  try {
+    const v = JSON.parse(json || "[]");
+    return Array.isArray(v) ? v.filter((x) => typeof x === "string") : [];
+  } catch {
+    return [];
+  }
+}
 
 let sessionId = "";
 let info: SessionInfo | null = null;
 let files: FileEntry[] = [];
-let openPath = "";
-let dirty = false;
 let syncTimer = 0;
 let project: Process | null = null;
 let logAbort: AbortController | null = null;
@@ -45,18 +61,12 @@ function setState(state: "loading" | "ready" | "gone" | "start") {
   $("overlay").hidden = state === "ready" || state === "loading";
 }
 
-function print(text: string, kind: "out" | "err" | "info" = "out") {
-  const out = $("output");
-  const span = document.createElement("span");
-  span.className = kind;
-  span.textContent = text;
-  out.appendChild(span);
-  out.scrollTop = out.scrollHeight;
-}
+const output = new OutputView($("output"), $("output-hidden"));
+const print = (text: string, kind: "out" | "err" | "info" = "out") => output.print(text, kind);
 
 function showError(what: string, err: unknown) {
   if (err instanceof APIError && err.status === 404) void checkGone();
-  print(`${what}: ${err instanceof Error ? err.message : String(err)}\n`, "err");
+  output.line(`${what}: ${err instanceof Error ? err.message : String(err)}\n`, "err");
 }
 
 function setSync(state: "idle" | "pending" | "saving" | "saved" | "error", text = "") {
@@ -93,8 +103,9 @@ async function start(projectType: string) {
   }
   store.session = id;
   store.openFile = "";
+  store.tabs = [];
   await enter(id);
-  print(`Session ready (${projectType}). ▶ Run file runs the open file (Ctrl+Enter); ▶ npm start runs the project ` +
+  output.line(`Session ready (${projectType}). ▶ Run file runs the open file (Ctrl+Enter); ▶ npm start runs the project ` +
     `in the background, shown in the preview. A package missing? Install it (an empty field installs package.json's).\n`, "info");
 }
 
@@ -103,13 +114,11 @@ async function enter(id: string) {
   sessionId = id;
   $("session-label").textContent = id;
   $("session-label").title = `sessionId ${id} (${info?.projectType})`;
-  $("output").textContent = "";
+  output.clear();
   updateDeadline();
+  selectedFolder = "";
   await loadFiles();
-  const want = store.openFile;
-  const first = files.find((f) => f.path === want) || files.find((f) => /^src\/app\.[jt]s$/.test(f.path)) ||
-    files.find((f) => f.type === "file");
-  if (first) openFile(first.path);
+  restoreTabs();
   setState("ready");
   setPreview();
   connectTerminal();
@@ -201,19 +210,34 @@ async function extend() {
     const r = await api.extend(sessionId);
     if (info) Object.assign(info, { isExtended: r.isExtended, expiresAt: r.expiresAt });
     updateDeadline();
-    print(`deadline extended to ${new Date(r.expiresAt).toLocaleTimeString()}\n`, "info");
+    output.line(`deadline extended to ${new Date(r.expiresAt).toLocaleTimeString()}\n`);
   } catch (err) {
     showError("keep alive", err);
   }
 }
 
-// ---- files and editor ----
+// ---- files, tabs and the editor ----
 
-const language = new Compartment();
-const editor = new EditorView({
-  parent: $("editor"),
-  state: EditorState.create({ doc: "", extensions: [basicSetup, oneDark, language.of([])] }),
-});
+/** An open file: its editor state (kept while another tab shows) and whether its edits are synced. */
+interface Tab {
+  path: string;
+  state: EditorState;
+  readable: boolean;
+  note: string; // why a file is not editable here
+  edits: number; // changes made
+  synced: number; // of those, how many the last successful sync wrote
+  queue: Promise<void>; // its syncs, one after another
+}
+
+let tabs: Tab[] = [];
+let active: Tab | null = null;
+const collapsed = new Set<string>(store.collapsed);
+let selectedFolder = ""; // where new files, folders and uploads go; "" is the top
+
+const unsaved = (t: Tab) => t.edits !== t.synced;
+const stateOf = (t: Tab) => (t === active ? editor.state : t.state);
+const blank = EditorState.create({ doc: "", extensions: [basicSetup, oneDark, EditorState.readOnly.of(true)] });
+const editor = new EditorView({ parent: $("editor"), state: blank });
 
 function languageFor(path: string) {
   if (/\.(json)$/.test(path)) return json();
@@ -231,93 +255,389 @@ async function loadFiles() {
     showError("read files", err);
     return;
   }
-  renderTree();
+  renderFiles();
 }
 
-function renderTree() {
-  const ul = $("tree");
-  ul.textContent = "";
-  for (const f of files) {
-    const li = document.createElement("li");
-    li.className = `node ${f.type}` + (f.path === openPath ? " open" : "");
-    li.style.paddingLeft = `${0.6 + f.path.split("/").length * 0.9 - 0.9}em`;
-    li.textContent = (f.type === "folder" ? "▸ " : "") + f.name;
-    li.dataset.path = f.path;
-    li.title = f.path;
-    if (f.type === "file") li.onclick = () => void switchTo(f.path);
-    ul.appendChild(li);
-  }
+function renderFiles() {
+  renderTree($("tree"), files, {
+    collapsed,
+    selected: selectedFolder,
+    open: active?.path || "",
+    unsaved: new Set(tabs.filter(unsaved).map((t) => t.path)),
+  });
+  $("target-folder").textContent = selectedFolder ? selectedFolder + "/" : "/";
 }
 
-async function switchTo(path: string) {
-  await flush();
-  openFile(path);
+function renderTabs() {
+  $("tabs").replaceChildren(...tabs.map(tabElement));
+  $("open-file").textContent = active ? active.path + active.note : "";
 }
 
-function openFile(path: string) {
-  const f = files.find((x) => x.path === path);
-  if (!f) return;
-  openPath = path;
-  store.openFile = path;
+function tabElement(t: Tab) {
+  const el = document.createElement("div");
+  el.className = "tab";
+  el.classList.toggle("active", t === active);
+  el.dataset.path = t.path;
+  if (unsaved(t)) el.dataset.unsaved = "true";
+  el.title = t.path;
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = t.path.slice(t.path.lastIndexOf("/") + 1);
+  const mark = document.createElement("span");
+  mark.className = "mark";
+  mark.textContent = "●";
+  mark.title = "edits not synced yet";
+  const close = document.createElement("button");
+  close.className = "close";
+  close.textContent = "×";
+  close.title = `Close ${t.path}`;
+  el.append(name, mark, close);
+  return el;
+}
+
+function newTab(f: FileEntry): Tab {
   const readable = f.content !== undefined && !f.binary && !f.truncated;
-  const text = readable ? f.content! : "";
-  editor.setState(EditorState.create({
-    doc: text,
+  const tab: Tab = {
+    path: f.path, readable, note: readable ? "" : f.binary ? " (binary: not shown)" : " (too large to edit here)",
+    edits: 0, synced: 0, queue: Promise.resolve(), state: blank,
+  };
+  tab.state = EditorState.create({
+    doc: readable ? f.content! : "",
     extensions: [
-      basicSetup, oneDark, language.of(languageFor(path)),
+      basicSetup, oneDark, languageFor(f.path),
       EditorState.readOnly.of(!readable), EditorView.editable.of(readable),
-      EditorView.updateListener.of((u) => { if (u.docChanged) edited(); }),
+      EditorView.updateListener.of((u) => { if (u.docChanged) edited(tab); }),
     ],
-  }));
-  $("open-file").textContent = path + (readable ? "" : f.binary ? " (binary: not shown)" : " (too large to edit here)");
-  setSync("idle");
-  renderTree();
+  });
+  return tab;
 }
 
-function edited() {
-  dirty = true;
-  setSync("pending");
+/** Shows path in the editor: its tab, opened when it is not yet. */
+function openFile(path: string) {
+  let tab = tabs.find((t) => t.path === path);
+  if (!tab) {
+    const f = files.find((x) => x.path === path && x.type === "file");
+    if (!f) return;
+    tab = newTab(f);
+    tabs.push(tab);
+  }
+  activate(tab);
+}
+
+function activate(tab: Tab | null) {
+  if (active) active.state = editor.state;
+  active = tab;
+  editor.setState(tab ? tab.state : blank);
+  saveTabs();
+  setSync(tab && unsaved(tab) ? "pending" : "idle");
+  renderTabs();
+  renderFiles();
+}
+
+function saveTabs() {
+  store.tabs = tabs.map((t) => t.path);
+  store.openFile = active?.path || "";
+}
+
+/** Reopens the tabs the page had before a reload, the one it showed in front. */
+function restoreTabs() {
+  tabs = [];
+  active = null;
+  for (const path of store.tabs) {
+    const f = files.find((x) => x.path === path && x.type === "file");
+    if (f) tabs.push(newTab(f));
+  }
+  const want = store.openFile;
+  const first = files.find((f) => f.path === want) || tabs[0] ||
+    files.find((f) => /^src\/app\.[jt]s$/.test(f.path)) || files.find((f) => f.type === "file");
+  if (first) openFile(first.path);
+  else activate(null);
+}
+
+async function closeTab(tab: Tab) {
+  await syncTab(tab);
+  const i = tabs.indexOf(tab);
+  if (i < 0 || unsaved(tab)) return; // a failed sync keeps the tab and its edits
+  tabs.splice(i, 1);
+  if (tab !== active) {
+    saveTabs();
+    renderTabs();
+    return;
+  }
+  active = null;
+  activate(tabs[Math.min(i, tabs.length - 1)] || null);
+}
+
+function edited(tab: Tab) {
+  const was = unsaved(tab);
+  tab.edits++;
+  if (tab === active) setSync("pending");
+  if (!was) {
+    renderTabs();
+    renderFiles();
+  }
   clearTimeout(syncTimer);
   syncTimer = window.setTimeout(() => void flush(), syncDelayMs);
 }
 
-/** Writes the open file if it has unsynced edits. */
+/** Writes every tab with unsynced edits. */
 async function flush() {
   clearTimeout(syncTimer);
-  if (!dirty || !sessionId || !openPath) return;
-  dirty = false;
-  const path = openPath, content = editor.state.doc.toString();
-  setSync("saving");
+  await Promise.all(tabs.filter(unsaved).map(syncTab));
+}
+
+/** Queues a write of tab: its syncs never overtake one another. */
+function syncTab(tab: Tab): Promise<void> {
+  tab.queue = tab.queue.then(() => writeTab(tab));
+  return tab.queue;
+}
+
+async function writeTab(tab: Tab) {
+  if (!unsaved(tab) || !sessionId || !tabs.includes(tab)) return;
+  const edits = tab.edits, path = tab.path, content = stateOf(tab).doc.toString();
+  if (tab === active) setSync("saving");
   try {
-    await api.sync(sessionId, fileTree(path, content));
+    await api.sync(sessionId, syncTree([{ path, type: "file", content }]));
+    tab.synced = Math.max(tab.synced, edits);
     const f = files.find((x) => x.path === path);
     if (f) f.content = content;
-    if (path === openPath && !dirty) setSync("saved");
+    if (tab === active) setSync(unsaved(tab) ? "pending" : "saved");
   } catch (err) {
-    dirty = true;
-    setSync("error");
+    if (tab === active) setSync("error");
     showError(`sync ${path}`, err);
   }
+  renderTabs();
+  renderFiles();
 }
 
 /** Unsynced edits still go out when the page is closed or reloaded. */
 window.addEventListener("pagehide", () => {
-  if (!dirty || !sessionId || !openPath) return;
-  const body = JSON.stringify({ sessionId, files: fileTree(openPath, editor.state.doc.toString()) });
+  const writes = tabs.filter(unsaved).map((t) => ({ path: t.path, type: "file" as const, content: stateOf(t).doc.toString() }));
+  if (!writes.length || !sessionId) return;
+  const body = JSON.stringify({ sessionId, files: syncTree(writes) });
   void fetch("/api/playground/sync", { method: "POST", body, keepalive: true, headers: { "Content-Type": "application/json" } });
 });
 
-async function addFile(path: string) {
-  path = path.trim().replace(/^\/+/, "");
+/** A name typed in the files pane, as a path in the selected folder. */
+function targetPath(name: string) {
+  name = name.trim().replace(/^\/+|\/+$/g, "");
+  return name && selectedFolder ? `${selectedFolder}/${name}` : name;
+}
+
+/** Opens every folder above path. */
+function reveal(path: string) {
+  for (let i = path.indexOf("/"); i > 0; i = path.indexOf("/", i + 1)) collapsed.delete(path.slice(0, i));
+  store.collapsed = [...collapsed];
+}
+
+async function addFile(name: string) {
+  const path = targetPath(name);
   if (!path) return;
   try {
-    if (!files.some((f) => f.path === path)) await api.sync(sessionId, fileTree(path, ""));
-    await flush();
+    if (!files.some((f) => f.path === path)) await api.sync(sessionId, syncTree([{ path, type: "file", content: "" }]));
+    reveal(path);
     await loadFiles();
     openFile(path);
   } catch (err) {
     showError(`add ${path}`, err);
   }
+}
+
+async function addFolder(name: string) {
+  const path = targetPath(name);
+  if (!path) return;
+  try {
+    await api.sync(sessionId, syncTree([{ path, type: "folder" }]));
+    reveal(path + "/");
+    selectedFolder = path;
+    await loadFiles();
+  } catch (err) {
+    showError(`add folder ${path}`, err);
+  }
+}
+
+/** Runs a command for a file action; its failure is an error with what it printed. */
+async function runShell(command: string) {
+  const r = await api.shell(sessionId, command);
+  if (!r.success) throw new Error((r.error || r.output).trim() || runSummary(r).trim());
+}
+
+/** Moves from to to (a file or a folder), folders made as needed; an existing to is refused. */
+async function rename(from: string, to: string) {
+  to = to.trim().replace(/^\/+|\/+$/g, "");
+  if (!to || to === from) {
+    renderFiles();
+    return;
+  }
+  await flush();
+  const dir = to.includes("/") ? to.slice(0, to.lastIndexOf("/")) : "";
+  try {
+    await runShell(`if [ -e ${shellQuote(to)} ] || [ -L ${shellQuote(to)} ]; then echo ${shellQuote(to + " already exists")} >&2; exit 1; fi; ` +
+      (dir ? `mkdir -p -- ${shellQuote(dir)} && ` : "") + `mv -- ${shellQuote(from)} ${shellQuote(to)}`);
+  } catch (err) {
+    showError(`rename ${from}`, err);
+    renderFiles();
+    return;
+  }
+  const moved = (p: string) => (p === from || inside(p, from) ? to + p.slice(from.length) : p);
+  for (const t of tabs) t.path = moved(t.path);
+  const folds = [...collapsed].map(moved);
+  collapsed.clear();
+  folds.forEach((p) => collapsed.add(p));
+  selectedFolder = moved(selectedFolder);
+  reveal(to);
+  saveTabs();
+  output.line(`renamed ${from} → ${to}\n`);
+  await loadFiles();
+  renderTabs();
+}
+
+/** Deletes path (a folder with everything in it); its tabs close, their edits dropped. */
+async function remove(path: string) {
+  const closing = tabs.filter((t) => t.path === path || inside(t.path, path));
+  tabs = tabs.filter((t) => !closing.includes(t));
+  await Promise.all(closing.map((t) => t.queue)); // a write under way lands before the delete
+  if (active && closing.includes(active)) {
+    active = null;
+    activate(tabs[0] || null);
+  } else {
+    saveTabs();
+    renderTabs();
+  }
+  try {
+    await runShell(`rm -rf -- ${shellQuote(path)}`);
+    output.line(`deleted ${path}\n`);
+  } catch (err) {
+    showError(`delete ${path}`, err);
+  }
+  if (inside(selectedFolder, path) || selectedFolder === path) selectedFolder = "";
+  await loadFiles();
+}
+
+function base64(file: Blob): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result).replace(/^data:[^,]*,/, ""));
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
+}
+
+/** Writes the chosen files, bytes as they are, into the selected folder; their open tabs show the new content. */
+async function upload(chosen: File[]) {
+  const done: string[] = [];
+  for (const file of chosen) {
+    const path = targetPath(file.name);
+    try {
+      const content = await base64(file);
+      await api.sync(sessionId, syncTree([{ path, type: "file", content, encoding: "base64" }]));
+      output.line(`uploaded ${path} (${file.size} bytes)\n`);
+      reveal(path);
+      done.push(path);
+    } catch (err) {
+      showError(`upload ${path}`, err);
+    }
+  }
+  await loadFiles();
+  for (const path of done) reopen(path);
+}
+
+/** Replaces an open tab of path by the file as the listing now has it. */
+function reopen(path: string) {
+  const i = tabs.findIndex((t) => t.path === path);
+  const f = files.find((x) => x.path === path && x.type === "file");
+  if (i < 0 || !f) return;
+  const wasActive = tabs[i] === active;
+  tabs[i] = newTab(f);
+  if (wasActive) {
+    active = null;
+    activate(tabs[i]);
+  } else {
+    renderTabs();
+  }
+}
+
+function toggleFolder(path: string) {
+  if (!collapsed.delete(path)) collapsed.add(path);
+  store.collapsed = [...collapsed];
+  selectedFolder = path;
+  renderFiles();
+}
+
+function collapseAll() {
+  for (const f of files) if (f.type === "folder") collapsed.add(f.path);
+  store.collapsed = [...collapsed];
+  renderFiles();
+}
+
+/** Turns a row's name into a field holding its path: Enter moves it there, Escape or leaving keeps it. */
+function startRename(li: HTMLElement, path: string) {
+  const input = document.createElement("input");
+  input.className = "rename";
+  input.value = path;
+  input.spellcheck = false;
+  li.querySelector(".name")!.replaceWith(input);
+  input.focus();
+  input.setSelectionRange(path.lastIndexOf("/") + 1, path.length);
+  let done = false;
+  const finish = (commit: boolean) => {
+    if (done) return;
+    done = true;
+    if (commit) void rename(path, input.value);
+    else renderFiles();
+  };
+  input.onkeydown = (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      finish(true);
+    } else if (e.key === "Escape") {
+      finish(false);
+    }
+  };
+  input.onblur = () => finish(false);
+  input.onclick = (e) => e.stopPropagation();
+}
+
+/** A delete button asks first: the second click within 3 s deletes. */
+function armDelete(btn: HTMLElement, path: string) {
+  if (btn.dataset.armed) {
+    void remove(path);
+    return;
+  }
+  btn.dataset.armed = "true";
+  btn.textContent = "delete?";
+  btn.title = `Click again to delete ${path} and everything in it`;
+  setTimeout(() => {
+    delete btn.dataset.armed;
+    btn.textContent = "✕";
+  }, 3000);
+}
+
+function onTreeClick(e: MouseEvent) {
+  const target = e.target as HTMLElement;
+  const li = target.closest<HTMLElement>("li[data-path]");
+  if (!li) {
+    selectedFolder = "";
+    renderFiles();
+    return;
+  }
+  const path = li.dataset.path!;
+  const act = target.closest<HTMLElement>("[data-act]");
+  if (act?.dataset.act === "rename") startRename(li, path);
+  else if (act?.dataset.act === "delete") armDelete(act, path);
+  else if (li.dataset.type === "folder") toggleFolder(path);
+  else {
+    selectedFolder = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
+    openFile(path);
+  }
+}
+
+function onTabClick(e: MouseEvent) {
+  const target = e.target as HTMLElement;
+  const tab = tabs.find((t) => t.path === target.closest<HTMLElement>(".tab")?.dataset.path);
+  if (!tab) return;
+  if (target.closest(".close") || e.button === 1) void closeTab(tab);
+  else activate(tab);
 }
 
 // ---- running ----
@@ -333,21 +653,22 @@ function runSummary(r: RunResult & { signal?: string }) {
 }
 
 async function runFile() {
-  if (!openPath) return;
+  const tab = active;
+  if (!tab || !tab.readable) return;
   await flush();
   const btn = $("run-file") as HTMLButtonElement;
   btn.disabled = true;
-  print(`$ run ${openPath}\n`, "info");
+  output.line(`$ run ${tab.path}\n`);
   try {
     await stream("/api/playground/execute", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sessionId, code: editor.state.doc.toString(), filename: openPath }),
+      body: JSON.stringify({ sessionId, code: stateOf(tab).doc.toString(), filename: tab.path }),
     }, (event, data) => {
       if (event === "stdout") print(data.data);
       else if (event === "stderr") print(data.data, "err");
-      else if (event === "exit") print(runSummary(data), data.success ? "info" : "err");
-      else if (event === "error") print(`${data.error}\n`, "err");
+      else if (event === "exit") output.line(runSummary(data), data.success ? "info" : "err");
+      else if (event === "error") output.line(`${data.error}\n`, "err");
     });
   } catch (err) {
     showError("run", err);
@@ -366,7 +687,7 @@ async function runProject() {
   await flush();
   try {
     const r = await api.startBackground(sessionId, "npm start");
-    print(`$ npm start  (${r.pid})\n`, "info");
+    output.line(`$ npm start  (${r.pid})\n`);
     setProject(r.process);
     followLog(r.process);
     setPreview();
@@ -391,7 +712,7 @@ function followLog(p: Process) {
       }
     } else if (event === "exit") {
       const how = stopped.has(data.id) ? "stopped" : "ended";
-      print(`[${data.command} ${how}: exit ${data.exitCode ?? "?"}]\n`, data.exitCode === 0 || how === "stopped" ? "info" : "err");
+      output.line(`[${data.command} ${how}: exit ${data.exitCode ?? "?"}]\n`, data.exitCode === 0 || how === "stopped" ? "info" : "err");
       if (project?.id === data.id) setProject(null);
     }
   }, abort.signal).catch((err) => {
@@ -419,7 +740,7 @@ async function reattachProject() {
     const p = processes.filter((x) => x.running && x.command === "npm start").pop();
     setProject(p || null);
     if (p) {
-      print(`(following ${p.id}: ${p.command})\n`, "info");
+      output.line(`(following ${p.id}: ${p.command})\n`);
       followLog(p);
     }
   } catch (err) {
@@ -431,13 +752,13 @@ async function install(specs: string) {
   const packages = specs.split(/\s+/).filter(Boolean);
   const btn = $("install") as HTMLButtonElement;
   btn.disabled = true;
-  print(`$ npm install ${packages.join(" ") || "(package.json)"}\n`, "info");
+  output.line(`$ npm install ${packages.join(" ") || "(package.json)"}\n`);
   try {
     const r = await api.install(sessionId, packages);
     if (r.output) print(r.output);
     if (r.error) print(r.error, r.success ? "out" : "err");
     const names = (r.installed || []).map((p) => `${p.name}@${p.version}`).join(", ");
-    print(r.success ? `[installed ${names || "nothing"} in ${r.durationMs} ms]\n` : runSummary(r), r.success ? "info" : "err");
+    output.line(r.success ? `[installed ${names || "nothing"} in ${r.durationMs} ms]\n` : runSummary(r), r.success ? "info" : "err");
     await loadFiles();
   } catch (err) {
     showError("install", err);
@@ -535,7 +856,21 @@ $("run-file").onclick = () => void runFile();
 $("run-project").onclick = () => void runProject();
 $("stop").onclick = () => void stopProject();
 $("refresh-files").onclick = () => void loadFiles();
-$("clear-output").onclick = () => { $("output").textContent = ""; };
+$("collapse-all").onclick = () => collapseAll();
+$("tree").addEventListener("click", onTreeClick);
+$("tabs").addEventListener("click", onTabClick);
+$("tabs").addEventListener("auxclick", onTabClick);
+$("clear-output").onclick = () => output.clear();
+$("output-all").onclick = () => {
+  const url = URL.createObjectURL(output.blob());
+  window.open(url, "_blank");
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+};
+$("output-download").onclick = (e) => {
+  const a = e.currentTarget as HTMLAnchorElement;
+  if (a.href.startsWith("blob:")) URL.revokeObjectURL(a.href);
+  a.href = URL.createObjectURL(output.blob());
+};
 $("preview-reload").onclick = () => setPreview();
 $("preview").addEventListener("load", () => void probePreview());
 $("terminal-connect").onclick = () => connectTerminal();
@@ -544,6 +879,17 @@ $("new-file-form").onsubmit = (e) => {
   e.preventDefault();
   const input = $("new-file-path") as HTMLInputElement;
   void addFile(input.value).then(() => { input.value = ""; });
+};
+$("new-folder").onclick = () => {
+  const input = $("new-file-path") as HTMLInputElement;
+  void addFolder(input.value).then(() => { input.value = ""; });
+};
+$("upload").onclick = () => $("upload-input").click();
+$("upload-input").onchange = (e) => {
+  const input = e.target as HTMLInputElement;
+  const chosen = Array.from(input.files || []);
+  input.value = "";
+  void upload(chosen);
 };
 $("install-form").onsubmit = (e) => {
   e.preventDefault();
