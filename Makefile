@@ -61,10 +61,14 @@ build: web ## build bin/servcraftd (with the page), bin/servcraft-spawner (each 
 	$(GO) build -o bin/servcraft-image ./cmd/servcraft-image
 	$(GO) build -o bin/servcraft-bench ./cmd/servcraft-bench
 
+# make run keeps the workspaces in a btrfs pool file of this size (allocated once): a session takes what it writes.
+WORKSPACE_POOL ?= 8GiB
+
 run: deps-serve $(CONTAINERD_DEPS) image build ## start containerd if needed and serve on $(LISTEN) (installs nothing only the tests use)
 	@addr=$$(scripts/containerd-address.sh) && \
 	exec bin/servcraftd --listen $(LISTEN) --state-dir $(STATE)/daemon \
-		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) --toolchain-dir $(TOOLCHAIN) $(ARGS)
+		--containerd-address "$$addr" --fallback-archive $(ARCHIVE) --toolchain-dir $(TOOLCHAIN) \
+		--workspace-pool $(WORKSPACE_POOL) $(ARGS)
 
 test: deps $(CONTAINERD_DEPS) image web ## every test: unit and integration, against a real containerd
 	@addr=$$(scripts/containerd-address.sh) && \

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 )
 
@@ -147,7 +148,7 @@ func (f fakeDisk) DiskStatus() (runtime.DiskStatus, error) { return f.st, f.err 
 
 func TestDiskRoomInReadyzAndMetrics(t *testing.T) {
 	opt := DefaultOptions()
-	opt.Disk = fakeDisk{st: runtime.DiskStatus{TotalBytes: 8 << 30, FreeBytes: 1 << 30, ReserveBytes: 1 << 30, WorkspaceBytes: 1 << 30, Low: true}}
+	opt.Disk = fakeDisk{st: runtime.DiskStatus{TotalBytes: 8 << 30, FreeBytes: 1 << 30, ReserveBytes: 1 << 30, WorkspaceBytes: 1 << 30, Backend: workspace.BackendImage, Low: true}}
 	h := NewRouter(&fakeSessions{}, opt)
 	rec := send(h, "GET", "/readyz", "")
 	var body readyResponse

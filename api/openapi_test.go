@@ -16,6 +16,7 @@ import (
 
 	"github.com/servcraft/servcraftd/api/apitest"
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
 // ginParam is a path parameter as gin writes it (:name, *name).
@@ -86,7 +87,7 @@ func TestOpenAPIDocumentIsValidAndServedOpen(t *testing.T) {
 func TestHandlerAnswersFitTheOpenAPIDocument(t *testing.T) {
 	opt := DefaultOptions()
 	opt.CORSOrigins = []string{"https://app.example.com"}
-	opt.Disk = fakeDisk{st: runtime.DiskStatus{TotalBytes: 10 << 30, FreeBytes: 1 << 30, ReserveBytes: 1 << 30, WorkspaceBytes: 1 << 30, Low: true}}
+	opt.Disk = fakeDisk{st: runtime.DiskStatus{TotalBytes: 10 << 30, FreeBytes: 1 << 30, ReserveBytes: 1 << 30, WorkspaceBytes: 1 << 30, Backend: workspace.BackendImage, Low: true}}
 	open := NewRouter(&fakeSessions{}, opt)
 	opt.APIToken = testToken
 	guarded := NewRouter(&fakeSessions{}, opt)

@@ -20,6 +20,7 @@ import (
 type createRequest struct {
 	SessionID   string `json:"sessionId"`
 	ProjectType string `json:"projectType"`
+	From        string `json:"from"` // a running session whose workspace the new one starts as a copy of (projectType is its)
 }
 
 type sessionRequest struct {
@@ -128,11 +129,12 @@ type readyResponse struct {
 
 // diskStatus is the state filesystem's room against the reserve, as /readyz shows it.
 type diskStatus struct {
-	TotalBytes     int64 `json:"totalBytes"`
-	FreeBytes      int64 `json:"freeBytes"`
-	ReserveBytes   int64 `json:"reserveBytes"`
-	WorkspaceBytes int64 `json:"workspaceBytes"`
-	Low            bool  `json:"low"`
+	TotalBytes     int64  `json:"totalBytes"`
+	FreeBytes      int64  `json:"freeBytes"`
+	ReserveBytes   int64  `json:"reserveBytes"`
+	WorkspaceBytes int64  `json:"workspaceBytes"`   // what a new workspace takes at once: its quota as an image, 0 as a btrfs subvolume
+	Backend        string `json:"workspaceBackend"` // image or btrfs; with btrfs the bytes are the workspace pool's
+	Low            bool   `json:"low"`
 }
 
 type containerResponse struct {
@@ -316,7 +318,7 @@ type installError struct {
 
 func newDiskStatus(st runtime.DiskStatus) *diskStatus {
 	return &diskStatus{TotalBytes: st.TotalBytes, FreeBytes: st.FreeBytes, ReserveBytes: st.ReserveBytes,
-		WorkspaceBytes: st.WorkspaceBytes, Low: st.Low}
+		WorkspaceBytes: st.WorkspaceBytes, Backend: st.Backend, Low: st.Low}
 }
 
 func newContainerResponse(s store.Session, existing bool, opt Options) containerResponse {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
@@ -13,20 +14,33 @@ import (
 type DiskStatus struct {
 	TotalBytes     int64
 	FreeBytes      int64
-	ReserveBytes   int64 // kept free: creates never take it
-	WorkspaceBytes int64 // what one new session's workspace takes
+	ReserveBytes   int64  // kept free: creates never take it
+	WorkspaceBytes int64  // what one new session's workspace takes at once
+	Backend        string // the workspace backend: image or btrfs
 	// Low: FreeBytes is short of ReserveBytes plus one workspace, so a new
 	// session that no warm container serves is refused (507 host_disk_full).
 	Low bool
 }
 
-// DiskStatus reads the room left on the filesystem that holds the workspaces.
+// DiskStatus reads the room left where new workspaces are made: the state
+// filesystem, or the btrfs pool.
 func (m *Manager) DiskStatus() (DiskStatus, error) {
-	sp, err := disk.Stat(m.vols.Root())
+	sp, reserve, err := m.vols.Space()
 	if err != nil {
 		return DiskStatus{}, err
 	}
-	return diskStatus(sp, m.vols.Reserve(), m.vols.Size()), nil
+	st := diskStatus(sp, reserve, upfront(m.vols))
+	st.Backend = m.vols.Backend()
+	return st, nil
+}
+
+// upfront is what a new workspace takes at once: its whole quota as an
+// image, nothing as a subvolume (it takes what the session writes).
+func upfront(vols *workspace.Volumes) int64 {
+	if vols.Backend() == workspace.BackendImage {
+		return vols.Size()
+	}
+	return 0
 }
 
 func diskStatus(sp disk.Space, reserve, workspaceSize int64) DiskStatus {
@@ -39,16 +53,11 @@ func diskStatus(sp disk.Space, reserve, workspaceSize int64) DiskStatus {
 // dependency layer cache and the npm tarball cache (cfg.Registry's) up to
 // their budgets. Used is what each takes on disk now.
 func DiskReservations(cfg Config, vols *workspace.Volumes) ([]disk.Reservation, error) {
-	used, err := vols.Allocated()
+	ws, err := vols.Plan(cfg.MaxSessions)
 	if err != nil {
 		return nil, err
 	}
-	rs := []disk.Reservation{{
-		Name:    "workspaces",
-		Setting: fmt.Sprintf("--max-sessions %d × --workspace-size %s", cfg.MaxSessions, disk.Format(vols.Size())),
-		Bytes:   int64(cfg.MaxSessions) * vols.Size(),
-		Used:    used,
-	}}
+	rs := []disk.Reservation{ws}
 	if cfg.DepCacheDir != "" {
 		used, _, err := treeDiskBytes(cfg.DepCacheDir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -78,7 +87,7 @@ func CheckDisk(cfg Config, vols *workspace.Volumes) error {
 	if err != nil {
 		return err
 	}
-	sp, err := disk.Stat(vols.Root())
+	sp, err := disk.Stat(filepath.Dir(vols.Root())) // the host's, under a pool mounted at the root
 	if err != nil {
 		return err
 	}

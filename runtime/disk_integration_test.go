@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -115,7 +116,7 @@ func TestFullHostDiskLosesNoAcknowledgedWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), wsSize)
+	vols, err := workspace.NewVolumes(context.Background(), filepath.Join(state, "workspaces"), wsSize, workspace.WithBackend(workspace.BackendImage))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/url"
 	"os"
@@ -15,7 +16,7 @@ import (
 )
 
 func TestCheckDiskNamesWhatDoesNotFit(t *testing.T) {
-	vols, err := workspace.NewVolumes(t.TempDir(), 1<<30)
+	vols, err := workspace.NewVolumes(context.Background(), t.TempDir(), 1<<30, workspace.WithBackend(workspace.BackendImage))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestDiskStatusLowAtTheWatermark(t *testing.T) {
 // layer cache and the npm tarball cache at their budgets, each with what it
 // already takes on disk.
 func TestDiskReservationsCountTheCaches(t *testing.T) {
-	vols, err := workspace.NewVolumes(t.TempDir(), 8<<20)
+	vols, err := workspace.NewVolumes(context.Background(), t.TempDir(), 8<<20, workspace.WithBackend(workspace.BackendImage))
 	if err != nil {
 		t.Fatal(err)
 	}

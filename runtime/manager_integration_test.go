@@ -41,7 +41,7 @@ func newHarness(t *testing.T, tweak ...func(*runtime.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), 64<<20)
+	vols, err := workspace.NewVolumes(context.Background(), filepath.Join(state, "workspaces"), 64<<20, workspace.WithBackend(workspace.BackendImage))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install what servcraftd needs on a Debian/Ubuntu host, only where it is missing:
 # containerd and runc, tini (its static init), busybox-static (for the offline
-# image), e2fsprogs (workspace volumes), util-linux (mount), iproute2.
+# image), e2fsprogs and btrfs-progs (workspace volumes), util-linux (mount), iproute2.
 set -euo pipefail
 need=()
 for pair in containerd:containerd runc:runc tini-static:tini busybox:busybox-static \
-	mkfs.ext4:e2fsprogs mount:mount ip:iproute2 ctr:containerd; do
+	mkfs.ext4:e2fsprogs mkfs.btrfs:btrfs-progs mount:mount ip:iproute2 ctr:containerd; do
 	bin=${pair%%:*} pkg=${pair##*:}
 	command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/bin/$bin" ] || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done

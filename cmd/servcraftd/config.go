@@ -182,6 +182,9 @@ type config struct {
 	LogFormat         string
 	AllowNoSeccomp    bool
 	RequireDiskFit    bool
+	WorkspaceBackend  string // --workspace-backend: auto, image or btrfs
+	WorkspacePool     int64  // --workspace-pool: size of the btrfs pool file to make (0: none)
+	PoolReserve       int64  // --workspace-pool-reserve: free room creates keep in the pool
 	Registry          string
 	NpmCacheBytes     int64 // budget of the npm tarball cache
 	InstallBytes      int64 // most bytes one install may read from the registry
@@ -203,6 +206,8 @@ func defaultConfig() config {
 		Namespace:         "servcraft",
 		ShutdownTimeout:   20 * time.Second,
 		LogFormat:         "text",
+		WorkspaceBackend:  "auto",
+		PoolReserve:       256 << 20,
 		Runtime:           runtime.DefaultConfig(),
 		API:               api.DefaultOptions(),
 		PlaygroundPage:    true,
@@ -272,6 +277,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&rt.MaxBackground, "max-processes", rt.MaxBackground, "running background processes per session")
 	fs.IntVar(&rt.MaxSessions, "max-sessions", rt.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
 	fs.Var(sizeOf(&rt.DiskReserve), "disk-reserve", "free `size` the state filesystem keeps: a create that would cut into it answers 507 host_disk_full")
+	fs.StringVar(&c.WorkspaceBackend, "workspace-backend", c.WorkspaceBackend, "how workspaces are made: auto (btrfs when the state folder is on btrfs or a pool is set or exists, image otherwise), "+
+		"image (an ext4 image per session, allocated in full) or btrfs (a subvolume per session with a qgroup limit; takes what the session writes)")
+	fs.Var(sizeOf(&c.WorkspacePool), "workspace-pool", "`size` of a btrfs pool file (state-dir/workspace-pool.btrfs) allocated in full once and mounted for the workspaces when the state folder is not on btrfs (0: none); an existing pool is used whatever its size")
+	fs.Var(sizeOf(&c.PoolReserve), "workspace-pool-reserve", "free `size` the btrfs workspace pool keeps: a create that would cut into it answers 507 host_disk_full")
 	fs.BoolVar(&c.RequireDiskFit, "require-disk-fit", c.RequireDiskFit, "refuse to start when max-sessions × workspace-size, the caches' budgets and disk-reserve do not fit the state filesystem (default: a warning)")
 	fs.IntVar(&rt.PoolSize, "pool-size", rt.PoolSize, "warm containers kept ready for new sessions (0: none)")
 	fs.IntVar(&rt.PoolParallel, "pool-parallel", rt.PoolParallel, "warm containers built at once while the pool refills")
@@ -675,7 +684,7 @@ var settingGroups = []struct {
 		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval",
 		"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-user", "etcd-password-file"}},
 	{"Paths", []string{"state-dir", "containerd-address"}},
-	{"State disk", []string{"disk-reserve", "require-disk-fit"}},
+	{"State disk", []string{"disk-reserve", "require-disk-fit", "workspace-backend", "workspace-pool", "workspace-pool-reserve"}},
 }
 
 // configDocHeader starts docs/configuration.md.

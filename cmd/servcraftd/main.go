@@ -27,6 +27,7 @@ import (
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/runtime"
 	"github.com/servcraft/servcraftd/runtime/npmproxy"
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/workspace"
 	"github.com/servcraft/servcraftd/store"
 	"github.com/servcraft/servcraftd/store/placement"
@@ -144,10 +145,11 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer db.Close()
-	vols, err := workspace.NewVolumes(state.Workspaces(), int64(cfg.Runtime.Limits.FileBytes))
+	vols, err := openVolumes(ctx, cfg, state)
 	if err != nil {
 		return err
 	}
+	slog.Info("workspaces", "backend", vols.Backend(), "why", vols.Reason(), "quota", disk.Format(vols.Size()))
 	registry, err := newRegistryProxy(ctx, cfg, state)
 	if err != nil {
 		return err
@@ -299,4 +301,11 @@ func previewKey(state statedir.Dir, clusterSecret []byte) ([]byte, error) {
 		return nil, fmt.Errorf("write preview key: %w", err)
 	}
 	return key, nil
+}
+
+// openVolumes opens the workspace volumes with the backend cfg and the host pick.
+func openVolumes(ctx context.Context, cfg config, state statedir.Dir) (*workspace.Volumes, error) {
+	return workspace.NewVolumes(ctx, state.Workspaces(), int64(cfg.Runtime.Limits.FileBytes),
+		workspace.WithBackend(cfg.WorkspaceBackend),
+		workspace.WithPool(state.WorkspacePool(), cfg.WorkspacePool, cfg.PoolReserve))
 }

@@ -153,7 +153,7 @@ func gcCommand(args []string, getenv func(string) string, stdout, stderr io.Writ
 	var vols *workspace.Volumes
 	wsRoot := state.Workspaces()
 	if _, err := os.Stat(wsRoot); err == nil {
-		if vols, err = workspace.NewVolumes(wsRoot, 8<<20); err != nil {
+		if vols, err = openVolumes(ctx, cfg, state); err != nil {
 			return fail(err)
 		}
 	}
@@ -245,7 +245,7 @@ func storeCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	if _, err := client.Version(ctx); err != nil {
 		return fail(fmt.Errorf("containerd at %s: %w", cfg.ContainerdAddress, err))
 	}
-	vols, err := workspace.NewVolumes(statedir.Dir(cfg.StateDir).Workspaces(), int64(cfg.Runtime.Limits.FileBytes))
+	vols, err := openVolumes(ctx, cfg, statedir.Dir(cfg.StateDir))
 	if err != nil {
 		return fail(err)
 	}

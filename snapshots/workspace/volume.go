@@ -1,9 +1,18 @@
-// Package workspace manages per-session workspace volumes: an ext4 image
-// whose every block is allocated on the host when it is made (so a full host
-// disk can never fail a write the session was told succeeded),
-// loop-mounted with nosuid and nodev, whose size is a hard quota that code
-// inside the container cannot exceed; and safe host-side access to the
-// files in it.
+// Package workspace manages per-session workspace volumes and safe
+// host-side access to the files in them. A volume is a folder mounted at
+// /workspace in the session's container, nosuid and nodev, whose size is a
+// hard quota that code inside the container cannot exceed. Two backends
+// make them:
+//
+//   - image: an ext4 image per session, every block allocated on the host
+//     when it is made, loop-mounted. A full host disk can never fail a write
+//     the session was told succeeded, but every session takes its whole
+//     quota of host disk from the start.
+//   - btrfs: a subvolume per session with a qgroup limit, on a btrfs state
+//     filesystem or on a pool file allocated in full once and loop-mounted.
+//     A session takes only what it writes; sessions share the pool, so a full
+//     pool fails writes cleanly (ENOSPC) without touching what anyone wrote,
+//     and a fork is a snapshot.
 package workspace
 
 import (
@@ -13,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -25,30 +33,122 @@ import (
 // Owner is the uid and gid that own the workspace: the container's "node" user.
 const Owner = 1000
 
+// Backend names.
+const (
+	BackendAuto  = "auto"  // btrfs when the root is on btrfs or a pool is configured, image otherwise
+	BackendImage = "image" // ext4 images allocated in full
+	BackendBtrfs = "btrfs" // subvolumes with qgroup limits
+)
+
 // Volumes creates and removes workspace volumes under one root folder.
 type Volumes struct {
 	root    string
 	size    int64
-	reserve func() int64 // bytes the root's filesystem keeps free: a create that would cut into them is refused
+	reserve func() int64 // bytes the host filesystem keeps free: a create that would cut into them is refused
 
-	allocMu sync.Mutex // held from checking the room to allocating it, so two creates never take the same bytes
+	store  backend
+	reason string // why store was chosen, for the start-up log
+
+	allocMu sync.Mutex // held from checking the room to taking it, so two creates never take the same bytes
 }
 
-// NewVolumes returns a manager of volumes of size bytes under root.
-func NewVolumes(root string, size int64) (*Volumes, error) {
+// backend makes the volume of one session at base/mnt (base is root/<id>,
+// made by Volumes) and says what it takes.
+type backend interface {
+	name() string
+	create(ctx context.Context, id, mnt string) error
+	// fork makes mnt a copy of the volume mounted at src.
+	fork(ctx context.Context, src, id, mnt string) error
+	// remove deletes the volume at mnt; it is not called for one never made.
+	remove(ctx context.Context, id, mnt string) error
+	usage(id, mnt string) (used, total int64, err error)
+	// space is the room new volumes are admitted on, and the reserve they keep.
+	space() (sp disk.Space, reserve int64, err error)
+	// plan is the room on the host filesystem the volumes may come to take.
+	plan(maxSessions int) (disk.Reservation, error)
+}
+
+// Option configures NewVolumes.
+type Option func(*options)
+
+type options struct {
+	backend     string
+	poolFile    string
+	poolSize    int64
+	poolReserve int64
+}
+
+// WithBackend picks the backend by name (BackendAuto, BackendImage or
+// BackendBtrfs); the default is BackendAuto.
+func WithBackend(name string) Option { return func(o *options) { o.backend = name } }
+
+// WithPool names the pool file that holds a btrfs filesystem for the
+// volumes when the root is not on btrfs itself, its size (0: use the file
+// if it exists, never make one) and the free room creates keep in it.
+func WithPool(file string, size, reserve int64) Option {
+	return func(o *options) { o.poolFile, o.poolSize, o.poolReserve = file, size, reserve }
+}
+
+// NewVolumes returns a manager of volumes of size bytes under root, with
+// the backend the options and the host pick (see Backend and Reason).
+func NewVolumes(ctx context.Context, root string, size int64, opts ...Option) (*Volumes, error) {
 	if size < 8<<20 {
 		return nil, fmt.Errorf("workspace size %d bytes: at least 8 MiB", size)
 	}
-	if err := os.MkdirAll(root, 0o711); err != nil {
-		return nil, fmt.Errorf("create workspace root: %w", err)
+	o := options{backend: BackendAuto}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	return &Volumes{root: root, size: size}, nil
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("create workspace root: %w", disk.HostFull(err))
+	}
+	v := &Volumes{root: root, size: size}
+	var err error
+	v.store, v.reason, err = pickBackend(ctx, v, o)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
-// SetReserve makes creates keep reserve() bytes free on the filesystem that
-// holds the volumes (for the session database, caches and logs), asked
-// anew at every create: one that would leave less is refused with
-// disk.ErrHostFull. Call it before any Create; without it nothing is kept.
+func pickBackend(ctx context.Context, v *Volumes, o options) (backend, string, error) {
+	poolExists := false
+	if o.poolFile != "" {
+		_, err := os.Stat(o.poolFile)
+		poolExists = err == nil
+	}
+	onBtrfs, err := isBtrfs(v.root)
+	if err != nil {
+		return nil, "", err
+	}
+	switch o.backend {
+	case BackendImage:
+		if poolExists {
+			return nil, "", fmt.Errorf("workspace backend image: the pool %s of the btrfs backend exists; its sessions would be lost (destroy them, or remove the pool when none is left)", o.poolFile)
+		}
+		return &images{v: v}, "chosen (--workspace-backend image)", nil
+	case BackendBtrfs, BackendAuto:
+	default:
+		return nil, "", fmt.Errorf("workspace backend %q: want auto, image or btrfs", o.backend)
+	}
+	switch {
+	case onBtrfs && !poolExists:
+		b, err := openBtrfs(ctx, v, "", 0)
+		return b, "the workspace folder is on btrfs: a subvolume per session, limited by a qgroup", err
+	case o.poolFile != "" && (o.poolSize > 0 || poolExists):
+		b, err := openPool(ctx, v, o)
+		return b, fmt.Sprintf("pool file %s (--workspace-pool): a subvolume per session, limited by a qgroup", o.poolFile), err
+	case o.backend == BackendBtrfs:
+		return nil, "", fmt.Errorf("workspace backend btrfs: %s is not on btrfs and no pool is set (--workspace-pool SIZE)", v.root)
+	}
+	return &images{v: v}, "the workspace folder is not on btrfs and no pool is set (--workspace-pool): an ext4 image allocated in full per session", nil
+}
+
+// SetReserve makes creates keep reserve() bytes free on the host
+// filesystem that holds the volumes (for the session database, caches and
+// logs), asked anew at every create: one that would leave less is refused
+// with disk.ErrHostFull. Call it before any Create; without it nothing is
+// kept. A pool keeps its own reserve (WithPool).
 func (v *Volumes) SetReserve(reserve func() int64) { v.reserve = reserve }
 
 // Reserve is the bytes creates keep free now (see SetReserve).
@@ -59,6 +159,12 @@ func (v *Volumes) Reserve() int64 {
 	return v.reserve()
 }
 
+// Backend names the backend in use: BackendImage or BackendBtrfs.
+func (v *Volumes) Backend() string { return v.store.name() }
+
+// Reason says why the backend was chosen.
+func (v *Volumes) Reason() string { return v.reason }
+
 // Root is the folder the volumes live in.
 func (v *Volumes) Root() string { return v.root }
 
@@ -68,11 +174,35 @@ func (v *Volumes) Size() int64 { return v.size }
 // Dir is the host folder where the volume of id is mounted.
 func (v *Volumes) Dir(id string) string { return filepath.Join(v.root, id, "mnt") }
 
-func (v *Volumes) imagePath(id string) string { return filepath.Join(v.root, id, "workspace.ext4") }
+// Space is the room new volumes are admitted on (the host filesystem, or
+// the pool) and the reserve creates keep free in it.
+func (v *Volumes) Space() (disk.Space, int64, error) { return v.store.space() }
+
+// Plan is the room on the host filesystem the volumes may come to take
+// when maxSessions sessions each have one.
+func (v *Volumes) Plan(maxSessions int) (disk.Reservation, error) { return v.store.plan(maxSessions) }
 
 // Create makes the volume of id and mounts it at Dir(id), owned by Owner.
 // On failure nothing of it is left behind.
-func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr error) {
+func (v *Volumes) Create(ctx context.Context, id string) (string, error) {
+	return v.make(ctx, id, func(mnt string) error { return v.store.create(ctx, id, mnt) })
+}
+
+// Fork makes the volume of id a copy of the volume of src, as it is at the
+// moment of the copy (a snapshot on btrfs, a copy of the files otherwise).
+// The copy has the same quota. On failure nothing of it is left behind.
+func (v *Volumes) Fork(ctx context.Context, src, id string) (string, error) {
+	if err := validID(src); err != nil {
+		return "", err
+	}
+	from := v.Dir(src)
+	if _, err := os.Stat(from); err != nil {
+		return "", fmt.Errorf("fork workspace %s: %w", src, err)
+	}
+	return v.make(ctx, id, func(mnt string) error { return v.store.fork(ctx, from, id, mnt) })
+}
+
+func (v *Volumes) make(ctx context.Context, id string, fill func(mnt string) error) (dir string, retErr error) {
 	if err := validID(id); err != nil {
 		return "", err
 	}
@@ -85,122 +215,27 @@ func (v *Volumes) Create(ctx context.Context, id string) (dir string, retErr err
 			_ = v.Remove(context.WithoutCancel(ctx), id)
 		}
 	}()
-	img := v.imagePath(id)
-	f, err := os.OpenFile(img, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create workspace image %s: %w", id, disk.HostFull(err))
-	}
-	err = v.allocate(f, id)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	owner := strconv.Itoa(Owner)
-	// No reserved blocks, no journal (the data is a scratch copy; speed wins), root dir owned by node.
-	if err := run(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-		"-E", "root_owner="+owner+":"+owner+",lazy_itable_init=1,nodiscard", img); err != nil {
-		return "", fmt.Errorf("format workspace %s: %w", id, err)
-	}
 	dir = v.Dir(id)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create mount point %s: %w", id, disk.HostFull(err))
-	}
-	if err := run(ctx, "mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noatime", img, dir); err != nil {
-		return "", fmt.Errorf("mount workspace %s: %w", id, err)
-	}
-	if err := noDiscard(dir); err != nil {
-		return "", fmt.Errorf("workspace %s: %w", id, err)
-	}
-	if err := os.Remove(filepath.Join(dir, "lost+found")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("tidy workspace %s: %w", id, err)
+	if err := fill(dir); err != nil {
+		return "", err
 	}
 	return dir, nil
 }
 
-// allocate gives the image f every block of its size now, with fallocate,
-// if the filesystem keeps its reserve after that; otherwise the error wraps
-// disk.ErrHostFull. A sparse image would take its blocks only when the
-// session writes, and a host disk filled meanwhile would turn that write
-// into lost data (EIO in the loop device, after the session was told it
-// succeeded); an allocated one never needs another host block.
-func (v *Volumes) allocate(f *os.File, id string) error {
-	v.allocMu.Lock()
-	defer v.allocMu.Unlock()
-	sp, err := disk.Stat(v.root)
-	if err != nil {
-		return fmt.Errorf("workspace %s: %w", id, err)
-	}
-	if reserve := v.Reserve(); sp.Free-v.size < reserve {
-		return fmt.Errorf("no room for a new workspace: it takes %s, the state filesystem has %s free and keeps %s in reserve (--disk-reserve and what the caches may still grow by): %w",
-			disk.Format(v.size), disk.Format(sp.Free), disk.Format(reserve), disk.ErrHostFull)
-	}
-	err = unix.Fallocate(int(f.Fd()), 0, 0, v.size)
-	switch {
-	case errors.Is(err, unix.ENOSPC):
-		return fmt.Errorf("no room for a new workspace of %s on the state filesystem: %w", disk.Format(v.size), disk.ErrHostFull)
-	case errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("reserve workspace image %s: the state filesystem cannot allocate space ahead (fallocate); use ext4 or xfs: %w", id, err)
-	case err != nil:
-		return fmt.Errorf("reserve workspace image %s: %w", id, err)
-	}
-	return nil
-}
-
-// noDiscard turns discard off on the loop device mounted at dir: a trim of
-// the volume (the host's fstrim timer trims every mounted filesystem) would
-// punch holes in the image and hand its reserved blocks back to the host.
-func noDiscard(dir string) error {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return fmt.Errorf("stat mount: %w", err)
-	}
-	p := fmt.Sprintf("/sys/dev/block/%d:%d/queue/discard_max_bytes", unix.Major(st.Dev), unix.Minor(st.Dev))
-	if err := os.WriteFile(p, []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("turn off discard: %w", err)
-	}
-	return nil
-}
-
-// Allocated is the bytes the volume images take on the host now.
-func (v *Volumes) Allocated() (int64, error) {
-	ids, err := v.List()
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, id := range ids {
-		var st unix.Stat_t
-		if err := unix.Stat(v.imagePath(id), &st); err == nil {
-			total += st.Blocks * 512
-		}
-	}
-	return total, nil
-}
-
-// Remove unmounts and deletes the volume of id. Removing a volume that does
-// not exist, or one half made, succeeds. It never follows links inside the
-// volume: the image file is deleted whole once unmounted.
+// Remove deletes the volume of id. Removing a volume that does not exist,
+// or one half made, succeeds. It never follows links inside the volume.
 func (v *Volumes) Remove(ctx context.Context, id string) error {
 	if err := validID(id); err != nil {
 		return err
 	}
-	dir := v.Dir(id)
-	for mounted(dir) {
-		if err := unix.Unmount(dir, 0); err != nil {
-			if errors.Is(err, unix.EBUSY) {
-				// A process still holds a file (a container being killed): detach now,
-				// the kernel frees the loop device when the last user goes.
-				err = unix.Unmount(dir, unix.MNT_DETACH)
-			}
-			if err != nil && !errors.Is(err, unix.EINVAL) {
-				return fmt.Errorf("unmount workspace %s: %w", id, err)
-			}
+	base := filepath.Join(v.root, id)
+	if _, err := os.Lstat(v.Dir(id)); err == nil {
+		if err := v.store.remove(ctx, id, v.Dir(id)); err != nil {
+			return err
 		}
 	}
-	// The mount point is empty once unmounted; RemoveAll of the base removes only our own files.
-	if err := os.RemoveAll(filepath.Join(v.root, id)); err != nil {
+	// What is left is empty folders and the backend's own files: RemoveAll follows no link of the session's.
+	if err := os.RemoveAll(base); err != nil {
 		return fmt.Errorf("remove workspace %s: %w", id, err)
 	}
 	return nil
@@ -223,13 +258,10 @@ func (v *Volumes) List() ([]string, error) {
 
 // Usage reports the bytes used and the quota of the volume of id.
 func (v *Volumes) Usage(id string) (used, total int64, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(v.Dir(id), &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs workspace %s: %w", id, err)
+	if err := validID(id); err != nil {
+		return 0, 0, err
 	}
-	total = int64(st.Blocks) * st.Bsize
-	used = total - int64(st.Bfree)*st.Bsize
-	return used, total, nil
+	return v.store.usage(id, v.Dir(id))
 }
 
 // mounted reports whether dir is a mount point, by comparing its device with its parent's.
@@ -241,6 +273,37 @@ func mounted(dir string) bool {
 	return st.Dev != parent.Dev
 }
 
+// noDiscard turns discard off on the loop device mounted at dir: a trim
+// (the host's fstrim timer trims every mounted filesystem) would punch
+// holes in the image under it and hand its reserved blocks back to the host.
+func noDiscard(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("stat mount: %w", err)
+	}
+	p := fmt.Sprintf("/sys/dev/block/%d:%d/queue/discard_max_bytes", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("turn off discard: %w", err)
+	}
+	return nil
+}
+
+// unmount detaches the filesystem mounted at dir, lazily when a process
+// still holds a file in it (a container being killed): the kernel frees
+// the loop device when the last user goes.
+func unmount(dir string) error {
+	for mounted(dir) {
+		err := unix.Unmount(dir, 0)
+		if errors.Is(err, unix.EBUSY) {
+			err = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+		if err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
 func validID(id string) error {
 	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
 		return fmt.Errorf("workspace id %q: not a plain name", id)
@@ -249,9 +312,14 @@ func validID(id string) error {
 }
 
 func run(ctx context.Context, name string, args ...string) error {
+	_, err := output(ctx, name, args...)
+	return err
+}
+
+func output(ctx context.Context, name string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return string(out), nil
 }

@@ -29,7 +29,7 @@ func testVolumes(t *testing.T) (*Volumes, string) {
 		t.Skip("mkfs.ext4 missing")
 	}
 	root := t.TempDir()
-	v, err := NewVolumes(root, 16<<20)
+	v, err := NewVolumes(context.Background(), root, 16<<20, WithBackend(BackendImage))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,17 +49,17 @@ func TestVolumeQuotaAndRemove(t *testing.T) {
 		t.Fatalf("root owned by %d: %v", st.Uid, err)
 	}
 	// Every block of the image is the volume's from the start, and a trim cannot hand them back.
-	if err := syscall.Stat(v.imagePath("vol1"), &st); err != nil || st.Blocks*512 < 16<<20 {
+	if err := syscall.Stat(v.store.(*images).imagePath("vol1"), &st); err != nil || st.Blocks*512 < 16<<20 {
 		t.Fatalf("image holds %d bytes on the host, want all 16 MiB allocated: %v", st.Blocks*512, err)
 	}
 	if out, err := exec.Command("fstrim", dir).CombinedOutput(); err == nil {
 		t.Errorf("fstrim of a workspace succeeded: %s", out)
 	}
-	if err := syscall.Stat(v.imagePath("vol1"), &st); err != nil || st.Blocks*512 < 16<<20 {
+	if err := syscall.Stat(v.store.(*images).imagePath("vol1"), &st); err != nil || st.Blocks*512 < 16<<20 {
 		t.Fatalf("after fstrim the image holds %d bytes: %v", st.Blocks*512, err)
 	}
-	if n, err := v.Allocated(); err != nil || n < 16<<20 {
-		t.Fatalf("Allocated = %d, %v", n, err)
+	if r, err := v.Plan(1); err != nil || r.Used < 16<<20 {
+		t.Fatalf("plan: %+v, %v", r, err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("fresh volume holds %v", entries)
@@ -140,7 +140,7 @@ func BenchmarkVolumeCreate(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root to mount")
 	}
-	v, err := NewVolumes(b.TempDir(), 1<<30)
+	v, err := NewVolumes(context.Background(), b.TempDir(), 1<<30, WithBackend(BackendImage))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func BenchmarkSyncFlush(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root to mount")
 	}
-	v, err := NewVolumes(b.TempDir(), 64<<20)
+	v, err := NewVolumes(context.Background(), b.TempDir(), 64<<20, WithBackend(BackendImage))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@
 //	servcraftd.db   DB          the session database (bbolt)
 //	workspaces/     Workspaces  one workspace per session (see snapshots/workspace)
 //	fifo/           FIFOs       the FIFOs of runs started by runc exec
+//	workspace-pool.btrfs  WorkspacePool  the btrfs pool of the workspaces, when there is one
 //	spawner/        Spawner     the spawner binary, staged under its content hash
 //	depcache/       DepCache    the dependency layers (see runtime/deplayer.go)
 //	npm-cache/      NpmCache    the npm proxy's verified tarballs (see runtime/npmproxy)
@@ -24,6 +25,9 @@ func (d Dir) DB() string { return d.join("servcraftd.db") }
 
 // Workspaces is the folder of the sessions' workspaces.
 func (d Dir) Workspaces() string { return d.join("workspaces") }
+
+// WorkspacePool is the btrfs pool file of the workspaces (--workspace-pool).
+func (d Dir) WorkspacePool() string { return d.join("workspace-pool.btrfs") }
 
 // FIFOs is the folder of the FIFOs of runs started by runc exec.
 func (d Dir) FIFOs() string { return d.join("fifo") }
