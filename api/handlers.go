@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/servcraft/servcraftd/runtime"
+	"github.com/servcraft/servcraftd/store"
 )
 
 // bindSession decodes the JSON body into req, checks its sessionId and
@@ -41,7 +43,13 @@ func (h *handlers) createContainer(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	s, created, err := h.s.Create(c.Request.Context(), req.SessionID, projectType)
+	var s store.Session
+	var created bool
+	if req.From != "" {
+		s, created, err = fork(c.Request.Context(), h.s, req.SessionID, req.From)
+	} else {
+		s, created, err = h.s.Create(c.Request.Context(), req.SessionID, projectType)
+	}
 	if err != nil {
 		fail(c, err)
 		return
@@ -53,6 +61,26 @@ func (h *handlers) createContainer(c *gin.Context) {
 	res := newContainerResponse(s, !created, h.opt)
 	res.PreviewURL = h.previewURL(req.SessionID, s.UUID)
 	c.JSON(status, res)
+}
+
+// Forker is what a Sessions that can fork has.
+type Forker interface {
+	Fork(ctx context.Context, sessionID, from string) (store.Session, bool, error)
+}
+
+// fork makes sessionID a copy of the session from (see runtime.Manager.Fork).
+func fork(ctx context.Context, sessions Sessions, sessionID, from string) (store.Session, bool, error) {
+	if err := validSessionID(from); err != nil {
+		return store.Session{}, false, invalid("from: %v", err)
+	}
+	if from == sessionID {
+		return store.Session{}, false, invalid("from: a session cannot be forked into itself")
+	}
+	f, ok := sessions.(Forker)
+	if !ok {
+		return store.Session{}, false, invalid("from: this server cannot fork sessions")
+	}
+	return f.Fork(ctx, sessionID, from)
 }
 
 func (h *handlers) getContainer(c *gin.Context) {

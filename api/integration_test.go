@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/servcraft/servcraftd/api"
@@ -46,6 +48,14 @@ func startServer(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), t
 // when the test ends.
 func startManager(t *testing.T, upstream *url.URL, tweak func(*runtime.Config)) *runtime.Runtime {
 	t.Helper()
+	return startManagerOn(t, upstream, tweak, func(string) []workspace.Option {
+		return []workspace.Option{workspace.WithBackend(workspace.BackendImage)}
+	})
+}
+
+// startManagerOn is startManager with the workspace options volumes(state) gives.
+func startManagerOn(t *testing.T, upstream *url.URL, tweak func(*runtime.Config), volumes func(state string) []workspace.Option) *runtime.Runtime {
+	t.Helper()
 	env := runtimetest.Start(t, "servcraft-test-api")
 	if upstream == nil {
 		upstream = npmRegistry(t)
@@ -55,9 +65,12 @@ func startManager(t *testing.T, upstream *url.URL, tweak func(*runtime.Config)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, err := workspace.NewVolumes(filepath.Join(state, "workspaces"), 64<<20)
+	vols, err := workspace.NewVolumes(context.Background(), filepath.Join(state, "workspaces"), 64<<20, volumes(state)...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if vols.Backend() == workspace.BackendBtrfs {
+		t.Cleanup(func() { _ = syscall.Unmount(vols.Root(), syscall.MNT_DETACH) }) // after the sessions are destroyed
 	}
 	registry, err := npmproxy.New(npmproxy.Config{Upstream: upstream, CacheDir: filepath.Join(state, "npm-cache")})
 	if err != nil {

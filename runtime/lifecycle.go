@@ -39,7 +39,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		go func() {
 			defer m.stopped.Done()
 			m.pool.keep(m.stop, m.cfg.PoolParallel, func(ctx context.Context, id, projectType string) error {
-				_, err := m.build(ctx, id, projectType)
+				_, err := m.build(ctx, id, projectType, nil)
 				return err
 			})
 		}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -203,24 +204,66 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 		outcome = "pool"
 		return s, true, nil
 	}
-	s, err := m.build(ctx, sessionID, projectType)
+	s, err := m.build(ctx, sessionID, projectType, nil)
+	return built(s, err, &outcome)
+}
+
+// Fork returns the session of sessionID, creating it when it has none as
+// a copy of the running session from: its workspace as it is at that
+// moment (a snapshot on btrfs, a copy of the files otherwise), not its
+// processes, and its project type. created is false when sessionID
+// already existed (nothing is copied then). A from that is not a running
+// session here is not found.
+func (m *Manager) Fork(ctx context.Context, sessionID, from string) (_ store.Session, created bool, retErr error) {
+	if from == sessionID {
+		return store.Session{}, false, fmt.Errorf("fork %s from itself: %w", sessionID, errdefs.ErrInvalidArgument)
+	}
+	unlock := m.locks.Lock(sessionID)
+	defer unlock()
+	outcome := "error"
+	defer func() { m.counters.inc("creates", outcome) }()
+	existing, err := m.db.Get(sessionID)
+	switch {
+	case err == nil && existing.State == store.StateRunning:
+		m.activity.touch(sessionID)
+		outcome = "existing"
+		return m.activity.view(existing), false, nil
+	case err == nil:
+		if err := m.teardown(ctx, existing); err != nil {
+			return store.Session{}, false, err
+		}
+	case !errdefs.IsNotFound(err):
+		return store.Session{}, false, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	src, err := m.db.Get(from)
+	if err != nil || src.State != store.StateRunning || KindOf(from) == KindPool {
+		return store.Session{}, false, fmt.Errorf("fork from session %q: no running session of that id: %w", from, errdefs.ErrNotFound)
+	}
+	m.activity.touch(from)
+	s, err := m.build(ctx, sessionID, src.ProjectType, &src)
+	return built(s, err, &outcome)
+}
+
+// built sets a create's outcome from build's answer.
+func built(s store.Session, err error, outcome *string) (store.Session, bool, error) {
 	switch {
 	case errors.Is(err, ErrCapacity):
-		outcome = "capacity"
+		*outcome = "capacity"
 	case errors.Is(err, disk.ErrHostFull):
-		outcome = "host_disk_full"
+		*outcome = "host_disk_full"
 	}
 	if err != nil {
 		return s, false, err
 	}
-	outcome = "ok"
+	*outcome = "ok"
 	return s, true, nil
 }
 
-// build makes a session's workspace (seeded with projectType's starter
-// project, none for "") and its running container, recorded under
-// sessionID. On failure nothing of it is left.
-func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ store.Session, retErr error) {
+// build makes a session's workspace (a copy of from's when from is not
+// nil, else seeded with projectType's starter project, none for "") and
+// its running container, recorded under sessionID. On failure nothing of
+// it is left.
+func (m *Manager) build(ctx context.Context, sessionID, projectType string, from *store.Session) (_ store.Session, retErr error) {
 	id := uuid.NewString()
 	now := m.clock.read().UTC()
 	limits := store.Limits{MemoryBytes: m.cfg.Limits.MemoryBytes, CPUQuota: m.cfg.Limits.CPUQuota,
@@ -236,11 +279,20 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 			}
 		}
 	}()
-	dir, err := m.vols.Create(ctx, id)
+	var dir string
+	var err error
+	if from != nil {
+		dir, err = m.vols.Fork(ctx, from.UUID, id)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("fork from session %q: its workspace is gone: %w", from.SessionID, errdefs.ErrNotFound)
+		}
+	} else {
+		dir, err = m.vols.Create(ctx, id)
+	}
 	if err != nil {
 		return s, err
 	}
-	if projectType != "" {
+	if projectType != "" && from == nil {
 		if err := templates.Seed(dir, projectType); err != nil {
 			return s, err
 		}
@@ -249,6 +301,9 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string) (_ s
 	// (no user code runs before the create answers); a failed build waits
 	// for the copy before it removes the workspace.
 	depsKey := m.deps.starterKey(projectType)
+	if from != nil {
+		depsKey = "" // the fork has what its source installed
+	}
 	if KindOf(sessionID) == KindPool && m.deps.starters != nil {
 		depsKey = m.deps.starters.poolKey // every starter's; the project type is only known when it is claimed
 	}

@@ -82,7 +82,7 @@ type builderSessions struct {
 }
 
 func (b builderSessions) create(ctx context.Context, id string) (store.Session, error) {
-	return b.m.build(ctx, id, "")
+	return b.m.build(ctx, id, "", nil)
 }
 
 func (b builderSessions) install(ctx context.Context, id string, req InstallRequest) (InstallResult, error) {
