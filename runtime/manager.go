@@ -185,19 +185,11 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 	defer unlock()
 	outcome := "error"
 	defer func() { m.counters.inc("creates", outcome) }()
-	existing, err := m.db.Get(sessionID)
-	switch {
-	case err == nil && existing.State == store.StateRunning:
-		m.activity.touch(sessionID)
-		outcome = "existing"
-		return m.activity.view(existing), false, nil
-	case err == nil:
-		// Left half made or half destroyed by a crash: finish it off, then start afresh.
-		if err := m.teardown(ctx, existing); err != nil {
-			return store.Session{}, false, err
+	if existing, ok, err := runningOrCleared(ctx, m, sessionID); ok || err != nil {
+		if ok {
+			outcome = "existing"
 		}
-	case !errdefs.IsNotFound(err):
-		return store.Session{}, false, fmt.Errorf("session %q: %w", sessionID, err)
+		return existing, false, err
 	}
 
 	if s, ok := m.claimPooled(ctx, sessionID, projectType); ok {
@@ -222,18 +214,11 @@ func (m *Manager) Fork(ctx context.Context, sessionID, from string) (_ store.Ses
 	defer unlock()
 	outcome := "error"
 	defer func() { m.counters.inc("creates", outcome) }()
-	existing, err := m.db.Get(sessionID)
-	switch {
-	case err == nil && existing.State == store.StateRunning:
-		m.activity.touch(sessionID)
-		outcome = "existing"
-		return m.activity.view(existing), false, nil
-	case err == nil:
-		if err := m.teardown(ctx, existing); err != nil {
-			return store.Session{}, false, err
+	if existing, ok, err := runningOrCleared(ctx, m, sessionID); ok || err != nil {
+		if ok {
+			outcome = "existing"
 		}
-	case !errdefs.IsNotFound(err):
-		return store.Session{}, false, fmt.Errorf("session %q: %w", sessionID, err)
+		return existing, false, err
 	}
 	src, err := m.db.Get(from)
 	if err != nil || src.State != store.StateRunning || KindOf(from) == KindPool {
@@ -242,6 +227,25 @@ func (m *Manager) Fork(ctx context.Context, sessionID, from string) (_ store.Ses
 	m.activity.touch(from)
 	s, err := m.build(ctx, sessionID, src.ProjectType, &src)
 	return built(s, err, &outcome)
+}
+
+// runningOrCleared is the running session of sessionID (ok) for a create
+// to answer with; a record left half made or half destroyed by a crash is
+// finished off so the create starts afresh. The caller holds its lock.
+func runningOrCleared(ctx context.Context, m *Manager, sessionID string) (_ store.Session, ok bool, _ error) {
+	existing, err := m.db.Get(sessionID)
+	switch {
+	case err == nil && existing.State == store.StateRunning:
+		m.activity.touch(sessionID)
+		return m.activity.view(existing), true, nil
+	case err == nil:
+		if err := m.teardown(ctx, existing); err != nil {
+			return store.Session{}, false, err
+		}
+	case !errdefs.IsNotFound(err):
+		return store.Session{}, false, fmt.Errorf("session %q: %w", sessionID, err)
+	}
+	return store.Session{}, false, nil
 }
 
 // built sets a create's outcome from build's answer.
