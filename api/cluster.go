@@ -196,7 +196,22 @@ func (cl *cluster) create(c *gin.Context, id string, hopped bool) {
 		}
 		return
 	}
-	if !hopped {
+	pick := !hopped // choose the node with the most room
+	if from := bodyFrom(c); from != "" && !hopped {
+		// A fork copies the source's workspace, which only its owner has:
+		// the new session is made there.
+		src, found, err := cl.p.Owner(ctx, from)
+		if err != nil {
+			cl.storeDown(c, err)
+			return
+		}
+		if found && src.ID != self.ID {
+			cl.forward(c, src)
+			return
+		}
+		pick = !found // the source is here: so is its fork
+	}
+	if pick {
 		nodes, err := cl.p.Nodes(ctx)
 		if err != nil {
 			cl.storeDown(c, err)
@@ -338,6 +353,26 @@ func routeSession(c *gin.Context, bodyNames bool) (string, error) {
 		return "", nil
 	}
 	return id, nil
+}
+
+// bodyFrom is the "from" of a create's JSON body (the session a fork
+// copies) when it is a valid session id, else "". routeSession has read the
+// body by then.
+func bodyFrom(c *gin.Context) string {
+	data, ok := c.Get(bodyKey)
+	if !ok {
+		return ""
+	}
+	var v struct {
+		From any `json:"from"`
+	}
+	if json.Unmarshal(data.([]byte), &v) != nil {
+		return ""
+	}
+	if s, _ := v.From.(string); validSessionID(s) == nil {
+		return s
+	}
+	return ""
 }
 
 // hasBody reports whether r may carry a JSON body naming its session.

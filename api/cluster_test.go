@@ -268,6 +268,56 @@ func newTestEngine(h gin.HandlerFunc) *gin.Engine {
 	return r
 }
 
+// TestForkIsMadeOnTheSourcesOwner: a fork copies a workspace only its owner
+// has, so a create with "from" goes to the source's owner even when the node
+// it reaches takes sessions itself; a fork of a session owned here, or of one
+// no node owns, is placed as any create.
+func TestForkIsMadeOnTheSourcesOwner(t *testing.T) {
+	secret := []byte("s3cret")
+	shared := &fakeRecords{nodes: map[string]placement.Node{}, owners: map[string]string{"src-b": "b", "src-a": "a"}}
+	node := func(id string) (*fakeSessions, *fakePlacement) {
+		fs := &fakeSessions{}
+		opt := DefaultOptions()
+		p := &fakePlacement{self: placement.Node{ID: id, State: placement.Accepting}, shared: shared}
+		opt.Cluster = ClusterOptions{Placement: p, Secret: secret}
+		srv := httptest.NewServer(NewRouter(fs, opt))
+		t.Cleanup(srv.Close)
+		p.self.Addr = srv.URL
+		shared.nodes[id] = p.self
+		return fs, p
+	}
+	fa, pa := node("a")
+	fb, _ := node("b")
+	create := func(body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(pa.self.Addr+"/api/playground/container", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Servcraft-Forwarded-To")
+	}
+	for _, tc := range []struct {
+		body, node, forwardedTo string
+		fork                    [2]string
+	}{
+		{`{"sessionId":"f1","from":"src-b"}`, "b", "b", [2]string{"f1", "src-b"}},
+		{`{"sessionId":"f2","from":"src-a"}`, "a", "", [2]string{"f2", "src-a"}},
+		{`{"sessionId":"f3","from":"nowhere"}`, "a", "", [2]string{"f3", "nowhere"}},
+		{`{"sessionId":"plain"}`, "a", "", [2]string{}},
+	} {
+		fa.lastFork, fb.lastFork = [2]string{}, [2]string{}
+		status, fwd := create(tc.body)
+		if status != 201 || fwd != tc.forwardedTo || shared.owners[tc.fork[0]] != tc.node && tc.fork[0] != "" {
+			t.Fatalf("create %s through a: %d, forwarded to %q, owner %q; want 201 on %s", tc.body, status, fwd, shared.owners[tc.fork[0]], tc.node)
+		}
+		made := map[string]*fakeSessions{"a": fa, "b": fb}[tc.node]
+		if made.lastFork != tc.fork {
+			t.Fatalf("create %s: node %s forked %q, want %q", tc.body, tc.node, made.lastFork, tc.fork)
+		}
+	}
+}
+
 func readAll(c *gin.Context) (string, error) {
 	b, err := io.ReadAll(c.Request.Body)
 	return string(b), err

@@ -27,6 +27,13 @@ type fakeSessions struct {
 	calls     atomic.Int64
 	lastExec  runtime.ExecRequest
 	lastFile  string
+	lastFork  [2]string // the last Fork's new session and its source
+}
+
+func (f *fakeSessions) Fork(_ context.Context, id, from string) (store.Session, bool, error) {
+	f.calls.Add(1)
+	f.lastFork = [2]string{id, from}
+	return store.Session{SessionID: id, ContainerID: "servcraft-playground-f", ProjectType: "typescript"}, true, nil
 }
 
 func (f *fakeSessions) Create(_ context.Context, id, pt string) (store.Session, bool, error) {

@@ -146,10 +146,14 @@ var (
 		"Bytes of the state filesystem a session create never takes (--disk-reserve plus what the caches may still grow by): the watermark.", nil, nil)
 	descDiskLow = prometheus.NewDesc("servcraft_state_disk_low",
 		"1 when free bytes are short of the reserve plus one workspace: new sessions answer 507 host_disk_full.", nil, nil)
+	descWritten = prometheus.NewDesc("servcraft_workspaces_written_bytes",
+		"What the workspaces hold, summed (bytes a fork shares with its source count in both), against the room in servcraft_state_disk_total_bytes (the pool's with the btrfs backend).", nil, nil)
+	descWorkspaces = prometheus.NewDesc("servcraft_workspaces",
+		"Workspace volumes on this node, by backend (image or btrfs).", []string{"backend"}, nil)
 )
 
 func (diskCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDiskFree, descDiskTotal, descDiskReserve, descDiskLow} {
+	for _, d := range []*prometheus.Desc{descDiskFree, descDiskTotal, descDiskReserve, descDiskLow, descWritten, descWorkspaces} {
 		ch <- d
 	}
 }
@@ -168,4 +172,6 @@ func (d diskCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDiskTotal, prometheus.GaugeValue, float64(st.TotalBytes))
 	ch <- prometheus.MustNewConstMetric(descDiskReserve, prometheus.GaugeValue, float64(st.ReserveBytes))
 	ch <- prometheus.MustNewConstMetric(descDiskLow, prometheus.GaugeValue, low)
+	ch <- prometheus.MustNewConstMetric(descWritten, prometheus.GaugeValue, float64(st.WrittenBytes))
+	ch <- prometheus.MustNewConstMetric(descWorkspaces, prometheus.GaugeValue, float64(st.Workspaces), st.Backend)
 }

@@ -134,6 +134,8 @@ type diskStatus struct {
 	ReserveBytes   int64  `json:"reserveBytes"`
 	WorkspaceBytes int64  `json:"workspaceBytes"`   // what a new workspace takes at once: its quota as an image, 0 as a btrfs subvolume
 	Backend        string `json:"workspaceBackend"` // image or btrfs; with btrfs the bytes are the workspace pool's
+	WrittenBytes   int64  `json:"writtenBytes"`     // what the workspaces hold, summed
+	Workspaces     int    `json:"workspaces"`       // workspace volumes here, warm containers' included
 	Low            bool   `json:"low"`
 }
 
@@ -318,7 +320,7 @@ type installError struct {
 
 func newDiskStatus(st runtime.DiskStatus) *diskStatus {
 	return &diskStatus{TotalBytes: st.TotalBytes, FreeBytes: st.FreeBytes, ReserveBytes: st.ReserveBytes,
-		WorkspaceBytes: st.WorkspaceBytes, Backend: st.Backend, Low: st.Low}
+		WorkspaceBytes: st.WorkspaceBytes, Backend: st.Backend, WrittenBytes: st.WrittenBytes, Workspaces: st.Workspaces, Low: st.Low}
 }
 
 func newContainerResponse(s store.Session, existing bool, opt Options) containerResponse {

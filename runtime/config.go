@@ -44,6 +44,7 @@ type Config struct {
 	KeepEndedBackground int             // ended background processes kept (with their logs) per session
 	PoolParallel        int             // warm containers built at once while the pool refills
 	DiskReserve         int64           // bytes of the state filesystem a create never takes (for the store, caches, logs)
+	SessionsPerShim     int             // sessions that share one containerd shim, on average (1: a shim per session); see shimGroup
 }
 
 // DefaultConfig is the runtime's production configuration: every default of
@@ -79,6 +80,7 @@ func DefaultConfig() Config {
 		NpmPath:             "/usr/local/bin/npm",
 		InstallTimeout:      120 * time.Second,
 		MaxSessions:         100,
+		SessionsPerShim:     8,
 		PoolSize:            2,
 		Runners:             true,
 		RunnerIdle:          5 * time.Minute,
@@ -122,6 +124,7 @@ func (c Config) Validate() error {
 	check(c.DepLayerMaxBytes >= 1<<20, "dep-layer-max-size: %s is below 1MiB", disk.Format(c.DepLayerMaxBytes))
 	check(c.DepCacheBytes >= c.DepLayerMaxBytes, "dep-cache-size: %s is below dep-layer-max-size %s", disk.Format(c.DepCacheBytes), disk.Format(c.DepLayerMaxBytes))
 	check(c.MaxSessions >= 1, "max-sessions: %d is below 1", c.MaxSessions)
+	check(c.SessionsPerShim >= 1 && c.SessionsPerShim <= 64, "sessions-per-shim: %d is not within 1 to 64", c.SessionsPerShim)
 	check(c.PoolSize >= 0 && c.PoolSize < c.MaxSessions, "pool-size: %d is not within 0 and max-sessions-1", c.PoolSize)
 	check(c.PoolParallel >= 1 && c.PoolParallel <= 16, "pool-parallel: %d is not within 1 and 16", c.PoolParallel)
 	check(c.RunnerIdle >= time.Second, "runner-idle: %v is below 1s", c.RunnerIdle)

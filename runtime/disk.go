@@ -17,6 +17,8 @@ type DiskStatus struct {
 	ReserveBytes   int64  // kept free: creates never take it
 	WorkspaceBytes int64  // what one new session's workspace takes at once
 	Backend        string // the workspace backend: image or btrfs
+	WrittenBytes   int64  // what the workspaces hold, summed (a fork's shared bytes count in each)
+	Workspaces     int    // workspace volumes on this node, warm containers' included
 	// Low: FreeBytes is short of ReserveBytes plus one workspace, so a new
 	// session that no warm container serves is refused (507 host_disk_full).
 	Low bool
@@ -31,6 +33,9 @@ func (m *Manager) DiskStatus() (DiskStatus, error) {
 	}
 	st := diskStatus(sp, reserve, upfront(m.vols))
 	st.Backend = m.vols.Backend()
+	if st.WrittenBytes, st.Workspaces, err = m.vols.Written(); err != nil {
+		return DiskStatus{}, err
+	}
 	return st, nil
 }
 

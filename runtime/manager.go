@@ -324,7 +324,8 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string, from
 		containerd.WithSnapshotter(m.cfg.Image.Snapshotter),
 		snapshots.WithRootFS(s.ContainerID, m.image),
 		containerd.WithRuntime(m.cfg.Runtime, nil),
-		containerd.WithNewSpec(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.SpawnerPath, m.cfg.ToolchainDir)...),
+		containerd.WithNewSpec(append(sessionSpecOpts(m.image, m.cfg.Limits, dir, m.cfg.InitPath, m.cfg.SpawnerPath, m.cfg.ToolchainDir),
+			withShimGroup(shimGroup(s.ContainerID, m.cfg.MaxSessions, m.cfg.SessionsPerShim)))...),
 		containerd.WithContainerLabels(sessionLabels(s)),
 	)
 	if err != nil {

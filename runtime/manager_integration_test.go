@@ -524,3 +524,62 @@ func TestPreviewIndexAcrossLives(t *testing.T) {
 		t.Fatalf("dial a reaped session by its short id: %v", err)
 	}
 }
+
+// TestSessionsShareAShim: with --sessions-per-shim, sessions of one group
+// are children of one shim; a destroyed session leaves its shim serving the
+// others (a new session joins it); with 1, every session has a shim.
+func TestSessionsShareAShim(t *testing.T) {
+	shimOf := func(t *testing.T, h *harness, s store.Session) int {
+		t.Helper()
+		ctx := h.env.Context(t)
+		c, err := h.env.Client.LoadContainer(ctx, s.ContainerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := c.Task(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", task.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pid (comm) state ppid ...
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		ppid, _ := strconv.Atoi(fields[1])
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid))
+		if !strings.Contains(string(cmd), "containerd-shim") {
+			t.Fatalf("parent %d of %s's PID 1 is %q, not a shim", ppid, s.SessionID, cmd)
+		}
+		return ppid
+	}
+	t.Run("grouped", func(t *testing.T) {
+		h := newHarness(t, func(c *runtime.Config) { c.MaxSessions, c.SessionsPerShim, c.PoolSize = 4, 4, 0 })
+		ctx := h.env.Context(t)
+		a, b := h.session(t, "-a"), h.session(t, "-b")
+		shim := shimOf(t, h, a)
+		if got := shimOf(t, h, b); got != shim {
+			t.Fatalf("two sessions of one group: shims %d and %d", shim, got)
+		}
+		if err := h.m.Destroy(ctx, a.SessionID); err != nil {
+			t.Fatal(err)
+		}
+		if res := h.node(t, b, `console.log("still here")`, 0); res.Stdout != "still here\n" {
+			t.Fatalf("the other session after the first's destroy: %+v", res)
+		}
+		c := h.session(t, "-c")
+		if got := shimOf(t, h, c); got != shim {
+			t.Fatalf("a new session of the group: shim %d, want the group's %d", got, shim)
+		}
+		if res := h.node(t, c, `console.log("new")`, 0); res.Stdout != "new\n" {
+			t.Fatalf("the new session: %+v", res)
+		}
+	})
+	t.Run("a shim each", func(t *testing.T) {
+		h := newHarness(t, func(c *runtime.Config) { c.MaxSessions, c.SessionsPerShim, c.PoolSize = 4, 1, 0 })
+		a, b := h.session(t, "-a"), h.session(t, "-b")
+		if sa, sb := shimOf(t, h, a), shimOf(t, h, b); sa == sb {
+			t.Fatalf("--sessions-per-shim 1: both sessions under shim %d", sa)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"slices"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
@@ -61,6 +62,36 @@ func sessionSpecOpts(image oci.Image, lim SpecLimits, workspaceDir, hostInit, ho
 		opts = append(opts, withSpawner(hostSpawner))
 	}
 	return opts
+}
+
+// shimGroupAnnotation is the runc v2 shim's grouping key (containerd 1.6
+// and 2.x): the containers whose specs carry the same value are served by
+// one shim process.
+const shimGroupAnnotation = "io.containerd.runc.v2.group"
+
+// shimGroup is the shim group of a container: one of
+// ceil(maxSessions/perShim) groups, by a hash of its ID, so that about
+// perShim sessions share a shim when the host is full; "" (a shim of its
+// own) when perShim is 1. A shim costs about 2.5 MiB of PSS, more than the
+// idle session it serves; sharing it costs blast radius: a shim that dies
+// takes the tasks of its group with it (each session is then restarted as
+// after any lost task). The hash keeps the group across daemon restarts.
+func shimGroup(containerID string, maxSessions, perShim int) string {
+	if perShim <= 1 {
+		return ""
+	}
+	groups := max(1, (maxSessions+perShim-1)/perShim)
+	h := fnv.New32a()
+	h.Write([]byte(containerID))
+	return fmt.Sprintf("servcraft-shim-%d", h.Sum32()%uint32(groups))
+}
+
+// withShimGroup puts the container in a shim group ("": none).
+func withShimGroup(group string) oci.SpecOpts {
+	if group == "" {
+		return func(context.Context, oci.Client, *containers.Container, *specs.Spec) error { return nil }
+	}
+	return oci.WithAnnotations(map[string]string{shimGroupAnnotation: group})
 }
 
 // hardeningOpts is everything of the session spec that does not come from

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -192,5 +193,38 @@ func TestCheckHostOnThisMachine(t *testing.T) {
 		}
 	} else if _, err := CheckHost(context.Background(), false); err == nil {
 		t.Fatalf("no seccomp (%+v) yet not refused", rep)
+	}
+}
+
+// TestShimGroups: about perShim sessions share a shim when the host is full,
+// a container keeps its group, perShim 1 gives every container its own shim
+// (no annotation), and the annotation is what the runc v2 shim reads.
+func TestShimGroups(t *testing.T) {
+	if g := shimGroup("servcraft-playground-a", 100, 1); g != "" {
+		t.Fatalf("perShim 1: group %q, want none", g)
+	}
+	sizes := map[string]int{}
+	for i := range 1000 {
+		id := fmt.Sprintf("servcraft-playground-%08x-%d", i*2654435761, i)
+		g := shimGroup(id, 1000, 8)
+		if g != shimGroup(id, 1000, 8) {
+			t.Fatalf("%s: group changes between calls", id)
+		}
+		sizes[g]++
+	}
+	biggest := 0
+	for _, n := range sizes {
+		biggest = max(biggest, n)
+	}
+	if len(sizes) < 110 || len(sizes) > 125 || biggest > 24 {
+		t.Fatalf("1000 containers at 8 per shim: %d groups, the biggest %d; want up to 125 groups of about 8", len(sizes), biggest)
+	}
+	var spec specs.Spec
+	if err := withShimGroup("servcraft-shim-3")(context.Background(), nil, nil, &spec); err != nil || spec.Annotations[shimGroupAnnotation] != "servcraft-shim-3" {
+		t.Fatalf("annotations %v (%v)", spec.Annotations, err)
+	}
+	spec = specs.Spec{}
+	if err := withShimGroup("")(context.Background(), nil, nil, &spec); err != nil || len(spec.Annotations) != 0 {
+		t.Fatalf("no group: annotations %v (%v)", spec.Annotations, err)
 	}
 }

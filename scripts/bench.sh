@@ -2,8 +2,9 @@
 # Start three private servcraftd on loopback (one with a warm pool, one
 # without, one without runners) and, when etcd is installed, a private etcd
 # with two cluster-mode servcraftd (the hop row), run the benchmark against
-# them, stop them.
-#   scripts/bench.sh [servcraft-bench flags, e.g. --quick, --json, --install]
+# them, stop them. With --density N, only the density study, on a daemon of
+# its own (below).
+#   scripts/bench.sh [servcraft-bench flags, e.g. --quick, --json, --install, --density 1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE="${SERVCRAFT_STATE:-$PWD/.servcraft}"
@@ -26,8 +27,9 @@ stop() { # the daemons first: they leave etcd on their way out
 }
 trap stop EXIT
 
-# Every workspace is allocated in full at create: 256 MiB each (not the
-# 1 GiB default) keeps the run's 40-odd sessions within a CI machine's disk.
+# Every workspace of the image backend is allocated in full at create:
+# 256 MiB each (not the 1 GiB default) keeps the run's 40-odd sessions
+# within a CI machine's disk.
 start() { # name listen extra-flags...
 	local name=$1 listen=$2
 	shift 2
@@ -39,8 +41,41 @@ start() { # name listen extra-flags...
 		>"$STATE/bench-$name/servcraftd.log" 2>&1 &
 	pids+=($!)
 }
+# --density N: the density study alone, on a daemon of its own with the
+# default 1 GiB workspaces on a btrfs pool file (BENCH_DENSITY_POOL, made
+# for the run and removed after it).
+density=0
+for ((i = 1; i <= $#; i++)); do
+	case ${!i} in
+	--density | -density) j=$((i + 1)) && density=${!j} ;;
+	--density=* | -density=*) density=${!i#*=} ;;
+	esac
+done
+if ((density > 0)); then
+	DENSE_LISTEN="${BENCH_DENSITY_LISTEN:-127.0.0.1:18184}"
+	dense="$STATE/bench-dense"
+	stop_dense() {
+		stop
+		if mountpoint -q "$dense/workspaces"; then umount "$dense/workspaces"; fi
+		rm -f "$dense/workspace-pool.btrfs"
+	}
+	trap stop_dense EXIT
+	if mountpoint -q "$dense/workspaces"; then umount "$dense/workspaces"; fi
+	rm -rf "$dense"
+	mkdir -p "$dense"
+	start dense "$DENSE_LISTEN" --pool-size 0 --max-sessions $((density + 10)) --workspace-size 1GiB \
+		--workspace-backend btrfs --workspace-pool "${BENCH_DENSITY_POOL:-24GiB}" --idle-timeout 2h
+	for _ in $(seq 600); do
+		curl -fsS "http://$DENSE_LISTEN/readyz" >/dev/null 2>&1 && break
+		sleep 0.2
+	done
+	curl -fsS "http://$DENSE_LISTEN/readyz" >/dev/null || { tail -20 "$dense/servcraftd.log" >&2; exit 1; }
+	bin/servcraft-bench --url "http://$DENSE_LISTEN" --density-namespace servcraft-bench-dense --density-host-dir "$STATE" "$@"
+	exit
+fi
+
 start pool "$POOL_LISTEN" --pool-size 4
-start cold "$COLD_LISTEN" --pool-size 0 --max-sessions 1000
+start cold "$COLD_LISTEN" --pool-size 0
 start norunners "$NORUN_LISTEN" --pool-size 0 --runners=false
 listens=("$POOL_LISTEN" "$COLD_LISTEN" "$NORUN_LISTEN")
 

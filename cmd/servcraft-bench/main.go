@@ -41,8 +41,6 @@ type bench struct {
 	quick, install     bool
 	address, namespace string
 	image              string
-	densityN           int
-	coldNamespace      string
 	clusterOwnerURL    string      // cluster.go: a cluster node and the session's owner
 	clusterPeerURL     string      // another node of the same cluster
 	created            [][2]string // base URL, sessionId
@@ -59,8 +57,10 @@ func main() {
 	quick := flag.Bool("quick", false, "few runs, for a smoke check (about two minutes)")
 	install := flag.Bool("install", false, "also install fastify cold and cached (reaches the package registry)")
 	asJSON := flag.Bool("json", false, "print JSON instead of a table")
-	densityN := flag.Int("density", 0, "also create this many idle sessions and report host memory per session (needs root)")
-	coldNamespace := flag.String("cold-namespace", "servcraft-bench-cold", "containerd namespace of the -cold-url daemon, for -density")
+	densityN := flag.Int("density", 0, "instead of the rest, create this many idle sessions on -url (a daemon of its own) and report create and execute p50 at 10, 100 and N, "+
+		"disk and memory (PSS) per idle session and the time to destroy them (needs root)")
+	densityNamespace := flag.String("density-namespace", "servcraft-bench-dense", "containerd namespace of the -url daemon, for -density")
+	densityHostDir := flag.String("density-host-dir", ".", "a folder on the filesystem holding containerd's root and the daemon's state folder, for -density's disk rows")
 	node := flag.String("node", "node", "host node binary for the baselines")
 	clusterOwner := flag.String("cluster-owner-url", "", "a cluster-mode servcraftd (loopback) to hold a session: with -cluster-peer-url, times the hop of a non-owner node")
 	clusterPeer := flag.String("cluster-peer-url", "", "another node of the same cluster, through which the owner's session is executed")
@@ -78,10 +78,17 @@ func main() {
 	b := &bench{url: strings.TrimRight(*url, "/"), coldURL: strings.TrimRight(*coldURL, "/"), noRunnersURL: strings.TrimRight(*noRunnersURL, "/"),
 		client: &http.Client{Timeout: 5 * time.Minute}, prefix: fmt.Sprintf("bench-%d", time.Now().UnixNano()),
 		node: *node, n: *n, quick: *quick, install: *install,
-		address: *address, namespace: *namespace, image: *image, densityN: *densityN, coldNamespace: *coldNamespace,
+		address: *address, namespace: *namespace, image: *image,
 		clusterOwnerURL: strings.TrimRight(*clusterOwner, "/"), clusterPeerURL: strings.TrimRight(*clusterPeer, "/")}
 	loadAtStart, _ := os.ReadFile("/proc/loadavg")
-	results, err := b.run(context.Background())
+	var results []result
+	var err error
+	if *densityN > 0 {
+		results, err = b.density(context.Background(), *densityN, *densityNamespace, *densityHostDir)
+		b.cleanup(context.Background())
+	} else {
+		results, err = b.run(context.Background())
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "servcraft-bench:", err)
 		os.Exit(1)
@@ -380,14 +387,6 @@ func (b *bench) run(ctx context.Context) ([]result, error) {
 			return nil, err
 		}
 		out = append(out, cl...)
-	}
-
-	if b.densityN > 0 {
-		dn, err := b.density(ctx, b.densityN, b.coldNamespace)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, dn...)
 	}
 
 	var destroy []time.Duration

@@ -280,6 +280,26 @@ backend nodes
 			t.Fatalf("first chunk came %s after the start, the end %s: the stream was buffered", firstAt, total)
 		}
 	})
+	t.Run("fork through another node is made on the source's owner", func(t *testing.T) {
+		fork := id + "-fork"
+		status, out, hdr := call(t, "POST", other.url+pg+"/container", map[string]any{"sessionId": fork, "from": id})
+		if status != 201 || hdr.Get("X-Servcraft-Node") != owner[id] || hdr.Get("X-Servcraft-Forwarded-To") != owner[id] {
+			t.Fatalf("fork of %s (on %s) via %s: %d %v, made on %q", id, owner[id], other.id, status, out, hdr.Get("X-Servcraft-Node"))
+		}
+		// The files every entry synced into the source are in the fork.
+		status, out, _ = call(t, "GET", lbURL+pg+"/files?sessionId="+fork, nil)
+		for _, e := range entries {
+			if status != 200 || !strings.Contains(fmt.Sprint(out["files"]), "via "+e) {
+				t.Fatalf("files of the fork via the LB: %d, the source's file written via %s missing", status, e)
+			}
+		}
+		if status, out, _ := call(t, "POST", other.url+pg+"/container", map[string]any{"sessionId": id + "-nofork", "from": "session-0-nowhere"}); status != 404 {
+			t.Fatalf("fork of a session no node has: %d %v, want 404", status, out)
+		}
+		if status, out, _ := call(t, "DELETE", lbURL+pg+"/container?sessionId="+fork, nil); status != 200 {
+			t.Fatalf("destroy the fork: %d %v", status, out)
+		}
+	})
 	t.Run("background, SSE logs and preview", func(t *testing.T) {
 		server := `node -e 'require("http").createServer((q,s)=>s.end("preview-ok "+q.url)).listen(3000,()=>console.log("listening on 3000"))'`
 		status, out, _ := call(t, "POST", other.url+pg+"/shell", map[string]any{"sessionId": id, "command": server, "background": true})

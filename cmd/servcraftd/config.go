@@ -276,6 +276,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var(sizeOf(&o.ListLimits.MaxFileBytes), "list-file-bytes", "largest file whose content /files returns, a `size`")
 	fs.IntVar(&rt.MaxBackground, "max-processes", rt.MaxBackground, "running background processes per session")
 	fs.IntVar(&rt.MaxSessions, "max-sessions", rt.MaxSessions, "sessions at once, warm containers included; a create past it answers 503")
+	fs.IntVar(&rt.SessionsPerShim, "sessions-per-shim", rt.SessionsPerShim, "sessions that share one containerd shim (runc v2 shim groups; 1: a shim per session): "+
+		"a shim costs about 2.5 MiB, and one that dies takes its group's tasks with it")
 	fs.Var(sizeOf(&rt.DiskReserve), "disk-reserve", "free `size` the state filesystem keeps: a create that would cut into it answers 507 host_disk_full")
 	fs.StringVar(&c.WorkspaceBackend, "workspace-backend", c.WorkspaceBackend, "how workspaces are made: auto (btrfs when the state folder is on btrfs or a pool is set or exists, image otherwise), "+
 		"image (an ext4 image per session, allocated in full) or btrfs (a subvolume per session with a qgroup limit; takes what the session writes)")
@@ -679,7 +681,7 @@ var settingGroups = []struct {
 	{"npm install", []string{"registry", "install-timeout", "max-packages", "npm-path", "install-upstream-bytes",
 		"npm-cache-size", "dep-cache-size", "dep-layer-max-size", "starter-deps"}},
 	{"Image and runtime", []string{"image", "pull", "pull-timeout", "fallback-image", "fallback-archive", "runtime",
-		"allow-no-seccomp", "snapshotter", "namespace", "init", "spawner", "node-path", "toolchain-dir"}},
+		"allow-no-seccomp", "snapshotter", "namespace", "init", "spawner", "node-path", "toolchain-dir", "sessions-per-shim"}},
 	{"Cluster (docs/cluster.md)", []string{"cluster-etcd", "cluster-secret-file", "node-id", "advertise-addr",
 		"cluster-prefix", "cluster-lease-ttl", "cluster-sync-interval",
 		"etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-user", "etcd-password-file"}},

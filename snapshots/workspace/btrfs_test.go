@@ -104,6 +104,10 @@ func TestBtrfsVolumeQuotaUsageForkAndRemove(t *testing.T) {
 	if _, total, err := v.Usage("vol2"); err != nil || total != 16<<20 {
 		t.Fatalf("fork's quota %d, %v", total, err)
 	}
+	// Written sums the volumes: the source's 4 MiB and the fork's.
+	if written, n, err := v.Written(); err != nil || n != 2 || written < 8<<20 || written > 16<<20 {
+		t.Fatalf("written %d bytes in %d volumes (%v), want about 8 MiB in 2", written, n, err)
+	}
 	if _, err := v.Fork(ctx, "missing", "vol3"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("fork of a missing volume: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,6 +51,16 @@ type Volumes struct {
 	reason string // why store was chosen, for the start-up log
 
 	allocMu sync.Mutex // held from checking the room to taking it, so two creates never take the same bytes
+
+	writtenMu sync.Mutex
+	written   writtenSum // Written's last answer
+}
+
+// writtenSum is a sum of what the volumes hold, and when it was taken.
+type writtenSum struct {
+	bytes   int64
+	volumes int
+	at      time.Time
 }
 
 // backend makes the volume of one session at base/mnt (base is root/<id>,
@@ -262,6 +273,35 @@ func (v *Volumes) Usage(id string) (used, total int64, err error) {
 		return 0, 0, err
 	}
 	return v.store.usage(id, v.Dir(id))
+}
+
+// writtenMaxAge is how long Written answers from its last sum: a pool's
+// usage changes at each commit (5 s) anyway.
+const writtenMaxAge = 5 * time.Second
+
+// Written is what every volume holds (Usage's used, summed) and how many
+// volumes there are, summed at most every writtenMaxAge: what the sessions
+// wrote, against the room the backend has (Space).
+func (v *Volumes) Written() (bytes int64, volumes int, err error) {
+	v.writtenMu.Lock()
+	defer v.writtenMu.Unlock()
+	if w := v.written; !w.at.IsZero() && time.Since(w.at) < writtenMaxAge {
+		return w.bytes, w.volumes, nil
+	}
+	ids, err := v.List()
+	if err != nil {
+		return 0, 0, err
+	}
+	var sum writtenSum
+	for _, id := range ids {
+		if used, _, err := v.Usage(id); err == nil { // one being made or removed has none yet
+			sum.bytes += used
+			sum.volumes++
+		}
+	}
+	sum.at = time.Now()
+	v.written = sum
+	return sum.bytes, sum.volumes, nil
 }
 
 // mounted reports whether dir is a mount point, by comparing its device with its parent's.
