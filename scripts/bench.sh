@@ -63,7 +63,8 @@ if ((density > 0)); then
 	if mountpoint -q "$dense/workspaces"; then umount "$dense/workspaces"; fi
 	rm -rf "$dense"
 	mkdir -p "$dense"
-	start dense "$DENSE_LISTEN" --pool-size 0 --max-sessions $((density + 10)) --workspace-size 1GiB \
+	size="${BENCH_DENSITY_WORKSPACE:-1GiB}" # the daemon's default, over start's 256 MiB
+	start dense "$DENSE_LISTEN" --pool-size 0 --max-sessions $((density + 10)) --workspace-size "$size" \
 		--workspace-backend btrfs --workspace-pool "${BENCH_DENSITY_POOL:-24GiB}" --idle-timeout 2h
 	for _ in $(seq 600); do
 		curl -fsS "http://$DENSE_LISTEN/readyz" >/dev/null 2>&1 && break
