@@ -168,6 +168,12 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	stop, release, err := h.stops.add(req.SessionID, req.RunID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	defer release()
 	ctx := c.Request.Context()
 	markPhase(c, "parse")
 	flush, err := h.s.WriteFileUnflushed(ctx, req.SessionID, filename, []byte(req.Code))
@@ -182,6 +188,7 @@ func (h *handlers) execute(c *gin.Context) {
 	// As `node <file>` (TypeScript: `node --import <tsx loader> <file>`), on a
 	// pre-started runner when one waits.
 	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin), Script: filename}
+	run.Stop = stop
 	if wantsStream(c) {
 		if err := <-flushed; err != nil {
 			fail(c, err)
@@ -227,6 +234,13 @@ func (h *handlers) shell(c *gin.Context) {
 	}
 	// As `/bin/sh -c <command>`, on a waiting shell runner when there is one.
 	run := runtime.ExecRequest{Shell: req.Command, Timeout: timeout, Stdin: []byte(req.Stdin)}
+	stop, release, err := h.stops.add(req.SessionID, req.RunID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	defer release()
+	run.Stop = stop
 	if wantsStream(c) {
 		h.streamRun(c, req.SessionID, run)
 		return

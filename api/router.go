@@ -47,6 +47,7 @@ type handlers struct {
 	cluster  *cluster
 	held     *heldConns // previews, log followers and terminals held open
 	listings *heldConns // file listings in progress
+	stops    *runStops  // runs a client named, to stop them
 }
 
 // NewRouter returns the servcraftd HTTP handler.
@@ -63,7 +64,7 @@ func NewRouter(s Sessions, opt Options) http.Handler {
 		slog.Error("trusted proxies ignored: the client is the peer address", "err", err)
 		_ = r.SetTrustedProxies(nil)
 	}
-	h := &handlers{s: s, opt: opt, node: &nodeState{onDrain: opt.OnDrain, maxSessions: opt.MaxSessions, token: opt.APIToken != ""}}
+	h := &handlers{s: s, opt: opt, stops: newRunStops(), node: &nodeState{onDrain: opt.OnDrain, maxSessions: opt.MaxSessions, token: opt.APIToken != ""}}
 	h.cluster = newCluster(opt.Cluster, &h.node.draining, func(ctx context.Context, id string) bool {
 		_, err := s.Get(ctx, id)
 		return err == nil

@@ -33,6 +33,7 @@ type executeRequest struct {
 	Filename  string `json:"filename"`
 	Stdin     string `json:"stdin"`
 	TimeoutMs *int64 `json:"timeoutMs"` // nil: the runtime's default; capped at MaxExecTimeout
+	RunID     string `json:"runId"`     // names the run for DELETE /run (stops.go); "": none
 }
 
 type shellRequest struct {
@@ -41,6 +42,7 @@ type shellRequest struct {
 	Background bool   `json:"background"`
 	Stdin      string `json:"stdin"`
 	TimeoutMs  *int64 `json:"timeoutMs"`
+	RunID      string `json:"runId"` // names the run for DELETE /run (stops.go); "": none
 }
 
 type syncRequest struct {
@@ -196,6 +198,13 @@ type extendResponse struct {
 }
 
 // runResponse answers execute and shell, and is the "exit" event of their streams.
+// stopResponse answers DELETE /run.
+type stopResponse struct {
+	Success bool   `json:"success"`
+	Stopped bool   `json:"stopped"`
+	RunID   string `json:"runId"`
+}
+
 type runResponse struct {
 	Success    bool   `json:"success"`
 	Output     string `json:"output"`
@@ -203,6 +212,7 @@ type runResponse struct {
 	ExitCode   int    `json:"exitCode"`
 	Signal     string `json:"signal,omitempty"`
 	TimedOut   bool   `json:"timedOut"`
+	Stopped    bool   `json:"stopped"` // ended by DELETE /run
 	OOMKilled  bool   `json:"oomKilled"`
 	Truncated  bool   `json:"truncated"`
 	DurationMs int64  `json:"durationMs"`
@@ -368,12 +378,13 @@ func newExtendResponse(s store.Session) extendResponse {
 // newRunResponse maps a run's result onto the answer: success is exit code 0 in time.
 func newRunResponse(r runtime.ExecResult) runResponse {
 	return runResponse{
-		Success:    r.ExitCode == 0 && !r.TimedOut,
+		Success:    r.ExitCode == 0 && !r.TimedOut && !r.Stopped,
 		Output:     r.Stdout,
 		Error:      r.Stderr,
 		ExitCode:   r.ExitCode,
 		Signal:     r.Signal,
 		TimedOut:   r.TimedOut,
+		Stopped:    r.Stopped,
 		OOMKilled:  r.OOMKilled,
 		Truncated:  r.Truncated,
 		DurationMs: r.Duration.Milliseconds(),

@@ -224,7 +224,7 @@ func (d *depLayers) restore(ctx context.Context, l *liveSession, key string, tim
 	if err != nil {
 		return ExecResult{}, err
 	}
-	return waitRun(ctx, r, out, timeout)
+	return waitRun(ctx, r, out, timeout, nil)
 }
 
 // build repeats an install in a private session no client can reach,

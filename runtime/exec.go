@@ -43,6 +43,9 @@ type ExecRequest struct {
 	// OnOutput, when set, also receives every chunk of output as it comes
 	// ("stdout" or "stderr"), up to the output limit.
 	OnOutput func(stream string, chunk []byte)
+	// Stop, when closed, ends the run at once (a client's stop): its result
+	// says Stopped, with what it printed until then.
+	Stop <-chan struct{}
 }
 
 // ExecResult is how a run ended.
@@ -52,6 +55,7 @@ type ExecResult struct {
 	ExitCode  int
 	Signal    string // name of the signal that ended the process, if any
 	TimedOut  bool
+	Stopped   bool // ended by ExecRequest.Stop
 	OOMKilled bool
 	Truncated bool
 	Duration  time.Duration
@@ -346,7 +350,7 @@ func (l *liveSession) exec(ctx context.Context, req ExecRequest) (ExecResult, er
 	if err != nil {
 		return ExecResult{}, err
 	}
-	return waitRun(ctx, r, out, req.Timeout)
+	return waitRun(ctx, r, out, req.Timeout, req.Stop)
 }
 
 // runOutput is a run's capped stdout and stderr, and the signal that one is full.
@@ -376,9 +380,10 @@ func (o *runOutput) stream(fn func(stream string, chunk []byte)) {
 	o.stderr.setTee(func(p []byte) { fn("stderr", p) })
 }
 
-// waitRun waits for r to end, its timeout, its output cap or the caller's
-// going away, ends what is left of it and reports how it ended.
-func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration) (ExecResult, error) {
+// waitRun waits for r to end, its timeout, its output cap, a stop (closed;
+// nil: none) or the caller's going away, ends what is left of it and
+// reports how it ended.
+func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration, stop <-chan struct{}) (ExecResult, error) {
 	var res ExecResult
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -389,6 +394,8 @@ func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration)
 	case <-timer.C:
 		res.TimedOut = true
 	case <-out.full:
+	case <-stop:
+		res.Stopped = true
 	case <-ctx.Done():
 	}
 	phases.Mark(ctx, "run")
@@ -408,7 +415,7 @@ func waitRun(ctx context.Context, r *run, out *runOutput, timeout time.Duration)
 	res.Stdout, outCut = out.stdout.result()
 	res.Stderr, errCut = out.stderr.result()
 	res.Truncated = outCut || errCut
-	if r.oomBefore >= 0 && code == 128+uint32(unix.SIGKILL) && !res.TimedOut && !res.Truncated {
+	if r.oomBefore >= 0 && code == 128+uint32(unix.SIGKILL) && !res.TimedOut && !res.Truncated && !res.Stopped {
 		res.OOMKilled = cgroup.OOMKills(r.cgroup) > r.oomBefore
 	}
 	if ctx.Err() != nil {

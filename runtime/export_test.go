@@ -125,7 +125,7 @@ func ExecByRunc(ctx context.Context, m *Runtime, sessionID string, stdin string,
 		if err != nil {
 			return err
 		}
-		res, err = waitRun(ctx, r, out, time.Minute)
+		res, err = waitRun(ctx, r, out, time.Minute, nil)
 		return err
 	})
 	return res, err

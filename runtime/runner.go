@@ -512,7 +512,7 @@ func (rn *runner) run(ctx context.Context, line string, req ExecRequest) (ExecRe
 		_, _ = rn.stdin.Write(req.Stdin)
 		_ = rn.stdin.Close()
 	}()
-	res, err := waitRun(ctx, rn.r, rn.out, req.Timeout)
+	res, err := waitRun(ctx, rn.r, rn.out, req.Timeout, req.Stop)
 	res.Warm = true
 	return res, err
 }

@@ -167,7 +167,7 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 // and no long task over 100 ms from the click on Run to then; and through the
 // file actions: a new folder and a file in it, an unsaved mark until the
 // sync, two tabs, collapse and expand, rename, an uploaded PNG read back
-// byte for byte, and delete.
+// byte for byte, and delete; and a file that runs for ever ended by Stop.
 func TestPlaygroundPageOutputAndFiles(t *testing.T) {
 	p := openPage(t)
 	base, step := p.base, p.step
@@ -303,6 +303,30 @@ func TestPlaygroundPageOutputAndFiles(t *testing.T) {
 		outputHas("deleted lib"))
 	if code := exists("lib"); code != 404 {
 		t.Fatalf("lib after the delete: %d, want 404", code)
+	}
+
+	// Stop: a file that runs for ever, stopped by the Stop button.
+	var stopClicked float64
+	step("run a file that never ends and stop it", 30*time.Second,
+		chromedp.SendKeys(chromedp.ID("new-file-path"), "forever.js"),
+		chromedp.Click(chromedp.ID("new-file")),
+		until(`document.getElementById("open-file").textContent === "forever.js"`),
+		chromedp.Click(chromedp.CSS(".cm-content")),
+		insertText("let n = 0; setInterval(() => console.log('tick ' + n++), 100)\n"),
+		until(`document.getElementById("sync-state").dataset.sync === "saved"`),
+		chromedp.Click(chromedp.ID("run-file")),
+		outputHas("tick 3"),
+		until(`!document.getElementById("stop").disabled`),
+		func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			v, err := chromedp.Evaluate[float64](`performance.now()`)(ctx, tg)
+			stopClicked = v
+			return chromedp.Void{}, err
+		},
+		chromedp.Click(chromedp.ID("stop")),
+		outputHas("stopped"),
+		until(`document.getElementById("stop").disabled && !document.getElementById("run-file").disabled`))
+	if took := eval[float64](p, `performance.now()`) - stopClicked; took > 3000 {
+		t.Fatalf("the run ended %.0f ms after Stop, want within 3 s", took)
 	}
 }
 

@@ -26,6 +26,7 @@ export interface RunResult {
   error: string;
   exitCode?: number;
   timedOut?: boolean;
+  stopped?: boolean;
   oomKilled?: boolean;
   truncated?: boolean;
   durationMs?: number;
@@ -89,6 +90,9 @@ export const api = {
   shell: (sessionId: string, command: string) => call<RunResult>("POST", "/shell", { sessionId, command }),
   kill: (sessionId: string, id: string) =>
     call<{ process: Process }>("DELETE", "/processes?" + q(sessionId) + "&id=" + encodeURIComponent(id)),
+  /** Stops an execute or shell started with runId (its answer then says stopped). */
+  stopRun: (sessionId: string, runId: string) =>
+    call<{ stopped: boolean }>("DELETE", "/run?" + q(sessionId) + "&runId=" + encodeURIComponent(runId)),
 };
 
 /** One file or folder to write through /sync: a file's content is text unless encoding says base64. */

@@ -646,6 +646,7 @@ function runSummary(r: RunResult & { signal?: string }) {
   const parts = [`exit ${r.exitCode ?? "?"}`];
   if (r.signal) parts.push(r.signal);
   if (r.timedOut) parts.push("timed out");
+  if (r.stopped) parts.push("stopped");
   if (r.oomKilled) parts.push("out of memory");
   if (r.truncated) parts.push("output cut");
   if (r.durationMs !== undefined) parts.push(`${r.durationMs} ms`);
@@ -659,11 +660,13 @@ async function runFile() {
   const btn = $("run-file") as HTMLButtonElement;
   btn.disabled = true;
   output.line(`$ run ${tab.path}\n`);
+  running = "run-" + Math.random().toString(36).slice(2, 10);
+  updateStop();
   try {
     await stream("/api/playground/execute", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sessionId, code: stateOf(tab).doc.toString(), filename: tab.path }),
+      body: JSON.stringify({ sessionId, code: stateOf(tab).doc.toString(), filename: tab.path, runId: running }),
     }, (event, data) => {
       if (event === "stdout") print(data.data);
       else if (event === "stderr") print(data.data, "err");
@@ -674,13 +677,24 @@ async function runFile() {
     showError("run", err);
   } finally {
     btn.disabled = false;
+    running = null;
+    updateStop();
   }
+}
+
+/** The runId of the file running now (Stop ends it first), or null. */
+let running: string | null = null;
+
+function updateStop() {
+  const stop = $("stop") as HTMLButtonElement;
+  stop.disabled = !project && !running;
+  stop.title = running ? "Stop the running file" : "Kill the running npm start";
 }
 
 function setProject(p: Process | null) {
   project = p && p.running ? p : null;
   ($("run-project") as HTMLButtonElement).disabled = !!project;
-  ($("stop") as HTMLButtonElement).disabled = !project;
+  updateStop();
 }
 
 async function runProject() {
@@ -723,6 +737,14 @@ function followLog(p: Process) {
 const stopped = new Set<string>(); // processes the user stopped: their exit is no failure
 
 async function stopProject() {
+  if (running) {
+    try {
+      await api.stopRun(sessionId, running);
+    } catch (err) {
+      showError("stop", err);
+    }
+    return;
+  }
   if (!project) return;
   stopped.add(project.id);
   try {

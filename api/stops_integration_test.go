@@ -1,0 +1,113 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/servcraft/servcraftd/api"
+)
+
+// TestStopARun: an execute and a streamed shell named with a runId are
+// stopped by DELETE /run at once, answering stopped with what they printed;
+// the stop of a run no longer in flight is 404, a runId in flight twice 409,
+// a malformed one 400 before anything is written.
+func TestStopARun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped in -short mode")
+	}
+	m := startManager(t, nil, nil)
+	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
+	t.Cleanup(srv.Close)
+	c := client(t, srv)
+	id := "stop-runs"
+	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
+		t.Fatalf("create: %d %v", status, body)
+	}
+	stopAfter := func(runID string, d time.Duration) chan [2]any {
+		got := make(chan [2]any, 1)
+		go func() {
+			time.Sleep(d)
+			status, body := c.Call("DELETE", "/api/playground/run?sessionId="+id+"&runId="+runID, nil)
+			got <- [2]any{status, body}
+		}()
+		return got
+	}
+
+	// A plain execute, stopped 1 s into a 30 s run; meanwhile its runId is taken.
+	stopped := stopAfter("r1", time.Second)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(500 * time.Millisecond)
+		if status, body := c.Call("POST", "/api/playground/execute", map[string]any{"sessionId": id, "runId": "r1", "code": "1"}); status != 409 {
+			t.Errorf("a second run r1 while r1 runs: %d %v, want 409", status, body)
+		}
+	})
+	start := time.Now()
+	status, body := c.Call("POST", "/api/playground/execute", map[string]any{"sessionId": id, "runId": "r1", "timeoutMs": 30000,
+		"code": "let i = 0; setInterval(() => console.log('tick', i++), 50)"})
+	took := time.Since(start)
+	wg.Wait()
+	if status != 200 || body["stopped"] != true || body["success"] != false || body["timedOut"] != false ||
+		!strings.Contains(body["output"].(string), "tick 0\n") || body["exitCode"] != float64(137) {
+		t.Fatalf("stopped execute: %d %v", status, body)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the stopped execute answered after %v", took)
+	}
+	if s := <-stopped; s[0] != 200 || s[1].(map[string]any)["stopped"] != true {
+		t.Fatalf("DELETE /run: %v", s)
+	}
+	if status, body := c.Call("DELETE", "/api/playground/run?sessionId="+id+"&runId=r1", nil); status != 404 {
+		t.Fatalf("stop of a run that ended: %d %v, want 404", status, body)
+	}
+	for _, bad := range []string{"", "a/b", strings.Repeat("x", 65)} {
+		if status, body := c.Call("DELETE", "/api/playground/run?sessionId="+id+"&runId="+bad, nil); status != 400 {
+			t.Fatalf("stop of runId %q: %d %v, want 400", bad, status, body)
+		}
+	}
+	if status, body := c.Call("POST", "/api/playground/execute", map[string]any{"sessionId": id, "runId": "no spaces", "code": "1", "filename": "never.js"}); status != 400 {
+		t.Fatalf("execute with a bad runId: %d %v, want 400", status, body)
+	}
+	if _, body := c.Call("GET", "/api/playground/files?sessionId="+id, nil); strings.Contains(toJSON(body), "never.js") {
+		t.Fatal("an execute refused for its runId wrote its file")
+	}
+
+	// A streamed shell: output comes, the stop ends the stream with its exit event.
+	stopped = stopAfter("s1", time.Second)
+	data, _ := json.Marshal(map[string]any{"sessionId": id, "runId": "s1", "timeoutMs": 30000, "command": "while true; do echo line; sleep 0.1; done"})
+	req, _ := http.NewRequest("POST", srv.URL+"/api/playground/shell", bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var events strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		events.WriteString(sc.Text() + "\n")
+	}
+	if s := <-stopped; s[0] != 200 {
+		t.Fatalf("DELETE /run of the stream: %v", s)
+	}
+	if !strings.Contains(events.String(), "line") || !strings.Contains(events.String(), "event: exit") || !strings.Contains(events.String(), `"stopped":true`) {
+		t.Fatalf("the stopped stream:\n%s", events.String())
+	}
+	// The session works on.
+	if status, body := c.Call("POST", "/api/playground/execute", map[string]any{"sessionId": id, "code": "console.log('after')"}); status != 200 || body["output"] != "after\n" {
+		t.Fatalf("execute after the stops: %d %v", status, body)
+	}
+}
+
+func toJSON(v any) string {
+	data, _ := json.Marshal(v)
+	return string(data)
+}
