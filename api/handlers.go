@@ -168,7 +168,7 @@ func (h *handlers) execute(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	stop, release, err := h.stops.add(req.SessionID, req.RunID)
+	stop, stdin, release, err := h.stops.add(req.SessionID, req.RunID, req.StdinOpen, h.opt.StdinBufferBytes)
 	if err != nil {
 		fail(c, err)
 		return
@@ -187,8 +187,7 @@ func (h *handlers) execute(c *gin.Context) {
 	go func() { flushed <- flush() }()
 	// As `node <file>` (TypeScript: `node --import <tsx loader> <file>`), on a
 	// pre-started runner when one waits.
-	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin), Script: filename}
-	run.Stop = stop
+	run := runtime.ExecRequest{Timeout: timeout, Stdin: []byte(req.Stdin), Script: filename, Stop: stop, StdinStream: stdin}
 	if wantsStream(c) {
 		if err := <-flushed; err != nil {
 			fail(c, err)
@@ -233,14 +232,13 @@ func (h *handlers) shell(c *gin.Context) {
 		return
 	}
 	// As `/bin/sh -c <command>`, on a waiting shell runner when there is one.
-	run := runtime.ExecRequest{Shell: req.Command, Timeout: timeout, Stdin: []byte(req.Stdin)}
-	stop, release, err := h.stops.add(req.SessionID, req.RunID)
+	stop, stdin, release, err := h.stops.add(req.SessionID, req.RunID, req.StdinOpen, h.opt.StdinBufferBytes)
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	defer release()
-	run.Stop = stop
+	run := runtime.ExecRequest{Shell: req.Command, Timeout: timeout, Stdin: []byte(req.Stdin), Stop: stop, StdinStream: stdin}
 	if wantsStream(c) {
 		h.streamRun(c, req.SessionID, run)
 		return

@@ -23,6 +23,7 @@ import (
 type Options struct {
 	MaxBodyBytes      int64         // largest request body
 	MaxCommandBytes   int           // longest shell command
+	StdinBufferBytes  int           // input sent to a run's open stdin that its program has not read yet, at most
 	MaxExecTimeout    time.Duration // most timeoutMs may ask for (larger values are capped)
 	IdleTimeout       time.Duration // reported as "timeout"
 	ExposedPort       int           // in-container port the preview proxies to
@@ -90,6 +91,7 @@ func DefaultOptions() Options {
 	return Options{
 		MaxBodyBytes:      maxBody,
 		MaxCommandBytes:   64 << 10,
+		StdinBufferBytes:  1 << 20,
 		MaxExecTimeout:    rt.MaxExecTimeout,
 		IdleTimeout:       rt.IdleTimeout,
 		ExposedPort:       3000,
@@ -178,6 +180,7 @@ func (o Options) Validate() error {
 		}
 	}
 	check(o.MaxBodyBytes >= 1<<10, "max-body: %s is below 1KiB", disk.Format(o.MaxBodyBytes))
+	check(o.StdinBufferBytes >= 1<<10 && o.StdinBufferBytes <= 64<<20, "stdin-buffer: %s is not within 1KiB and 64MiB", disk.Format(int64(o.StdinBufferBytes)))
 	check(o.MaxCommandBytes >= 1 && int64(o.MaxCommandBytes) <= o.MaxBodyBytes, "max-command: %s must be within 1 byte and max-body", disk.Format(int64(o.MaxCommandBytes)))
 	check(o.PathLimits.MaxDepth >= 1 && o.PathLimits.MaxDepth <= 64, "max-path-depth: %d is not within 1 to 64", o.PathLimits.MaxDepth)
 	check(o.ExposedPort >= 1 && o.ExposedPort <= 65535, "exposed-port: %d is not a port", o.ExposedPort)

@@ -70,6 +70,7 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 		{http.MethodPost, pg + "/execute", classRun, "execute", h.execute},
 		{http.MethodPost, pg + "/shell", classRun, "shell", h.shell},
 		{http.MethodDelete, pg + "/run", classAPI, "", stopRun(h.stops)},
+		{http.MethodPost, pg + "/run/stdin", classAPI, "", writeStdin(h.stops)},
 		{http.MethodPost, pg + "/sync", classAPI, "sync", h.sync},
 		{http.MethodGet, pg + "/files", classLookup, "", h.files},
 		{http.MethodPost, pg + "/install", classInstall, "install", h.install},

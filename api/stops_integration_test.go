@@ -107,6 +107,95 @@ func TestStopARun(t *testing.T) {
 	}
 }
 
+// TestStdinOfARun: a run started with stdinOpen reads what POST /run/stdin
+// sends while it runs, sees EOF on eof, and past --stdin-buffer bytes its
+// program has not read the sender gets a 429; a run without stdinOpen, one
+// not in flight, and stdinOpen without a runId are refused.
+func TestStdinOfARun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped in -short mode")
+	}
+	m := startManager(t, nil, nil)
+	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
+	t.Cleanup(srv.Close)
+	c := client(t, srv)
+	id := "stdin-runs"
+	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
+		t.Fatalf("create: %d %v", status, body)
+	}
+	send := func(runID, data string, eof bool) (int, map[string]any) {
+		return c.Call("POST", "/api/playground/run/stdin", map[string]any{"sessionId": id, "runId": runID, "data": data, "eof": eof})
+	}
+	// A question and its answers, typed while the program runs.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for _, line := range []string{"ann\n", "bye\n"} {
+			for {
+				time.Sleep(200 * time.Millisecond)
+				status, body := send("q1", line, false)
+				if status == 200 {
+					break
+				}
+				if status != 404 { // 404: not started yet
+					t.Errorf("stdin %q: %d %v", line, status, body)
+					return
+				}
+			}
+		}
+	})
+	status, body := c.Call("POST", "/api/playground/execute", map[string]any{"sessionId": id, "runId": "q1", "stdinOpen": true, "timeoutMs": 20000,
+		"code": `const rl = require("readline").createInterface({ input: process.stdin });
+console.log("name?");
+rl.on("line", (l) => { console.log("hi " + l); if (l === "bye") { rl.close(); process.stdin.destroy(); } });`})
+	wg.Wait()
+	if status != 200 || body["output"] != "name?\nhi ann\nhi bye\n" || body["exitCode"] != float64(0) {
+		t.Fatalf("interactive execute: %d %v", status, body)
+	}
+	// eof: cat ends.
+	wg.Go(func() {
+		time.Sleep(500 * time.Millisecond)
+		if status, body := send("cat1", "typed\n", true); status != 200 || body["eof"] != true {
+			t.Errorf("stdin with eof: %d %v", status, body)
+		}
+	})
+	status, body = c.Call("POST", "/api/playground/shell", map[string]any{"sessionId": id, "runId": "cat1", "stdinOpen": true, "stdin": "given\n", "command": "cat", "timeoutMs": 20000})
+	wg.Wait()
+	if status != 200 || body["output"] != "given\ntyped\n" || body["exitCode"] != float64(0) {
+		t.Fatalf("cat with stdin sent and closed: %d %v", status, body)
+	}
+	// A program that reads nothing: the buffer fills, then 429.
+	chunk := strings.Repeat("x", 400<<10)
+	var statuses []int
+	wg.Go(func() {
+		time.Sleep(500 * time.Millisecond)
+		for range 3 {
+			status, _ := send("idle1", chunk, false)
+			statuses = append(statuses, status)
+		}
+		c.Call("DELETE", "/api/playground/run?sessionId="+id+"&runId=idle1", nil)
+	})
+	status, body = c.Call("POST", "/api/playground/shell", map[string]any{"sessionId": id, "runId": "idle1", "stdinOpen": true, "command": "sleep 20", "timeoutMs": 20000})
+	wg.Wait()
+	if status != 200 || body["stopped"] != true || len(statuses) != 3 || statuses[0] != 200 || statuses[1] != 200 || statuses[2] != 429 {
+		t.Fatalf("stdin sends to a program that reads none: %v (want 200 200 429); the run: %d %v", statuses, status, body)
+	}
+	// Refusals.
+	if status, body := send("nothing", "x", false); status != 404 {
+		t.Fatalf("stdin to no run: %d %v, want 404", status, body)
+	}
+	wg.Go(func() {
+		time.Sleep(500 * time.Millisecond)
+		if status, body := send("closed1", "x", false); status != 409 {
+			t.Errorf("stdin to a run without stdinOpen: %d %v, want 409", status, body)
+		}
+	})
+	c.Call("POST", "/api/playground/shell", map[string]any{"sessionId": id, "runId": "closed1", "command": "sleep 1"})
+	wg.Wait()
+	if status, body := c.Call("POST", "/api/playground/shell", map[string]any{"sessionId": id, "stdinOpen": true, "command": "cat"}); status != 400 {
+		t.Fatalf("stdinOpen without a runId: %d %v, want 400", status, body)
+	}
+}
+
 func toJSON(v any) string {
 	data, _ := json.Marshal(v)
 	return string(data)

@@ -34,6 +34,7 @@ type executeRequest struct {
 	Stdin     string `json:"stdin"`
 	TimeoutMs *int64 `json:"timeoutMs"` // nil: the runtime's default; capped at MaxExecTimeout
 	RunID     string `json:"runId"`     // names the run for DELETE /run (stops.go); "": none
+	StdinOpen bool   `json:"stdinOpen"` // stdin stays open after Stdin: POST /run/stdin sends more (needs RunID)
 }
 
 type shellRequest struct {
@@ -43,6 +44,15 @@ type shellRequest struct {
 	Stdin      string `json:"stdin"`
 	TimeoutMs  *int64 `json:"timeoutMs"`
 	RunID      string `json:"runId"` // names the run for DELETE /run (stops.go); "": none
+	StdinOpen  bool   `json:"stdinOpen"`
+}
+
+// stdinRequest is POST /run/stdin.
+type stdinRequest struct {
+	SessionID string `json:"sessionId"`
+	RunID     string `json:"runId"`
+	Data      string `json:"data"`
+	EOF       bool   `json:"eof"` // close the run's stdin after data
 }
 
 type syncRequest struct {
@@ -98,6 +108,7 @@ func (r *executeRequest) session() string { return r.SessionID }
 func (r *shellRequest) session() string   { return r.SessionID }
 func (r *syncRequest) session() string    { return r.SessionID }
 func (r *installRequest) session() string { return r.SessionID }
+func (r *stdinRequest) session() string   { return r.SessionID }
 
 // Responses.
 
@@ -198,6 +209,14 @@ type extendResponse struct {
 }
 
 // runResponse answers execute and shell, and is the "exit" event of their streams.
+// stdinResponse answers POST /run/stdin.
+type stdinResponse struct {
+	Success bool   `json:"success"`
+	RunID   string `json:"runId"`
+	Bytes   int    `json:"bytes"`
+	EOF     bool   `json:"eof"`
+}
+
 // stopResponse answers DELETE /run.
 type stopResponse struct {
 	Success bool   `json:"success"`

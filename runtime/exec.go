@@ -38,6 +38,9 @@ type ExecRequest struct {
 	Shell       string
 	Env         []string // added to the container's environment
 	Stdin       []byte
+	// StdinStream, when set, is read after Stdin until its EOF, and only
+	// then does the program see EOF: an interactive run's typed input.
+	StdinStream io.Reader
 	Timeout     time.Duration
 	OutputLimit int // bytes kept of stdout and of stderr, each
 	// OnOutput, when set, also receives every chunk of output as it comes
@@ -288,6 +291,14 @@ func (l *liveSession) start(ctx context.Context, spec runSpec) (_ *run, retErr e
 	return r, nil
 }
 
+// stdinOf is what a run reads on stdin: Stdin, then StdinStream's.
+func stdinOf(req ExecRequest) io.Reader {
+	if req.StdinStream == nil {
+		return bytes.NewReader(req.Stdin)
+	}
+	return io.MultiReader(bytes.NewReader(req.Stdin), req.StdinStream)
+}
+
 // openGate opens a run's gate (the line it waits for), hands it stdin
 // (nil: none) and closes w, so the program sees EOF.
 func openGate(w io.WriteCloser, stdin io.Reader) {
@@ -345,7 +356,7 @@ func deleteProcess(ctx context.Context, p containerd.Process) {
 func (l *liveSession) exec(ctx context.Context, req ExecRequest) (ExecResult, error) {
 	out := newRunOutput(req)
 	r, err := l.start(ctx, runSpec{id: "run-" + randomHex(6), args: req.Args, env: req.Env,
-		stdin: bytes.NewReader(req.Stdin), stdout: out.stdout, stderr: out.stderr})
+		stdin: stdinOf(req), stdout: out.stdout, stderr: out.stderr})
 	phases.Mark(ctx, "start") // a cold start: a process made, placed and let through its gate
 	if err != nil {
 		return ExecResult{}, err

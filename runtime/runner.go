@@ -509,7 +509,7 @@ func (rn *runner) run(ctx context.Context, line string, req ExecRequest) (ExecRe
 	rn.r.started, rn.r.oomBefore = time.Now(), cgroup.OOMKills(rn.r.cgroup)
 	go func() {
 		_, _ = rn.stdin.Write([]byte(line))
-		_, _ = rn.stdin.Write(req.Stdin)
+		_, _ = io.Copy(rn.stdin, stdinOf(req))
 		_ = rn.stdin.Close()
 	}()
 	res, err := waitRun(ctx, rn.r, rn.out, req.Timeout, req.Stop)

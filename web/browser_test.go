@@ -167,7 +167,8 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 // and no long task over 100 ms from the click on Run to then; and through the
 // file actions: a new folder and a file in it, an unsaved mark until the
 // sync, two tabs, collapse and expand, rename, an uploaded PNG read back
-// byte for byte, and delete; and a file that runs for ever ended by Stop.
+// byte for byte, and delete; a file that runs for ever ended by Stop; and
+// a program answered through its stdin.
 func TestPlaygroundPageOutputAndFiles(t *testing.T) {
 	p := openPage(t)
 	base, step := p.base, p.step
@@ -328,6 +329,29 @@ func TestPlaygroundPageOutputAndFiles(t *testing.T) {
 	if took := eval[float64](p, `performance.now()`) - stopClicked; took > 3000 {
 		t.Fatalf("the run ended %.0f ms after Stop, want within 3 s", took)
 	}
+
+	// stdin: a program that asks, answered in the input under the output, ended by EOF.
+	step("type into a running program's stdin", 30*time.Second,
+		chromedp.SendKeys(chromedp.ID("new-file-path"), "ask.js"),
+		chromedp.Click(chromedp.ID("new-file")),
+		until(`document.getElementById("open-file").textContent === "ask.js"`),
+		chromedp.Click(chromedp.CSS(".cm-content")),
+		insertText(`const rl = require("readline").createInterface({ input: process.stdin });
+console.log("name?");
+rl.on("line", (l) => console.log("hi " + l.toUpperCase()));
+rl.on("close", () => console.log("input closed"));
+`),
+		until(`document.getElementById("sync-state").dataset.sync === "saved"`),
+		chromedp.Click(chromedp.ID("clear-output")),
+		chromedp.Click(chromedp.ID("run-file")),
+		outputHas("name?"),
+		until(`!document.getElementById("stdin-form").hidden`),
+		chromedp.SendKeys(chromedp.ID("stdin"), "ann\r"),
+		outputHas("hi ANN"),
+		chromedp.Click(chromedp.ID("stdin-eof")),
+		outputHas("input closed"),
+		outputHas("[exit 0"),
+		until(`document.getElementById("stdin-form").hidden`))
 }
 
 // measureRun is installed on the page before Run is pressed: long tasks

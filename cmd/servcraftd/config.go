@@ -254,6 +254,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var(sizeOf(&rt.OutputLimit), "output-limit", "`size` kept of a run's stdout and of its stderr; past it the run is killed")
 	fs.Var(sizeOf(&o.MaxBodyBytes), "max-body", "largest request body, a `size`")
 	fs.Var(sizeOf(&o.MaxCommandBytes), "max-command", "longest shell command, a `size`")
+	fs.Var(sizeOf(&o.StdinBufferBytes), "stdin-buffer", "input sent to a run's open stdin (POST /run/stdin) that its program has not read yet, at most, a `size`; more answers 429")
 	fs.IntVar(&o.PathLimits.MaxDepth, "max-path-depth", o.PathLimits.MaxDepth, "deepest file path in a workspace")
 	fs.IntVar(&o.ExposedPort, "exposed-port", o.ExposedPort, "in-container port reported as exposedPort")
 	fs.DurationVar(&rt.TouchInterval, "touch-interval", rt.TouchInterval, "how often session activity is written to the store")
@@ -666,7 +667,7 @@ var settingGroups = []struct {
 }{
 	{"Config file", []string{"config"}},
 	{"API and access", []string{"listen", "playground-page", "api-token", "api-token-file", "cors-origins", "allowed-hosts", "trusted-proxies",
-		"max-body", "max-command", "log-format"}},
+		"max-body", "max-command", "stdin-buffer", "log-format"}},
 	{"Previews and origins (docs/security.md)", []string{"preview-domain", "preview-public", "preview-link-ttl", "preview-cookie-ttl",
 		"insecure-no-browser-defenses"}},
 	{"Request limits", []string{"max-concurrent-execs", "create-rate", "client-exec-rate", "exec-rate", "install-rate",

@@ -90,6 +90,9 @@ export const api = {
   shell: (sessionId: string, command: string) => call<RunResult>("POST", "/shell", { sessionId, command }),
   kill: (sessionId: string, id: string) =>
     call<{ process: Process }>("DELETE", "/processes?" + q(sessionId) + "&id=" + encodeURIComponent(id)),
+  /** Sends input to the open stdin of a run started with runId and stdinOpen; eof closes it. */
+  sendStdin: (sessionId: string, runId: string, data: string, eof = false) =>
+    call<{ bytes: number }>("POST", "/run/stdin", { sessionId, runId, data, eof }),
   /** Stops an execute or shell started with runId (its answer then says stopped). */
   stopRun: (sessionId: string, runId: string) =>
     call<{ stopped: boolean }>("DELETE", "/run?" + q(sessionId) + "&runId=" + encodeURIComponent(runId)),

@@ -666,7 +666,7 @@ async function runFile() {
     await stream("/api/playground/execute", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sessionId, code: stateOf(tab).doc.toString(), filename: tab.path, runId: running }),
+      body: JSON.stringify({ sessionId, code: stateOf(tab).doc.toString(), filename: tab.path, runId: running, stdinOpen: true }),
     }, (event, data) => {
       if (event === "stdout") print(data.data);
       else if (event === "stderr") print(data.data, "err");
@@ -686,6 +686,7 @@ async function runFile() {
 let running: string | null = null;
 
 function updateStop() {
+  ($("stdin-form") as HTMLFormElement).hidden = !running;
   const stop = $("stop") as HTMLButtonElement;
   stop.disabled = !project && !running;
   stop.title = running ? "Stop the running file" : "Kill the running npm start";
@@ -735,6 +736,20 @@ function followLog(p: Process) {
 }
 
 const stopped = new Set<string>(); // processes the user stopped: their exit is no failure
+
+/** Typed input for the running file: the line, echoed in the output, or EOF. */
+async function sendStdin(eof: boolean) {
+  const input = $("stdin") as HTMLInputElement;
+  if (!running) return;
+  const data = eof ? "" : input.value + "\n";
+  input.value = "";
+  if (data) output.line(data, "info");
+  try {
+    await api.sendStdin(sessionId, running, data, eof);
+  } catch (err) {
+    showError("input", err);
+  }
+}
 
 async function stopProject() {
   if (running) {
@@ -875,6 +890,17 @@ $("start-ts").onclick = () => void start("ts");
 $("reset").onclick = () => void reset();
 $("extend").onclick = () => void extend();
 $("run-file").onclick = () => void runFile();
+$("stdin-form").onsubmit = (e) => {
+  e.preventDefault();
+  void sendStdin(false);
+};
+$("stdin-eof").onclick = () => void sendStdin(true);
+$("stdin").onkeydown = (e) => {
+  if (e.key === "d" && e.ctrlKey) {
+    e.preventDefault();
+    void sendStdin(true);
+  }
+};
 $("run-project").onclick = () => void runProject();
 $("stop").onclick = () => void stopProject();
 $("refresh-files").onclick = () => void loadFiles();
