@@ -35,9 +35,9 @@ type ExecRequest struct {
 	Script string
 	// Shell, instead of Args, is a command line run as `/bin/sh -c <command>`
 	// (on the session's waiting shell runner when one waits).
-	Shell       string
-	Env         []string // added to the container's environment
-	Stdin       []byte
+	Shell string
+	Env   []string // added to the container's environment
+	Stdin []byte
 	// StdinStream, when set, is read after Stdin until its EOF, and only
 	// then does the program see EOF: an interactive run's typed input.
 	StdinStream io.Reader
