@@ -263,8 +263,8 @@ func TestSeedStarterDeps(t *testing.T) {
 
 // TestLayerCopyIsAReflinkInThePool: with the dependency layers in a btrfs
 // workspace pool (Volumes.LayerDir), a layer copied into a workspace shares
-// its extents (btrfs counts none of the copy's bytes as its own), a write to
-// the copy leaves the layer as it was, and the layer folder is no volume.
+// its extents: the pool barely grows, the session's quota still counts the
+// files, and a write to the copy leaves the layer as it was.
 func TestLayerCopyIsAReflinkInThePool(t *testing.T) {
 	testneeds.Root(t)
 	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
