@@ -3,16 +3,12 @@ package runtime
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,7 +17,6 @@ import (
 
 	"github.com/servcraft/servcraftd/runtime/runtimetest/testneeds"
 	"github.com/servcraft/servcraftd/snapshots/templates"
-	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
 // A layer copy never carries a setuid, setgid or sticky bit, refuses devices
@@ -258,71 +253,5 @@ func TestSeedStarterDeps(t *testing.T) {
 	m.deps.cache = nil
 	if lacks := m.deps.seedStarter(t.TempDir(), key, ""); lacks != noticeNoLayers {
 		t.Fatalf("no layer cache: %q", lacks)
-	}
-}
-
-// TestLayerCopyIsAReflinkInThePool: with the dependency layers in a btrfs
-// workspace pool (Volumes.LayerDir), a layer copied into a workspace shares
-// its extents: the pool barely grows, the session's quota still counts the
-// files, and a write to the copy leaves the layer as it was.
-func TestLayerCopyIsAReflinkInThePool(t *testing.T) {
-	testneeds.Root(t)
-	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
-		testneeds.Unavailable(t, "mkfs.btrfs missing (apt-get install btrfs-progs)")
-	}
-	dir := t.TempDir()
-	root := filepath.Join(dir, "workspaces")
-	ctx := context.Background()
-	vols, err := workspace.NewVolumes(ctx, root, 256<<20, workspace.WithPool(filepath.Join(dir, "pool.btrfs"), 512<<20, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", root).Run() })
-	layers := vols.LayerDir()
-	if layers == "" {
-		t.Fatalf("backend %s: no layer folder in the pool", vols.Backend())
-	}
-	data := bytes.Repeat([]byte("layer!"), 64<<20/6)
-	writeFiles(t, layers, map[string]string{"node_modules/big/index.js": string(data), "node_modules/big/package.json": `{"version":"1.0.0"}`})
-	ws, err := vols.Create(ctx, "s1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := copyTree(layers, ws, []string{"node_modules"}, SandboxUID, SandboxUID, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	// btrfs's own count: the copy's bytes not shared with any other file.
-	out, err := exec.Command("btrfs", "filesystem", "du", "-s", "--raw", filepath.Join(ws, "node_modules")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("btrfs filesystem du: %v: %s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	fields := strings.Fields(lines[len(lines)-1]) // Total Exclusive Set-shared Filename
-	if len(fields) < 3 {
-		t.Fatalf("btrfs filesystem du: %q", out)
-	}
-	exclusive, err := strconv.ParseInt(fields[1], 10, 64)
-	if err != nil {
-		t.Fatalf("btrfs filesystem du: %q", out)
-	}
-	t.Logf("a 64 MiB layer copied into a workspace: %d KiB of it not shared (%s)", exclusive>>10, lines[len(lines)-1])
-	if exclusive > 1<<20 {
-		t.Fatalf("%d bytes of the copy of a 64 MiB layer are its own: copied, not reflinked", exclusive)
-	}
-	copied := filepath.Join(ws, "node_modules/big/index.js")
-	if got, err := os.ReadFile(copied); err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("the copy: %d bytes, %v", len(got), err)
-	}
-	if err := os.WriteFile(copied, []byte("changed"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(filepath.Join(layers, "node_modules/big/index.js")); !bytes.Equal(got, data) {
-		t.Fatal("a write to the workspace's copy changed the layer")
-	}
-	if ids, _ := vols.List(); !slices.Equal(ids, []string{"s1"}) {
-		t.Fatalf("volumes %v: the layer folder must not be one", ids)
-	}
-	if err := vols.Remove(ctx, "s1"); err != nil {
-		t.Fatal(err)
 	}
 }

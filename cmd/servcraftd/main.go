@@ -156,11 +156,6 @@ func run(ctx context.Context, cfg config) error {
 	}
 	rtCfg := cfg.Runtime
 	rtCfg.Registry = registry
-	if dir := vols.LayerDir(); dir != "" && rtCfg.DepCacheDir != "" {
-		// In the pool, a layer copied into a workspace is a reflink.
-		rtCfg.DepCacheDir = dir
-		slog.Info("dependency layers in the workspace pool", "dir", dir)
-	}
 	if err := runtime.CheckDisk(rtCfg, vols); err != nil {
 		if cfg.RequireDiskFit {
 			return fmt.Errorf("disk plan (--require-disk-fit): %w", err)

@@ -252,20 +252,7 @@ func (v *Volumes) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// LayerDir is a folder for the dependency layers on the filesystem of a
-// btrfs pool (root/.layers), so that a layer copied into a workspace is a
-// reflink (extents shared, not copied): "" for other backends, whose
-// workspaces are on a filesystem of their own (images) or on the state
-// filesystem itself (btrfs without a pool). List never names it.
-func (v *Volumes) LayerDir() string {
-	if b, ok := v.store.(*btrfsVolumes); ok && b.pool != "" {
-		return filepath.Join(v.root, ".layers")
-	}
-	return ""
-}
-
-// List returns the IDs of every volume folder under the root (a name
-// starting with a dot is none: see LayerDir).
+// List returns the IDs of every volume folder under the root.
 func (v *Volumes) List() ([]string, error) {
 	entries, err := os.ReadDir(v.root)
 	if err != nil {
@@ -273,7 +260,7 @@ func (v *Volumes) List() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if e.IsDir() {
 			ids = append(ids, e.Name())
 		}
 	}
