@@ -71,7 +71,7 @@ if ((density > 0)); then
 		sleep 0.2
 	done
 	curl -fsS "http://$DENSE_LISTEN/readyz" >/dev/null || { tail -20 "$dense/servcraftd.log" >&2; exit 1; }
-	bin/servcraft-bench --url "http://$DENSE_LISTEN" --density-namespace servcraft-bench-dense --density-host-dir "$STATE" "$@"
+	bin/servcraft-bench --url "http://$DENSE_LISTEN" --density-namespace servcraft-bench-dense --density-host-dir "$STATE" --density-pool "$dense/workspaces" "$@"
 	exit
 fi
 

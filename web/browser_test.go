@@ -54,7 +54,12 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 		until(`document.querySelector('#tree [data-path="src/app.js"]') !== null`),
 		until(`document.getElementById("open-file").textContent === "src/app.js"`),
 		until(`document.getElementById("terminal-state").dataset.state === "open"`),
+		// Nothing serves yet: the preview says so and asks the session nothing.
+		until(`document.getElementById("preview-status").dataset.status === "idle"`),
 		currentSession)
+	if n := strings.Count(p.daemon.Log(), "route=/p/:sessionId"); n != 0 {
+		t.Fatalf("the page asked the preview %d times before anything served", n)
+	}
 	if !strings.HasPrefix(sessionID, "session-") {
 		t.Fatalf("sessionId in localStorage: %q", sessionID)
 	}
@@ -115,10 +120,25 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 	step("stop npm start", 30*time.Second,
 		chromedp.Click(chromedp.ID("stop")),
 		outputHas("npm start stopped"),
-		until(`document.getElementById("stop").disabled && !document.getElementById("run-project").disabled`))
+		until(`document.getElementById("stop").disabled && !document.getElementById("run-project").disabled`),
+		until(`document.getElementById("preview-status").dataset.status === "idle" && document.getElementById("preview-status").textContent.startsWith("stopped")`))
 	if _, procs := call(t, base, "GET", "/api/playground/processes?sessionId="+sessionID, nil); strings.Contains(fmt.Sprint(procs["processes"]), "running:true") {
 		t.Fatalf("a process still runs after Stop: %v", procs)
 	}
+
+	// Run file on a file that serves runs it in the background, as npm start.
+	step("Run file on the server file", 60*time.Second,
+		chromedp.Click(chromedp.CSS(`#tree li[data-path="src/app.js"] .name`)),
+		until(`document.getElementById("open-file").textContent === "src/app.js"`),
+		chromedp.Click(chromedp.ID("run-file")),
+		outputHas("$ node 'src/app.js'"),
+		outputHas("Server listening"),
+		until(`document.getElementById("preview-status").dataset.status === "200"`),
+		chromedp.Sleep(11*time.Second), // past the default execute timeout: it still serves
+		until(`!document.getElementById("stop").disabled`),
+		chromedp.Click(chromedp.ID("stop")),
+		outputHas("node 'src/app.js' stopped"),
+		until(`document.getElementById("preview-status").textContent.startsWith("stopped")`))
 
 	step("a command in the terminal", 30*time.Second,
 		until(`document.getElementById("terminal-state").dataset.state === "open"`),
@@ -484,6 +504,7 @@ func bigOutput(t *testing.T, p *page) {
 type page struct {
 	t         *testing.T
 	base      string // the daemon's address
+	daemon    *apitest.Daemon
 	browser   context.Context
 	artifacts string
 	everyStep bool
@@ -506,7 +527,8 @@ func openPage(t *testing.T) *page {
 		runtimetest.Unavailable(t, "the page is not built (make web)")
 	}
 	env := runtimetest.Start(t, testNamespace)
-	p := &page{t: t, base: startDaemon(t, env), artifacts: artifactDir(t, env.RepoRoot),
+	d := startDaemon(t, env)
+	p := &page{t: t, base: d.URL, daemon: d, artifacts: artifactDir(t, env.RepoRoot),
 		everyStep: os.Getenv("SERVCRAFT_TEST_ARTIFACTS") != "", onSession: func(string) {}}
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -650,7 +672,7 @@ func insertText(text string) chromedp.Action[chromedp.Void] {
 // startDaemon runs servcraftd (built once by apitest) on a loopback port
 // against env's containerd until the test ends; every session it made is
 // destroyed then.
-func startDaemon(t *testing.T, env *runtimetest.Env) string {
+func startDaemon(t *testing.T, env *runtimetest.Env) *apitest.Daemon {
 	t.Helper()
 	d := apitest.NewDaemon(t, apitest.Binary(t, env.RepoRoot), append(apitest.EnvArgs(env, testNamespace),
 		"--state-dir", t.TempDir(), "--workspace-size", "256MiB", "--pool-size", "0", "--destroy-on-shutdown")...)
@@ -663,7 +685,7 @@ func startDaemon(t *testing.T, env *runtimetest.Env) string {
 			t.Logf("servcraftd log:\n%s", d.Log())
 		}
 	})
-	return d.URL
+	return d
 }
 
 // artifactDir is where screenshots go: $SERVCRAFT_TEST_ARTIFACTS, else

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,10 +29,11 @@ type densityStudy struct {
 	n         int
 	namespace string // the daemon's containerd namespace: its shims and cgroups
 	hostDir   string // a folder on the host filesystem containerd and the state folder are on
+	pool      string // the daemon's workspace folder when it is a btrfs pool ("": not measured)
 }
 
-func (b *bench) density(ctx context.Context, n int, namespace, hostDir string) ([]result, error) {
-	d := densityStudy{b: b, n: n, namespace: namespace, hostDir: hostDir}
+func (b *bench) density(ctx context.Context, n int, namespace, hostDir, pool string) ([]result, error) {
+	d := densityStudy{b: b, n: n, namespace: namespace, hostDir: hostDir, pool: pool}
 	return d.run(ctx)
 }
 
@@ -47,6 +49,9 @@ func (d densityStudy) run(ctx context.Context) ([]result, error) {
 		bare = append(bare, t)
 	}
 	out = append(out, stats("bare node -e 0 (host)", bare, nil, ""))
+	if err := d.awaitStarterDeps(ctx); err != nil {
+		return nil, err
+	}
 	poolBefore, err := d.poolUsed(ctx)
 	if err != nil {
 		return nil, err
@@ -93,8 +98,17 @@ func (d densityStudy) run(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	mi := func(v int64) float64 { return float64(v) / float64(d.n) / (1 << 20) }
+	if d.pool != "" {
+		excl, rfer, err := qgroupSums(ctx, d.pool)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out,
+			result{Name: fmt.Sprintf("disk per idle session at %d: its own (btrfs exclusive)", d.n), Runs: d.n, MedianMs: mi(excl), P95Ms: mi(excl), Unit: "Mi"},
+			result{Name: fmt.Sprintf("disk per idle session at %d: referenced (quota use)", d.n), Runs: d.n, MedianMs: mi(rfer), P95Ms: mi(rfer), Unit: "Mi"})
+	}
 	out = append(out,
-		result{Name: fmt.Sprintf("disk per idle session at %d: workspaces", d.n), Runs: d.n, MedianMs: mi(poolAfter - poolBefore), P95Ms: mi(poolAfter - poolBefore), Unit: "Mi"},
+		result{Name: fmt.Sprintf("disk per idle session at %d: pool used (statfs)", d.n), Runs: d.n, MedianMs: mi(poolAfter - poolBefore), P95Ms: mi(poolAfter - poolBefore), Unit: "Mi"},
 		result{Name: fmt.Sprintf("disk per idle session at %d: host (rootfs, state)", d.n), Runs: d.n, MedianMs: mi(hostAfter - hostBefore), P95Ms: mi(hostAfter - hostBefore), Unit: "Mi"})
 
 	destroyed, took, err := d.destroyAll(ctx, ids)
@@ -104,6 +118,32 @@ func (d densityStudy) run(ctx context.Context) ([]result, error) {
 	out = append(out, stats(fmt.Sprintf("destroy one of %d (4 at once)", d.n), destroyed, nil, ""),
 		result{Name: fmt.Sprintf("destroy %d sessions, total", d.n), Runs: 1, MedianMs: ms(took), P95Ms: ms(took)})
 	return out, nil
+}
+
+// awaitStarterDeps waits until a new session comes with the starter's
+// dependencies (the daemon builds them once after it starts): the probes'
+// npm start needs them, and a create that copies them is the one measured.
+func (d densityStudy) awaitStarterDeps(ctx context.Context) error {
+	b := d.b
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		id := b.prefix + "-deps-check"
+		var created struct {
+			DependenciesReady bool `json:"dependenciesReady"`
+		}
+		if err := b.postJSON(ctx, b.url, "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}, 201, &created); err != nil {
+			return err
+		}
+		if _, err := b.call(ctx, b.url, "DELETE", "/api/playground/container?sessionId="+id, nil, 200); err != nil {
+			return err
+		}
+		if created.DependenciesReady {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the starter's dependencies are not ready after 5 minutes (see the daemon's log)")
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // probe makes one more session while alive sessions exist, times its warm
@@ -235,6 +275,28 @@ func (d densityStudy) poolUsed(ctx context.Context) (int64, error) {
 		fmt.Fprintf(os.Stderr, "density: workspace backend %q: the workspaces row counts images allocated in full\n", ready.Disk.WorkspaceBackend)
 	}
 	return ready.Disk.TotalBytes - ready.Disk.FreeBytes, nil
+}
+
+// qgroupSums sums the exclusive and referenced bytes of every subvolume's
+// qgroup (0/N, the top level 0/5 left out) of the btrfs filesystem at dir.
+func qgroupSums(ctx context.Context, dir string) (excl, rfer int64, err error) {
+	out, err := exec.CommandContext(ctx, "btrfs", "qgroup", "show", "--raw", "--sync", dir).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("btrfs qgroup show %s: %w", dir, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.HasPrefix(f[0], "0/") || f[0] == "0/5" {
+			continue
+		}
+		r, err1 := strconv.ParseInt(f[1], 10, 64)
+		e, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 == nil && err2 == nil {
+			rfer += r
+			excl += e
+		}
+	}
+	return excl, rfer, nil
 }
 
 // usedBytes is what the filesystem holding dir has in use.

@@ -61,6 +61,7 @@ func main() {
 		"disk and memory (PSS) per idle session and the time to destroy them (needs root)")
 	densityNamespace := flag.String("density-namespace", "servcraft-bench-dense", "containerd namespace of the -url daemon, for -density")
 	densityHostDir := flag.String("density-host-dir", ".", "a folder on the filesystem holding containerd's root and the daemon's state folder, for -density's disk rows")
+	densityPool := flag.String("density-pool", "", "the -url daemon's workspace folder on btrfs, for -density's per-session disk rows from the qgroups (empty: not measured)")
 	node := flag.String("node", "node", "host node binary for the baselines")
 	clusterOwner := flag.String("cluster-owner-url", "", "a cluster-mode servcraftd (loopback) to hold a session: with -cluster-peer-url, times the hop of a non-owner node")
 	clusterPeer := flag.String("cluster-peer-url", "", "another node of the same cluster, through which the owner's session is executed")
@@ -84,7 +85,7 @@ func main() {
 	var results []result
 	var err error
 	if *densityN > 0 {
-		results, err = b.density(context.Background(), *densityN, *densityNamespace, *densityHostDir)
+		results, err = b.density(context.Background(), *densityN, *densityNamespace, *densityHostDir, *densityPool)
 		b.cleanup(context.Background())
 	} else {
 		results, err = b.run(context.Background())

@@ -120,9 +120,10 @@ async function enter(id: string) {
   await loadFiles();
   restoreTabs();
   setState("ready");
-  setPreview();
   connectTerminal();
   await reattachProject();
+  if (project) setPreview();
+  else previewIdle("nothing serves yet: ▶ npm start, or Run a file that listens");
 }
 
 async function resume() {
@@ -653,10 +654,20 @@ function runSummary(r: RunResult & { signal?: string }) {
   return `[${parts.join(", ")}]\n`;
 }
 
+/** A program that starts a server: Run file runs it in the background, as npm start is. */
+const serves = (code: string) => /\.listen\s*\(|\bcreateServer\s*\(|\bserve\s*\(\s*\{/.test(code);
+
 async function runFile() {
   const tab = active;
   if (!tab || !tab.readable) return;
   await flush();
+  if (serves(stateOf(tab).doc.toString())) {
+    // A server never ends: in the background it serves the preview until Stop,
+    // where an execute would be killed at its timeout.
+    const ts = /\.(ts|mts|cts|tsx)$/.test(tab.path);
+    await runProject(`${ts ? "tsx" : "node"} ${shellQuote(tab.path)}`);
+    return;
+  }
   const btn = $("run-file") as HTMLButtonElement;
   btn.disabled = true;
   output.line(`$ run ${tab.path}\n`);
@@ -698,11 +709,17 @@ function setProject(p: Process | null) {
   updateStop();
 }
 
-async function runProject() {
+/** Starts command (npm start, or a file that serves) in the background, in place of the one running. */
+async function runProject(command = "npm start") {
   await flush();
   try {
-    const r = await api.startBackground(sessionId, "npm start");
-    output.line(`$ npm start  (${r.pid})\n`);
+    if (project) {
+      stopped.add(project.id);
+      await api.kill(sessionId, project.id);
+      setProject(null);
+    }
+    const r = await api.startBackground(sessionId, command);
+    output.line(`$ ${command}  (${r.pid}, in the background: ■ Stop ends it)\n`);
     setProject(r.process);
     followLog(r.process);
     setPreview();
@@ -728,7 +745,10 @@ function followLog(p: Process) {
     } else if (event === "exit") {
       const how = stopped.has(data.id) ? "stopped" : "ended";
       output.line(`[${data.command} ${how}: exit ${data.exitCode ?? "?"}]\n`, data.exitCode === 0 || how === "stopped" ? "info" : "err");
-      if (project?.id === data.id) setProject(null);
+      if (project?.id === data.id) {
+        setProject(null);
+        previewIdle(`stopped: ${data.command} ${how} (exit ${data.exitCode ?? "?"})`);
+      }
     }
   }, abort.signal).catch((err) => {
     if (!abort.signal.aborted) showError("process log", err);
@@ -770,11 +790,11 @@ async function stopProject() {
   }
 }
 
-/** After a reload: follow the newest running `npm start`, if any. */
+/** After a reload: follow the newest running background process (npm start, a served file), if any. */
 async function reattachProject() {
   try {
     const { processes } = await api.processes(sessionId);
-    const p = processes.filter((x) => x.running && x.command === "npm start").pop();
+    const p = processes.filter((x) => x.running).pop();
     setProject(p || null);
     if (p) {
       output.line(`(following ${p.id}: ${p.command})\n`);
@@ -818,8 +838,17 @@ function setPreview() {
   ($("preview-open") as HTMLAnchorElement).href = url;
 }
 
+/** No server runs: the preview asks nothing of the session and says why. */
+function previewIdle(why: string) {
+  ($("preview") as HTMLIFrameElement).src = "about:blank"; // its load asks nothing: no project
+  const el = $("preview-status");
+  el.textContent = why;
+  el.dataset.status = "idle";
+}
+
 /** The preview's own status line: what the session's server answers at its root. */
 async function probePreview() {
+  if (!project) return; // previewIdle said why; nothing is asked of the session
   const el = $("preview-status");
   const url = previewURL();
   if (!sessionId || !url.startsWith("/")) {
