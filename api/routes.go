@@ -75,6 +75,7 @@ func (h *handlers) routes(metricsHandler http.Handler) []route {
 		{http.MethodGet, pg + "/files", classLookup, "", h.files},
 		{http.MethodPost, pg + "/install", classInstall, "install", h.install},
 		{http.MethodGet, pg + "/terminal", classTerminal, "", h.terminal},
+		{http.MethodGet, pg + "/lsp", classTerminal, "", languageServer(h)},
 		{http.MethodGet, pg + "/processes", classAPI, "", h.processes},
 		{http.MethodGet, pg + "/processes/logs", classAPI, "", h.processLogs},
 		{http.MethodDelete, pg + "/processes", classAPI, "", h.killProcess},

@@ -9,9 +9,10 @@ import (
 	"github.com/servcraft/servcraftd/store"
 )
 
-// Terminal is an interactive shell on a PTY inside a session: write input
-// to it, read output from it, resize it, close it to end the shell and
-// everything it started.
+// Terminal is an interactive process inside a session, a shell on a PTY
+// (OpenTerminal) or a language server on pipes (OpenLanguageServer): write
+// input to it, read output from it, resize it (a PTY's), close it to end it
+// and everything it started.
 type Terminal struct {
 	run    *run
 	input  *io.PipeWriter

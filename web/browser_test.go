@@ -37,7 +37,8 @@ const (
 // real headless Chromium against a real servcraftd and containerd: a js
 // session, an edit synced and read back through the API, Run of a file,
 // install, npm start with its log and the preview, a reload in the middle,
-// Stop, the terminal, keep-alive, reset, and a session that is gone.
+// Stop, the terminal, keep-alive, reset, a session that is gone, and a
+// type error in a new TypeScript session shown by its language server.
 // Screenshots go to artifactDir on failure (and at every step with
 // SERVCRAFT_TEST_ARTIFACTS set).
 func TestPlaygroundPageInChromium(t *testing.T) {
@@ -179,6 +180,20 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 		chromedp.Click(chromedp.ID("start-ts")),
 		ready,
 		until(`document.querySelector('#tree [data-path="src/app.ts"]') !== null`))
+
+	// The session's language server: a type error is underlined and counted
+	// as it is typed, and goes when it is fixed.
+	step("a type error shown as it is typed", 2*time.Minute,
+		chromedp.SendKeys(chromedp.ID("new-file-path"), "check.ts"),
+		chromedp.Click(chromedp.ID("new-file")),
+		until(`document.getElementById("open-file").textContent === "check.ts"`),
+		chromedp.Click(chromedp.CSS(".cm-content")),
+		insertText(`const n: number = "x";`+"\nexport {};\n"),
+		until(`document.querySelector(".cm-lintRange-error") !== null`),
+		until(`document.getElementById("problems").textContent === "1 type error"`),
+		chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		insertText("const n: number = 42;\nexport {};\n"),
+		until(`document.querySelector(".cm-lintRange-error") === null && document.getElementById("problems").textContent === ""`))
 }
 
 // TestPlaygroundPageOutputAndFiles drives the page through a run that prints

@@ -15,6 +15,8 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { api, APIError, shellQuote, stream, syncTree, FileEntry, SessionInfo, Process, RunResult } from "./api";
 import { OutputView } from "./output";
+import { LanguageClient, LSPDiagnostic } from "./lsp";
+import { setDiagnostics, Diagnostic } from "@codemirror/lint";
 import { inside, renderTree } from "./tree";
 
 const syncDelayMs = 500; // quiet time after the last keystroke before the file is synced
@@ -112,6 +114,8 @@ async function start(projectType: string) {
 /** Attaches the page to an existing session: files, processes, terminal, preview. */
 async function enter(id: string) {
   sessionId = id;
+  lsp?.dispose();
+  lsp = new LanguageClient(id, applyDiagnostics); // its socket opens with the first TypeScript file
   $("session-label").textContent = id;
   $("session-label").title = `sessionId ${id} (${info?.projectType})`;
   output.clear();
@@ -228,6 +232,7 @@ interface Tab {
   edits: number; // changes made
   synced: number; // of those, how many the last successful sync wrote
   queue: Promise<void>; // its syncs, one after another
+  problems?: number; // type errors the language server found
 }
 
 let tabs: Tab[] = [];
@@ -237,6 +242,37 @@ let selectedFolder = ""; // where new files, folders and uploads go; "" is the t
 
 const unsaved = (t: Tab) => t.edits !== t.synced;
 const stateOf = (t: Tab) => (t === active ? editor.state : t.state);
+
+/** The session's language server: type errors of the open TypeScript files. */
+let lsp: LanguageClient | null = null;
+let lspTimer = 0;
+
+/** Shows the server's diagnostics of path in its tab (underlined, the message on hover). */
+function applyDiagnostics(path: string, diagnostics: LSPDiagnostic[]) {
+  const tab = tabs.find((t) => t.path === path);
+  if (!tab) return;
+  const doc = stateOf(tab).doc;
+  const pos = (p: { line: number; character: number }) => {
+    const line = doc.line(Math.min(doc.lines, p.line + 1));
+    return Math.min(line.to, line.from + p.character);
+  };
+  const severity = (s?: number) => (s === 1 ? "error" : s === 2 ? "warning" : "info") as Diagnostic["severity"];
+  const marks: Diagnostic[] = diagnostics.map((d) => {
+    const from = pos(d.range.start);
+    return { from, to: Math.max(from, pos(d.range.end)), severity: severity(d.severity), message: d.message + (d.code ? ` (TS${d.code})` : "") };
+  });
+  if (tab === active) editor.dispatch(setDiagnostics(editor.state, marks));
+  else tab.state = tab.state.update(setDiagnostics(tab.state, marks)).state;
+  tab.problems = marks.filter((m) => m.severity === "error").length;
+  if (tab === active) showProblems(tab);
+}
+
+function showProblems(tab: Tab | null) {
+  const el = $("problems");
+  const n = tab?.problems || 0;
+  el.textContent = n ? `${n} type error${n > 1 ? "s" : ""}` : "";
+  el.dataset.count = String(n);
+}
 const blank = EditorState.create({ doc: "", extensions: [basicSetup, oneDark, EditorState.readOnly.of(true)] });
 const editor = new EditorView({ parent: $("editor"), state: blank });
 
@@ -321,6 +357,7 @@ function openFile(path: string) {
     if (!f) return;
     tab = newTab(f);
     tabs.push(tab);
+    if (tab.readable) lsp?.open(tab.path, tab.state.doc.toString());
   }
   activate(tab);
 }
@@ -330,6 +367,7 @@ function activate(tab: Tab | null) {
   active = tab;
   editor.setState(tab ? tab.state : blank);
   saveTabs();
+  showProblems(tab);
   setSync(tab && unsaved(tab) ? "pending" : "idle");
   renderTabs();
   renderFiles();
@@ -360,6 +398,7 @@ async function closeTab(tab: Tab) {
   const i = tabs.indexOf(tab);
   if (i < 0 || unsaved(tab)) return; // a failed sync keeps the tab and its edits
   tabs.splice(i, 1);
+  lsp?.close(tab.path);
   if (tab !== active) {
     saveTabs();
     renderTabs();
@@ -372,6 +411,8 @@ async function closeTab(tab: Tab) {
 function edited(tab: Tab) {
   const was = unsaved(tab);
   tab.edits++;
+  clearTimeout(lspTimer);
+  lspTimer = window.setTimeout(() => lsp?.change(tab.path, stateOf(tab).doc.toString()), 300);
   if (tab === active) setSync("pending");
   if (!was) {
     renderTabs();
