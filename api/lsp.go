@@ -24,7 +24,7 @@ type LanguageServers interface {
 }
 
 const (
-	maxLSPMessage = 8 << 20         // bytes of one LSP message, either way
+	maxLSPMessage = 8 << 20          // bytes of one LSP message, either way
 	lspIdle       = 10 * time.Minute // a socket that sends nothing this long ends its server
 )
 

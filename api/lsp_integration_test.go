@@ -84,7 +84,9 @@ func TestLanguageServerDiagnostics(t *testing.T) {
 	}
 	start := time.Now()
 	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"processId":null,"rootUri":"file:///workspace","capabilities":{"textDocument":{"publishDiagnostics":{}}}}}`)
-	until("the answer to initialize", func(m message) bool { return m.ID != nil && *m.ID == 1 && strings.Contains(string(m.Result), "capabilities") })
+	until("the answer to initialize", func(m message) bool {
+		return m.ID != nil && *m.ID == 1 && strings.Contains(string(m.Result), "capabilities")
+	})
 	t.Logf("initialize answered %v after the socket opened", time.Since(start))
 	send(`{"jsonrpc":"2.0","method":"initialized","params":{}}`)
 	send(`{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{"textDocument":{"uri":"file:///workspace/src/bad.ts","languageId":"typescript","version":1,"text":"const n: number = \"x\";\nexport {};\n"}}}`)
