@@ -46,61 +46,48 @@ func languageServer(h *handlers) gin.HandlerFunc {
 			fail(c, fmt.Errorf("this server has no language server: %w", errdefs.ErrNotImplemented))
 			return
 		}
-		release, err := h.held.hold(c, id)
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		defer release()
-		ls, err := servers.OpenLanguageServer(c.Request.Context(), id)
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		defer ls.Close()
-		_ = setNoDeadlines(c)
-		ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{
-			OriginPatterns: wsOriginPatterns(h.opt.CORSOrigins), InsecureSkipVerify: h.opt.NoBrowserDefenses})
-		if err != nil {
-			return // Accept has answered the client
-		}
-		defer ws.CloseNow()
-		ws.SetReadLimit(maxLSPMessage)
-		ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
+		attachSocket(c, h, id, maxLSPMessage, func(ctx context.Context) (*runtime.Terminal, error) {
+			return servers.OpenLanguageServer(ctx, id)
+		}, func(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, ls *runtime.Terminal) {
+			serveLSP(ctx, cancel, ws, ls, func() { h.s.Touch(id) })
+		})
+	}
+}
+
+// serveLSP carries LSP messages both ways, framing the client's for the
+// server and unframing the server's (touch: on a client message).
+func serveLSP(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, ls *runtime.Terminal, touch func()) {
+	go func() { // socket → server, framed
 		defer cancel()
-		go pingTerminal(ctx, ws, cancel)
-		go func() { // socket → server, framed
-			defer cancel()
-			defer ls.Close()
-			for {
-				rctx, rcancel := context.WithTimeout(ctx, lspIdle)
-				typ, data, err := ws.Read(rctx)
-				rcancel()
-				if err != nil {
-					return
-				}
-				if typ != websocket.MessageText {
-					continue
-				}
-				if _, err := fmt.Fprintf(ls, "Content-Length: %d\r\n\r\n%s", len(data), data); err != nil {
-					return
-				}
-				h.s.Touch(id)
-			}
-		}()
-		r := bufio.NewReaderSize(ls, 64<<10)
-		for { // server → socket, one message per frame
-			msg, err := readLSPMessage(r)
+		defer ls.Close()
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, lspIdle)
+			typ, data, err := ws.Read(rctx)
+			rcancel()
 			if err != nil {
-				break
-			}
-			if werr := ws.Write(ctx, websocket.MessageText, msg); werr != nil {
 				return
 			}
+			if typ != websocket.MessageText {
+				continue
+			}
+			if _, err := fmt.Fprintf(ls, "Content-Length: %d\r\n\r\n%s", len(data), data); err != nil {
+				return
+			}
+			touch()
 		}
-		if ctx.Err() == nil {
-			ws.Close(websocket.StatusNormalClosure, "language server ended")
+	}()
+	r := bufio.NewReaderSize(ls, 64<<10)
+	for { // server → socket, one message per frame
+		msg, err := readLSPMessage(r)
+		if err != nil {
+			break
 		}
+		if werr := ws.Write(ctx, websocket.MessageText, msg); werr != nil {
+			return
+		}
+	}
+	if ctx.Err() == nil {
+		ws.Close(websocket.StatusNormalClosure, "language server ended")
 	}
 }
 

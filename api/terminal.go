@@ -9,6 +9,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
+
+	"github.com/servcraft/servcraftd/runtime"
 )
 
 // terminal upgrades to a WebSocket bound to an interactive shell on a PTY in
@@ -25,32 +27,49 @@ func (h *handlers) terminal(c *gin.Context) {
 		fail(c, invalid("cols and rows must be 1 to %d", maxTerminalSize))
 		return
 	}
+	open := func(ctx context.Context) (*runtime.Terminal, error) {
+		return h.s.OpenTerminal(ctx, id, uint32(cols), uint32(rows))
+	}
+	attachSocket(c, h, id, maxTerminalMessage, open, func(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, term *runtime.Terminal) {
+		serveTerminal(ctx, cancel, ws, term, func() { h.s.Touch(id) })
+	})
+}
+
+// attachSocket holds a connection of session id (h.held), starts its
+// process with open, upgrades to a WebSocket and pings it, then runs serve
+// with both; when serve returns, or the pings go unanswered, both end.
+// Same origin (the Host, which the allow-list checked) or a listed one only:
+// a foreign page must not drive a session's process.
+func attachSocket(c *gin.Context, h *handlers, id string, readLimit int64, open func(context.Context) (*runtime.Terminal, error),
+	serve func(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, p *runtime.Terminal)) {
 	release, err := h.held.hold(c, id)
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	defer release()
-	term, err := h.s.OpenTerminal(c.Request.Context(), id, uint32(cols), uint32(rows))
+	p, err := open(c.Request.Context())
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	defer term.Close()
+	defer p.Close()
 	_ = setNoDeadlines(c)
-	// Same origin (the Host, which the allow-list checked) or a listed one
-	// only: a foreign page must not drive a shell.
 	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{
 		OriginPatterns: wsOriginPatterns(h.opt.CORSOrigins), InsecureSkipVerify: h.opt.NoBrowserDefenses})
 	if err != nil {
 		return // Accept has answered the client
 	}
 	defer ws.CloseNow()
-	ws.SetReadLimit(maxTerminalMessage)
+	ws.SetReadLimit(readLimit)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
 	defer cancel()
-
 	go pingTerminal(ctx, ws, cancel)
+	serve(ctx, cancel, ws, p)
+}
+
+// serveTerminal carries a terminal's frames both ways (touch: on input).
+func serveTerminal(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn, term *runtime.Terminal, touch func()) {
 	go func() { // socket → shell; when the socket goes, so does the shell
 		defer cancel()
 		defer term.Close()
@@ -63,7 +82,7 @@ func (h *handlers) terminal(c *gin.Context) {
 				if _, err := term.Write(data); err != nil {
 					return
 				}
-				h.s.Touch(id)
+				touch()
 				continue
 			}
 			var msg terminalMessage
@@ -79,7 +98,7 @@ func (h *handlers) terminal(c *gin.Context) {
 				if _, err := term.Write([]byte(msg.Data)); err != nil {
 					return
 				}
-				h.s.Touch(id)
+				touch()
 			}
 		}
 	}()

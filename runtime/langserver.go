@@ -47,14 +47,7 @@ func (runs *Runs) OpenLanguageServer(ctx context.Context, sessionID string) (*Te
 		if err != nil {
 			return fmt.Errorf("start the language server in %s: %w", sessionID, err)
 		}
-		t = &Terminal{run: r, input: inW, output: outR, exit: make(chan int, 1)}
-		go func() {
-			exit := <-r.statusC
-			st, _ := r.finish(bctx, &exit)
-			outW.Close()
-			inW.Close()
-			t.exit <- int(st.ExitCode())
-		}()
+		t = newTerminal(bctx, r, inW, outR, outW)
 		return nil
 	})
 	return t, err

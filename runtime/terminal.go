@@ -75,15 +75,22 @@ func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, r
 	if err != nil {
 		return nil, fmt.Errorf("start terminal in %s: %w", sessionID, err)
 	}
-	t := &Terminal{run: r, input: inW, output: outR, exit: make(chan int, 1)}
+	return newTerminal(bctx, r, inW, outR, outW), nil
+}
+
+// newTerminal wraps the started run r, whose stdin reads from in and whose
+// output goes to outW (read from out): when it ends, both pipes close and
+// its exit code is sent on Exit.
+func newTerminal(ctx context.Context, r *run, in *io.PipeWriter, out *io.PipeReader, outW *io.PipeWriter) *Terminal {
+	t := &Terminal{run: r, input: in, output: out, exit: make(chan int, 1)}
 	go func() {
 		exit := <-r.statusC
-		st, _ := r.finish(bctx, &exit)
+		st, _ := r.finish(ctx, &exit)
 		outW.Close()
-		inW.Close()
+		in.Close()
 		t.exit <- int(st.ExitCode())
 	}()
-	return t, nil
+	return t
 }
 
 // stripPrefix drops prefix from the very start of the stream, if it is there.
