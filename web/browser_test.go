@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/servcraft/servcraftd/api"
 	"github.com/servcraft/servcraftd/api/apitest"
@@ -37,8 +38,8 @@ const (
 // real headless Chromium against a real servcraftd and containerd: a js
 // session, an edit synced and read back through the API, Run of a file,
 // install, npm start with its log and the preview, a reload in the middle,
-// Stop, the terminal, keep-alive, reset, a session that is gone, and a
-// type error in a new TypeScript session shown by its language server.
+// Stop, the terminal, keep-alive, reset, a session that is gone, and in a
+// new TypeScript session its language server: a type error, completion, hover.
 // Screenshots go to artifactDir on failure (and at every step with
 // SERVCRAFT_TEST_ARTIFACTS set).
 func TestPlaygroundPageInChromium(t *testing.T) {
@@ -194,6 +195,43 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 		chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
 		insertText("const n: number = 42;\nexport {};\n"),
 		until(`document.querySelector(".cm-lintRange-error") === null && document.getElementById("problems").textContent === ""`))
+
+	step("completion and hover from the language server", time.Minute,
+		chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		insertText("const greeting = \"hi\";\nexport const loud = greeting."),
+		until(`[...document.querySelectorAll(".cm-tooltip-autocomplete li")].some((e) => e.textContent.includes("toUpperCase"))`),
+		chromedp.KeyEvent(kb.Escape),
+		hoverOver("greeting"),
+		until(`[...document.querySelectorAll(".cm-tooltip-hover .lsp-hover")].some((e) => e.textContent.includes("const greeting: \"hi\""))`))
+}
+
+// hoverOver moves the mouse onto the first occurrence of word in the editor.
+func hoverOver(word string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		xy, err := chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => {
+  const walk = document.createTreeWalker(document.querySelector(".cm-content"), NodeFilter.SHOW_TEXT);
+  for (let n; (n = walk.nextNode()); ) {
+    const i = n.textContent.indexOf(%q);
+    if (i < 0) continue;
+    const r = document.createRange();
+    r.setStart(n, i + 1);
+    r.setEnd(n, i + 2);
+    const b = r.getBoundingClientRect();
+    return [b.x + b.width / 2, b.y + b.height / 2];
+  }
+  return [];
+})()`, word))(ctx, tg)
+		if err != nil || len(xy) != 2 {
+			return chromedp.Void{}, fmt.Errorf("%q not in the editor (%v)", word, err)
+		}
+		for _, dx := range []float64{-1, 0} { // a move, then onto the spot: CodeMirror hovers on mousemove
+			if _, err := cdp.Call(ctx, tg, input.DispatchMouseEvent, input.DispatchMouseEventParams{
+				Type: input.DispatchMouseEventTypeMouseMoved, X: xy[0] + dx, Y: xy[1]}); err != nil {
+				return chromedp.Void{}, err
+			}
+		}
+		return chromedp.Void{}, nil
+	}
 }
 
 // TestPlaygroundPageOutputAndFiles drives the page through a run that prints

@@ -21,6 +21,8 @@ export class LanguageClient {
   private queue: string[] = [];
   private versions = new Map<string, number>(); // open files: path → version
   private paths = new Map<string, string>(); // uri → path
+  private nextId = 2; // 1 is initialize
+  private pending = new Map<number, (result: any) => void>(); // requests waiting for their answer
 
   constructor(
     private sessionId: string,
@@ -52,6 +54,18 @@ export class LanguageClient {
     this.onDiagnostics(path, []);
   }
 
+  /** Asks the server about a position of an open file (completion, hover): its result, or null. */
+  request(method: string, path: string, position: { line: number; character: number }): Promise<any> {
+    if (!this.versions.has(path)) return Promise.resolve(null);
+    const id = this.nextId++;
+    const answer = new Promise<any>((resolve) => {
+      this.pending.set(id, resolve);
+      setTimeout(() => this.pending.delete(id) && resolve(null), 10_000); // a slow server: no answer
+    });
+    this.send(JSON.stringify({ jsonrpc: "2.0", id, method, params: { textDocument: { uri: uriOf(path) }, position } }));
+    return answer;
+  }
+
   /** Ends the socket and with it the session's language server. */
   dispose() {
     this.ws?.close();
@@ -76,7 +90,10 @@ export class LanguageClient {
     ws.onopen = () => {
       ws.send(JSON.stringify({
         jsonrpc: "2.0", id: 1, method: "initialize",
-        params: { processId: null, rootUri: "file:///workspace", capabilities: { textDocument: { publishDiagnostics: {} } } },
+        params: {
+          processId: null, rootUri: "file:///workspace",
+          capabilities: { textDocument: { publishDiagnostics: {}, completion: { completionItem: {} }, hover: { contentFormat: ["plaintext", "markdown"] } } },
+        },
       }));
     };
     ws.onmessage = (e) => {
@@ -85,6 +102,10 @@ export class LanguageClient {
         this.ready = true;
         ws.send(JSON.stringify({ jsonrpc: "2.0", method: "initialized", params: {} }));
         for (const m of this.queue.splice(0)) ws.send(m);
+      } else if (msg.id !== undefined && !msg.method && this.pending.has(msg.id)) {
+        const resolve = this.pending.get(msg.id)!;
+        this.pending.delete(msg.id);
+        resolve(msg.error ? null : msg.result);
       } else if (msg.method === "textDocument/publishDiagnostics") {
         const path = this.paths.get(msg.params.uri);
         if (path && this.versions.has(path)) this.onDiagnostics(path, msg.params.diagnostics);
@@ -99,6 +120,29 @@ export class LanguageClient {
       this.ready = false;
       this.queue = [];
       this.versions.clear();
+      for (const resolve of this.pending.values()) resolve(null);
+      this.pending.clear();
     };
   }
+}
+
+/** An LSP position of offset pos in a document of lines. */
+export function lspPosition(doc: { lineAt(pos: number): { number: number; from: number } }, pos: number) {
+  const line = doc.lineAt(pos);
+  return { line: line.number - 1, character: pos - line.from };
+}
+
+/** The text of a hover's contents (MarkupContent, MarkedString or an array of them). */
+export function hoverText(contents: any): string {
+  if (!contents) return "";
+  if (typeof contents === "string") return contents;
+  if (Array.isArray(contents)) return contents.map(hoverText).filter(Boolean).join("\n\n");
+  return contents.value || "";
+}
+
+/** CodeMirror's completion type of an LSP CompletionItemKind. */
+export function completionType(kind?: number): string {
+  const types: Record<number, string> = { 2: "method", 3: "function", 4: "function", 5: "property", 6: "variable", 7: "class",
+    8: "interface", 9: "namespace", 10: "property", 13: "enum", 14: "keyword", 20: "enum", 21: "constant", 22: "class", 25: "type" };
+  return kind ? types[kind] || "text" : "text";
 }

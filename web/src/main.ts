@@ -15,8 +15,11 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { api, APIError, shellQuote, stream, syncTree, FileEntry, SessionInfo, Process, RunResult } from "./api";
 import { OutputView } from "./output";
-import { LanguageClient, LSPDiagnostic } from "./lsp";
+import { LanguageClient, LSPDiagnostic, completionType, hoverText, isTypeScript, lspPosition } from "./lsp";
 import { setDiagnostics, Diagnostic } from "@codemirror/lint";
+import { CompletionContext, CompletionResult } from "@codemirror/autocomplete";
+import { hoverTooltip } from "@codemirror/view";
+import type { Extension } from "@codemirror/state";
 import { inside, renderTree } from "./tree";
 
 const syncDelayMs = 500; // quiet time after the last keystroke before the file is synced
@@ -267,6 +270,46 @@ function applyDiagnostics(path: string, diagnostics: LSPDiagnostic[]) {
   if (tab === active) showProblems(tab);
 }
 
+/** Completion and hover from the language server, for a TypeScript file's editor. */
+function languageFeatures(tab: Tab): Extension[] {
+  if (!isTypeScript(tab.path)) return [];
+  const sync = () => {
+    clearTimeout(lspTimer); // the server gets the text as it is before it is asked
+    lsp?.change(tab.path, stateOf(tab).doc.toString());
+  };
+  const complete = async (ctx: CompletionContext): Promise<CompletionResult | null> => {
+    const word = ctx.matchBefore(/[\w$]*/);
+    const afterDot = ctx.state.sliceDoc(Math.max(0, (word?.from ?? ctx.pos) - 1), word?.from ?? ctx.pos) === ".";
+    if (!lsp || (!ctx.explicit && !afterDot && (!word || word.from === word.to))) return null;
+    sync();
+    const result = await lsp.request("textDocument/completion", tab.path, lspPosition(ctx.state.doc, ctx.pos));
+    const items: any[] = Array.isArray(result) ? result : result?.items || [];
+    if (!items.length) return null;
+    return {
+      from: word ? word.from : ctx.pos,
+      options: items.slice(0, 500).map((i) => ({ label: i.label, type: completionType(i.kind), detail: i.detail, apply: i.insertText || i.label })),
+      validFor: /^[\w$]*$/,
+    };
+  };
+  const hover = hoverTooltip(async (_view, pos) => {
+    if (!lsp) return null;
+    sync();
+    const result = await lsp.request("textDocument/hover", tab.path, lspPosition(stateOf(tab).doc, pos));
+    const text = hoverText(result?.contents).replace(/^```\w*\n?|```$/gm, "").trim();
+    if (!text) return null;
+    return {
+      pos, above: true,
+      create: () => {
+        const dom = document.createElement("pre");
+        dom.className = "lsp-hover";
+        dom.textContent = text;
+        return { dom };
+      },
+    };
+  });
+  return [EditorState.languageData.of(() => [{ autocomplete: complete }]), hover];
+}
+
 function showProblems(tab: Tab | null) {
   const el = $("problems");
   const n = tab?.problems || 0;
@@ -341,7 +384,7 @@ function newTab(f: FileEntry): Tab {
   tab.state = EditorState.create({
     doc: readable ? f.content! : "",
     extensions: [
-      basicSetup, oneDark, languageFor(f.path),
+      basicSetup, oneDark, languageFor(f.path), languageFeatures(tab),
       EditorState.readOnly.of(!readable), EditorView.editable.of(readable),
       EditorView.updateListener.of((u) => { if (u.docChanged) edited(tab); }),
     ],
