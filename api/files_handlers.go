@@ -109,8 +109,14 @@ func (h *handlers) install(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	stop, _, release, err := h.stops.add(req.SessionID, req.RunID, false, 0)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	defer release()
 	markPhase(c, "parse")
-	res, err := h.s.Install(c.Request.Context(), req.SessionID, runtime.InstallRequest{Packages: req.Packages, Timeout: timeout})
+	res, err := h.s.Install(c.Request.Context(), req.SessionID, runtime.InstallRequest{Packages: req.Packages, Timeout: timeout, Stop: stop})
 	serverTiming(c)
 	if err != nil {
 		status, code := ToHTTP(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -199,4 +200,46 @@ rl.on("line", (l) => { console.log("hi " + l); if (l === "bye") { rl.close(); pr
 func toJSON(v any) string {
 	data, _ := json.Marshal(v)
 	return string(data)
+}
+
+// TestStopAnInstall: an install named with a runId, waiting on a registry
+// that never answers, is stopped by DELETE /run: a 200 with stopped and
+// success false, long before its timeout.
+func TestStopAnInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped in -short mode")
+	}
+	hang := make(chan struct{})
+	registry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(registry.Close)
+	t.Cleanup(func() { close(hang) })
+	upstream, _ := url.Parse(registry.URL)
+	m := startManager(t, upstream, nil)
+	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
+	t.Cleanup(srv.Close)
+	c := client(t, srv)
+	id := "stop-install"
+	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
+		t.Fatalf("create: %d %v", status, body)
+	}
+	stopped := make(chan int, 1)
+	go func() {
+		time.Sleep(2 * time.Second)
+		status, _ := c.Call("DELETE", "/api/playground/run?sessionId="+id+"&runId=i1", nil)
+		stopped <- status
+	}()
+	start := time.Now()
+	status, body := c.Call("POST", "/api/playground/install", map[string]any{"sessionId": id, "runId": "i1", "packages": []string{"never-answered"}, "timeoutMs": 60000})
+	took := time.Since(start)
+	if s := <-stopped; s != 200 {
+		t.Fatalf("DELETE /run of the install: %d", s)
+	}
+	if status != 200 || body["stopped"] != true || body["success"] != false || took > 15*time.Second {
+		t.Fatalf("stopped install after %v: %d %v", took, status, body)
+	}
 }

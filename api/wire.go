@@ -65,6 +65,7 @@ type installRequest struct {
 	SessionID string   `json:"sessionId"`
 	Packages  []string `json:"packages"`
 	TimeoutMs *int64   `json:"timeoutMs"`
+	RunID     string   `json:"runId"` // names the install for DELETE /run (stops.go); "": none
 }
 
 // FileNode is one node of the frontend's file tree, as /sync receives it.
@@ -324,6 +325,7 @@ type installResponse struct {
 	Error       string         `json:"error"`
 	ExitCode    int            `json:"exitCode"`
 	TimedOut    bool           `json:"timedOut"`
+	Stopped     bool           `json:"stopped"` // ended by DELETE /run
 	Truncated   bool           `json:"truncated"`
 	Installed   []installedPkg `json:"installed"`
 	DurationMs  int64          `json:"durationMs"`
@@ -447,11 +449,12 @@ func newInstallResponse(r runtime.InstallResult) installResponse {
 		installed = append(installed, installedPkg{Name: p.Name, Version: p.Version})
 	}
 	return installResponse{
-		Success:     r.ExitCode == 0,
+		Success:     r.ExitCode == 0 && !r.Stopped,
 		Output:      r.Stdout,
 		Error:       r.Stderr,
 		ExitCode:    r.ExitCode,
 		TimedOut:    r.TimedOut,
+		Stopped:     r.Stopped,
 		Truncated:   r.Truncated,
 		Installed:   installed,
 		DurationMs:  r.Duration.Milliseconds(),

@@ -29,6 +29,7 @@ var ErrUpstream = errors.New("package registry upstream failed")
 type InstallRequest struct {
 	Packages []string
 	Timeout  time.Duration
+	Stop     <-chan struct{} // closed: npm is ended at once, and the install fails as stopped
 }
 
 // Package is one top-level package and the version npm resolved.
@@ -108,6 +109,7 @@ func (runs *Runs) install(ctx context.Context, l *liveSession, s store.Session, 
 		Args:        npmArgs(runs.cfg.NpmPath, base+"/", req.Packages),
 		Timeout:     timeout,
 		OutputLimit: runs.cfg.OutputLimit,
+		Stop:        req.Stop,
 	})
 	res.ExecResult = run
 	res.CacheHits, res.CacheMisses, res.BytesUpstream = rec.CacheHits(), rec.CacheMisses(), rec.BytesFromUpstream()
@@ -120,6 +122,9 @@ func (runs *Runs) install(ctx context.Context, l *liveSession, s store.Session, 
 		return res, err
 	}
 	switch {
+	case run.Stopped: // the client's own doing: an answer, not an error
+		runs.counters.inc("installs", "stopped")
+		return res, nil
 	case run.TimedOut:
 		runs.counters.inc("installs", "timeout")
 		return res, fmt.Errorf("npm install ran longer than %v and was stopped: %w", timeout, context.DeadlineExceeded)

@@ -82,10 +82,15 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 		t.Fatalf("hello.js read back through the API: %q, want %q", got, program)
 	}
 
-	step("run the file", 30*time.Second,
-		chromedp.Click(chromedp.ID("run-file")),
+	step("run the file with Ctrl+Enter in the editor", 30*time.Second,
+		chromedp.Click(chromedp.CSS(".cm-content")),
+		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)),
 		outputHas("hello from the page 42"),
-		outputHas("[exit 0"))
+		outputHas("[exit 0"),
+		until(`document.getElementById("sync-state").dataset.sync !== "pending"`))
+	if got := fileContent(t, base, sessionID, "hello.js"); got != program {
+		t.Fatalf("hello.js after Ctrl+Enter: %q, want %q (no line inserted)", got, program)
+	}
 
 	step("reload keeps the session and the edit", 30*time.Second,
 		chromedp.Reload(),
@@ -203,6 +208,15 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 		chromedp.KeyEvent(kb.Escape),
 		hoverOver("greeting"),
 		until(`[...document.querySelectorAll(".cm-tooltip-hover .lsp-hover")].some((e) => e.textContent.includes("const greeting: \"hi\""))`))
+
+	step("run the TypeScript file", time.Minute,
+		chromedp.Click(chromedp.CSS(".cm-content")),
+		chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		insertText("const n: number = 6 * 7;\nconsole.log(\"ts says\", n);\nexport {};\n"),
+		until(`document.getElementById("problems").textContent === ""`),
+		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		outputHas("ts says 42"),
+		outputHas("[exit 0"))
 }
 
 // hoverOver moves the mouse onto the first occurrence of word in the editor.

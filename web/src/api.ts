@@ -82,8 +82,8 @@ export const api = {
   destroy: (sessionId: string) => call<unknown>("DELETE", "/container?" + q(sessionId)),
   files: (sessionId: string) => call<{ files: FileEntry[] }>("GET", "/files?" + q(sessionId)),
   sync: (sessionId: string, files: unknown[]) => call<unknown>("POST", "/sync", { sessionId, files }),
-  install: (sessionId: string, packages: string[]) =>
-    call<RunResult & { installed?: { name: string; version: string }[] }>("POST", "/install", { sessionId, packages }),
+  install: (sessionId: string, packages: string[], runId?: string) =>
+    call<RunResult & { installed?: { name: string; version: string }[] }>("POST", "/install", { sessionId, packages, runId }),
   startBackground: (sessionId: string, command: string) =>
     call<{ pid: string; process: Process }>("POST", "/shell", { sessionId, command, background: true }),
   processes: (sessionId: string) => call<{ processes: Process[] }>("GET", "/processes?" + q(sessionId)),

@@ -779,12 +779,14 @@ async function runFile() {
 
 /** The runId of the file running now (Stop ends it first), or null. */
 let running: string | null = null;
+/** The runId of the npm install in flight (Stop ends it when no file runs), or null. */
+let installing: string | null = null;
 
 function updateStop() {
   ($("stdin-form") as HTMLFormElement).hidden = !running;
   const stop = $("stop") as HTMLButtonElement;
-  stop.disabled = !project && !running;
-  stop.title = running ? "Stop the running file" : "Kill the running npm start";
+  stop.disabled = !project && !running && !installing;
+  stop.title = running ? "Stop the running file" : installing ? "Stop the npm install" : "Kill the running npm start";
 }
 
 function setProject(p: Process | null) {
@@ -856,9 +858,9 @@ async function sendStdin(eof: boolean) {
 }
 
 async function stopProject() {
-  if (running) {
+  if (running || installing) {
     try {
-      await api.stopRun(sessionId, running);
+      await api.stopRun(sessionId, (running || installing)!);
     } catch (err) {
       showError("stop", err);
     }
@@ -894,8 +896,10 @@ async function install(specs: string) {
   const btn = $("install") as HTMLButtonElement;
   btn.disabled = true;
   output.line(`$ npm install ${packages.join(" ") || "(package.json)"}\n`);
+  installing = "install-" + Math.random().toString(36).slice(2, 10);
+  updateStop();
   try {
-    const r = await api.install(sessionId, packages);
+    const r = await api.install(sessionId, packages, installing);
     if (r.output) print(r.output);
     if (r.error) print(r.error, r.success ? "out" : "err");
     const names = (r.installed || []).map((p) => `${p.name}@${p.version}`).join(", ");
@@ -905,6 +909,8 @@ async function install(specs: string) {
     showError("install", err);
   } finally {
     btn.disabled = false;
+    installing = null;
+    updateStop();
   }
 }
 
@@ -1056,16 +1062,19 @@ $("install-form").onsubmit = (e) => {
   e.preventDefault();
   void install(($("install-packages") as HTMLInputElement).value);
 };
+// In the capture phase: the editor never sees these keys (its Mod-Enter would insert a line).
 document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
     e.preventDefault();
+    e.stopPropagation();
     void runFile();
   }
   if ((e.ctrlKey || e.metaKey) && e.key === "s") {
     e.preventDefault();
+    e.stopPropagation();
     void flush();
   }
-});
+}, { capture: true });
 setInterval(updateDeadline, 1000);
 setInterval(() => void checkGone(), pollMs);
 
