@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,7 +63,26 @@ func openPool(ctx context.Context, v *Volumes, o options) (*btrfsVolumes, error)
 	if err := noDiscard(v.root); err != nil {
 		return nil, fmt.Errorf("workspace pool: %w", err)
 	}
+	if err := directIO(ctx, v.root); err != nil {
+		slog.Warn("workspace pool: its loop device caches the pool file too (twice the page cache for what sessions write)", "err", err)
+	}
 	return openBtrfs(ctx, v, o.poolFile, o.poolReserve)
+}
+
+// directIO turns direct I/O on for the loop device mounted at root, so the
+// pool file's pages are not cached a second time below btrfs's own: at a
+// thousand sessions the doubled page cache woke the kernel's reclaim, whose
+// slab scans grow with every session's mounts.
+func directIO(ctx context.Context, root string) error {
+	dev, err := output(ctx, "findmnt", "-n", "-o", "SOURCE", "--mountpoint", root)
+	if err != nil {
+		return err
+	}
+	dev = strings.TrimSpace(dev)
+	if !strings.HasPrefix(dev, "/dev/loop") {
+		return fmt.Errorf("%s is mounted from %q, not a loop device", root, dev)
+	}
+	return run(ctx, "losetup", "--direct-io=on", dev)
 }
 
 // makePool allocates and formats the pool file unless it exists. The root

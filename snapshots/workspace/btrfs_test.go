@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -39,6 +40,15 @@ func testPool(t *testing.T, poolSize, size, reserve int64) *Volumes {
 	t.Cleanup(func() { _ = unmount(root) })
 	if v.Backend() != BackendBtrfs {
 		t.Fatalf("backend %s (%s), want btrfs", v.Backend(), v.Reason())
+	}
+	// The pool's loop device reads and writes its file with direct I/O.
+	dev, err := output(context.Background(), "findmnt", "-n", "-o", "SOURCE", "--mountpoint", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dio, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(strings.TrimSpace(dev)), "loop", "dio"))
+	if err != nil || strings.TrimSpace(string(dio)) != "1" {
+		t.Fatalf("loop device %s of the pool: dio %q (%v), want 1", strings.TrimSpace(dev), dio, err)
 	}
 	return v
 }
