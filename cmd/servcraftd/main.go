@@ -149,7 +149,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	slog.Info("workspaces", "backend", vols.Backend(), "why", vols.Reason(), "quota", disk.Format(vols.Size()))
+	logWorkspaces(vols)
 	registry, err := newRegistryProxy(ctx, cfg, state)
 	if err != nil {
 		return err
@@ -301,6 +301,20 @@ func previewKey(state statedir.Dir, clusterSecret []byte) ([]byte, error) {
 		return nil, fmt.Errorf("write preview key: %w", err)
 	}
 	return key, nil
+}
+
+// logWorkspaces says at start which backend makes the workspaces and why,
+// and the room they have: its size and free bytes, what the workspaces
+// there hold and how many there are.
+func logWorkspaces(vols *workspace.Volumes) {
+	attrs := []any{"backend", vols.Backend(), "why", vols.Reason(), "quota", disk.Format(vols.Size())}
+	if sp, _, err := vols.Space(); err == nil {
+		attrs = append(attrs, "size", disk.Format(sp.Total), "free", disk.Format(sp.Free))
+	}
+	if written, n, err := vols.Written(); err == nil {
+		attrs = append(attrs, "workspaces", n, "written", disk.Format(written))
+	}
+	slog.Info("workspaces", attrs...)
 }
 
 // openVolumes opens the workspace volumes with the backend cfg and the host pick.
