@@ -867,10 +867,12 @@ async function stopProject() {
     return;
   }
   if (!project) return;
-  stopped.add(project.id);
+  const p = project;
+  stopped.add(p.id);
   try {
-    await api.kill(sessionId, project.id);
+    await api.kill(sessionId, p.id);
     setProject(null);
+    previewIdle(`stopped: ${p.command} stopped`); // its log's exit may come before or after
   } catch (err) {
     showError("stop", err);
   }
