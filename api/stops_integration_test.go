@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/servcraft/servcraftd/api"
+	"github.com/servcraft/servcraftd/api/apitest"
 )
 
 // TestStopARun: an execute and a streamed shell named with a runId are
@@ -23,14 +24,8 @@ func TestStopARun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: skipped in -short mode")
 	}
-	m := startManager(t, nil, nil)
-	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
-	t.Cleanup(srv.Close)
-	c := client(t, srv)
+	c, srv := serveSession(t, nil, "stop-runs")
 	id := "stop-runs"
-	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
-		t.Fatalf("create: %d %v", status, body)
-	}
 	stopAfter := func(runID string, d time.Duration) chan [2]any {
 		got := make(chan [2]any, 1)
 		go func() {
@@ -116,14 +111,8 @@ func TestStdinOfARun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: skipped in -short mode")
 	}
-	m := startManager(t, nil, nil)
-	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
-	t.Cleanup(srv.Close)
-	c := client(t, srv)
+	c, _ := serveSession(t, nil, "stdin-runs")
 	id := "stdin-runs"
-	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
-		t.Fatalf("create: %d %v", status, body)
-	}
 	send := func(runID, data string, eof bool) (int, map[string]any) {
 		return c.Call("POST", "/api/playground/run/stdin", map[string]any{"sessionId": id, "runId": runID, "data": data, "eof": eof})
 	}
@@ -197,6 +186,20 @@ rl.on("line", (l) => { console.log("hi " + l); if (l === "bye") { rl.close(); pr
 	}
 }
 
+// serveSession serves the API over a real runtime (npm's registry at
+// upstream; nil: none) and creates the js session id in it.
+func serveSession(t *testing.T, upstream *url.URL, id string) (*apitest.Client, *httptest.Server) {
+	t.Helper()
+	m := startManager(t, upstream, nil)
+	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
+	t.Cleanup(srv.Close)
+	c := client(t, srv)
+	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
+		t.Fatalf("create %s: %d %v", id, status, body)
+	}
+	return c, srv
+}
+
 func toJSON(v any) string {
 	data, _ := json.Marshal(v)
 	return string(data)
@@ -219,14 +222,8 @@ func TestStopAnInstall(t *testing.T) {
 	t.Cleanup(registry.Close)
 	t.Cleanup(func() { close(hang) })
 	upstream, _ := url.Parse(registry.URL)
-	m := startManager(t, upstream, nil)
-	srv := httptest.NewServer(api.NewRouter(m, api.DefaultOptions()))
-	t.Cleanup(srv.Close)
-	c := client(t, srv)
+	c, _ := serveSession(t, upstream, "stop-install")
 	id := "stop-install"
-	if status, body := c.Call("POST", "/api/playground/container", map[string]any{"sessionId": id, "projectType": "js"}); status != 201 {
-		t.Fatalf("create: %d %v", status, body)
-	}
 	stopped := make(chan int, 1)
 	go func() {
 		time.Sleep(2 * time.Second)
