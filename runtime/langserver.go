@@ -28,26 +28,19 @@ var ErrNoLanguageServer = errors.New("the toolchain has no TypeScript language s
 // runs until Close (which ends it and everything it started) or until it
 // exits; its stderr is dropped. The returned Terminal has no PTY.
 func (runs *Runs) OpenLanguageServer(ctx context.Context, sessionID string) (*Terminal, error) {
-	if runs.cfg.ToolchainDir == "" {
-		return nil, fmt.Errorf("%w: %w", ErrNoLanguageServer, errdefs.ErrNotImplemented)
-	}
 	host := filepath.Join(runs.cfg.ToolchainDir, "node_modules", "typescript-language-server", "lib", "cli.mjs")
-	if _, err := os.Stat(host); err != nil {
+	if _, err := os.Stat(host); runs.cfg.ToolchainDir == "" || err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoLanguageServer, errdefs.ErrNotImplemented)
 	}
 	var t *Terminal
-	err := runs.table.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) error {
-		inR, inW := io.Pipe()
-		outR, outW := io.Pipe()
-		bctx := context.WithoutCancel(ctx) // it outlives the request that opened it
-		r, err := l.start(bctx, runSpec{id: "lsp-" + randomHex(6),
-			args:  []string{runs.cfg.NodePath, LanguageServerPath, "--stdio"},
-			env:   []string{"NODE_OPTIONS=--max-old-space-size=256"},
-			stdin: inR, stdout: outW, stderr: io.Discard})
+	err := runs.table.withLive(ctx, sessionID, func(l *liveSession, _ store.Session) (err error) {
+		t, err = startAttached(ctx, l, runSpec{id: "lsp-" + randomHex(6),
+			args:   []string{runs.cfg.NodePath, LanguageServerPath, "--stdio"},
+			env:    []string{"NODE_OPTIONS=--max-old-space-size=256"},
+			stderr: io.Discard}, nil)
 		if err != nil {
 			return fmt.Errorf("start the language server in %s: %w", sessionID, err)
 		}
-		t = newTerminal(bctx, r, inW, outR, outW)
 		return nil
 	})
 	return t, err

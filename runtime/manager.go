@@ -180,24 +180,15 @@ func (m *Manager) ImageName() string { return m.image.Name() }
 
 // Create returns the session of sessionID, creating its container when it
 // has none. created is false when it already existed.
-func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ store.Session, created bool, retErr error) {
-	unlock := m.locks.Lock(sessionID)
-	defer unlock()
-	outcome := "error"
-	defer func() { m.counters.inc("creates", outcome) }()
-	if existing, ok, err := runningOrCleared(ctx, m, sessionID); ok || err != nil {
-		if ok {
-			outcome = "existing"
+func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (store.Session, bool, error) {
+	return createOnce(ctx, m, sessionID, func(outcome *string) (store.Session, bool, error) {
+		if s, ok := m.claimPooled(ctx, sessionID, projectType); ok {
+			*outcome = "pool"
+			return s, true, nil
 		}
-		return existing, false, err
-	}
-
-	if s, ok := m.claimPooled(ctx, sessionID, projectType); ok {
-		outcome = "pool"
-		return s, true, nil
-	}
-	s, err := m.build(ctx, sessionID, projectType, nil)
-	return built(s, err, &outcome)
+		s, err := m.build(ctx, sessionID, projectType, nil)
+		return built(s, err, outcome)
+	})
 }
 
 // Fork returns the session of sessionID, creating it when it has none as
@@ -206,10 +197,26 @@ func (m *Manager) Create(ctx context.Context, sessionID, projectType string) (_ 
 // processes, and its project type. created is false when sessionID
 // already existed (nothing is copied then). A from that is not a running
 // session here is not found.
-func (m *Manager) Fork(ctx context.Context, sessionID, from string) (_ store.Session, created bool, retErr error) {
+func (m *Manager) Fork(ctx context.Context, sessionID, from string) (store.Session, bool, error) {
 	if from == sessionID {
 		return store.Session{}, false, fmt.Errorf("fork %s from itself: %w", sessionID, errdefs.ErrInvalidArgument)
 	}
+	return createOnce(ctx, m, sessionID, func(outcome *string) (store.Session, bool, error) {
+		src, err := m.db.Get(from)
+		if err != nil || src.State != store.StateRunning || KindOf(from) == KindPool {
+			return store.Session{}, false, fmt.Errorf("fork from session %q: no running session of that id: %w", from, errdefs.ErrNotFound)
+		}
+		m.activity.touch(from)
+		s, err := m.build(ctx, sessionID, src.ProjectType, &src)
+		return built(s, err, outcome)
+	})
+}
+
+// createOnce is a create of sessionID under its lock: the running session
+// when there is one (created false), else what makeOne makes, after a record
+// left half made or half destroyed by a crash is finished off. makeOne sets
+// the outcome the creates counter gets ("error" unless it says otherwise).
+func createOnce(ctx context.Context, m *Manager, sessionID string, makeOne func(outcome *string) (store.Session, bool, error)) (store.Session, bool, error) {
 	unlock := m.locks.Lock(sessionID)
 	defer unlock()
 	outcome := "error"
@@ -220,13 +227,7 @@ func (m *Manager) Fork(ctx context.Context, sessionID, from string) (_ store.Ses
 		}
 		return existing, false, err
 	}
-	src, err := m.db.Get(from)
-	if err != nil || src.State != store.StateRunning || KindOf(from) == KindPool {
-		return store.Session{}, false, fmt.Errorf("fork from session %q: no running session of that id: %w", from, errdefs.ErrNotFound)
-	}
-	m.activity.touch(from)
-	s, err := m.build(ctx, sessionID, src.ProjectType, &src)
-	return built(s, err, &outcome)
+	return makeOne(&outcome)
 }
 
 // runningOrCleared is the running session of sessionID (ok) for a create

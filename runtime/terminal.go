@@ -66,31 +66,40 @@ func (runs *Runs) OpenTerminal(ctx context.Context, sessionID string, cols, rows
 // openTerminal starts the shell of a terminal in l, as every run starts
 // (liveSession.start), on a PTY.
 func openTerminal(ctx context.Context, l *liveSession, sessionID string, cols, rows uint32) (*Terminal, error) {
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	bctx := context.WithoutCancel(ctx) // the shell outlives the request that opened it
-	r, err := l.start(bctx, runSpec{id: "tty-" + randomHex(6), args: []string{"/bin/sh", "-i"},
-		env:   []string{"TERM=xterm-256color", "PS1=\\w $ "},
-		stdin: inR, stdout: &stripPrefix{w: outW, prefix: gateEcho}, tty: &ttySize{cols: cols, rows: rows}})
+	t, err := startAttached(ctx, l, runSpec{id: "tty-" + randomHex(6), args: []string{"/bin/sh", "-i"},
+		env: []string{"TERM=xterm-256color", "PS1=\\w $ "}, tty: &ttySize{cols: cols, rows: rows}},
+		func(w io.Writer) io.Writer { return &stripPrefix{w: w, prefix: gateEcho} })
 	if err != nil {
 		return nil, fmt.Errorf("start terminal in %s: %w", sessionID, err)
 	}
-	return newTerminal(bctx, r, inW, outR, outW), nil
+	return t, nil
 }
 
-// newTerminal wraps the started run r, whose stdin reads from in and whose
-// output goes to outW (read from out): when it ends, both pipes close and
-// its exit code is sent on Exit.
-func newTerminal(ctx context.Context, r *run, in *io.PipeWriter, out *io.PipeReader, outW *io.PipeWriter) *Terminal {
-	t := &Terminal{run: r, input: in, output: out, exit: make(chan int, 1)}
+// startAttached starts spec in l with its stdin and stdout on pipes the
+// returned Terminal writes and reads (stdout through wrap, when not nil):
+// it outlives the request that started it; when it ends, both pipes close
+// and its exit code is sent on Exit.
+func startAttached(ctx context.Context, l *liveSession, spec runSpec, wrap func(io.Writer) io.Writer) (*Terminal, error) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	spec.stdin, spec.stdout = inR, outW
+	if wrap != nil {
+		spec.stdout = wrap(outW)
+	}
+	bctx := context.WithoutCancel(ctx)
+	r, err := l.start(bctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	t := &Terminal{run: r, input: inW, output: outR, exit: make(chan int, 1)}
 	go func() {
 		exit := <-r.statusC
-		st, _ := r.finish(ctx, &exit)
+		st, _ := r.finish(bctx, &exit)
 		outW.Close()
-		in.Close()
+		inW.Close()
 		t.exit <- int(st.ExitCode())
 	}()
-	return t
+	return t, nil
 }
 
 // stripPrefix drops prefix from the very start of the stream, if it is there.

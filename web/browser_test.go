@@ -48,17 +48,11 @@ func TestPlaygroundPageInChromium(t *testing.T) {
 	var sessionID string
 	p.onSession = func(id string) { sessionID = id }
 
-	step("start a js session", 60*time.Second,
-		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible(chromedp.ID("start-js")),
-		chromedp.Click(chromedp.ID("start-js")),
-		ready,
+	p.startJS(
 		until(`document.querySelector('#tree [data-path="src/app.js"]') !== null`),
-		until(`document.getElementById("open-file").textContent === "src/app.js"`),
 		until(`document.getElementById("terminal-state").dataset.state === "open"`),
 		// Nothing serves yet: the preview says so and asks the session nothing.
-		until(`document.getElementById("preview-status").dataset.status === "idle"`),
-		currentSession)
+		until(`document.getElementById("preview-status").dataset.status === "idle"`))
 	if n := strings.Count(p.daemon.Log(), "route=/p/:sessionId"); n != 0 {
 		t.Fatalf("the page asked the preview %d times before anything served", n)
 	}
@@ -262,13 +256,7 @@ func TestPlaygroundPageOutputAndFiles(t *testing.T) {
 	var sessionID string
 	p.onSession = func(id string) { sessionID = id }
 
-	step("start a js session", 60*time.Second,
-		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible(chromedp.ID("start-js")),
-		chromedp.Click(chromedp.ID("start-js")),
-		ready,
-		until(`document.getElementById("open-file").textContent === "src/app.js"`),
-		p.currentSession)
+	p.startJS()
 
 	bigOutput(t, p)
 
@@ -700,6 +688,20 @@ func eval[T any](p *page, expr string) T {
 }
 
 // currentSession reads the page's sessionId and hands it to onSession.
+// startJS is the step every walk begins with: open the page, start a js
+// session, wait for its starter's file in the editor and take its id
+// (onSession); more are the walk's own checks of that moment.
+func (p *page) startJS(more ...chromedp.Action[chromedp.Void]) {
+	actions := []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(p.base + "/"),
+		chromedp.WaitVisible(chromedp.ID("start-js")),
+		chromedp.Click(chromedp.ID("start-js")),
+		ready,
+		until(`document.getElementById("open-file").textContent === "src/app.js"`),
+	}
+	p.step("start a js session", 60*time.Second, append(append(actions, more...), p.currentSession)...)
+}
+
 func (p *page) currentSession(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 	id, err := chromedp.Evaluate[string](`localStorage.getItem("servcraft.sessionId")`)(ctx, tg)
 	p.onSession(id)
