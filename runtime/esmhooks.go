@@ -18,7 +18,11 @@ import (
 // then resolve each relative import of a program file to the file the
 // planner chose, and load each program file as its transformed source;
 // everything else (packages, node's modules) goes on to node's own loader.
-// They hold each request until the program has come.
+// They hold each request until the program has come; until then their end
+// of the channel is referenced, so the hooks thread never finds its event
+// loop empty while a request waits for it (node then ends the process with
+// exit code 13, an unsettled top-level await: seen when the payload came
+// late to a runner starved of CPU by a language server in its session).
 
 // esmHooksPort is the global symbol's key under which the runner finds its
 // end of the channel to the hooks.
@@ -26,7 +30,7 @@ const esmHooksPort = "servcraft.esm.hooks"
 
 const esmHooksSource = `import{fileURLToPath as p,pathToFileURL as u}from"node:url";` +
 	`let F={},I={},go;const got=new Promise(r=>go=r);` +
-	`export function initialize(d){d.port.on("message",m=>{F=m.files;I=m.imports||{};go()});d.port.unref()}` +
+	`export function initialize(d){d.port.on("message",m=>{F=m.files;I=m.imports||{};go();d.port.unref()})}` +
 	`export async function resolve(s,c,n){if(c.parentURL&&c.parentURL.startsWith("file:")){await got;` +
 	`const t=(I[p(c.parentURL)]||{})[s];if(t!==undefined)return{url:u(t).href,format:"module",shortCircuit:true}}return n(s,c)}` +
 	`export async function load(l,c,n){if(l.startsWith("file:")){await got;const s=F[p(l)];` +
