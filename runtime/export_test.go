@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/servcraft/servcraftd/runtime/cgroup"
@@ -99,7 +100,9 @@ func RunProcesses(ctx context.Context, m *Runtime, sessionID string) (map[string
 		}
 		for _, name := range names {
 			pids, err := cgroup.ExistingRun(l.cgroup, name).Pids()
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
+			// A run that ended since the listing has lost its cgroup: not
+			// there (ErrNotExist), or, read while cgroup v1 removes it, ENODEV.
+			if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENODEV) {
 				return err
 			}
 			out[name] = []string{}
