@@ -207,6 +207,13 @@ func (m *Manager) Fork(ctx context.Context, sessionID, from string) (store.Sessi
 			return store.Session{}, false, fmt.Errorf("fork from session %q: no running session of that id: %w", from, errdefs.ErrNotFound)
 		}
 		m.activity.touch(from)
+		switch s, ok, err := forkPooled(ctx, m, sessionID, src); {
+		case ok:
+			*outcome = "pool"
+			return s, true, nil
+		case err != nil:
+			return built(s, err, outcome)
+		}
 		s, err := m.build(ctx, sessionID, src.ProjectType, &src)
 		return built(s, err, outcome)
 	})

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,15 +37,41 @@ type harness struct {
 
 func newHarness(t *testing.T, tweak ...func(*runtime.Config)) *harness {
 	t.Helper()
+	return newHarnessOn(t, func(string) []workspace.Option {
+		return []workspace.Option{workspace.WithBackend(workspace.BackendImage)}
+	}, tweak...)
+}
+
+// newHarnessOnPool is newHarness with the workspaces in a btrfs pool file
+// of its own (1 GiB); it fails in CI and skips elsewhere without btrfs-progs.
+func newHarnessOnPool(t *testing.T, tweak ...func(*runtime.Config)) *harness {
+	t.Helper()
+	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mkfs.btrfs missing (scripts/deps.sh installs btrfs-progs)")
+		}
+		t.Skip("mkfs.btrfs missing (apt-get install btrfs-progs)")
+	}
+	return newHarnessOn(t, func(state string) []workspace.Option {
+		return []workspace.Option{workspace.WithPool(filepath.Join(state, "pool.btrfs"), 1<<30, 64<<20)}
+	}, tweak...)
+}
+
+// newHarnessOn is newHarness with the workspace volumes volumes(state) gives.
+func newHarnessOn(t *testing.T, volumes func(state string) []workspace.Option, tweak ...func(*runtime.Config)) *harness {
+	t.Helper()
 	env := runtimetest.Start(t, testNamespace)
 	state := t.TempDir()
 	db, err := store.Open(filepath.Join(state, "servcraftd.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	vols, err := workspace.NewVolumes(context.Background(), filepath.Join(state, "workspaces"), 64<<20, workspace.WithBackend(workspace.BackendImage))
+	vols, err := workspace.NewVolumes(context.Background(), filepath.Join(state, "workspaces"), 64<<20, volumes(state)...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if vols.Backend() == workspace.BackendBtrfs {
+		t.Cleanup(func() { _ = syscall.Unmount(vols.Root(), syscall.MNT_DETACH) }) // after the sessions are destroyed
 	}
 	cfg := env.Config(state)
 	for _, f := range tweak {

@@ -17,8 +17,10 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/store"
 )
@@ -142,14 +144,47 @@ func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string
 			return s, true
 		}
 		slog.Warn("warm container unusable; trying the next", "pool", poolID, "err", err)
-		// The record is the session's if the rename went through (the
-		// caller holds sessionID's lock and found no record of it).
-		for _, id := range []string{sessionID, poolID} {
-			if rec, gerr := m.db.Get(id); gerr == nil {
-				_ = m.teardown(ctx, rec)
-			}
+		dropAdopted(ctx, m, sessionID, poolID)
+	}
+}
+
+// dropAdopted tears down a warm container whose adoption failed: its
+// record is the session's if the rename went through (the caller holds
+// sessionID's lock and found no record of it).
+func dropAdopted(ctx context.Context, m *Manager, sessionID, poolID string) {
+	for _, id := range []string{sessionID, poolID} {
+		if rec, err := m.db.Get(id); err == nil {
+			_ = m.teardown(ctx, rec)
 		}
 	}
+}
+
+// forkPooled makes a warm container sessionID's fork of src: a snapshot of
+// src's workspace takes the place of the warm one's, the container's
+// /workspace is moved onto it, and the record becomes sessionID's. Only
+// where a fork is a snapshot: elsewhere, with the pool empty, or when the
+// warm container fails, ok is false and the fork gets a container of its
+// own. A fork refused for its own sake (the source's workspace gone, the
+// pool full) is err.
+func forkPooled(ctx context.Context, m *Manager, sessionID string, src store.Session) (_ store.Session, ok bool, _ error) {
+	if m.cfg.PoolSize <= 0 || !m.vols.ForksInPlace() {
+		return store.Session{}, false, nil
+	}
+	defer m.pool.refill()
+	poolID, ok := m.pool.pop()
+	if !ok {
+		return store.Session{}, false, nil
+	}
+	s, err := adoptFork(ctx, m, poolID, sessionID, src)
+	if err == nil {
+		return s, true, nil
+	}
+	dropAdopted(context.WithoutCancel(ctx), m, sessionID, poolID)
+	if errdefs.IsNotFound(err) || errors.Is(err, disk.ErrHostFull) {
+		return store.Session{}, false, err
+	}
+	slog.Warn("fork onto a warm container failed; making its own", "pool", poolID, "err", err)
+	return store.Session{}, false, nil
 }
 
 // adopt makes the warm container of poolID sessionID's. Its labels are
@@ -181,6 +216,60 @@ func (m *Manager) adopt(ctx context.Context, poolID, sessionID, projectType stri
 	}
 	m.previews.add(sessionID, s.UUID)
 	return s, nil
+}
+
+// adoptFork makes the warm container of poolID sessionID's, holding a copy
+// of src's workspace. The record is renamed first, still creating: a crash
+// before the new workspace is mounted leaves a half-made session that is
+// torn down, never a warm container holding another session's files.
+func adoptFork(ctx context.Context, m *Manager, poolID, sessionID string, src store.Session) (store.Session, error) {
+	l := m.live.get(poolID)
+	if l == nil {
+		return store.Session{}, fmt.Errorf("warm container %s: not live", poolID)
+	}
+	now := m.clock.read().UTC()
+	s, err := m.db.Rename(poolID, func(s *store.Session) error {
+		if err := adoptRecord(s, sessionID, src.ProjectType, now, m.cfg.IdleTimeout); err != nil {
+			return err
+		}
+		s.State = store.StateCreating
+		return nil
+	})
+	if err != nil {
+		return s, err
+	}
+	m.live.rename(poolID, sessionID)
+	labelled := make(chan error, 1)
+	go func() { labelled <- relabelAdopted(ctx, m.client, s) }()
+	err = mountFork(ctx, m, l, s, src)
+	if err == nil {
+		s, err = m.db.Update(sessionID, func(r *store.Session) error { r.State = store.StateRunning; return nil })
+	}
+	if err = errors.Join(err, <-labelled); err != nil {
+		return s, err
+	}
+	m.previews.add(sessionID, s.UUID)
+	return s, nil
+}
+
+// mountFork puts a snapshot of src's workspace in the place of s's and
+// moves s's container onto it; the warm workspace it held is deleted in
+// the background.
+func mountFork(ctx context.Context, m *Manager, l *liveSession, s, src store.Session) error {
+	discard, err := m.vols.ForkInPlace(ctx, src.UUID, s.UUID)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = fmt.Errorf("fork from session %q: its workspace is gone: %w", src.SessionID, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	err = remountWorkspace(l.task.Pid(), s.Workspace)
+	go func() {
+		if derr := discard(context.Background()); derr != nil {
+			slog.Error("delete the warm workspace a fork replaced", "session", s.SessionID, "err", derr)
+		}
+	}()
+	return err
 }
 
 // relabelAdopted gives an adopted container the labels of its session, in

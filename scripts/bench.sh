@@ -75,7 +75,18 @@ if ((density > 0)); then
 	exit
 fi
 
-start pool "$POOL_LISTEN" --pool-size 4
+# The pooled daemon keeps its workspaces in a btrfs pool file, as make run
+# does (its forks are snapshots); removed after the run.
+pooled="$STATE/bench-pool"
+stop_pooled() {
+	stop
+	if mountpoint -q "$pooled/workspaces"; then umount "$pooled/workspaces"; fi
+	rm -f "$pooled/workspace-pool.btrfs"
+}
+trap stop_pooled EXIT
+if mountpoint -q "$pooled/workspaces"; then umount "$pooled/workspaces"; fi
+rm -rf "$pooled"
+start pool "$POOL_LISTEN" --pool-size 4 --workspace-backend btrfs --workspace-pool 4GiB
 start cold "$COLD_LISTEN" --pool-size 0
 start norunners "$NORUN_LISTEN" --pool-size 0 --runners=false
 listens=("$POOL_LISTEN" "$COLD_LISTEN" "$NORUN_LISTEN")

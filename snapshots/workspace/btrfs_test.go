@@ -136,6 +136,85 @@ func TestBtrfsVolumeQuotaUsageForkAndRemove(t *testing.T) {
 	}
 }
 
+// TestBtrfsForkInPlace: a fork in place puts a snapshot of the source at
+// the volume's own path, keeps what it held whole until discarded, and
+// leaves the volume as it was when the fork fails; Remove deletes an old
+// one never discarded. The image backend copies files, so it cannot.
+func TestBtrfsForkInPlace(t *testing.T) {
+	v := testPool(t, 512<<20, 16<<20, 0)
+	ctx := context.Background()
+	write := func(id, name, data string) {
+		t.Helper()
+		dir, err := v.Create(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("src", "a", "source")
+	write("warm", "starter", "warm")
+	held, err := os.Open(v.Dir("warm")) // a container's mount of it, as far as the kernel cares
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	start := time.Now()
+	discard, err := v.ForkInPlace(ctx, "src", "warm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fork in place took %v", time.Since(start))
+	if got, err := os.ReadFile(filepath.Join(v.Dir("warm"), "a")); err != nil || string(got) != "source" {
+		t.Fatalf("the fork at the volume's path: %q %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(v.Dir("warm"), "starter")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the old volume's file shows through: %v", err)
+	}
+	if names, err := held.Readdirnames(-1); err != nil || len(names) != 1 || names[0] != "starter" {
+		t.Fatalf("the old volume before discard: %v %v", names, err)
+	}
+	if _, total, err := v.Usage("warm"); err != nil || total != 16<<20 {
+		t.Fatalf("the fork's quota %d, %v", total, err)
+	}
+	if err := discard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(v.Root(), "warm", displacedName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the old volume after discard: %v", err)
+	}
+	// A failed fork leaves the volume as it was.
+	if _, err := v.ForkInPlace(ctx, "missing", "warm"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("fork of a missing volume in place: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(v.Dir("warm"), "a")); err != nil || string(got) != "source" {
+		t.Fatalf("the volume after a failed fork in place: %q %v", got, err)
+	}
+	// One never discarded goes with Remove.
+	if _, err := v.ForkInPlace(ctx, "src", "warm"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"src", "warm"} {
+		if err := v.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids, _ := v.List(); len(ids) != 0 {
+		t.Fatalf("left after remove: %v", ids)
+	}
+	img, err := NewVolumes(ctx, filepath.Join(t.TempDir(), "img"), 16<<20, WithBackend(BackendImage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ForksInPlace() {
+		t.Fatal("the image backend says it forks in place")
+	}
+	if _, err := img.ForkInPlace(ctx, "src", "warm"); err == nil {
+		t.Fatal("the image backend forked in place")
+	}
+}
+
 // TestBtrfsPoolFilledToZeroLosesNothing: sessions whose quotas add up to
 // three times the pool write and sync while one of them fills the pool to
 // its last byte. Every write that returned success (written and fsynced)

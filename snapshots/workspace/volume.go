@@ -213,6 +213,51 @@ func (v *Volumes) Fork(ctx context.Context, src, id string) (string, error) {
 	return v.make(ctx, id, func(mnt string) error { return v.store.fork(ctx, from, id, mnt) })
 }
 
+// ForksInPlace reports whether ForkInPlace is cheap here: true when a fork
+// is a snapshot (btrfs), false where it copies files.
+func (v *Volumes) ForksInPlace() bool { return v.store.name() == BackendBtrfs }
+
+// displacedName is the folder, beside mnt, of the volume a ForkInPlace
+// moved aside until it is discarded.
+const displacedName = "displaced"
+
+// ForkInPlace makes the volume of id, at the same Dir(id), a copy of the
+// volume of src (as Fork does), the volume it held moved aside. discard
+// deletes the old one; until then it stays whole, so a container that has
+// it mounted can be moved onto the new one first. Remove deletes an old
+// one never discarded. Only a backend that ForksInPlace can do it; on
+// failure the volume of id is as it was.
+func (v *Volumes) ForkInPlace(ctx context.Context, src, id string) (discard func(context.Context) error, err error) {
+	if !v.ForksInPlace() {
+		return nil, fmt.Errorf("fork workspace %s in place: the %s backend copies files", id, v.store.name())
+	}
+	if err := validID(src); err != nil {
+		return nil, err
+	}
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	from, mnt := v.Dir(src), v.Dir(id)
+	if _, err := os.Stat(from); err != nil {
+		return nil, fmt.Errorf("fork workspace %s: %w", src, err)
+	}
+	aside := filepath.Join(v.root, id, displacedName)
+	if err := os.Rename(mnt, aside); err != nil {
+		return nil, fmt.Errorf("move workspace %s aside: %w", id, err)
+	}
+	if err := v.store.fork(ctx, from, id, mnt); err != nil {
+		if _, serr := os.Lstat(mnt); serr == nil {
+			_ = v.store.remove(context.WithoutCancel(ctx), id, mnt)
+			_ = os.RemoveAll(mnt)
+		}
+		if rerr := os.Rename(aside, mnt); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("move workspace %s back: %w", id, rerr))
+		}
+		return nil, err
+	}
+	return func(ctx context.Context) error { return v.store.remove(ctx, id, aside) }, nil
+}
+
 func (v *Volumes) make(ctx context.Context, id string, fill func(mnt string) error) (dir string, retErr error) {
 	if err := validID(id); err != nil {
 		return "", err
@@ -240,9 +285,11 @@ func (v *Volumes) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	base := filepath.Join(v.root, id)
-	if _, err := os.Lstat(v.Dir(id)); err == nil {
-		if err := v.store.remove(ctx, id, v.Dir(id)); err != nil {
-			return err
+	for _, mnt := range []string{v.Dir(id), filepath.Join(base, displacedName)} {
+		if _, err := os.Lstat(mnt); err == nil {
+			if err := v.store.remove(ctx, id, mnt); err != nil {
+				return err
+			}
 		}
 	}
 	// What is left is empty folders and the backend's own files: RemoveAll follows no link of the session's.
