@@ -51,6 +51,7 @@ type Store interface {
 	Update(sessionID string, fn func(*store.Session) error) (store.Session, error)
 	Delete(sessionID string) error
 	List() ([]store.Session, error)
+	Count() (int, error)
 	Touch(lastActive map[string]time.Time, idle time.Duration) error
 	Rename(oldID string, fn func(*store.Session) error) (store.Session, error)
 }
@@ -492,11 +493,11 @@ func (m *Manager) reserve(s store.Session) error {
 
 // countSessions is the number of sessions in db, live or being made or destroyed.
 func countSessions(db Store) (int, error) {
-	list, err := db.List()
+	n, err := db.Count()
 	if err != nil {
 		return 0, fmt.Errorf("count sessions: %w", err)
 	}
-	return len(list), nil
+	return n, nil
 }
 
 // teardown removes container, task, snapshot, workspace and record of s, in

@@ -128,6 +128,16 @@ func TestListSortedAndSurvivesReopen(t *testing.T) {
 	if err != nil || len(list) != 3 || list[0].SessionID != "a" || list[2].SessionID != "c" {
 		t.Fatalf("list = %+v, %v", list, err)
 	}
+	// Count counts what List lists, without decoding the records.
+	if n, err := db.Count(); err != nil || n != 3 {
+		t.Fatalf("count = %d, %v; want 3", n, err)
+	}
+	if err := db.Delete("b"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Count(); err != nil || n != 2 {
+		t.Fatalf("count after a delete = %d, %v; want 2", n, err)
+	}
 }
 
 // TestMigration1 starts from an empty file (version 0) and checks migration 1's result.
