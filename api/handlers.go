@@ -45,6 +45,7 @@ func (h *handlers) createContainer(c *gin.Context) {
 	}
 	var s store.Session
 	var created bool
+	markPhase(c, "parse")
 	if req.From != "" {
 		s, created, err = fork(c.Request.Context(), h.s, req.SessionID, req.From)
 	} else {
@@ -60,6 +61,7 @@ func (h *handlers) createContainer(c *gin.Context) {
 	}
 	res := newContainerResponse(s, !created, h.opt)
 	res.PreviewURL = h.previewURL(req.SessionID, s.UUID)
+	serverTiming(c)
 	c.JSON(status, res)
 }
 

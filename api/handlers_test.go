@@ -338,3 +338,14 @@ func TestDefaultOptionsAreValidAndRangesAreChecked(t *testing.T) {
 		}
 	}
 }
+
+// A create's answer carries its phases too (the runtime marks its own:
+// reserve, workspace, container, task, start, spawner, deps; adopt from the
+// warm pool; snapshot and remount for a fork onto a warm container).
+func TestCreateAnswersWithServerTiming(t *testing.T) {
+	rec := send(NewRouter(&fakeSessions{}, DefaultOptions()), "POST", "/api/playground/container", `{"sessionId":"a","projectType":"js"}`)
+	timing := rec.Header().Get("Server-Timing")
+	if rec.Code != 201 || !strings.HasPrefix(timing, "parse;dur=") || !strings.Contains(timing, "answer;dur=") || !strings.Contains(timing, "total;dur=") {
+		t.Fatalf("%d Server-Timing %q", rec.Code, timing)
+	}
+}

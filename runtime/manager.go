@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/servcraft/servcraftd/runtime/cgroup"
+	"github.com/servcraft/servcraftd/runtime/phases"
 	"github.com/servcraft/servcraftd/snapshots"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/templates"
@@ -285,6 +286,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string, from
 	if err := m.reserve(s); err != nil {
 		return store.Session{}, err
 	}
+	phases.Mark(ctx, "reserve") // capacity checked, the record written
 	defer func() {
 		if retErr != nil {
 			if err := m.teardown(context.WithoutCancel(ctx), s); err != nil {
@@ -310,6 +312,7 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string, from
 			return s, err
 		}
 	}
+	phases.Mark(ctx, "workspace") // made (or forked) and seeded with the starter's files
 	// The starter's dependencies are copied in while the container starts
 	// (no user code runs before the create answers); a failed build waits
 	// for the copy before it removes the workspace.
@@ -340,13 +343,16 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string, from
 	if err != nil {
 		return s, fmt.Errorf("create container %s: %w", s.ContainerID, err)
 	}
+	phases.Mark(ctx, "container") // containerd's record and rootfs snapshot
 	task, err := container.NewTask(ctx, cio.NullIO)
 	if err != nil {
 		return s, fmt.Errorf("create task %s: %w", s.ContainerID, err)
 	}
+	phases.Mark(ctx, "task") // runc create, through the shim
 	if err := task.Start(ctx); err != nil {
 		return s, fmt.Errorf("start task %s: %w", s.ContainerID, err)
 	}
+	phases.Mark(ctx, "start")
 	spec, err := container.Spec(ctx)
 	if err != nil {
 		return s, fmt.Errorf("spec of %s: %w", s.ContainerID, err)
@@ -359,7 +365,9 @@ func (m *Manager) build(ctx context.Context, sessionID, projectType string, from
 	if err := live.spareFromPidsLimit(); err != nil {
 		return s, err
 	}
+	phases.Mark(ctx, "spawner") // PID 1 listening, placed outside the pids limit
 	missing := lacks()
+	phases.Mark(ctx, "deps") // the starter's dependencies copied in
 	if KindOf(sessionID) == KindPool {
 		if missing != "" {
 			slog.Debug("warm container without starter dependencies", "record", sessionID, "notice", missing)

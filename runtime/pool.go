@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/servcraft/servcraftd/runtime/phases"
 	"github.com/servcraft/servcraftd/snapshots/disk"
 	"github.com/servcraft/servcraftd/snapshots/templates"
 	"github.com/servcraft/servcraftd/store"
@@ -141,6 +142,7 @@ func (m *Manager) claimPooled(ctx context.Context, sessionID, projectType string
 		}
 		s, err := m.adopt(ctx, poolID, sessionID, projectType)
 		if err == nil {
+			phases.Mark(ctx, "adopt") // a warm container renamed, relabelled and seeded
 			return s, true
 		}
 		slog.Warn("warm container unusable; trying the next", "pool", poolID, "err", err)
@@ -263,7 +265,9 @@ func mountFork(ctx context.Context, m *Manager, l *liveSession, s, src store.Ses
 	if err != nil {
 		return err
 	}
+	phases.Mark(ctx, "snapshot") // the source's workspace snapshotted in the warm one's place
 	err = remountWorkspace(l.task.Pid(), s.Workspace)
+	phases.Mark(ctx, "remount")
 	go func() {
 		if derr := discard(context.Background()); derr != nil {
 			slog.Error("delete the warm workspace a fork replaced", "session", s.SessionID, "err", derr)
