@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
 // Paths inside every session container.
@@ -123,7 +125,61 @@ func hardeningOpts(lim SpecLimits, workspaceDir, hostInit string) []oci.SpecOpts
 		withRlimit("RLIMIT_CORE", 0),
 		seccomp.WithDefaultProfile(), // it reads the capabilities set above
 		withoutSyscalls("ptrace", "process_vm_readv", "process_vm_writev"),
+		withoutIoctls(workspace.IoctlSetProject, workspace.IoctlSetFlags, workspace.IoctlSetFlags32),
 	)
+}
+
+// withoutIoctls refuses (with the profile's default errno) the ioctl
+// requests cmds, compared on the 32 bits the kernel reads of them, so a
+// request with high bits set is refused too. These are the ones that move
+// a file out of its workspace's project quota (its project ID, or its
+// folder's inheritance of it). libseccomp lets an unconditional allow of a
+// syscall win over any rule with arguments, so ioctl's allow is replaced
+// by allows of every other request (allowedIoctls).
+func withoutIoctls(cmds ...uint32) oci.SpecOpts {
+	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+		if err := withoutSyscalls("ioctl")(ctx, client, c, s); err != nil {
+			return fmt.Errorf("withoutIoctls: %w", err)
+		}
+		for _, arg := range allowedIoctls(cmds) {
+			s.Linux.Seccomp.Syscalls = append(s.Linux.Seccomp.Syscalls, specs.LinuxSyscall{
+				Names: []string{"ioctl"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{arg},
+			})
+		}
+		return nil
+	}
+}
+
+// allowedIoctls covers every 32-bit ioctl request but the refused ones
+// with masked comparisons of ioctl's second argument, one rule each (a
+// rule compares an argument once; rules add up): walking the bits from the
+// top, each branch no refused request takes is allowed whole. At most 32
+// rules per refused request.
+func allowedIoctls(refused []uint32) []specs.LinuxSeccompArg {
+	var out []specs.LinuxSeccompArg
+	var walk func(mask, value uint32, left []uint32, bit int)
+	walk = func(mask, value uint32, left []uint32, bit int) {
+		if len(left) == 0 {
+			out = append(out, specs.LinuxSeccompArg{Index: 1, Value: uint64(mask), ValueTwo: uint64(value), Op: specs.OpMaskedEqual})
+			return
+		}
+		if bit < 0 {
+			return // a refused request itself
+		}
+		b := uint32(1) << bit
+		var zero, one []uint32
+		for _, cmd := range left {
+			if cmd&b == 0 {
+				zero = append(zero, cmd)
+			} else {
+				one = append(one, cmd)
+			}
+		}
+		walk(mask|b, value, zero, bit-1)
+		walk(mask|b, value|b, one, bit-1)
+	}
+	walk(0, 0, slices.Compact(slices.Sorted(slices.Values(refused))), 31)
+	return out
 }
 
 // withoutSyscalls removes names from every allow rule of the seccomp

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/servcraft/servcraftd/snapshots/workspace"
 )
 
 var testLimits = SpecLimits{MemoryBytes: 512 << 20, CPUQuota: 50000, CPUPeriod: 100000, Pids: 256,
@@ -226,5 +229,55 @@ func TestShimGroups(t *testing.T) {
 	spec = specs.Spec{}
 	if err := withShimGroup("")(context.Background(), nil, nil, &spec); err != nil || len(spec.Annotations) != 0 {
 		t.Fatalf("no group: annotations %v (%v)", spec.Annotations, err)
+	}
+}
+
+// allowedIoctls allows every 32-bit request but the refused ones: each
+// refused one and nothing else is left out, whatever its high bits.
+func TestAllowedIoctlsCoverAllButTheRefused(t *testing.T) {
+	refused := []uint32{workspace.IoctlSetProject, workspace.IoctlSetFlags, workspace.IoctlSetFlags32, workspace.IoctlSetFlags}
+	rules := allowedIoctls(refused)
+	if len(rules) > 32*3 {
+		t.Fatalf("%d rules for 3 refused requests", len(rules))
+	}
+	allowed := func(cmd uint64) bool {
+		n := 0
+		for _, r := range rules {
+			if r.Index != 1 || r.Op != specs.OpMaskedEqual {
+				t.Fatalf("rule %+v", r)
+			}
+			if cmd&r.Value == r.ValueTwo {
+				n++
+			}
+		}
+		if n > 1 {
+			t.Fatalf("request %#x allowed by %d rules: they overlap", cmd, n)
+		}
+		return n == 1
+	}
+	for _, cmd := range refused {
+		if allowed(uint64(cmd)) || allowed(uint64(cmd)|1<<32) || allowed(uint64(cmd)|0xffffffff00000000) {
+			t.Errorf("refused request %#x allowed", cmd)
+		}
+		for bit := range 32 {
+			if near := uint64(cmd ^ 1<<bit); !slices.Contains(refused, uint32(near)) && !allowed(near) {
+				t.Errorf("request %#x (one bit from a refused one) refused", near)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		cmd := rng.Uint64()
+		if want := !slices.Contains(refused, uint32(cmd)); allowed(cmd) != want {
+			t.Fatalf("request %#x: allowed %v, want %v", cmd, !want, want)
+		}
+	}
+	for _, cmd := range []uint64{0x5401 /* TCGETS */, 0x5421 /* FIONBIO */, 0x541b /* FIONREAD */, 0x80086601 /* FS_IOC_GETFLAGS */} {
+		if !allowed(cmd) {
+			t.Errorf("request %#x refused", cmd)
+		}
+	}
+	if rules := allowedIoctls(nil); len(rules) != 1 || rules[0].Value != 0 {
+		t.Fatalf("nothing refused: %+v, want one rule allowing all", rules)
 	}
 }

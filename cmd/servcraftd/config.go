@@ -182,7 +182,7 @@ type config struct {
 	LogFormat         string
 	AllowNoSeccomp    bool
 	RequireDiskFit    bool
-	WorkspaceBackend  string // --workspace-backend: auto, image or btrfs
+	WorkspaceBackend  string // --workspace-backend: auto, image, btrfs or project
 	WorkspacePool     int64  // --workspace-pool: size of the btrfs pool file to make (0: none)
 	PoolReserve       int64  // --workspace-pool-reserve: free room creates keep in the pool
 	Registry          string
@@ -280,8 +280,9 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&rt.SessionsPerShim, "sessions-per-shim", rt.SessionsPerShim, "sessions that share one containerd shim (runc v2 shim groups; 1: a shim per session): "+
 		"a shim costs about 2.5 MiB, and one that dies takes its group's tasks with it")
 	fs.Var(sizeOf(&rt.DiskReserve), "disk-reserve", "free `size` the state filesystem keeps: a create that would cut into it answers 507 host_disk_full")
-	fs.StringVar(&c.WorkspaceBackend, "workspace-backend", c.WorkspaceBackend, "how workspaces are made: auto (btrfs when the state folder is on btrfs or a pool is set or exists, image otherwise), "+
-		"image (an ext4 image per session, allocated in full) or btrfs (a subvolume per session with a qgroup limit; takes what the session writes)")
+	fs.StringVar(&c.WorkspaceBackend, "workspace-backend", c.WorkspaceBackend, "how workspaces are made: auto (btrfs when the state folder is on btrfs or a pool exists; project when its ext4 or XFS enforces project quotas; btrfs when a pool is set; image otherwise), "+
+		"image (an ext4 image per session, allocated in full), btrfs (a subvolume per session with a qgroup limit; takes what the session writes) "+
+		"or project (a folder per session with a project quota, on ext4 or XFS mounted with prjquota; takes what the session writes)")
 	fs.Var(sizeOf(&c.WorkspacePool), "workspace-pool", "`size` of a btrfs pool file (state-dir/workspace-pool.btrfs) allocated in full once and mounted for the workspaces when the state folder is not on btrfs (0: none); an existing pool is used whatever its size")
 	fs.Var(sizeOf(&c.PoolReserve), "workspace-pool-reserve", "free `size` the btrfs workspace pool keeps: a create that would cut into it answers 507 host_disk_full")
 	fs.BoolVar(&c.RequireDiskFit, "require-disk-fit", c.RequireDiskFit, "refuse to start when max-sessions × workspace-size, the caches' budgets and disk-reserve do not fit the state filesystem (default: a warning)")

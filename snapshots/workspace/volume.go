@@ -1,7 +1,7 @@
 // Package workspace manages per-session workspace volumes and safe
 // host-side access to the files in them. A volume is a folder mounted at
 // /workspace in the session's container, nosuid and nodev, whose size is a
-// hard quota that code inside the container cannot exceed. Two backends
+// hard quota that code inside the container cannot exceed. Three backends
 // make them:
 //
 //   - image: an ext4 image per session, every block allocated on the host
@@ -13,6 +13,9 @@
 //     A session takes only what it writes; sessions share the pool, so a full
 //     pool fails writes cleanly (ENOSPC) without touching what anyone wrote,
 //     and a fork is a snapshot.
+//   - project: a folder per session whose project quota is its limit, on an
+//     ext4 or XFS state filesystem mounted with project quotas enforced
+//     (prjquota). A session takes what it writes; a fork copies the files.
 package workspace
 
 import (
@@ -38,7 +41,8 @@ const Owner = 1000
 const (
 	BackendAuto  = "auto"  // btrfs when the root is on btrfs or a pool is configured, image otherwise
 	BackendImage = "image" // ext4 images allocated in full
-	BackendBtrfs = "btrfs" // subvolumes with qgroup limits
+	BackendBtrfs   = "btrfs"   // subvolumes with qgroup limits
+	BackendProject = "project" // folders with project quotas, on ext4 or XFS mounted with prjquota
 )
 
 // Volumes creates and removes workspace volumes under one root folder.
@@ -90,7 +94,7 @@ type options struct {
 }
 
 // WithBackend picks the backend by name (BackendAuto, BackendImage or
-// BackendBtrfs); the default is BackendAuto.
+// BackendBtrfs or BackendProject); the default is BackendAuto.
 func WithBackend(name string) Option { return func(o *options) { o.backend = name } }
 
 // WithPool names the pool file that holds a btrfs filesystem for the
@@ -132,7 +136,19 @@ func pickBackend(ctx context.Context, v *Volumes, o options) (backend, string, e
 	if err != nil {
 		return nil, "", err
 	}
+	projectOK, projectWhy := false, "not tried"
+	if !onBtrfs && (o.backend == BackendAuto || o.backend == BackendProject) {
+		projectOK, projectWhy = projectQuotasEnforced(v.root)
+	}
 	switch o.backend {
+	case BackendProject:
+		if !projectOK {
+			return nil, "", fmt.Errorf("workspace backend project: %s: %s", v.root, projectWhy)
+		}
+		if poolExists {
+			return nil, "", fmt.Errorf("workspace backend project: the pool %s of the btrfs backend exists; its sessions would be lost (destroy them, or remove the pool when none is left)", o.poolFile)
+		}
+		return &projectQuotas{v: v}, "chosen (--workspace-backend project): a folder per session, limited by a project quota", nil
 	case BackendImage:
 		if poolExists {
 			return nil, "", fmt.Errorf("workspace backend image: the pool %s of the btrfs backend exists; its sessions would be lost (destroy them, or remove the pool when none is left)", o.poolFile)
@@ -140,19 +156,21 @@ func pickBackend(ctx context.Context, v *Volumes, o options) (backend, string, e
 		return &images{v: v}, "chosen (--workspace-backend image)", nil
 	case BackendBtrfs, BackendAuto:
 	default:
-		return nil, "", fmt.Errorf("workspace backend %q: want auto, image or btrfs", o.backend)
+		return nil, "", fmt.Errorf("workspace backend %q: want auto, image, btrfs or project", o.backend)
 	}
 	switch {
 	case onBtrfs && !poolExists:
 		b, err := openBtrfs(ctx, v, "", 0)
 		return b, "the workspace folder is on btrfs: a subvolume per session, limited by a qgroup", err
+	case projectOK && !poolExists && o.backend == BackendAuto:
+		return &projectQuotas{v: v}, "the workspace folder's filesystem enforces project quotas: a folder per session, limited by a project quota", nil
 	case o.poolFile != "" && (o.poolSize > 0 || poolExists):
 		b, err := openPool(ctx, v, o)
 		return b, fmt.Sprintf("pool file %s (--workspace-pool): a subvolume per session, limited by a qgroup", o.poolFile), err
 	case o.backend == BackendBtrfs:
 		return nil, "", fmt.Errorf("workspace backend btrfs: %s is not on btrfs and no pool is set (--workspace-pool SIZE)", v.root)
 	}
-	return &images{v: v}, "the workspace folder is not on btrfs and no pool is set (--workspace-pool): an ext4 image allocated in full per session", nil
+	return &images{v: v}, "the workspace folder is not on btrfs, its filesystem enforces no project quotas (" + projectWhy + ") and no pool is set (--workspace-pool): an ext4 image allocated in full per session", nil
 }
 
 // SetReserve makes creates keep reserve() bytes free on the host
@@ -170,7 +188,7 @@ func (v *Volumes) Reserve() int64 {
 	return v.reserve()
 }
 
-// Backend names the backend in use: BackendImage or BackendBtrfs.
+// Backend names the backend in use: BackendImage, BackendBtrfs or BackendProject.
 func (v *Volumes) Backend() string { return v.store.name() }
 
 // Reason says why the backend was chosen.
