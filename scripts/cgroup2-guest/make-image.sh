@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Put the daemon, the spawner, the offline image, the toolchain, the runtime test binary, the
+# Put the daemon, the spawner, the offline image, the toolchain, the runtime and workspace test binaries, the
 # source tree and the boot-time driver into the root filesystem, and make the ext4 disk image
 # from it (mkfs.ext4 -d: no loop mount). Also copies out the guest's kernel and initrd.
 #   W=<work folder> SRC=<checkout, built: make build image> scripts/cgroup2-guest/make-image.sh
@@ -15,6 +15,7 @@ install -m 0755 "$SRC/bin/servcraftd" "$SRC/bin/servcraft-spawner" "$O/"
 cp "$SRC/.servcraft/image/node20.tar" "$O/node20.tar"
 cp -rL "$SRC/.servcraft/toolchain" "$O/toolchain"
 (cd "$SRC" && /usr/local/go/bin/go test -c -o "$O/runtime.test" ./runtime)
+(cd "$SRC" && /usr/local/go/bin/go test -c -o "$O/workspace.test" ./snapshots/workspace)
 # runtimetest looks for go.mod above the working folder.
 (cd "$SRC" && git ls-files -z | xargs -0 tar -cf - 2>/dev/null) | tar -C "$O/src" -xf -
 install -m 0755 "$HERE/guest/boot.sh" "$HERE/guest/run.sh" "$O/"

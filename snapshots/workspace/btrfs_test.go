@@ -222,6 +222,23 @@ func TestBtrfsForkInPlace(t *testing.T) {
 // only errors anyone got are ENOSPC and EDQUOT.
 func TestBtrfsPoolFilledToZeroLosesNothing(t *testing.T) {
 	v := testPool(t, 256<<20, 256<<20, 16<<20)
+	fillToZeroLosesNothing(t, v, func() {
+		pool := filepath.Join(filepath.Dir(v.Root()), "pool.btrfs")
+		if err := unmount(v.Root()); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "btrfs", "-o", "loop,nodiscard", pool, v.Root()).CombinedOutput(); err != nil {
+			t.Fatalf("mount again: %v: %s", err, out)
+		}
+	})
+}
+
+// fillToZeroLosesNothing: one volume of v fills the filesystem to its last
+// byte while three others write and sync; every write that returned
+// success reads back exact after remount (which mounts the filesystem
+// again), and the only errors anyone got are ENOSPC and EDQUOT.
+func fillToZeroLosesNothing(t *testing.T, v *Volumes, remount func()) {
+	t.Helper()
 	ctx := context.Background()
 	ids := []string{"filler", "s1", "s2", "s3"}
 	for _, id := range ids {
@@ -316,13 +333,7 @@ func TestBtrfsPoolFilledToZeroLosesNothing(t *testing.T) {
 		t.Fatalf("create on a full pool: %v, want ErrHostFull", err)
 	}
 	// Read everything back from the disk, not the page cache.
-	pool := filepath.Join(filepath.Dir(v.Root()), "pool.btrfs")
-	if err := unmount(v.Root()); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "btrfs", "-o", "loop,nodiscard", pool, v.Root()).CombinedOutput(); err != nil {
-		t.Fatalf("mount again: %v: %s", err, out)
-	}
+	remount()
 	for _, a := range ok {
 		got, err := os.ReadFile(a.path)
 		if err != nil || !bytes.Equal(got, a.sum) {

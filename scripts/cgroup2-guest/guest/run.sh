@@ -153,6 +153,12 @@ run "$D" gc --yes --state-dir /var/lib/servcraftd --containerd-address /run/cont
 echo "--- warnings and errors of servcraftd"; grep -E '"level":"(WARN|ERROR)"' "$OUT/servcraftd.log"
 echo "CHECKS: $(grep -c '^CHECK PASS' "$OUT/results.log" 2>/dev/null) passed, $(grep -c '^CHECK FAIL' "$OUT/results.log" 2>/dev/null) failed (see results.log)"
 
+section "project-quota workspaces (ext4 prjquota: this kernel has quotas, the build machines' lacks them)"
+(cd /opt/cg2/src/snapshots/workspace && /opt/cg2/workspace.test -test.v -test.count=1 -test.run 'Project' > "$OUT/workspace-test.log" 2>&1)
+echo "workspace.test exit $?"
+grep -E '^\s*--- (PASS|FAIL|SKIP)|^(PASS|FAIL|ok)|^panic' "$OUT/workspace-test.log"
+v "project-quota backend tests pass, none skipped" bash -c '! grep -qE "^\s*--- (FAIL|SKIP)" "$1" && grep -q "^--- PASS: TestProjectQuotaVolume" "$1"' _ "$OUT/workspace-test.log"
+
 if [ -e /mnt/host/SKIP_GO_TESTS ]; then echo "runtime tests skipped (SKIP_GO_TESTS)"; exit 0; fi
 section "runtime integration tests"
 cd /opt/cg2/src/runtime
