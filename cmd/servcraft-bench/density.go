@@ -61,6 +61,7 @@ func (d densityStudy) run(ctx context.Context) ([]result, error) {
 		return nil, err
 	}
 	var creates []time.Duration
+	var phaseRuns []map[string]time.Duration // each create's Server-Timing phases
 	var ids []string
 	checkpoints := []int{10, 100, d.n}
 	start := time.Now()
@@ -71,6 +72,7 @@ func (d densityStudy) run(ctx context.Context) ([]result, error) {
 			return nil, fmt.Errorf("create session %d of %d: %w", i+1, d.n, err)
 		}
 		creates = append(creates, t)
+		phaseRuns = append(phaseRuns, serverTiming(b.lastTiming))
 		ids = append(ids, b.prefix+"-"+name)
 		if alive := i + 1; len(checkpoints) > 0 && alive == checkpoints[0] {
 			for len(checkpoints) > 0 && checkpoints[0] <= alive {
@@ -78,6 +80,7 @@ func (d densityStudy) run(ctx context.Context) ([]result, error) {
 			}
 			window := creates[max(0, alive-20):]
 			out = append(out, stats(fmt.Sprintf("create at %d sessions (last %d)", alive, len(window)), window, nil, ""))
+			out = append(out, phaseStats(fmt.Sprintf("create at %d sessions", alive), phaseRuns[max(0, alive-20):])...)
 			probe, err := d.probe(ctx, alive)
 			if err != nil {
 				return nil, err
@@ -358,4 +361,36 @@ func smapsField(file, key string) uint64 {
 		}
 	}
 	return 0
+}
+
+// createPhases are the phases of a cold create's Server-Timing, in order.
+var createPhases = []string{"parse", "reserve", "workspace", "container", "task", "start", "spawner", "deps", "answer"}
+
+// phaseStats is a row per phase of createPhases: where the time of runs
+// (each a create's phases) goes.
+func phaseStats(name string, runs []map[string]time.Duration) []result {
+	var out []result
+	for _, phase := range createPhases {
+		var ds []time.Duration
+		for _, r := range runs {
+			ds = append(ds, r[phase])
+		}
+		out = append(out, stats(fmt.Sprintf("  %s: phase %s", name, phase), ds, nil, ""))
+	}
+	return out
+}
+
+// serverTiming reads a Server-Timing header ("name;dur=ms, ...").
+func serverTiming(header string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, part := range strings.Split(header, ",") {
+		name, dur, ok := strings.Cut(strings.TrimSpace(part), ";dur=")
+		if !ok {
+			continue
+		}
+		if ms, err := strconv.ParseFloat(dur, 64); err == nil {
+			out[name] = time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	return out
 }

@@ -32,6 +32,7 @@ type result struct {
 }
 
 type bench struct {
+	lastTiming string // the Server-Timing header of the last answer
 	url, coldURL       string
 	noRunnersURL       string
 	client             *http.Client
@@ -638,6 +639,7 @@ func (b *bench) call(ctx context.Context, base, method, path string, body any, w
 	data, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	d := time.Since(start)
+	b.lastTiming = resp.Header.Get("Server-Timing")
 	if resp.StatusCode != want {
 		return 0, fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, data)
 	}

@@ -24,3 +24,13 @@ func TestPercentiles(t *testing.T) {
 		t.Fatalf("ratio %v", r.Ratio)
 	}
 }
+
+func TestServerTimingParses(t *testing.T) {
+	got := serverTiming("parse;dur=0.052, task;dur=61.5, total;dur=120")
+	if got["parse"] != 52*time.Microsecond || got["task"] != 61500*time.Microsecond || got["total"] != 120*time.Millisecond || len(got) != 3 {
+		t.Fatalf("%v", got)
+	}
+	if len(serverTiming("")) != 0 || len(serverTiming("junk, x;dur=nope")) != 0 {
+		t.Fatal("junk parsed")
+	}
+}
