@@ -90,7 +90,7 @@ func WriteFileUnflushed(dir, rel string, data []byte, perm fs.FileMode) (flush f
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(dir, rel, data, perm); err != nil {
+	if err := quotaBound(func() error { return writeFile(dir, rel, data, perm) }); err != nil {
 		fl.close()
 		return nil, err
 	}

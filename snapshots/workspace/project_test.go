@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,12 +111,19 @@ func TestProjectQuotaVolume(t *testing.T) {
 	if p, err := projectOf(filepath.Join(dir, "sub")); err != nil || p != project {
 		t.Fatalf("a subfolder's project %d, %v", p, err)
 	}
-	// Past the quota the writer gets EDQUOT (root too: the quota is a hard limit for everyone).
-	err = os.WriteFile(filepath.Join(dir, "big"), make([]byte, 20<<20), 0o644)
+	// Past the quota a writer gets EDQUOT: the daemon's own writes too
+	// (WriteFile drops the capability that lets root past ext4 quotas).
+	err = quotaBound(func() error { return os.WriteFile(filepath.Join(dir, "big"), make([]byte, 20<<20), 0o644) })
 	if !errors.Is(err, syscall.EDQUOT) && !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("write past the quota: %v, want EDQUOT", err)
 	}
 	_ = os.Remove(filepath.Join(dir, "big"))
+	if err := WriteFile(dir, "big", make([]byte, 20<<20), 0o644); !errors.Is(err, ErrFull) {
+		t.Fatalf("WriteFile past the quota: %v, want ErrFull", err)
+	}
+	if _, err := Sync(dir, []Entry{{Path: "big2", Data: make([]byte, 20<<20)}}, false); !errors.Is(err, ErrFull) {
+		t.Fatalf("Sync past the quota: %v, want ErrFull", err)
+	}
 	used, total, err := v.Usage("vol1")
 	if err != nil || total != 16<<20 || used < 4<<20 || used > 5<<20 {
 		t.Fatalf("usage %d of %d (%v), want about 4 MiB of 16 MiB", used, total, err)
@@ -185,5 +194,42 @@ func TestProjectBackendNeedsEnforcedQuotas(t *testing.T) {
 	v, err := NewVolumes(context.Background(), filepath.Join(root, "w2"), 16<<20)
 	if err != nil || v.Backend() == BackendProject {
 		t.Fatalf("auto without quotas: %v %v", v, err)
+	}
+}
+
+// quotaBound's function runs on a thread without CAP_SYS_RESOURCE; the
+// caller's threads keep it.
+func TestQuotaBoundDropsTheQuotaBypass(t *testing.T) {
+	testneeds.Root(t)
+	capEff := func() uint64 {
+		b, err := os.ReadFile("/proc/thread-self/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+				var n uint64
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatal("no CapEff")
+		return 0
+	}
+	const sysResource = 1 << 24 // CAP_SYS_RESOURCE
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := capEff() // some hosts' root lacks CAP_SYS_RESOURCE already
+	var inside uint64
+	if err := quotaBound(func() error { inside = capEff(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inside != before&^sysResource {
+		t.Fatalf("CapEff %#x inside, %#x before: want exactly CAP_SYS_RESOURCE dropped", inside, before)
+	}
+	if after := capEff(); after != before {
+		t.Fatalf("CapEff %#x after, %#x before: the caller's thread changed", after, before)
 	}
 }

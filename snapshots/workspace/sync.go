@@ -119,7 +119,10 @@ func Sync(dir string, entries []Entry, replace bool) (SyncResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res, err = syncEntries(dir, entries, replace)
+	err = quotaBound(func() (err error) {
+		res, err = syncEntries(dir, entries, replace)
+		return err
+	})
 	if err != nil {
 		fl.close()
 		return res, err
