@@ -32,7 +32,7 @@ type result struct {
 }
 
 type bench struct {
-	lastTiming string // the Server-Timing header of the last answer
+	lastTiming         string // the Server-Timing header of the last answer
 	url, coldURL       string
 	noRunnersURL       string
 	client             *http.Client

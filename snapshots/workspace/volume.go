@@ -39,8 +39,8 @@ const Owner = 1000
 
 // Backend names.
 const (
-	BackendAuto  = "auto"  // btrfs when the root is on btrfs or a pool is configured, image otherwise
-	BackendImage = "image" // ext4 images allocated in full
+	BackendAuto    = "auto"    // btrfs when the root is on btrfs or a pool is configured, image otherwise
+	BackendImage   = "image"   // ext4 images allocated in full
 	BackendBtrfs   = "btrfs"   // subvolumes with qgroup limits
 	BackendProject = "project" // folders with project quotas, on ext4 or XFS mounted with prjquota
 )
