@@ -39,7 +39,7 @@ const Owner = 1000
 
 // Backend names.
 const (
-	BackendAuto    = "auto"    // btrfs when the root is on btrfs or a pool is configured, image otherwise
+	BackendAuto    = "auto"    // btrfs on btrfs or an existing pool, project where quotas are enforced, a new pool when one is set, else image
 	BackendImage   = "image"   // ext4 images allocated in full
 	BackendBtrfs   = "btrfs"   // subvolumes with qgroup limits
 	BackendProject = "project" // folders with project quotas, on ext4 or XFS mounted with prjquota
