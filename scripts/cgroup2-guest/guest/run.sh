@@ -6,7 +6,7 @@ set -u
 OUT=${OUT:-/opt/cg2/out}
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 B=http://127.0.0.1:8080
-D=/opt/cg2/servcraftd
+D=${D:-/opt/cg2/servcraftd}
 DARGS=(--listen 127.0.0.1:8080 --state-dir /var/lib/servcraftd --containerd-address /run/containerd/containerd.sock
   --fallback-archive /opt/cg2/node20.tar --toolchain-dir /opt/cg2/toolchain --pull=false --pool-size 1 --log-format json)
 NS=servcraft
@@ -55,6 +55,44 @@ start_daemon() {
   echo "not ready after 120s"; return 1
 }
 
+start_containerd() {
+  for i in $(seq 1 60); do [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1 && break; systemctl start containerd; sleep 1; done
+  run systemctl is-active containerd
+}
+# A daemon whose state folder is on ext4 mounted with project quotas picks
+# the project backend; a session's writes stop at its quota inside the
+# sandbox and through the API, and a fork copies its files.
+project_checks() {
+  section "project-quota workspaces end to end (state folder on ext4 with prjquota)"
+  local prj=/var/lib/servcraftd-prj img=/var/tmp/servcraftd-prj.ext4 saved=("${DARGS[@]}")
+  truncate -s 2G "$img" && mkfs.ext4 -q -F -O quota,project -E quotatype=prjquota "$img" && mkdir -p "$prj" && mount -o loop,prjquota "$img" "$prj"
+  v "ext4 with project quotas mounted" mountpoint -q "$prj"
+  DARGS=(--listen 127.0.0.1:8080 --state-dir "$prj" --containerd-address /run/containerd/containerd.sock --namespace servcraft-prj
+    --fallback-archive /opt/cg2/node20.tar --toolchain-dir /opt/cg2/toolchain --pull=false --pool-size 1 --log-format json --workspace-size 64MiB
+    --disk-reserve 128MiB --dep-cache-size 256MiB --npm-cache-size 256MiB) # the reserve a create keeps fits the 2 GiB filesystem
+  start_daemon || echo "CHECK FAIL: servcraftd start on the project backend"
+  v "the daemon chose the project backend" grep -q '"msg":"workspaces","backend":"project"' "$OUT/servcraftd.log"
+  api POST /api/playground/container '{"sessionId":"q1","projectType":"js"}'
+  v "create q1" jqt '.success == true'
+  shell q1 'dd if=/dev/zero of=big bs=4k count=25600 2>&1; sync; echo rc=$?'
+  v "a writer in the sandbox stops at the quota (EDQUOT)" jqt '.output | test("quota exceeded")'
+  api GET "/api/playground/container?sessionId=q1"
+  v "usage near the 64 MiB quota" jqt '.usage.workspaceLimitBytes == 67108864 and .usage.workspaceBytes > 50000000 and .usage.workspaceBytes <= 67108864'
+  api POST /api/playground/sync "$(jq -nc --arg c "$(head -c 100000 /dev/zero | tr '\0' x)" '{sessionId:"q1",files:[{name:"more.txt",type:"file",content:$c}]}')"
+  v "a sync past the quota is refused (workspace_full), not written past it" jqt '.code == "workspace_full"'
+  shell q1 'rm -f big; echo after > after.txt && cat after.txt'
+  v "usable again after the clean-up" jqt '.output == "after\n"'
+  api POST /api/playground/container '{"sessionId":"q2","from":"q1"}'
+  v "fork q1 into q2" jqt '.success == true'
+  shell q2 'cat after.txt'
+  v "the fork holds q1's files" jqt '.output == "after\n"'
+  for s in q1 q2; do api DELETE "/api/playground/container?sessionId=$s"; v "destroy $s" jqt '.success == true'; done
+  v "no workspace left but the warm container's" bash -c '[ "$(ls -A "$1/workspaces" | wc -l)" = 1 ]' _ "$prj"
+  kill -TERM $DPID; wait $DPID; echo "servcraftd exit $?"
+  umount "$prj"; rm -f "$img"
+  DARGS=("${saved[@]}")
+}
+if [ -n "${PROJECT_ONLY:-}" ]; then start_containerd; project_checks; exit 0; fi
 
 section "guest system"
 run uname -r
@@ -65,8 +103,7 @@ run stat -fc %T /sys/fs/cgroup
 run cat /sys/fs/cgroup/cgroup.controllers
 v "cgroup v2 only (cgroup2fs at /sys/fs/cgroup)" [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]
 for c in cpu memory pids; do v "controller $c available" grep -qw $c /sys/fs/cgroup/cgroup.controllers; done
-for i in $(seq 1 60); do [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1 && break; systemctl start containerd; sleep 1; done
-run systemctl is-active containerd
+start_containerd
 
 section "start servcraftd"
 start_daemon || { echo "CHECK FAIL: servcraftd start"; tail -50 "$OUT/servcraftd.log"; }
@@ -151,6 +188,7 @@ v "t1's cgroup is gone" bash -c '[ ! -d "$1" ]' _ "$CG1"
 kill -TERM $DPID; wait $DPID; echo "servcraftd exit $?"
 run "$D" gc --yes --state-dir /var/lib/servcraftd --containerd-address /run/containerd/containerd.sock
 echo "--- warnings and errors of servcraftd"; grep -E '"level":"(WARN|ERROR)"' "$OUT/servcraftd.log"
+project_checks
 echo "CHECKS: $(grep -c '^CHECK PASS' "$OUT/results.log" 2>/dev/null) passed, $(grep -c '^CHECK FAIL' "$OUT/results.log" 2>/dev/null) failed (see results.log)"
 
 section "project-quota workspaces (ext4 prjquota: this kernel has quotas, the build machines' lacks them)"
