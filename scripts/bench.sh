@@ -26,6 +26,18 @@ stop() { # the daemons first: they leave etcd on their way out
 	fi
 }
 trap stop EXIT
+# A daemon's folder whose workspaces are a btrfs pool file: the pool
+# unmounted and its file removed (pool_gone DIR), or a fresh folder
+# (pool_fresh DIR).
+pool_gone() {
+	if mountpoint -q "$1/workspaces"; then umount "$1/workspaces"; fi
+	rm -f "$1/workspace-pool.btrfs"
+}
+pool_fresh() {
+	pool_gone "$1"
+	rm -rf "$1"
+	mkdir -p "$1"
+}
 
 # Every workspace of the image backend is allocated in full at create:
 # 256 MiB each (not the 1 GiB default) keeps the run's 40-odd sessions
@@ -56,13 +68,10 @@ if ((density > 0)); then
 	dense="$STATE/bench-dense"
 	stop_dense() {
 		stop
-		if mountpoint -q "$dense/workspaces"; then umount "$dense/workspaces"; fi
-		rm -f "$dense/workspace-pool.btrfs"
+		pool_gone "$dense"
 	}
 	trap stop_dense EXIT
-	if mountpoint -q "$dense/workspaces"; then umount "$dense/workspaces"; fi
-	rm -rf "$dense"
-	mkdir -p "$dense"
+	pool_fresh "$dense"
 	size="${BENCH_DENSITY_WORKSPACE:-1GiB}" # the daemon's default, over start's 256 MiB
 	start dense "$DENSE_LISTEN" --pool-size 0 --max-sessions $((density + 10)) --workspace-size "$size" \
 		--workspace-backend btrfs --workspace-pool "${BENCH_DENSITY_POOL:-24GiB}" --idle-timeout 2h
@@ -80,12 +89,10 @@ fi
 pooled="$STATE/bench-pool"
 stop_pooled() {
 	stop
-	if mountpoint -q "$pooled/workspaces"; then umount "$pooled/workspaces"; fi
-	rm -f "$pooled/workspace-pool.btrfs"
+	pool_gone "$pooled"
 }
 trap stop_pooled EXIT
-if mountpoint -q "$pooled/workspaces"; then umount "$pooled/workspaces"; fi
-rm -rf "$pooled"
+pool_fresh "$pooled"
 start pool "$POOL_LISTEN" --pool-size 4 --workspace-backend btrfs --workspace-pool 4GiB
 start cold "$COLD_LISTEN" --pool-size 0
 start norunners "$NORUN_LISTEN" --pool-size 0 --runners=false

@@ -148,8 +148,13 @@ func (b *btrfsVolumes) limit(ctx context.Context, id, mnt string) error {
 
 // admit refuses a new volume, with disk.ErrHostFull, when the filesystem
 // has no more free than its reserve.
-func (b *btrfsVolumes) admit() error {
-	sp, reserve, err := b.space()
+func (b *btrfsVolumes) admit() error { return admitOn(b.space) }
+
+// admitOn refuses a new volume of a backend that takes what its sessions
+// write, with disk.ErrHostFull, when space says the filesystem has no more
+// free than its reserve.
+func admitOn(space func() (disk.Space, int64, error)) error {
+	sp, reserve, err := space()
 	if err != nil {
 		return err
 	}

@@ -19,18 +19,25 @@ import (
 	"github.com/servcraft/servcraftd/snapshots/disk"
 )
 
+// needRootAnd needs root and the program tool (of Debian's package pkg):
+// missing, it fails under CI=true and skips elsewhere.
+func needRootAnd(t *testing.T, tool, pkg string) {
+	t.Helper()
+	testneeds.Root(t)
+	if _, err := exec.LookPath(tool); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s missing (apt-get install %s)", tool, pkg)
+		}
+		t.Skipf("%s missing (apt-get install %s)", tool, pkg)
+	}
+}
+
 // testPool is a btrfs backend on a pool file of poolSize under a new
 // folder, volumes of size bytes. It needs root and btrfs-progs: missing,
 // it fails under CI=true and skips elsewhere.
 func testPool(t *testing.T, poolSize, size, reserve int64) *Volumes {
 	t.Helper()
-	testneeds.Root(t)
-	if _, err := exec.LookPath("mkfs.btrfs"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.btrfs missing (apt-get install btrfs-progs)")
-		}
-		t.Skip("mkfs.btrfs missing (apt-get install btrfs-progs)")
-	}
+	needRootAnd(t, "mkfs.btrfs", "btrfs-progs")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "workspaces")
 	v, err := NewVolumes(context.Background(), root, size, WithPool(filepath.Join(dir, "pool.btrfs"), poolSize, reserve))

@@ -86,17 +86,7 @@ func (p *projectQuotas) usage(id, mnt string) (used, total int64, err error) {
 
 // admit refuses a new volume, with disk.ErrHostFull, when the filesystem
 // has no more free than its reserve.
-func (p *projectQuotas) admit() error {
-	sp, reserve, err := p.space()
-	if err != nil {
-		return err
-	}
-	if sp.Free < reserve {
-		return fmt.Errorf("no room for a new workspace: the state filesystem has %s free and keeps %s in reserve: %w",
-			disk.Format(sp.Free), disk.Format(reserve), disk.ErrHostFull)
-	}
-	return nil
-}
+func (p *projectQuotas) admit() error { return admitOn(p.space) }
 
 func (p *projectQuotas) space() (disk.Space, int64, error) {
 	sp, err := disk.Stat(p.v.root)

@@ -25,13 +25,7 @@ import (
 // (scripts/cgroup2-guest), a stock Debian 12 kernel.
 func testProjectFS(t *testing.T, fsSize int64) (string, func()) {
 	t.Helper()
-	testneeds.Root(t)
-	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mkfs.ext4 missing (apt-get install e2fsprogs)")
-		}
-		t.Skip("mkfs.ext4 missing (apt-get install e2fsprogs)")
-	}
+	needRootAnd(t, "mkfs.ext4", "e2fsprogs")
 	dir := t.TempDir()
 	img, mnt := filepath.Join(dir, "fs.ext4"), filepath.Join(dir, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
