@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"fmt"
-	"os"
 	goruntime "runtime"
 
 	"golang.org/x/sys/unix"
@@ -15,8 +14,10 @@ import (
 // container's mount namespace and the clone is moved onto it. A process
 // whose working folder was the old /workspace keeps it; every run starts
 // in /workspace by path and gets dir. Only a warm container, where no user
-// code has run, is remounted (a fork onto the warm pool).
-func remountWorkspace(pid uint32, dir string) error {
+// code has run, is remounted (a fork onto the warm pool). The namespace is
+// entered through a pidfd that alive confirms (once it is open) is still
+// the container's PID 1, so a PID reused by another process is never entered.
+func remountWorkspace(pid uint32, dir string, alive func() error) error {
 	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return fmt.Errorf("clone the mount of %s: %w", dir, err)
@@ -26,11 +27,14 @@ func remountWorkspace(pid uint32, dir string) error {
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 		return fmt.Errorf("make the mount of %s nosuid and nodev: %w", dir, err)
 	}
-	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	pidfd, err := unix.PidfdOpen(int(pid), 0)
 	if err != nil {
-		return fmt.Errorf("open the mount namespace of pid %d: %w", pid, err)
+		return fmt.Errorf("open pid %d: %w", pid, err)
 	}
-	defer ns.Close()
+	defer unix.Close(pidfd)
+	if err := alive(); err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		// The thread never comes back to the host's namespace: it stays
@@ -42,7 +46,7 @@ func remountWorkspace(pid uint32, dir string) error {
 			errc <- fmt.Errorf("unshare the thread's root and working folder: %w", err)
 			return
 		}
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
+		if err := unix.Setns(pidfd, unix.CLONE_NEWNS); err != nil {
 			errc <- fmt.Errorf("enter the mount namespace of pid %d: %w", pid, err)
 			return
 		}

@@ -172,6 +172,9 @@ func forkPooled(ctx context.Context, m *Manager, sessionID string, src store.Ses
 	if m.cfg.PoolSize <= 0 || !m.vols.ForksInPlace() {
 		return store.Session{}, false, nil
 	}
+	if _, err := os.Stat(m.vols.Dir(src.UUID)); err != nil {
+		return store.Session{}, false, fmt.Errorf("fork from session %q: its workspace is gone: %w", src.SessionID, errdefs.ErrNotFound)
+	}
 	defer m.pool.refill()
 	poolID, ok := m.pool.pop()
 	if !ok {
@@ -182,7 +185,7 @@ func forkPooled(ctx context.Context, m *Manager, sessionID string, src store.Ses
 		return s, true, nil
 	}
 	dropAdopted(context.WithoutCancel(ctx), m, sessionID, poolID)
-	if errdefs.IsNotFound(err) || errors.Is(err, disk.ErrHostFull) {
+	if errors.Is(err, disk.ErrHostFull) {
 		return store.Session{}, false, err
 	}
 	slog.Warn("fork onto a warm container failed; making its own", "pool", poolID, "err", err)
@@ -255,25 +258,30 @@ func adoptFork(ctx context.Context, m *Manager, poolID, sessionID string, src st
 }
 
 // mountFork puts a snapshot of src's workspace in the place of s's and
-// moves s's container onto it; the warm workspace it held is deleted in
-// the background.
+// moves s's container onto it, then deletes the warm workspace it held
+// (a teardown after a failure deletes it instead).
 func mountFork(ctx context.Context, m *Manager, l *liveSession, s, src store.Session) error {
 	discard, err := m.vols.ForkInPlace(ctx, src.UUID, s.UUID)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = fmt.Errorf("fork from session %q: its workspace is gone: %w", src.SessionID, errdefs.ErrNotFound)
-	}
 	if err != nil {
 		return err
 	}
 	phases.Mark(ctx, "snapshot") // the source's workspace snapshotted in the warm one's place
-	err = remountWorkspace(l.task.Pid(), s.Workspace)
-	phases.Mark(ctx, "remount")
-	go func() {
-		if derr := discard(context.Background()); derr != nil {
-			slog.Error("delete the warm workspace a fork replaced", "session", s.SessionID, "err", derr)
+	alive := func() error {
+		st, err := l.task.Status(ctx)
+		if err == nil && st.Status != containerd.Running {
+			err = fmt.Errorf("warm container's task is %s", st.Status)
 		}
-	}()
-	return err
+		return err
+	}
+	if err := remountWorkspace(l.task.Pid(), s.Workspace, alive); err != nil {
+		return err
+	}
+	phases.Mark(ctx, "remount")
+	if err := discard(context.WithoutCancel(ctx)); err != nil {
+		slog.Error("delete the warm workspace a fork replaced", "session", s.SessionID, "err", err)
+	}
+	phases.Mark(ctx, "discard")
+	return nil
 }
 
 // relabelAdopted gives an adopted container the labels of its session, in

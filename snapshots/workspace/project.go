@@ -214,8 +214,9 @@ func projectQuotasEnforced(dir string) (bool, string) {
 	if st.Type != unix.EXT4_SUPER_MAGIC && st.Type != unix.XFS_SUPER_MAGIC {
 		return false, "not ext4 or XFS"
 	}
-	// struct fs_quota_statv: s8 version, u8 pad, u16 flags, ... (80 bytes in all).
-	var statv [80]byte
+	// struct fs_quota_statv: s8 version, u8 pad, u16 flags, ... (160 bytes
+	// in all, which the kernel writes whole; room to spare).
+	var statv [256]byte
 	statv[0] = 1 // FS_QSTATV_VERSION1
 	err := quotactl(dir, qcmd(qXGetQStatV, prjQuota), 0, unsafe.Pointer(&statv))
 	switch {

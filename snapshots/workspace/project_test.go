@@ -227,3 +227,24 @@ func TestQuotaBoundDropsTheQuotaBypass(t *testing.T) {
 		t.Fatalf("CapEff %#x after, %#x before: the caller's thread changed", after, before)
 	}
 }
+
+// A folder that holds image-backend workspaces stays on images: auto
+// does not switch it, and the project backend by name refuses it.
+func TestHoldsImagesKeepsTheImageBackend(t *testing.T) {
+	root := t.TempDir()
+	if holdsImages(root) {
+		t.Fatal("an empty folder holds images")
+	}
+	if err := os.MkdirAll(filepath.Join(root, "some-uuid"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "some-uuid", "workspace.ext4"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !holdsImages(root) {
+		t.Fatal("a folder with a workspace image does not hold images")
+	}
+	if _, err := NewVolumes(context.Background(), root, 16<<20, WithBackend(BackendProject)); err == nil || !strings.Contains(err.Error(), "image-backend workspaces") {
+		t.Fatalf("project backend over images: %v", err)
+	}
+}

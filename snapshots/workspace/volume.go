@@ -142,6 +142,9 @@ func pickBackend(ctx context.Context, v *Volumes, o options) (backend, string, e
 	}
 	switch o.backend {
 	case BackendProject:
+		if holdsImages(v.root) {
+			return nil, "", fmt.Errorf("workspace backend project: %s holds image-backend workspaces; their sessions would be lost (destroy them first)", v.root)
+		}
 		if !projectOK {
 			return nil, "", fmt.Errorf("workspace backend project: %s: %s", v.root, projectWhy)
 		}
@@ -162,7 +165,7 @@ func pickBackend(ctx context.Context, v *Volumes, o options) (backend, string, e
 	case onBtrfs && !poolExists:
 		b, err := openBtrfs(ctx, v, "", 0)
 		return b, "the workspace folder is on btrfs: a subvolume per session, limited by a qgroup", err
-	case projectOK && !poolExists && o.backend == BackendAuto:
+	case projectOK && !poolExists && o.backend == BackendAuto && !holdsImages(v.root):
 		return &projectQuotas{v: v}, "the workspace folder's filesystem enforces project quotas: a folder per session, limited by a project quota", nil
 	case o.poolFile != "" && (o.poolSize > 0 || poolExists):
 		b, err := openPool(ctx, v, o)
@@ -171,6 +174,13 @@ func pickBackend(ctx context.Context, v *Volumes, o options) (backend, string, e
 		return nil, "", fmt.Errorf("workspace backend btrfs: %s is not on btrfs and no pool is set (--workspace-pool SIZE)", v.root)
 	}
 	return &images{v: v}, "the workspace folder is not on btrfs, its filesystem enforces no project quotas (" + projectWhy + ") and no pool is set (--workspace-pool): an ext4 image allocated in full per session", nil
+}
+
+// holdsImages reports whether root holds workspaces of the image backend:
+// a folder with quotas that already serves images stays on them.
+func holdsImages(root string) bool {
+	found, _ := filepath.Glob(filepath.Join(root, "*", "workspace.ext4"))
+	return len(found) > 0
 }
 
 // SetReserve makes creates keep reserve() bytes free on the host
